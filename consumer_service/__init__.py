@@ -1,0 +1,1 @@
+"""Consumer: decides queued requests per event under a fenced Redis lock."""

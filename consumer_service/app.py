@@ -1,0 +1,72 @@
+"""Composition root of the consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer
+
+from ticketing_common import logs
+from ticketing_common.db import create_pool
+from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.kafka import new_producer, start_with_retry
+from ticketing_common.locks import EventLocks
+
+from .applier import Applier
+from .settings import ConsumerSettings
+from .worker import BatchProcessor, ConsumeLoop
+
+# The consumer serves health checking only; its work comes from Kafka.
+SERVICES = ("ticketing.v1.ConsumerService",)
+
+
+async def run(settings: ConsumerSettings) -> None:
+    logs.configure("consumer_service", settings.server.log_level)
+    instance = settings.server.instance_id
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
+        stack.push_async_callback(pool.close)
+        redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
+                                            socket_connect_timeout=5)
+        stack.push_async_callback(redis_client.aclose)
+        producer = new_producer(settings.kafka.bootstrap, client_id=f"consumer-{instance}")
+        await start_with_retry(producer)
+        stack.push_async_callback(producer.stop)
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka.bootstrap,
+            group_id=settings.kafka.consumer_group,
+            client_id=f"consumer-{instance}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.max_batch,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        processor = BatchProcessor(
+            applier=Applier(pool),
+            locks=EventLocks(redis_client, owner=instance, ttl_ms=settings.lock_ttl_ms),
+            producer=producer,
+            results_topic=settings.kafka.results_topic,
+            lock_wait_s=settings.lock_wait_s,
+        )
+        loop = ConsumeLoop(consumer, processor, max_batch=settings.max_batch,
+                           poll_timeout_ms=settings.poll_timeout_ms,
+                           retry_backoff_s=settings.retry_backoff_s)
+        consumer.subscribe([settings.kafka.requests_topic], listener=loop)
+        await start_with_retry(consumer)
+        # Leaves the group last (stack order), after the final commit.
+        stack.push_async_callback(consumer.stop)
+
+        server = Server("consumer_service", settings.server.host, settings.server.port,
+                        settings.server.shutdown_grace_s)
+        await server.start(SERVICES)
+        async with asyncio.TaskGroup() as group:
+            worker = group.create_task(loop.run())
+            await wait_for_signal()
+            # Finish the batch in hand and its commit, then stop polling.
+            loop.stop()
+            await worker
+        await server.stop(SERVICES)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ticketing_common.config import Env, KafkaSettings, ServerSettings, postgres_dsn, redis_url
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    server: ServerSettings
+    kafka: KafkaSettings
+    postgres_dsn: str
+    redis_url: str
+    max_batch: int = 1_000
+    poll_timeout_ms: int = 100
+    # The lock must outlive a batch by far; fencing covers the case where it does not.
+    lock_ttl_ms: int = 10_000
+    lock_wait_s: float = 5.0
+    retry_backoff_s: float = 0.5
+    pool_size: int = 6
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> ConsumerSettings:
+        env = env or Env()
+        return cls(
+            server=ServerSettings.from_env(env, default_port=50081),
+            kafka=KafkaSettings.from_env(env),
+            postgres_dsn=postgres_dsn(env),
+            redis_url=redis_url(env),
+            max_batch=env.int("CONSUMER_MAX_BATCH", cls.max_batch, minimum=1),
+            poll_timeout_ms=env.int("CONSUMER_POLL_TIMEOUT_MS", cls.poll_timeout_ms, minimum=1),
+            lock_ttl_ms=env.int("LOCK_TTL_MS", cls.lock_ttl_ms, minimum=100),
+            lock_wait_s=env.float("LOCK_WAIT_S", cls.lock_wait_s, minimum=0.01),
+            retry_backoff_s=env.float("CONSUMER_RETRY_BACKOFF_S", cls.retry_backoff_s, minimum=0),
+            pool_size=env.int("PG_POOL_SIZE", cls.pool_size, minimum=1),
+        )

@@ -1,0 +1,1 @@
+"""Gateway: validates ``Reserve`` calls, appends them to Kafka, answers QUEUED."""

@@ -1,0 +1,45 @@
+"""Composition root of the gateway."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
+from ticketing_common import logs
+from ticketing_common.db import create_pool
+from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.kafka import new_producer, start_with_retry
+
+from .events import EventDirectory
+from .servicer import GatewayServicer
+from .settings import GatewaySettings
+
+SERVICES = ("ticketing.v1.GatewayService",)
+
+
+async def run(settings: GatewaySettings) -> None:
+    logs.configure("gateway", settings.server.log_level)
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=4)
+        stack.push_async_callback(pool.close)
+        producer = new_producer(settings.kafka.bootstrap,
+                                client_id=f"gateway-{settings.server.instance_id}",
+                                linger_ms=settings.producer_linger_ms)
+        await start_with_retry(producer)
+        # Closed after the server stopped: flushes whatever is still in flight.
+        stack.push_async_callback(producer.stop)
+
+        server = Server("gateway", settings.server.host, settings.server.port,
+                        settings.server.shutdown_grace_s)
+        pb_grpc.add_GatewayServiceServicer_to_server(
+            GatewayServicer(
+                events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),
+                producer=producer,
+                requests_topic=settings.kafka.requests_topic,
+                publish_timeout_s=settings.publish_timeout_s,
+            ),
+            server.grpc,
+        )
+        await server.start(SERVICES)
+        await wait_for_signal()
+        await server.stop(SERVICES)

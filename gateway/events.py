@@ -1,0 +1,59 @@
+"""Which events exist, without a database round trip per call.
+
+Events are never deleted, so a known event is cached for the life of the
+process. An unknown id is remembered briefly, so a flood of calls for a bad id
+costs one query per TTL, and concurrent misses for one id share one query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+
+
+class EventDirectory:
+    def __init__(self, pool: asyncpg.Pool, *, unknown_ttl_s: float) -> None:
+        self._pool = pool
+        self._unknown_ttl_s = unknown_ttl_s
+        self._known: set[str] = set()
+        self._unknown_until: dict[str, float] = {}
+        self._inflight: dict[str, asyncio.Future[bool]] = {}
+
+    async def exists(self, event_id: str) -> bool:
+        if event_id in self._known:
+            return True
+        until = self._unknown_until.get(event_id)
+        if until is not None and until > time.monotonic():
+            return False
+        pending = self._inflight.get(event_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[event_id] = future
+        try:
+            found = await self._query(event_id)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[event_id]
+        future.set_result(found)
+        if found:
+            self._known.add(event_id)
+            self._unknown_until.pop(event_id, None)
+        else:
+            self._unknown_until[event_id] = time.monotonic() + self._unknown_ttl_s
+        return found
+
+    async def _query(self, event_id: str) -> bool:
+        async with self._pool.acquire(timeout=5) as conn:
+            row = await conn.fetchval(
+                "SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id), timeout=5)
+        return row is not None

@@ -1,0 +1,81 @@
+"""``GatewayService``: accept fast, never claim what the broker did not take."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ticketing.v1 import gateway_service_pb2 as pb
+from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
+from ticketing_common.decisions import Request
+from ticketing_common.domain import Status, reservation_id_for
+from ticketing_common.errors import BrokerUnavailable, DependencyUnavailable, NotFound
+from ticketing_common.kafka import encode_request
+
+from .events import EventDirectory
+from .validation import validate_reserve
+
+log = structlog.get_logger(__name__)
+
+QUEUED = Status.QUEUED.to_proto()
+# Leave the caller this much of its deadline to receive our UNAVAILABLE.
+DEADLINE_MARGIN_S = 0.05
+
+
+class GatewayServicer(pb_grpc.GatewayServiceServicer):
+    def __init__(self, *, events: EventDirectory, producer: AIOKafkaProducer,
+                 requests_topic: str, publish_timeout_s: float) -> None:
+        self._events = events
+        self._producer = producer
+        self._topic = requests_topic
+        self._publish_timeout_s = publish_timeout_s
+
+    async def Reserve(  # noqa: N802 - gRPC method name
+        self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.ReserveResponse:
+        valid = validate_reserve(request)
+        try:
+            known = await self._events.exists(valid.event_id)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise DependencyUnavailable("event directory unavailable, retry") from exc
+        if not known:
+            raise NotFound(f"event {valid.event_id} not found")
+
+        reservation_id = reservation_id_for(valid.user_id, valid.idempotency_key)
+        accepted = Request(
+            reservation_id=reservation_id,
+            event_id=valid.event_id,
+            user_id=valid.user_id,
+            quantity=valid.quantity,
+            idempotency_key=valid.idempotency_key,
+            accepted_at=datetime.now(UTC),
+            partition=-1,
+            offset=-1,
+        )
+        timeout = self._publish_timeout_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
+        try:
+            if timeout <= 0:
+                raise TimeoutError
+            metadata = await asyncio.wait_for(
+                self._producer.send_and_wait(
+                    self._topic, encode_request(accepted), key=valid.event_id.encode()),
+                timeout,
+            )
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("reserve_unavailable", reservation_id=reservation_id,
+                        event_id=valid.event_id, error=type(exc).__name__)
+            raise BrokerUnavailable("the queue did not acknowledge the request; retry "
+                                    "with the same idempotency_key") from exc
+        log.info("reserve_queued", reservation_id=reservation_id, event_id=valid.event_id,
+                 partition=metadata.partition, offset=metadata.offset)
+        return pb.ReserveResponse(reservation_id=reservation_id, status=QUEUED)

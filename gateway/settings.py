@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ticketing_common.config import Env, KafkaSettings, ServerSettings, postgres_dsn
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    server: ServerSettings
+    kafka: KafkaSettings
+    postgres_dsn: str
+    # Upper bound on waiting for the broker's acknowledgement; the caller's
+    # deadline shortens it further.
+    publish_timeout_s: float = 5.0
+    # How long an unknown event id is remembered as unknown.
+    unknown_event_ttl_s: float = 2.0
+    producer_linger_ms: int = 1
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> GatewaySettings:
+        env = env or Env()
+        return cls(
+            server=ServerSettings.from_env(env, default_port=50061),
+            kafka=KafkaSettings.from_env(env),
+            postgres_dsn=postgres_dsn(env),
+            publish_timeout_s=env.float("PUBLISH_TIMEOUT_S", cls.publish_timeout_s, minimum=0.01),
+            unknown_event_ttl_s=env.float("UNKNOWN_EVENT_TTL_S", cls.unknown_event_ttl_s, minimum=0),
+            producer_linger_ms=env.int("PRODUCER_LINGER_MS", cls.producer_linger_ms, minimum=0),
+        )

@@ -1,0 +1,1 @@
+"""Notifier: streams each reservation's state over server-streaming gRPC."""

@@ -1,0 +1,54 @@
+"""Composition root of the notifier."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+
+from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
+from ticketing_common import logs
+from ticketing_common.db import create_pool
+from ticketing_common.grpc_server import Server, wait_for_signal
+
+from .feeds import Feed, on_request, on_result, seek_to_end, seek_to_group_commits
+from .hub import PendingRequests, WatchHub
+from .servicer import NotifierServicer
+from .settings import NotifierSettings
+
+SERVICES = ("ticketing.v1.NotifierService",)
+
+
+async def run(settings: NotifierSettings) -> None:
+    logs.configure("notifier_service", settings.server.log_level)
+    kafka = settings.kafka
+    instance = settings.server.instance_id
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
+        stack.push_async_callback(pool.close)
+        hub = WatchHub()
+        pending = PendingRequests(settings.pending_ttl_s)
+        results = Feed(kafka.bootstrap, kafka.results_topic, client_id=f"notifier-{instance}",
+                       seek=seek_to_end, handle=on_result(hub, pending))
+        requests = Feed(kafka.bootstrap, kafka.requests_topic, client_id=f"notifier-{instance}",
+                        seek=seek_to_group_commits(kafka.bootstrap, kafka.consumer_group),
+                        handle=on_request(pending))
+        for feed in (results, requests):
+            await feed.start()
+            stack.push_async_callback(feed.stop)
+
+        server = Server("notifier_service", settings.server.host, settings.server.port,
+                        settings.server.shutdown_grace_s)
+        pb_grpc.add_NotifierServiceServicer_to_server(
+            NotifierServicer(pool=pool, hub=hub, pending=pending, requests_feed=requests,
+                             recheck_s=settings.recheck_s,
+                             catch_up_timeout_s=settings.catch_up_timeout_s),
+            server.grpc,
+        )
+        async with asyncio.TaskGroup() as group:
+            feeds = [group.create_task(results.run()), group.create_task(requests.run())]
+            # Serve only once both feeds are positioned: from here on nothing is missed.
+            await server.start(SERVICES)
+            await wait_for_signal()
+            await server.stop(SERVICES)
+            for task in feeds:
+                task.cancel()

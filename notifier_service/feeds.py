@@ -1,0 +1,145 @@
+"""The notifier's two Kafka feeds, read without a consumer group (every
+notifier sees every partition):
+
+- results: each decision, fanned out to watchers; read from the end as of
+  start-up (older decisions are in PostgreSQL);
+- requests: what was accepted and not decided yet, so a watcher of a queued
+  request gets QUEUED rather than NOT_FOUND; read from the consumer group's
+  committed offsets, which is where undecided requests begin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
+from google.protobuf.message import DecodeError
+
+from ticketing.v1 import queue_pb2
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing_common.domain import Status, timestamp
+from ticketing_common.kafka import UndecodableRecord, decode_request
+
+from .hub import PendingRequests, WatchHub
+
+log = structlog.get_logger(__name__)
+
+QUEUED = Status.QUEUED.to_proto()
+Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
+
+
+class Feed:
+    """One topic, all partitions, handled record by record in order."""
+
+    def __init__(self, bootstrap: str, topic: str, *, client_id: str, seek: Seek,
+                 handle: Callable[[ConsumerRecord[bytes, bytes]], None]) -> None:
+        self._topic = topic
+        self._seek = seek
+        self._handle = handle
+        self._consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
+            enable_auto_commit=False, auto_offset_reset="earliest")
+        self._next: dict[TopicPartition, int] = {}
+        self._progress = asyncio.Condition()
+
+    async def start(self) -> None:
+        """Connects and positions the feed; returns once it is positioned, so
+        nothing published afterwards can be missed."""
+        await self._consumer.start()
+        while not self._consumer.assignment():
+            await asyncio.sleep(0.05)
+        partitions = sorted(self._consumer.assignment())
+        await self._seek(self._consumer, partitions)
+        for tp in partitions:
+            self._next[tp] = await self._consumer.position(tp)
+        log.info("feed_positioned", topic=self._topic,
+                 positions={tp.partition: o for tp, o in self._next.items()})
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=500, max_records=2_000)
+            for tp, records in batch.items():
+                for record in records:
+                    self._handle(record)
+                if records:
+                    self._next[tp] = records[-1].offset + 1
+            if batch:
+                async with self._progress:
+                    self._progress.notify_all()
+
+    async def catch_up(self, timeout_s: float) -> bool:
+        """Waits until everything the broker held when called has been handled."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                ends = await self._consumer.end_offsets(list(self._next))
+                async with self._progress:
+                    await self._progress.wait_for(
+                        lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items()))
+        except TimeoutError:
+            return False
+        return True
+
+
+async def seek_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+    await consumer.seek_to_end(*partitions)
+
+
+def seek_to_group_commits(bootstrap: str, group: str) -> Seek:
+    async def seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="notifier-admin")
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        finally:
+            await admin.close()
+        missing: list[TopicPartition] = []
+        for tp in partitions:
+            meta = committed.get(tp)
+            if meta is not None and meta.offset >= 0:
+                consumer.seek(tp, meta.offset)
+            else:
+                missing.append(tp)
+        if missing:
+            await consumer.seek_to_beginning(*missing)
+
+    return seek
+
+
+def on_result(hub: WatchHub, pending: PendingRequests) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
+    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+        message = queue_pb2.ReservationDecided()
+        try:
+            message.ParseFromString(record.value or b"")
+        except DecodeError:
+            log.error("undecodable_result", partition=record.partition, offset=record.offset)
+            return
+        pending.discard(message.reservation.reservation_id)
+        hub.publish(message.reservation)
+
+    return handle
+
+
+def on_request(pending: PendingRequests) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
+    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            request = decode_request(record.value, partition=record.partition,
+                                     offset=record.offset)
+        except UndecodableRecord:
+            return  # the consumer reports it; nobody can watch it
+        pending.add(pb.Reservation(
+            reservation_id=request.reservation_id,
+            event_id=request.event_id,
+            user_id=request.user_id,
+            quantity=request.quantity,
+            status=QUEUED,
+            accept_time=timestamp(request.accepted_at),
+        ))
+
+    return handle

@@ -1,0 +1,72 @@
+"""In-process fan-out of reservation updates to watchers, and the set of
+requests accepted but not decided yet.
+
+Fan-out is a dict lookup and a ``put_nowait`` per watcher of that id: no task
+per message, no task per watcher beyond the RPC's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ticketing.v1 import reservation_pb2 as pb
+
+
+class WatchHub:
+    def __init__(self) -> None:
+        self._watchers: defaultdict[str, set[asyncio.Queue[pb.Reservation]]] = defaultdict(set)
+
+    @contextmanager
+    def subscribe(self, reservation_id: str) -> Iterator[asyncio.Queue[pb.Reservation]]:
+        queue: asyncio.Queue[pb.Reservation] = asyncio.Queue()
+        self._watchers[reservation_id].add(queue)
+        try:
+            yield queue
+        finally:
+            watchers = self._watchers[reservation_id]
+            watchers.discard(queue)
+            if not watchers:
+                del self._watchers[reservation_id]
+
+    def publish(self, reservation: pb.Reservation) -> None:
+        for queue in self._watchers.get(reservation.reservation_id, ()):
+            queue.put_nowait(reservation)
+
+    @property
+    def watching(self) -> int:
+        return sum(len(w) for w in self._watchers.values())
+
+
+class PendingRequests:
+    """Accepted requests not decided yet, oldest first, forgotten after a TTL."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[float, pb.Reservation]] = OrderedDict()
+
+    def add(self, reservation: pb.Reservation) -> None:
+        self._entries[reservation.reservation_id] = (time.monotonic(), reservation)
+        self._entries.move_to_end(reservation.reservation_id)
+        self._expire()
+
+    def discard(self, reservation_id: str) -> None:
+        self._entries.pop(reservation_id, None)
+
+    def get(self, reservation_id: str) -> pb.Reservation | None:
+        entry = self._entries.get(reservation_id)
+        return None if entry is None else entry[1]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _expire(self) -> None:
+        horizon = time.monotonic() - self._ttl_s
+        while self._entries:
+            added, _ = next(iter(self._entries.values()))
+            if added >= horizon:
+                break
+            self._entries.popitem(last=False)

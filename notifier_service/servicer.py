@@ -1,0 +1,80 @@
+"""``NotifierService.WatchReservation``: snapshot first, then every change.
+
+The watcher subscribes to the live feed *before* reading the snapshot, so a
+decision committed after the snapshot read is already on its way to the
+watcher's queue: nothing falls between snapshot and feed. Updates equal to
+what was last sent are skipped, so overlap is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import grpc
+import structlog
+
+from ticketing.v1 import notifier_service_pb2 as pb
+from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
+from ticketing.v1 import reservation_pb2
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES, parse_uuid
+from ticketing_common.errors import NotFound
+from ticketing_common.queries import fetch_reservation
+
+from .feeds import Feed
+from .hub import PendingRequests, WatchHub
+
+log = structlog.get_logger(__name__)
+
+
+class NotifierServicer(pb_grpc.NotifierServiceServicer):
+    def __init__(self, *, pool: asyncpg.Pool, hub: WatchHub, pending: PendingRequests,
+                 requests_feed: Feed, recheck_s: float, catch_up_timeout_s: float) -> None:
+        self._pool = pool
+        self._hub = hub
+        self._pending = pending
+        self._requests_feed = requests_feed
+        self._recheck_s = recheck_s
+        self._catch_up_timeout_s = catch_up_timeout_s
+
+    async def _stored(self, reservation_id: str) -> reservation_pb2.Reservation | None:
+        stored = await fetch_reservation(self._pool, reservation_id)
+        return None if stored is None else stored.to_proto()
+
+    async def _snapshot(self, reservation_id: str) -> reservation_pb2.Reservation:
+        current = await self._stored(reservation_id) or self._pending.get(reservation_id)
+        if current is not None:
+            return current
+        # Accepted a moment ago, perhaps, and not read by our requests feed yet.
+        await self._requests_feed.catch_up(self._catch_up_timeout_s)
+        current = await self._stored(reservation_id) or self._pending.get(reservation_id)
+        if current is None:
+            raise NotFound(f"reservation {reservation_id} not found")
+        return current
+
+    async def WatchReservation(  # noqa: N802 - gRPC method name
+        self, request: pb.WatchReservationRequest, context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.WatchReservationResponse]:
+        reservation_id = parse_uuid("reservation_id", request.reservation_id)
+        with (structlog.contextvars.bound_contextvars(reservation_id=reservation_id),
+              self._hub.subscribe(reservation_id) as updates):
+            current = await self._snapshot(reservation_id)
+            yield pb.WatchReservationResponse(reservation=current)
+            while current.status not in TERMINAL_PROTO_STATUSES:
+                try:
+                    update = await asyncio.wait_for(updates.get(), self._recheck_s)
+                except TimeoutError:
+                    # Safety net under the live feed: a result record lost on
+                    # the way (e.g. a broker that forgot it) must not leave the
+                    # watcher waiting forever.
+                    update = await self._stored(reservation_id)
+                    if update is None:
+                        continue
+                if update.status == current.status:
+                    continue
+                current = update
+                yield pb.WatchReservationResponse(reservation=current)
+            log.info("watch_finished", status=reservation_pb2.ReservationStatus.Name(current.status))
+

@@ -1,0 +1,1 @@
+"""Reservation service: owns events and answers reservation queries."""

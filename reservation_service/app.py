@@ -1,0 +1,30 @@
+"""Composition root of the reservation service."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
+from ticketing_common import logs
+from ticketing_common.db import create_pool
+from ticketing_common.grpc_server import Server, wait_for_signal
+
+from .servicer import ReservationServicer
+from .settings import ReservationSettings
+from .store import Store
+
+SERVICES = ("ticketing.v1.ReservationService",)
+
+
+async def run(settings: ReservationSettings) -> None:
+    logs.configure("reservation_service", settings.server.log_level)
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
+        stack.push_async_callback(pool.close)
+        server = Server("reservation_service", settings.server.host, settings.server.port,
+                        settings.server.shutdown_grace_s)
+        pb_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(Store(pool)),
+                                                         server.grpc)
+        await server.start(SERVICES)
+        await wait_for_signal()
+        await server.stop(SERVICES)

@@ -1,0 +1,163 @@
+"""Domain types shared by the services, and their protobuf mapping.
+
+Statuses and reasons are stored in PostgreSQL by their short names
+(``CONFIRMED``, ``SOLD_OUT``) and travel as the prefixed protobuf enums.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ticketing.v1 import reservation_pb2 as pb
+
+from .errors import InvalidArgument
+
+# Fixed namespace for reservation ids: uuid5(NAMESPACE, user_id + NUL + key).
+RESERVATION_NAMESPACE = uuid.UUID("6f1d0c2e-3b7a-5a8e-9c41-2d9e7b1f0a55")
+
+
+class Status(StrEnum):
+    QUEUED = "QUEUED"
+    HELD = "HELD"
+    CONFIRMED = "CONFIRMED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (Status.QUEUED, Status.HELD)
+
+    def to_proto(self) -> pb.ReservationStatus.ValueType:
+        return pb.ReservationStatus.Value(f"RESERVATION_STATUS_{self.value}")
+
+    @classmethod
+    def from_proto(cls, value: pb.ReservationStatus.ValueType) -> Status:
+        return cls(pb.ReservationStatus.Name(value).removeprefix("RESERVATION_STATUS_"))
+
+
+class RejectReason(StrEnum):
+    SOLD_OUT = "SOLD_OUT"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    SALE_CLOSED = "SALE_CLOSED"
+    EXPIRED_IN_QUEUE = "EXPIRED_IN_QUEUE"
+    INVALID = "INVALID"
+    INTERNAL = "INTERNAL"
+
+    def to_proto(self) -> pb.RejectReason.ValueType:
+        return pb.RejectReason.Value(f"REJECT_REASON_{self.value}")
+
+
+TERMINAL_PROTO_STATUSES = frozenset(s.to_proto() for s in Status if s.terminal)
+
+
+def reservation_id_for(user_id: str, idempotency_key: str) -> str:
+    """Stable id for a (user, idempotency key): a retried call gets the same id,
+    and a duplicate queue record is recognised downstream by its primary key."""
+    return str(uuid.uuid5(RESERVATION_NAMESPACE, f"{user_id}\x00{idempotency_key}"))
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment.astimezone(UTC))
+    return ts
+
+
+def from_timestamp(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    reservation_id: str
+    event_id: str
+    user_id: str
+    quantity: int
+    status: Status
+    reject_reason: RejectReason | None
+    accepted_at: datetime
+    decided_at: datetime | None
+
+    def to_proto(self) -> pb.Reservation:
+        message = pb.Reservation(
+            reservation_id=self.reservation_id,
+            event_id=self.event_id,
+            user_id=self.user_id,
+            quantity=self.quantity,
+            status=self.status.to_proto(),
+            accept_time=timestamp(self.accepted_at),
+        )
+        if self.reject_reason is not None:
+            message.reject_reason = self.reject_reason.to_proto()
+        if self.decided_at is not None:
+            message.decide_time.CopyFrom(timestamp(self.decided_at))
+        return message
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Reservation:
+        return cls(
+            reservation_id=str(row["reservation_id"]),
+            event_id=str(row["event_id"]),
+            user_id=row["user_id"],
+            quantity=row["quantity"],
+            status=Status(row["status"]),
+            reject_reason=RejectReason(row["reject_reason"]) if row["reject_reason"] else None,
+            accepted_at=row["accepted_at"],
+            decided_at=row["decided_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    name: str
+    capacity: int
+    available: int
+    held: int
+    confirmed: int
+    per_user_limit: int
+    created_at: datetime
+
+    def to_proto(self) -> pb.Event:
+        return pb.Event(
+            event_id=self.event_id,
+            name=self.name,
+            capacity=self.capacity,
+            available=self.available,
+            held=self.held,
+            confirmed=self.confirmed,
+            per_user_limit=self.per_user_limit,
+            create_time=timestamp(self.created_at),
+        )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Event:
+        return cls(
+            event_id=str(row["event_id"]),
+            name=row["name"],
+            capacity=row["capacity"],
+            available=row["available"],
+            held=row["held"],
+            confirmed=row["confirmed"],
+            per_user_limit=row["per_user_limit"],
+            created_at=row["created_at"],
+        )
+
+
+def parse_uuid(field: str, value: str) -> str:
+    """Canonical form of a UUID field, or InvalidArgument naming the field."""
+    if not value:
+        raise InvalidArgument(field, "is required")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(field, f"must be a UUID, got {value[:64]!r}") from None
+
+

@@ -1,0 +1,166 @@
+"""What every gRPC server of the suite has in common.
+
+Health checking, reflection over the whole ``ticketing.v1`` API, the error
+interceptor, and two-stage graceful shutdown on SIGTERM/SIGINT.
+
+Reflection lists all three ticketing services on every server: behind the load
+balancer they form one endpoint, and nginx routes the reflection service to
+one backend, so each backend must describe the whole API for ``grpcurl list``
+and ``describe`` to work through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ticketing.v1 import (
+    gateway_service_pb2,
+    notifier_service_pb2,
+    reservation_service_pb2,
+)
+
+from .errors import TicketingError
+
+log = structlog.get_logger(__name__)
+
+API_SERVICES = (
+    gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name,
+    notifier_service_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name,
+    reservation_service_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
+)
+
+SERVER_OPTIONS = [
+    ("grpc.max_concurrent_streams", 20_000),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps the error hierarchy to status codes, in one place.
+
+    Expected errors (``TicketingError``) abort with their code and message;
+    anything else is logged with its traceback and becomes INTERNAL without
+    leaking details to the client.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
+    if isinstance(exc, TicketingError):
+        await context.abort(exc.code, exc.message)
+    log.exception("unhandled_error", method=method)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - task boundary: map and log
+            await _abort(context, exc, method)
+
+    return wrapped
+
+
+def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - task boundary: map and log
+            await _abort(context, exc, method)
+
+    return wrapped
+
+
+class Server:
+    """A grpc.aio server with health, reflection and graceful shutdown."""
+
+    def __init__(self, name: str, host: str, port: int, grace_s: float) -> None:
+        self.name = name
+        self._grace_s = grace_s
+        self.grpc = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (*API_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            self.grpc,
+        )
+        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        self.address = f"{host}:{self.port}"
+
+    async def set_serving(self, serving: bool, services: tuple[str, ...] = ()) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", *services):
+            await _maybe_await(self.health.set(service, status))
+
+    async def start(self, services: tuple[str, ...]) -> None:
+        await self.grpc.start()
+        await self.set_serving(True, services)
+        log.info("serving", server=self.name, address=self.address)
+
+    async def stop(self, services: tuple[str, ...]) -> None:
+        """Stage one: report NOT_SERVING and refuse new calls; stage two: give
+        in-flight calls the grace period, then cancel what is left."""
+        log.info("draining", server=self.name, grace_s=self._grace_s)
+        await self.set_serving(False, services)
+        await self.grpc.stop(self._grace_s)
+        log.info("stopped", server=self.name)
+
+
+async def wait_for_signal() -> None:
+    """Returns on the first SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _maybe_await(value: object) -> None:
+    if asyncio.iscoroutine(value):
+        await value

@@ -1,0 +1,129 @@
+"""Kafka helpers: producer settings, topic creation, record codecs.
+
+Everything here works unchanged against Apache Kafka. Against the local
+Tansu broker the idempotent producer is not available, so ``acks=all`` plus
+our own idempotency (reservation id as primary key) carries exactly-once
+effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from google.protobuf.message import DecodeError
+
+from ticketing.v1 import queue_pb2
+
+from .config import KafkaSettings
+from .decisions import Request
+from .domain import from_timestamp, timestamp
+
+log = structlog.get_logger(__name__)
+
+
+def new_producer(bootstrap: str, *, client_id: str, linger_ms: int = 1,
+                 request_timeout_ms: int = 5_000) -> AIOKafkaProducer:
+    """A producer that only reports success once every in-sync replica has the record."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=linger_ms,
+        request_timeout_ms=request_timeout_ms,
+        max_batch_size=256 * 1024,
+    )
+
+
+async def start_with_retry(client: AIOKafkaProducer, *, retry_for_s: float = 30.0) -> None:
+    """Starts an aiokafka client, retrying while the broker is still coming up."""
+    deadline = asyncio.get_running_loop().time() + retry_for_s
+    while True:
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("kafka_not_ready_retrying")
+            await asyncio.sleep(0.5)
+
+
+async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 30.0) -> None:
+    """Creates the requests and results topics if they do not exist yet."""
+    deadline = asyncio.get_running_loop().time() + retry_for_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap,
+                                    client_id="ticketing-admin")
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            wanted = [
+                NewTopic(name, settings.partitions, settings.replication_factor)
+                for name in (settings.requests_topic, settings.results_topic)
+                if name not in existing
+            ]
+            if wanted:
+                try:
+                    await admin.create_topics(wanted)
+                except TopicAlreadyExistsError:
+                    pass
+                log.info("topics_created", topics=[t.name for t in wanted])
+            return
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+        finally:
+            await admin.close()
+
+
+def encode_request(request: Request) -> bytes:
+    return queue_pb2.ReservationRequested(
+        reservation_id=request.reservation_id,
+        event_id=request.event_id,
+        user_id=request.user_id,
+        quantity=request.quantity,
+        idempotency_key=request.idempotency_key,
+        accept_time=timestamp(request.accepted_at),
+    ).SerializeToString()
+
+
+class UndecodableRecord(ValueError):  # noqa: N818 - names what the record is
+    pass
+
+
+def decode_request(value: bytes | None, *, partition: int, offset: int) -> Request:
+    """Decodes and sanity-checks one requests-topic record."""
+    if value is None:
+        raise UndecodableRecord("empty record")
+    message = queue_pb2.ReservationRequested()
+    try:
+        message.ParseFromString(value)
+    except DecodeError as exc:
+        raise UndecodableRecord(f"not a ReservationRequested: {exc}") from None
+    if not (message.reservation_id and message.event_id and message.user_id
+            and message.quantity >= 1 and message.HasField("accept_time")):
+        raise UndecodableRecord("ReservationRequested misses required fields")
+    try:
+        uuid.UUID(message.reservation_id)
+        uuid.UUID(message.event_id)
+    except ValueError:
+        raise UndecodableRecord("reservation_id and event_id must be UUIDs") from None
+    accepted_at: datetime = from_timestamp(message.accept_time)
+    return Request(
+        reservation_id=message.reservation_id,
+        event_id=message.event_id,
+        user_id=message.user_id,
+        quantity=message.quantity,
+        idempotency_key=message.idempotency_key,
+        accepted_at=accepted_at,
+        partition=partition,
+        offset=offset,
+    )

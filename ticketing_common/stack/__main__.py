@@ -1,0 +1,69 @@
+"""``make run``: the whole stack in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from ..config import ConfigError
+from ..runtime import raise_open_file_limit
+from .launcher import LocalStack, StackConfig
+
+
+def banner(stack: LocalStack) -> str:
+    endpoint = stack.endpoint
+    return f"""
+Ticketing stack ready at {endpoint}  (logs: {stack.logs})
+
+  grpcurl -plaintext {endpoint} list
+  grpcurl -plaintext -d '{{"name": "Concert", "capacity": 100, "per_user_limit": 4}}' \\
+      {endpoint} ticketing.v1.ReservationService/CreateEvent
+  grpcurl -plaintext -d '{{"event_id": "<event_id>", "user_id": "alice", "quantity": 2, \\
+      "idempotency_key": "alice-1"}}' {endpoint} ticketing.v1.GatewayService/Reserve
+  grpcurl -plaintext -d '{{"reservation_id": "<reservation_id>"}}' \\
+      {endpoint} ticketing.v1.NotifierService/WatchReservation
+
+Press Ctrl-C to stop everything.
+"""
+
+
+def main() -> None:
+    raise_open_file_limit()
+    try:
+        config = StackConfig.from_env()
+    except ConfigError as exc:
+        sys.exit(f"configuration error: {exc}")
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack = LocalStack(config)
+    print("starting PostgreSQL, Redis, the Kafka-API broker, the services and nginx...",
+          flush=True)
+    stack.start()
+    print(banner(stack), flush=True)
+    code = 0
+    try:
+        while not stopping:
+            dead = [c for c in stack.children if not c.alive()]
+            if dead:
+                for child in dead:
+                    print(f"{child.name} exited unexpectedly; last log lines:\n{child.tail()}",
+                          file=sys.stderr)
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped; nothing left running.", flush=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

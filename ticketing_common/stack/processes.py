@@ -1,0 +1,125 @@
+"""Child processes of the launcher.
+
+Each child runs in its own session (Ctrl-C reaches the launcher only, which
+then stops the children in order) and gets SIGTERM if the launcher dies, so
+nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str,
+               alive: Callable[[], bool] = lambda: True) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if not alive():
+            raise RuntimeError(f"{what}: the process exited while starting")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not ready after {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def system_user(name: str) -> pwd.struct_passwd | None:
+    """The user to run a server as when we are root and it refuses root."""
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam(name)
+
+
+def _child_setup(user: pwd.struct_passwd | None) -> Callable[[], None]:
+    def setup() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if user is not None:
+            os.setgid(user.pw_gid)
+            os.initgroups(user.pw_name, user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    return setup
+
+
+def run_once(argv: Sequence[str], *, user: pwd.struct_passwd | None = None,
+             env: Mapping[str, str] | None = None, log: Path) -> None:
+    with log.open("ab") as out:
+        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=_child_setup(user), check=False, cwd="/")
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}); see {log}")
+
+
+@dataclass
+class Child:
+    """A long-running server process with its log file."""
+
+    name: str
+    argv: Sequence[str]
+    log: Path
+    env: Mapping[str, str] | None = None
+    user: pwd.struct_passwd | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
+    cwd: str | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+                start_new_session=True, preexec_fn=_child_setup(self.user))
+        finally:
+            out.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """Asks the process to stop, waits, and kills it if it does not."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

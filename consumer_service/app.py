@@ -28,8 +28,9 @@ async def run(settings: ConsumerSettings) -> None:
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
         stack.push_async_callback(pool.close)
-        redis_client = redis.Redis.from_url(settings.redis_url, socket_timeout=5,
-                                            socket_connect_timeout=5)
+        redis_client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
         stack.push_async_callback(redis_client.aclose)
         producer = new_producer(settings.kafka.bootstrap, client_id=f"consumer-{instance}")
         await start_with_retry(producer)
@@ -52,16 +53,24 @@ async def run(settings: ConsumerSettings) -> None:
             results_topic=settings.kafka.results_topic,
             lock_wait_s=settings.lock_wait_s,
         )
-        loop = ConsumeLoop(consumer, processor, max_batch=settings.max_batch,
-                           poll_timeout_ms=settings.poll_timeout_ms,
-                           retry_backoff_s=settings.retry_backoff_s)
+        loop = ConsumeLoop(
+            consumer,
+            processor,
+            max_batch=settings.max_batch,
+            poll_timeout_ms=settings.poll_timeout_ms,
+            retry_backoff_s=settings.retry_backoff_s,
+        )
         consumer.subscribe([settings.kafka.requests_topic], listener=loop)
         await start_with_retry(consumer)
         # Leaves the group last (stack order), after the final commit.
         stack.push_async_callback(consumer.stop)
 
-        server = Server("consumer_service", settings.server.host, settings.server.port,
-                        settings.server.shutdown_grace_s)
+        server = Server(
+            "consumer_service",
+            settings.server.host,
+            settings.server.port,
+            settings.server.shutdown_grace_s,
+        )
         await server.start(SERVICES)
         async with asyncio.TaskGroup() as group:
             worker = group.create_task(loop.run())

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from ticketing_common.db import Connection
 from ticketing_common.decisions import BatchOutcome, Request, Seats, decide, reject_all
 from ticketing_common.domain import RejectReason, Reservation
 from ticketing_common.errors import StaleFencingToken
@@ -23,7 +24,9 @@ class Applier:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def apply(self, event_id: str, token: int, requests: Sequence[Request]) -> list[Reservation]:
+    async def apply(
+        self, event_id: str, token: int, requests: Sequence[Request]
+    ) -> list[Reservation]:
         """Decides ``requests`` (all for ``event_id``, in queue order) and returns
         each one's reservation as stored, in the same order; ids decided before
         come back with their earlier outcome and change nothing."""
@@ -33,11 +36,13 @@ class Applier:
                 """UPDATE events SET fence_token = $2
                    WHERE event_id = $1 AND fence_token <= $2
                    RETURNING available, per_user_limit""",
-                event_uuid, token,
+                event_uuid,
+                token,
             )
             if seats_row is None:
                 stored = await conn.fetchval(
-                    "SELECT fence_token FROM events WHERE event_id = $1", event_uuid)
+                    "SELECT fence_token FROM events WHERE event_id = $1", event_uuid
+                )
                 if stored is not None:
                     raise StaleFencingToken(event_id, token, stored)
 
@@ -54,23 +59,28 @@ class Applier:
                            WHERE event_id = $1 AND user_id = ANY($2::text[])
                              AND status IN ('CONFIRMED', 'HELD')
                            GROUP BY user_id""",
-                        event_uuid, users)
+                        event_uuid,
+                        users,
+                    )
                 }
-                outcome = decide(Seats(seats_row["available"], seats_row["per_user_limit"]),
-                                 user_seats, fresh)
+                outcome = decide(
+                    Seats(seats_row["available"], seats_row["per_user_limit"]), user_seats, fresh
+                )
             decided = await self._insert(conn, outcome, token)
             if outcome.seats_confirmed:
                 await conn.execute(
                     """UPDATE events SET available = available - $2, confirmed = confirmed + $2
                        WHERE event_id = $1""",
-                    event_uuid, outcome.seats_confirmed,
+                    event_uuid,
+                    outcome.seats_confirmed,
                 )
         known.update(decided)
         return [known[r.reservation_id] for r in requests]
 
     @staticmethod
-    async def _insert(conn: asyncpg.Connection, outcome: BatchOutcome,
-                      token: int) -> dict[str, Reservation]:
+    async def _insert(
+        conn: Connection, outcome: BatchOutcome, token: int
+    ) -> dict[str, Reservation]:
         if not outcome.decisions:
             return {}
         now = datetime.now(UTC)
@@ -79,14 +89,32 @@ class Applier:
         for d in outcome.decisions:
             r = d.request
             reason = None if d.reject_reason is None else d.reject_reason.value
-            values = (uuid.UUID(r.reservation_id), uuid.UUID(r.event_id), r.user_id, r.quantity,
-                      d.status.value, reason, r.idempotency_key, r.accepted_at, now,
-                      r.partition, r.offset, token)
+            values = (
+                uuid.UUID(r.reservation_id),
+                uuid.UUID(r.event_id),
+                r.user_id,
+                r.quantity,
+                d.status.value,
+                reason,
+                r.idempotency_key,
+                r.accepted_at,
+                now,
+                r.partition,
+                r.offset,
+                token,
+            )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
             result[r.reservation_id] = Reservation(
-                r.reservation_id, r.event_id, r.user_id, r.quantity, d.status,
-                d.reject_reason, r.accepted_at, now)
+                r.reservation_id,
+                r.event_id,
+                r.user_id,
+                r.quantity,
+                d.status,
+                d.reject_reason,
+                r.accepted_at,
+                now,
+            )
         await conn.execute(
             """INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
                    reject_reason, idempotency_key, accepted_at, decided_at,

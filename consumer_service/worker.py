@@ -39,15 +39,30 @@ Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
 # Failures worth retrying the whole batch for (it is redelivered from the
 # first offset; decided ids are recognised then).
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-             asyncpg.exceptions.CannotConnectNowError, redis.exceptions.ConnectionError,
-             redis.exceptions.TimeoutError, LockNotAcquired, KafkaError, TimeoutError,
-             StaleFencingToken)
+TRANSIENT = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    LockNotAcquired,
+    KafkaError,
+    TimeoutError,
+    StaleFencingToken,
+)
 
 
 class BatchProcessor:
-    def __init__(self, *, applier: Applier, locks: EventLocks, producer: AIOKafkaProducer,
-                 results_topic: str, lock_wait_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        applier: Applier,
+        locks: EventLocks,
+        producer: AIOKafkaProducer,
+        results_topic: str,
+        lock_wait_s: float,
+    ) -> None:
         self._applier = applier
         self._locks = locks
         self._producer = producer
@@ -61,13 +76,19 @@ class BatchProcessor:
         for tp, records in batch.items():
             for record in records:
                 try:
-                    request = decode_request(record.value, partition=tp.partition,
-                                             offset=record.offset)
+                    request = decode_request(
+                        record.value, partition=tp.partition, offset=record.offset
+                    )
                 except UndecodableRecord as exc:
                     # Dead-lettering comes with the retry/DLQ work; until then a
                     # record we cannot read is logged and passed over.
-                    log.error("undecodable_record", topic=tp.topic, partition=tp.partition,
-                              offset=record.offset, error=str(exc))
+                    log.error(
+                        "undecodable_record",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=record.offset,
+                        error=str(exc),
+                    )
                     continue
                 by_event[request.event_id].append(request)
             if records:
@@ -75,8 +96,10 @@ class BatchProcessor:
 
         results: list[Reservation] = []
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._decide_event(event_id, requests))
-                     for event_id, requests in by_event.items()]
+            tasks = [
+                group.create_task(self._decide_event(event_id, requests))
+                for event_id, requests in by_event.items()
+            ]
         for task in tasks:
             results.extend(task.result())
         await self._publish(results)
@@ -101,8 +124,12 @@ class BatchProcessor:
                     decided = await self._applier.apply(event_id, lease.token, requests)
             finally:
                 await self._locks.release(lease)
-            log.info("batch_decided", requests=len(requests), token=lease.token,
-                     confirmed=sum(1 for r in decided if r.status == "CONFIRMED"))
+            log.info(
+                "batch_decided",
+                requests=len(requests),
+                token=lease.token,
+                confirmed=sum(1 for r in decided if r.status == "CONFIRMED"),
+            )
             return decided
 
     async def _publish(self, results: Sequence[Reservation]) -> None:
@@ -122,8 +149,15 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     """Polls and processes batches; on a rebalance it lets the batch in hand
     finish and commit before the partitions go."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, processor: BatchProcessor, *,
-                 max_batch: int, poll_timeout_ms: int, retry_backoff_s: float) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        processor: BatchProcessor,
+        *,
+        max_batch: int,
+        poll_timeout_ms: int,
+        retry_backoff_s: float,
+    ) -> None:
         self._consumer = consumer
         self._processor = processor
         self._max_batch = max_batch
@@ -144,8 +178,9 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def run(self) -> None:
         while not self._stopping.is_set():
-            batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms,
-                                                 max_records=self._max_batch)
+            batch = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
+            )
             if not batch:
                 continue
             async with self._in_batch:
@@ -156,8 +191,11 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             offsets = await self._processor.process(batch)
         except* TRANSIENT as group:
-            log.warning("batch_retry", records=sum(len(r) for r in batch.values()),
-                        errors=[f"{type(e).__name__}: {e}" for e in group.exceptions])
+            log.warning(
+                "batch_retry",
+                records=sum(len(r) for r in batch.values()),
+                errors=[f"{type(e).__name__}: {e}" for e in group.exceptions],
+            )
         if offsets is None:
             self._rewind(batch)
             await asyncio.sleep(self._retry_backoff_s)

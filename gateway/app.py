@@ -22,15 +22,18 @@ async def run(settings: GatewaySettings) -> None:
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=4)
         stack.push_async_callback(pool.close)
-        producer = new_producer(settings.kafka.bootstrap,
-                                client_id=f"gateway-{settings.server.instance_id}",
-                                linger_ms=settings.producer_linger_ms)
+        producer = new_producer(
+            settings.kafka.bootstrap,
+            client_id=f"gateway-{settings.server.instance_id}",
+            linger_ms=settings.producer_linger_ms,
+        )
         await start_with_retry(producer)
         # Closed after the server stopped: flushes whatever is still in flight.
         stack.push_async_callback(producer.stop)
 
-        server = Server("gateway", settings.server.host, settings.server.port,
-                        settings.server.shutdown_grace_s)
+        server = Server(
+            "gateway", settings.server.host, settings.server.port, settings.server.shutdown_grace_s
+        )
         pb_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(
                 events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),

@@ -55,5 +55,6 @@ class EventDirectory:
     async def _query(self, event_id: str) -> bool:
         async with self._pool.acquire(timeout=5) as conn:
             row = await conn.fetchval(
-                "SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id), timeout=5)
+                "SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id), timeout=5
+            )
         return row is not None

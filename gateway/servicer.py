@@ -30,15 +30,23 @@ DEADLINE_MARGIN_S = 0.05
 
 
 class GatewayServicer(pb_grpc.GatewayServiceServicer):
-    def __init__(self, *, events: EventDirectory, producer: AIOKafkaProducer,
-                 requests_topic: str, publish_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        events: EventDirectory,
+        producer: AIOKafkaProducer,
+        requests_topic: str,
+        publish_timeout_s: float,
+    ) -> None:
         self._events = events
         self._producer = producer
         self._topic = requests_topic
         self._publish_timeout_s = publish_timeout_s
 
-    async def Reserve(  # noqa: N802 - gRPC method name
-        self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext[Any, Any],
+    async def Reserve(
+        self,
+        request: pb.ReserveRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ReserveResponse:
         valid = validate_reserve(request)
         try:
@@ -68,14 +76,25 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                 raise TimeoutError
             metadata = await asyncio.wait_for(
                 self._producer.send_and_wait(
-                    self._topic, encode_request(accepted), key=valid.event_id.encode()),
+                    self._topic, encode_request(accepted), key=valid.event_id.encode()
+                ),
                 timeout,
             )
         except (TimeoutError, KafkaError) as exc:
-            log.warning("reserve_unavailable", reservation_id=reservation_id,
-                        event_id=valid.event_id, error=type(exc).__name__)
-            raise BrokerUnavailable("the queue did not acknowledge the request; retry "
-                                    "with the same idempotency_key") from exc
-        log.info("reserve_queued", reservation_id=reservation_id, event_id=valid.event_id,
-                 partition=metadata.partition, offset=metadata.offset)
+            log.warning(
+                "reserve_unavailable",
+                reservation_id=reservation_id,
+                event_id=valid.event_id,
+                error=type(exc).__name__,
+            )
+            raise BrokerUnavailable(
+                "the queue did not acknowledge the request; retry with the same idempotency_key"
+            ) from exc
+        log.info(
+            "reserve_queued",
+            reservation_id=reservation_id,
+            event_id=valid.event_id,
+            partition=metadata.partition,
+            offset=metadata.offset,
+        )
         return pb.ReserveResponse(reservation_id=reservation_id, status=QUEUED)

@@ -24,7 +24,9 @@ class GatewaySettings:
             server=ServerSettings.from_env(env, default_port=50061),
             kafka=KafkaSettings.from_env(env),
             postgres_dsn=postgres_dsn(env),
-            publish_timeout_s=env.float("PUBLISH_TIMEOUT_S", cls.publish_timeout_s, minimum=0.01),
-            unknown_event_ttl_s=env.float("UNKNOWN_EVENT_TTL_S", cls.unknown_event_ttl_s, minimum=0),
-            producer_linger_ms=env.int("PRODUCER_LINGER_MS", cls.producer_linger_ms, minimum=0),
+            publish_timeout_s=env.number("PUBLISH_TIMEOUT_S", cls.publish_timeout_s, minimum=0.01),
+            unknown_event_ttl_s=env.number(
+                "UNKNOWN_EVENT_TTL_S", cls.unknown_event_ttl_s, minimum=0
+            ),
+            producer_linger_ms=env.integer("PRODUCER_LINGER_MS", cls.producer_linger_ms, minimum=0),
         )

@@ -27,21 +27,39 @@ async def run(settings: NotifierSettings) -> None:
         stack.push_async_callback(pool.close)
         hub = WatchHub()
         pending = PendingRequests(settings.pending_ttl_s)
-        results = Feed(kafka.bootstrap, kafka.results_topic, client_id=f"notifier-{instance}",
-                       seek=seek_to_end, handle=on_result(hub, pending))
-        requests = Feed(kafka.bootstrap, kafka.requests_topic, client_id=f"notifier-{instance}",
-                        seek=seek_to_group_commits(kafka.bootstrap, kafka.consumer_group),
-                        handle=on_request(pending))
+        results = Feed(
+            kafka.bootstrap,
+            kafka.results_topic,
+            client_id=f"notifier-{instance}",
+            seek=seek_to_end,
+            handle=on_result(hub, pending),
+        )
+        requests = Feed(
+            kafka.bootstrap,
+            kafka.requests_topic,
+            client_id=f"notifier-{instance}",
+            seek=seek_to_group_commits(kafka.bootstrap, kafka.consumer_group),
+            handle=on_request(pending),
+        )
         for feed in (results, requests):
             await feed.start()
             stack.push_async_callback(feed.stop)
 
-        server = Server("notifier_service", settings.server.host, settings.server.port,
-                        settings.server.shutdown_grace_s)
+        server = Server(
+            "notifier_service",
+            settings.server.host,
+            settings.server.port,
+            settings.server.shutdown_grace_s,
+        )
         pb_grpc.add_NotifierServiceServicer_to_server(
-            NotifierServicer(pool=pool, hub=hub, pending=pending, requests_feed=requests,
-                             recheck_s=settings.recheck_s,
-                             catch_up_timeout_s=settings.catch_up_timeout_s),
+            NotifierServicer(
+                pool=pool,
+                hub=hub,
+                pending=pending,
+                requests_feed=requests,
+                recheck_s=settings.recheck_s,
+                catch_up_timeout_s=settings.catch_up_timeout_s,
+            ),
             server.grpc,
         )
         async with asyncio.TaskGroup() as group:

@@ -35,14 +35,26 @@ Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
 class Feed:
     """One topic, all partitions, handled record by record in order."""
 
-    def __init__(self, bootstrap: str, topic: str, *, client_id: str, seek: Seek,
-                 handle: Callable[[ConsumerRecord[bytes, bytes]], None]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        client_id: str,
+        seek: Seek,
+        handle: Callable[[ConsumerRecord[bytes, bytes]], None],
+    ) -> None:
         self._topic = topic
         self._seek = seek
         self._handle = handle
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, client_id=client_id, group_id=None,
-            enable_auto_commit=False, auto_offset_reset="earliest")
+            topic,
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
         self._next: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()
 
@@ -50,14 +62,19 @@ class Feed:
         """Connects and positions the feed; returns once it is positioned, so
         nothing published afterwards can be missed."""
         await self._consumer.start()
-        while not self._consumer.assignment():
+        # Without a group, aiokafka assigns every partition once metadata is in;
+        # it offers no event for that moment.
+        while not self._consumer.assignment():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         partitions = sorted(self._consumer.assignment())
         await self._seek(self._consumer, partitions)
         for tp in partitions:
             self._next[tp] = await self._consumer.position(tp)
-        log.info("feed_positioned", topic=self._topic,
-                 positions={tp.partition: o for tp, o in self._next.items()})
+        log.info(
+            "feed_positioned",
+            topic=self._topic,
+            positions={tp.partition: o for tp, o in self._next.items()},
+        )
 
     async def stop(self) -> None:
         await self._consumer.stop()
@@ -81,7 +98,8 @@ class Feed:
                 ends = await self._consumer.end_offsets(list(self._next))
                 async with self._progress:
                     await self._progress.wait_for(
-                        lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items()))
+                        lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items())
+                    )
         except TimeoutError:
             return False
         return True
@@ -112,7 +130,9 @@ def seek_to_group_commits(bootstrap: str, group: str) -> Seek:
     return seek
 
 
-def on_result(hub: WatchHub, pending: PendingRequests) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
+def on_result(
+    hub: WatchHub, pending: PendingRequests
+) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     def handle(record: ConsumerRecord[bytes, bytes]) -> None:
         message = queue_pb2.ReservationDecided()
         try:
@@ -129,17 +149,18 @@ def on_result(hub: WatchHub, pending: PendingRequests) -> Callable[[ConsumerReco
 def on_request(pending: PendingRequests) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     def handle(record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            request = decode_request(record.value, partition=record.partition,
-                                     offset=record.offset)
+            request = decode_request(record.value, partition=record.partition, offset=record.offset)
         except UndecodableRecord:
             return  # the consumer reports it; nobody can watch it
-        pending.add(pb.Reservation(
-            reservation_id=request.reservation_id,
-            event_id=request.event_id,
-            user_id=request.user_id,
-            quantity=request.quantity,
-            status=QUEUED,
-            accept_time=timestamp(request.accepted_at),
-        ))
+        pending.add(
+            pb.Reservation(
+                reservation_id=request.reservation_id,
+                event_id=request.event_id,
+                user_id=request.user_id,
+                quantity=request.quantity,
+                status=QUEUED,
+                accept_time=timestamp(request.accepted_at),
+            )
+        )
 
     return handle

@@ -30,8 +30,16 @@ log = structlog.get_logger(__name__)
 
 
 class NotifierServicer(pb_grpc.NotifierServiceServicer):
-    def __init__(self, *, pool: asyncpg.Pool, hub: WatchHub, pending: PendingRequests,
-                 requests_feed: Feed, recheck_s: float, catch_up_timeout_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        hub: WatchHub,
+        pending: PendingRequests,
+        requests_feed: Feed,
+        recheck_s: float,
+        catch_up_timeout_s: float,
+    ) -> None:
         self._pool = pool
         self._hub = hub
         self._pending = pending
@@ -54,15 +62,20 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             raise NotFound(f"reservation {reservation_id} not found")
         return current
 
-    async def WatchReservation(  # noqa: N802 - gRPC method name
-        self, request: pb.WatchReservationRequest, context: grpc.aio.ServicerContext[Any, Any],
+    async def WatchReservation(
+        self,
+        request: pb.WatchReservationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.WatchReservationResponse]:
         reservation_id = parse_uuid("reservation_id", request.reservation_id)
-        with (structlog.contextvars.bound_contextvars(reservation_id=reservation_id),
-              self._hub.subscribe(reservation_id) as updates):
+        with (
+            structlog.contextvars.bound_contextvars(reservation_id=reservation_id),
+            self._hub.subscribe(reservation_id) as updates,
+        ):
             current = await self._snapshot(reservation_id)
             yield pb.WatchReservationResponse(reservation=current)
             while current.status not in TERMINAL_PROTO_STATUSES:
+                update: reservation_pb2.Reservation | None
                 try:
                     update = await asyncio.wait_for(updates.get(), self._recheck_s)
                 except TimeoutError:
@@ -70,11 +83,10 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                     # the way (e.g. a broker that forgot it) must not leave the
                     # watcher waiting forever.
                     update = await self._stored(reservation_id)
-                    if update is None:
-                        continue
-                if update.status == current.status:
+                if update is None or update.status == current.status:
                     continue
                 current = update
                 yield pb.WatchReservationResponse(reservation=current)
-            log.info("watch_finished", status=reservation_pb2.ReservationStatus.Name(current.status))
-
+            log.info(
+                "watch_finished", status=reservation_pb2.ReservationStatus.Name(current.status)
+            )

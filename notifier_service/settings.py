@@ -27,9 +27,10 @@ class NotifierSettings:
             server=ServerSettings.from_env(env, default_port=50091),
             kafka=KafkaSettings.from_env(env),
             postgres_dsn=postgres_dsn(env),
-            recheck_s=env.float("NOTIFIER_RECHECK_S", cls.recheck_s, minimum=0.1),
-            pending_ttl_s=env.float("NOTIFIER_PENDING_TTL_S", cls.pending_ttl_s, minimum=1),
-            catch_up_timeout_s=env.float("NOTIFIER_CATCH_UP_TIMEOUT_S", cls.catch_up_timeout_s,
-                                         minimum=0),
-            pool_size=env.int("PG_POOL_SIZE", cls.pool_size, minimum=1),
+            recheck_s=env.number("NOTIFIER_RECHECK_S", cls.recheck_s, minimum=0.1),
+            pending_ttl_s=env.number("NOTIFIER_PENDING_TTL_S", cls.pending_ttl_s, minimum=1),
+            catch_up_timeout_s=env.number(
+                "NOTIFIER_CATCH_UP_TIMEOUT_S", cls.catch_up_timeout_s, minimum=0
+            ),
+            pool_size=env.integer("PG_POOL_SIZE", cls.pool_size, minimum=1),
         )

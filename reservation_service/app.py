@@ -21,10 +21,15 @@ async def run(settings: ReservationSettings) -> None:
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
         stack.push_async_callback(pool.close)
-        server = Server("reservation_service", settings.server.host, settings.server.port,
-                        settings.server.shutdown_grace_s)
-        pb_grpc.add_ReservationServiceServicer_to_server(ReservationServicer(Store(pool)),
-                                                         server.grpc)
+        server = Server(
+            "reservation_service",
+            settings.server.host,
+            settings.server.port,
+            settings.server.shutdown_grace_s,
+        )
+        pb_grpc.add_ReservationServiceServicer_to_server(
+            ReservationServicer(Store(pool)), server.grpc
+        )
         await server.start(SERVICES)
         await wait_for_signal()
         await server.stop(SERVICES)

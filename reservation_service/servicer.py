@@ -26,37 +26,54 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def CreateEvent(self, request: pb.CreateEventRequest,  # noqa: N802
-                          context: Context) -> pb.CreateEventResponse:
+    async def CreateEvent(
+        self,
+        request: pb.CreateEventRequest,
+        context: Context,
+    ) -> pb.CreateEventResponse:
         name = request.name.strip()
         if not name:
             raise InvalidArgument("name", "is required")
         if len(name) > MAX_NAME:
             raise InvalidArgument("name", f"must be at most {MAX_NAME} characters")
         if not 1 <= request.capacity <= MAX_CAPACITY:
-            raise InvalidArgument("capacity", f"must be between 1 and {MAX_CAPACITY}, "
-                                              f"got {request.capacity}")
+            raise InvalidArgument(
+                "capacity", f"must be between 1 and {MAX_CAPACITY}, got {request.capacity}"
+            )
         if not 1 <= request.per_user_limit <= request.capacity:
-            raise InvalidArgument("per_user_limit", "must be between 1 and capacity, "
-                                                    f"got {request.per_user_limit}")
+            raise InvalidArgument(
+                "per_user_limit", f"must be between 1 and capacity, got {request.per_user_limit}"
+            )
         event = await self._store.create_event(name, request.capacity, request.per_user_limit)
-        log.info("event_created", event_id=event.event_id, capacity=event.capacity,
-                 per_user_limit=event.per_user_limit)
+        log.info(
+            "event_created",
+            event_id=event.event_id,
+            capacity=event.capacity,
+            per_user_limit=event.per_user_limit,
+        )
         return pb.CreateEventResponse(event=event.to_proto())
 
-    async def GetEvent(self, request: pb.GetEventRequest,  # noqa: N802
-                       context: Context) -> pb.GetEventResponse:
+    async def GetEvent(
+        self,
+        request: pb.GetEventRequest,
+        context: Context,
+    ) -> pb.GetEventResponse:
         event_id = parse_uuid("event_id", request.event_id)
         event = await self._store.get_event(event_id)
         if event is None:
             raise NotFound(f"event {event_id} not found")
         return pb.GetEventResponse(event=event.to_proto())
 
-    async def GetReservation(self, request: pb.GetReservationRequest,  # noqa: N802
-                             context: Context) -> pb.GetReservationResponse:
+    async def GetReservation(
+        self,
+        request: pb.GetReservationRequest,
+        context: Context,
+    ) -> pb.GetReservationResponse:
         reservation_id = parse_uuid("reservation_id", request.reservation_id)
         reservation = await self._store.get_reservation(reservation_id)
         if reservation is None:
-            raise NotFound(f"reservation {reservation_id} not found (a request still in the "
-                           "queue is not decided yet: watch it with WatchReservation)")
+            raise NotFound(
+                f"reservation {reservation_id} not found (a request still in the "
+                "queue is not decided yet: watch it with WatchReservation)"
+            )
         return pb.GetReservationResponse(reservation=reservation.to_proto())

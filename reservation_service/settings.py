@@ -17,5 +17,5 @@ class ReservationSettings:
         return cls(
             server=ServerSettings.from_env(env, default_port=50071),
             postgres_dsn=postgres_dsn(env),
-            pool_size=env.int("PG_POOL_SIZE", cls.pool_size, minimum=1),
+            pool_size=env.integer("PG_POOL_SIZE", cls.pool_size, minimum=1),
         )

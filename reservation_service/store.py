@@ -18,8 +18,12 @@ class Store:
         row = await self._pool.fetchrow(
             f"""INSERT INTO events (event_id, name, capacity, available, per_user_limit)
                 VALUES ($1, $2, $3, $3, $4) RETURNING {EVENT_COLUMNS}""",
-            uuid.uuid4(), name, capacity, per_user_limit,
+            uuid.uuid4(),
+            name,
+            capacity,
+            per_user_limit,
         )
+        assert row is not None  # INSERT ... RETURNING always returns the row
         return Event.from_row(row)
 
     async def get_event(self, event_id: str) -> Event | None:

@@ -31,11 +31,11 @@ class Env:
         value = self._environ.get(PREFIX + name)
         return None if value is None or value == "" else value
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         value = self.raw(name)
         return default if value is None else value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -47,7 +47,7 @@ class Env:
             raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {parsed}")
         return parsed
 
-    def float(self, name: str, default: float, *, minimum: float | None = None) -> float:
+    def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
         value = self.raw(name)
         if value is None:
             return default
@@ -72,12 +72,12 @@ class KafkaSettings:
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
         return cls(
-            bootstrap=env.str("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
-            requests_topic=env.str("REQUESTS_TOPIC", cls.requests_topic),
-            results_topic=env.str("RESULTS_TOPIC", cls.results_topic),
-            consumer_group=env.str("CONSUMER_GROUP", cls.consumer_group),
-            partitions=env.int("TOPIC_PARTITIONS", cls.partitions, minimum=1),
-            replication_factor=env.int("TOPIC_REPLICATION", cls.replication_factor, minimum=1),
+            bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
+            requests_topic=env.text("REQUESTS_TOPIC", cls.requests_topic),
+            results_topic=env.text("RESULTS_TOPIC", cls.results_topic),
+            consumer_group=env.text("CONSUMER_GROUP", cls.consumer_group),
+            partitions=env.integer("TOPIC_PARTITIONS", cls.partitions, minimum=1),
+            replication_factor=env.integer("TOPIC_REPLICATION", cls.replication_factor, minimum=1),
         )
 
 
@@ -94,17 +94,17 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Env, default_port: int) -> ServerSettings:
         return cls(
-            host=env.str("HOST", cls.host),
-            port=env.int("PORT", default_port, minimum=0),
-            shutdown_grace_s=env.float("SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0),
-            log_level=env.str("LOG_LEVEL", cls.log_level),
-            instance_id=env.str("INSTANCE_ID", f"{os.uname().nodename}-{os.getpid()}"),
+            host=env.text("HOST", cls.host),
+            port=env.integer("PORT", default_port, minimum=0),
+            shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0),
+            log_level=env.text("LOG_LEVEL", cls.log_level),
+            instance_id=env.text("INSTANCE_ID", f"{os.uname().nodename}-{os.getpid()}"),
         )
 
 
 def postgres_dsn(env: Env) -> str:
-    return env.str("POSTGRES_DSN", DEFAULT_POSTGRES_DSN)
+    return env.text("POSTGRES_DSN", DEFAULT_POSTGRES_DSN)
 
 
 def redis_url(env: Env) -> str:
-    return env.str("REDIS_URL", DEFAULT_REDIS_URL)
+    return env.text("REDIS_URL", DEFAULT_REDIS_URL)

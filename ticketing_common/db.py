@@ -12,12 +12,18 @@ import asyncio
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TypeAlias
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
+
+# A connection, whether taken from a pool or opened alone.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+# Anything a single statement can run on.
+Executor: TypeAlias = asyncpg.Pool | Connection
 
 # Arbitrary, fixed: the advisory lock key that serialises migrations.
 MIGRATION_LOCK_KEY = 0x7469636B  # "tick"
@@ -40,7 +46,7 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[int]:
+async def migrate(conn: Connection) -> list[int]:
     """Applies pending migrations; returns the versions this call applied."""
     applied: list[int] = []
     async with conn.transaction():
@@ -58,7 +64,8 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
             await conn.execute(migration.sql)
             await conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                migration.version, migration.name,
+                migration.version,
+                migration.name,
             )
             applied.append(migration.version)
     if applied:
@@ -66,15 +73,25 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     return applied
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
-                      connect_timeout_s: float = 10.0, retry_for_s: float = 30.0) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout_s: float = 10.0,
+    retry_for_s: float = 30.0,
+) -> asyncpg.Pool:
     """Opens a pool, retrying while the server is still starting, then migrates."""
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, timeout=connect_timeout_s,
-                command_timeout=30, max_inactive_connection_lifetime=300,
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=connect_timeout_s,
+                command_timeout=30,
+                max_inactive_connection_lifetime=300,
             )
             break
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):
@@ -84,7 +101,3 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
     async with pool.acquire() as conn:
         await migrate(conn)
     return pool
-
-
-def row_dict(row: Any) -> dict[str, Any]:
-    return dict(row)

@@ -50,7 +50,9 @@ class BatchOutcome:
     seats_confirmed: int = 0
 
 
-def decide(seats: Seats, user_seats: Mapping[str, int], requests: Sequence[Request]) -> BatchOutcome:
+def decide(
+    seats: Seats, user_seats: Mapping[str, int], requests: Sequence[Request]
+) -> BatchOutcome:
     """Decides ``requests`` in order.
 
     ``user_seats`` is what each user already holds or bought for this event
@@ -70,7 +72,9 @@ def decide(seats: Seats, user_seats: Mapping[str, int], requests: Sequence[Reque
         seen.add(request.reservation_id)
         already = taken.get(request.user_id, 0)
         if already + request.quantity > seats.per_user_limit:
-            outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED))
+            outcome.decisions.append(
+                Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED)
+            )
         elif request.quantity > available:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
         else:

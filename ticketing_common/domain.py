@@ -7,12 +7,11 @@ Statuses and reasons are stored in PostgreSQL by their short names
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
+import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ticketing.v1 import reservation_pb2 as pb
@@ -101,7 +100,7 @@ class Reservation:
         return message
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Reservation:
+    def from_row(cls, row: asyncpg.Record) -> Reservation:
         return cls(
             reservation_id=str(row["reservation_id"]),
             event_id=str(row["event_id"]),
@@ -138,7 +137,7 @@ class Event:
         )
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Event:
+    def from_row(cls, row: asyncpg.Record) -> Event:
         return cls(
             event_id=str(row["event_id"]),
             name=row["name"],
@@ -159,5 +158,3 @@ def parse_uuid(field: str, value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise InvalidArgument(field, f"must be a UUID, got {value[:64]!r}") from None
-
-

@@ -56,7 +56,7 @@ class DependencyUnavailable(Unavailable):
     pass
 
 
-class StaleFencingToken(Exception):  # noqa: N818 - it is a state, not a failure of ours
+class StaleFencingToken(Exception):
     """PostgreSQL refused a write: another holder has taken the event's lock since."""
 
     retriable = False

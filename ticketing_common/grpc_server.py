@@ -47,7 +47,7 @@ SERVER_OPTIONS = [
 ]
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
+class ErrorInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
     """Maps the error hierarchy to status codes, in one place.
 
     Expected errors (``TicketingError``) abort with their code and message;
@@ -57,9 +57,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -72,7 +74,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream, method),
+                # In grpc.aio a streaming handler is an async generator.
+                _wrap_stream(handler.unary_stream, method),  # type: ignore[arg-type]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -86,26 +89,32 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, me
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
-def _wrap_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str
+) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as exc:  # noqa: BLE001 - task boundary: map and log
+        except Exception as exc:
             await _abort(context, exc, method)
 
     return wrapped
 
 
-def _wrap_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+def _wrap_stream(
+    behavior: Callable[..., AsyncIterator[Any]], method: str
+) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as exc:  # noqa: BLE001 - task boundary: map and log
+        except Exception as exc:
             await _abort(context, exc, method)
 
     return wrapped
@@ -118,19 +127,25 @@ class Server:
         self.name = name
         self._grace_s = grace_s
         self.grpc = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
-        self.health = health.aio.HealthServicer()
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # not in the stubs
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
-            (*API_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME),
+            (
+                *API_SERVICES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             self.grpc,
         )
         self.port = self.grpc.add_insecure_port(f"{host}:{port}")
         self.address = f"{host}:{self.port}"
 
     async def set_serving(self, serving: bool, services: tuple[str, ...] = ()) -> None:
-        status = (health_pb2.HealthCheckResponse.SERVING if serving
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
         for service in ("", *services):
             await _maybe_await(self.health.set(service, status))
 

@@ -9,6 +9,7 @@ effects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import datetime
 
@@ -27,8 +28,9 @@ from .domain import from_timestamp, timestamp
 log = structlog.get_logger(__name__)
 
 
-def new_producer(bootstrap: str, *, client_id: str, linger_ms: int = 1,
-                 request_timeout_ms: int = 5_000) -> AIOKafkaProducer:
+def new_producer(
+    bootstrap: str, *, client_id: str, linger_ms: int = 1, request_timeout_ms: int = 5_000
+) -> AIOKafkaProducer:
     """A producer that only reports success once every in-sync replica has the record."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -59,8 +61,9 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 30.0) -
     """Creates the requests and results topics if they do not exist yet."""
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap,
-                                    client_id="ticketing-admin")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.bootstrap, client_id="ticketing-admin"
+        )
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -70,10 +73,9 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 30.0) -
                 if name not in existing
             ]
             if wanted:
-                try:
+                # Another process may have created them since we listed.
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(wanted)
-                except TopicAlreadyExistsError:
-                    pass
                 log.info("topics_created", topics=[t.name for t in wanted])
             return
         except KafkaConnectionError:
@@ -95,7 +97,7 @@ def encode_request(request: Request) -> bytes:
     ).SerializeToString()
 
 
-class UndecodableRecord(ValueError):  # noqa: N818 - names what the record is
+class UndecodableRecord(ValueError):
     pass
 
 
@@ -108,8 +110,13 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
         message.ParseFromString(value)
     except DecodeError as exc:
         raise UndecodableRecord(f"not a ReservationRequested: {exc}") from None
-    if not (message.reservation_id and message.event_id and message.user_id
-            and message.quantity >= 1 and message.HasField("accept_time")):
+    if not (
+        message.reservation_id
+        and message.event_id
+        and message.user_id
+        and message.quantity >= 1
+        and message.HasField("accept_time")
+    ):
         raise UndecodableRecord("ReservationRequested misses required fields")
     try:
         uuid.UUID(message.reservation_id)

@@ -43,7 +43,7 @@ return 1
 """
 
 
-class LockNotAcquired(TimeoutError):  # noqa: N818 - reads as the condition it is
+class LockNotAcquired(TimeoutError):
     retriable = True
 
 
@@ -57,8 +57,9 @@ class Lease:
 
 
 class EventLocks:
-    def __init__(self, client: redis.Redis, owner: str, *, ttl_ms: int = 10_000,
-                 prefix: str = "ticketing") -> None:
+    def __init__(
+        self, client: redis.Redis, owner: str, *, ttl_ms: int = 10_000, prefix: str = "ticketing"
+    ) -> None:
         self._redis = client
         self._owner = owner
         self._ttl_ms = ttl_ms
@@ -93,5 +94,8 @@ class EventLocks:
 
     async def raise_floor(self, event_id: str, lease: Lease, floor: int) -> bool:
         """Lifts the token counter to ``floor`` if we still hold ``lease``."""
-        return bool(await self._raise_floor(
-            keys=[lease.key, self.token_key(event_id)], args=[lease.value, floor]))
+        return bool(
+            await self._raise_floor(
+                keys=[lease.key, self.token_key(event_id)], args=[lease.value, floor]
+            )
+        )

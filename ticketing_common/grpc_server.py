@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -38,6 +38,11 @@ API_SERVICES = (
 )
 
 SERVER_OPTIONS = [
+    # The aio server takes calls from gRPC core one at a time; under a spike
+    # core holds the rest as pending and, past a soft limit (1,000 by default),
+    # starts refusing them at random. A rush is exactly such a spike.
+    ("grpc.server.max_pending_requests", 50_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ("grpc.max_concurrent_streams", 20_000),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -47,7 +52,13 @@ SERVER_OPTIONS = [
 ]
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+if TYPE_CHECKING:  # generic in the stubs only
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+
+
+class ErrorInterceptor(_Interceptor):
     """Maps the error hierarchy to status codes, in one place.
 
     Expected errors (``TicketingError``) abort with their code and message;

@@ -45,6 +45,8 @@ class StackConfig:
     kafka_bootstrap: str | None = None
     # Extra TICKETING_* settings handed to every service.
     service_env: dict[str, str] = field(default_factory=dict)
+    # Where to copy the processes' logs when the stack stops (kept nowhere if unset).
+    keep_logs: str | None = None
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> StackConfig:
@@ -57,6 +59,7 @@ class StackConfig:
             postgres_dsn=env.raw("POSTGRES_DSN"),
             redis_url=env.raw("REDIS_URL"),
             kafka_bootstrap=env.raw("KAFKA_BOOTSTRAP"),
+            keep_logs=env.raw("STACK_KEEP_LOGS"),
         )
 
 
@@ -295,7 +298,14 @@ class LocalStack:
             for name in ("gateway", "reservation_service", "notifier_service")
         }
         conf = prefix / "nginx.conf"
-        conf.write_text(nginx.render(listen=listen, backends=backends, prefix=prefix))
+        conf.write_text(
+            nginx.render(
+                listen=listen,
+                backends=backends,
+                prefix=prefix,
+                error_log=self.logs / "nginx-error.log",
+            )
+        )
         binary = _find_binary("nginx", "/usr/sbin/nginx")
         run_once(
             [binary, "-t", "-q", "-p", str(prefix), "-c", str(conf)], log=self.logs / "nginx.log"
@@ -327,6 +337,8 @@ class LocalStack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        if self.config.keep_logs and self.logs.exists():
+            shutil.copytree(self.logs, self.config.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:

@@ -16,7 +16,9 @@ ROUTES = {
 }
 
 
-def render(*, listen: str, backends: Mapping[str, Sequence[str]], prefix: Path) -> str:
+def render(
+    *, listen: str, backends: Mapping[str, Sequence[str]], prefix: Path, error_log: Path
+) -> str:
     upstreams = "\n".join(
         f"    upstream {name} {{\n"
         + "".join(f"        server {address} max_fails=0;\n" for address in addresses)
@@ -32,7 +34,7 @@ daemon off;
 worker_processes 2;
 worker_rlimit_nofile 65536;
 pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
+error_log {error_log} warn;
 
 events {{
     worker_connections 16384;

@@ -1,0 +1,107 @@
+"""Client-side helpers the integration tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ticketing.v1 import gateway_service_pb2, notifier_service_pb2, reservation_service_pb2
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
+from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
+from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES
+
+CONFIRMED = pb.RESERVATION_STATUS_CONFIRMED
+REJECTED = pb.RESERVATION_STATUS_REJECTED
+QUEUED = pb.RESERVATION_STATUS_QUEUED
+SOLD_OUT = pb.REJECT_REASON_SOLD_OUT
+
+
+async def create_event(
+    reservations: ReservationServiceStub, capacity: int = 10, per_user_limit: int = 4
+) -> pb.Event:
+    reply = await reservations.CreateEvent(
+        reservation_service_pb2.CreateEventRequest(
+            name="Test event", capacity=capacity, per_user_limit=per_user_limit
+        ),
+        timeout=10,
+    )
+    return reply.event
+
+
+async def get_event(reservations: ReservationServiceStub, event_id: str) -> pb.Event:
+    reply = await reservations.GetEvent(
+        reservation_service_pb2.GetEventRequest(event_id=event_id), timeout=10
+    )
+    return reply.event
+
+
+async def reserve(
+    gateway: GatewayServiceStub,
+    event_id: str,
+    user_id: str,
+    quantity: int = 1,
+    key: str | None = None,
+    timeout: float = 30,
+) -> gateway_service_pb2.ReserveResponse:
+    return await gateway.Reserve(
+        gateway_service_pb2.ReserveRequest(
+            event_id=event_id,
+            user_id=user_id,
+            quantity=quantity,
+            idempotency_key=key or uuid.uuid4().hex,
+        ),
+        timeout=timeout,
+    )
+
+
+async def watch(
+    notifier: NotifierServiceStub, reservation_id: str, timeout: float = 60
+) -> list[pb.Reservation]:
+    """Every message of one WatchReservation stream, until it ends."""
+    call = notifier.WatchReservation(
+        notifier_service_pb2.WatchReservationRequest(reservation_id=reservation_id),
+        timeout=timeout,
+    )
+    return [message.reservation async for message in call]
+
+
+def is_terminal(reservation: pb.Reservation) -> bool:
+    return reservation.status in TERMINAL_PROTO_STATUSES
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def reservation_rows(dsn: str, reservation_id: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(
+            "SELECT * FROM reservations WHERE reservation_id = $1", uuid.UUID(reservation_id)
+        )
+    finally:
+        await conn.close()
+
+
+async def wait_for(predicate: object, timeout: float = 20, interval: float = 0.1) -> None:
+    async def poll() -> None:
+        while not await predicate():  # type: ignore[operator]
+            await asyncio.sleep(interval)
+
+    await asyncio.wait_for(poll(), timeout)

@@ -1,0 +1,56 @@
+"""The ticket rush: 2,000 users, 100 seats, through nginx, outcomes streamed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import grpc
+
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
+from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
+from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
+from ticketing_common.stack import LocalStack
+
+from ..helpers import CONFIRMED, QUEUED, REJECTED, SOLD_OUT, create_event, get_event, reserve, watch
+
+USERS = 2_000
+SEATS = 100
+CHANNELS = 8  # spread the users over several HTTP/2 connections, as real clients are
+
+
+async def test_rush_sells_exactly_the_seats_and_streams_every_outcome(
+    stack: LocalStack, reservations: ReservationServiceStub
+) -> None:
+    event = await create_event(reservations, capacity=SEATS, per_user_limit=1)
+    channels = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(CHANNELS)]
+    try:
+        gateways = [GatewayServiceStub(ch) for ch in channels]
+        notifiers = [NotifierServiceStub(ch) for ch in channels]
+
+        async def user(n: int) -> tuple[str, list[pb.Reservation]]:
+            lane = n % CHANNELS
+            reply = await reserve(gateways[lane], event.event_id, f"user-{n}", key=f"rush-{n}")
+            assert reply.status == QUEUED
+            return reply.reservation_id, await watch(notifiers[lane], reply.reservation_id)
+
+        results = await asyncio.gather(*(user(n) for n in range(USERS)))
+    finally:
+        for ch in channels:
+            await ch.close()
+
+    ids = [rid for rid, _ in results]
+    assert len(set(ids)) == USERS
+    finals = {rid: stream[-1] for rid, stream in results}
+    for rid, stream in results:
+        # Every stream ends on its one terminal state, preceded at most by QUEUED.
+        assert [m.reservation_id for m in stream] == [rid] * len(stream)
+        assert all(m.status == QUEUED for m in stream[:-1])
+    outcomes = Counter((r.status, r.reject_reason) for r in finals.values())
+    assert outcomes == {
+        (CONFIRMED, pb.REJECT_REASON_UNSPECIFIED): SEATS,
+        (REJECTED, SOLD_OUT): USERS - SEATS,
+    }
+    after = await get_event(reservations, event.event_id)
+    assert (after.capacity, after.available, after.confirmed, after.held) == (SEATS, 0, SEATS, 0)

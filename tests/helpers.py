@@ -7,6 +7,7 @@ import uuid
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2, reservation_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
@@ -14,11 +15,13 @@ from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
 from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
 from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
+from ticketing_common.stack import LocalStack
 
 CONFIRMED = pb.RESERVATION_STATUS_CONFIRMED
 REJECTED = pb.RESERVATION_STATUS_REJECTED
 QUEUED = pb.RESERVATION_STATUS_QUEUED
 SOLD_OUT = pb.REJECT_REASON_SOLD_OUT
+LIMIT_EXCEEDED = pb.REJECT_REASON_LIMIT_EXCEEDED
 
 
 async def create_event(
@@ -89,6 +92,29 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+async def queue_drained(stack: LocalStack, timeout_s: float = 30) -> None:
+    """Waits until the consumer group has committed everything on the requests
+    topic: every accepted request is decided, published and acknowledged."""
+    topic = stack.kafka.requests_topic
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                ends = await end_offsets(stack.kafka_bootstrap, topic)
+                # Explicit partitions: the local broker cannot list a group's offsets without.
+                committed = await admin.list_consumer_group_offsets(
+                    stack.kafka.consumer_group,
+                    partitions=[TopicPartition(topic, p) for p in ends],
+                )
+                done = {tp.partition: max(meta.offset, 0) for tp, meta in committed.items()}
+                if all(done.get(p, 0) >= end for p, end in ends.items()):
+                    return
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
 async def reservation_rows(dsn: str, reservation_id: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -97,11 +123,3 @@ async def reservation_rows(dsn: str, reservation_id: str) -> list[asyncpg.Record
         )
     finally:
         await conn.close()
-
-
-async def wait_for(predicate: object, timeout: float = 20, interval: float = 0.1) -> None:
-    async def poll() -> None:
-        while not await predicate():  # type: ignore[operator]
-            await asyncio.sleep(interval)
-
-    await asyncio.wait_for(poll(), timeout)

@@ -38,7 +38,7 @@ async def test_rush_sells_exactly_the_seats_and_streams_every_outcome(
         results = await asyncio.gather(*(user(n) for n in range(USERS)))
     finally:
         for ch in channels:
-            await ch.close()
+            await ch.close(None)
 
     ids = [rid for rid, _ in results]
     assert len(set(ids)) == USERS

@@ -1,0 +1,130 @@
+"""Gateway behaviour seen by a client: validation, unknown events, idempotent retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from ticketing.v1 import gateway_service_pb2 as gw
+from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
+from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
+from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
+from ticketing_common.domain import reservation_id_for
+from ticketing_common.stack import LocalStack
+
+from ..helpers import (
+    CONFIRMED,
+    LIMIT_EXCEEDED,
+    QUEUED,
+    REJECTED,
+    create_event,
+    end_offsets,
+    get_event,
+    queue_drained,
+    reservation_rows,
+    reserve,
+    watch,
+)
+
+VALID = {"user_id": "alice", "quantity": 1, "idempotency_key": "key-1"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"event_id": ""}, "event_id", "event_id: is required"),
+        ({"event_id": "not-a-uuid"}, "event_id", "event_id: must be a UUID"),
+        ({"user_id": ""}, "user_id", "user_id: is required"),
+        ({"user_id": "   "}, "user_id", "user_id: is required"),
+        ({"user_id": "u" * 129}, "user_id", "user_id: must be at most 128 characters"),
+        ({"user_id": "bad\nuser"}, "user_id", "user_id: must not contain control characters"),
+        ({"quantity": 0}, "quantity", "quantity: must be at least 1, got 0"),
+        ({"quantity": -3}, "quantity", "quantity: must be at least 1, got -3"),
+        ({"idempotency_key": ""}, "idempotency_key", "idempotency_key: is required"),
+        ({"idempotency_key": "k" * 129}, "idempotency_key", "idempotency_key: must be at most"),
+    ],
+)
+async def test_every_invalid_field_is_named_and_nothing_is_enqueued(
+    stack: LocalStack,
+    gateway: GatewayServiceStub,
+    reservations: ReservationServiceStub,
+    changes: dict[str, object],
+    field: str,
+    message: str,
+) -> None:
+    event = await create_event(reservations)
+    request = gw.ReserveRequest(**{"event_id": event.event_id, **VALID, **changes})  # type: ignore[arg-type]
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await gateway.Reserve(request, timeout=10)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = caught.value.details() or ""
+    assert details.startswith(f"{field}: ")
+    assert message in details
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert (await get_event(reservations, event.event_id)).available == event.capacity
+
+
+async def test_unknown_event_is_not_found_and_nothing_is_enqueued(
+    stack: LocalStack, gateway: GatewayServiceStub
+) -> None:
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    missing = "00000000-0000-4000-8000-000000000000"
+    for _ in range(3):  # the second and third answers come from the negative cache
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await reserve(gateway, missing, "alice")
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert caught.value.details() == f"event {missing} not found"
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+
+
+async def test_retried_reserve_returns_the_same_id_and_takes_one_seat(
+    stack: LocalStack,
+    gateway: GatewayServiceStub,
+    notifier: NotifierServiceStub,
+    reservations: ReservationServiceStub,
+) -> None:
+    event = await create_event(reservations, capacity=5, per_user_limit=2)
+    first = await reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42")
+    # Retries arrive while the first is queued, concurrently, and after it was decided.
+    again = await asyncio.gather(
+        *(reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42") for _ in range(5))
+    )
+    final = (await watch(notifier, first.reservation_id))[-1]
+    late = await reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42")
+
+    assert first.status == QUEUED
+    expected = reservation_id_for("bob", "checkout-42")
+    assert first.reservation_id == expected
+    assert {r.reservation_id for r in [*again, late]} == {expected}
+    assert final.status == CONFIRMED
+    assert (await watch(notifier, late.reservation_id))[-1].status == CONFIRMED
+
+    await queue_drained(stack)  # all seven copies decided
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (3, 2)
+    rows = await reservation_rows(stack.postgres_dsn, expected)
+    assert len(rows) == 1
+    assert rows[0]["status"] == "CONFIRMED"
+    assert rows[0]["quantity"] == 2
+
+
+async def test_a_new_key_is_a_new_request_within_the_per_user_limit(
+    gateway: GatewayServiceStub,
+    notifier: NotifierServiceStub,
+    reservations: ReservationServiceStub,
+) -> None:
+    event = await create_event(reservations, capacity=10, per_user_limit=3)
+    first = await reserve(gateway, event.event_id, "carol", quantity=2, key="a")
+    assert (await watch(notifier, first.reservation_id))[-1].status == CONFIRMED
+    second = await reserve(gateway, event.event_id, "carol", quantity=2, key="b")
+    outcome = (await watch(notifier, second.reservation_id))[-1]
+    assert (outcome.status, outcome.reject_reason) == (REJECTED, LIMIT_EXCEEDED)  # 2 + 2 > 3
+    third = await reserve(gateway, event.event_id, "carol", quantity=1, key="c")
+    assert (await watch(notifier, third.reservation_id))[-1].status == CONFIRMED
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (7, 3)

@@ -10,12 +10,16 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from ticketing.v1 import (
-    gateway_service_pb2_grpc,
-    notifier_service_pb2_grpc,
-    reservation_service_pb2_grpc,
-)
 from ticketing_common.stack import LocalStack, StackConfig
+
+from .helpers import (
+    Gateway,
+    Notifier,
+    Reservations,
+    gateway_stub,
+    notifier_stub,
+    reservations_stub,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,17 +37,17 @@ async def channel(stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="session")
-def gateway(channel: grpc.aio.Channel) -> gateway_service_pb2_grpc.GatewayServiceStub:
-    return gateway_service_pb2_grpc.GatewayServiceStub(channel)
+def gateway(channel: grpc.aio.Channel) -> Gateway:
+    return gateway_stub(channel)
 
 
 @pytest.fixture(scope="session")
-def notifier(channel: grpc.aio.Channel) -> notifier_service_pb2_grpc.NotifierServiceStub:
-    return notifier_service_pb2_grpc.NotifierServiceStub(channel)
+def notifier(channel: grpc.aio.Channel) -> Notifier:
+    return notifier_stub(channel)
 
 
 @pytest.fixture(scope="session")
 def reservations(
     channel: grpc.aio.Channel,
-) -> reservation_service_pb2_grpc.ReservationServiceStub:
-    return reservation_service_pb2_grpc.ReservationServiceStub(channel)
+) -> Reservations:
+    return reservations_stub(channel)

@@ -4,18 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
+import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ticketing.v1 import gateway_service_pb2, notifier_service_pb2, reservation_service_pb2
+from ticketing.v1 import (
+    gateway_service_pb2,
+    gateway_service_pb2_grpc,
+    notifier_service_pb2,
+    notifier_service_pb2_grpc,
+    reservation_service_pb2,
+    reservation_service_pb2_grpc,
+)
 from ticketing.v1 import reservation_pb2 as pb
-from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
-from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
-from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
 from ticketing_common.stack import LocalStack
+
+if TYPE_CHECKING:  # the asyncio flavour of the stubs, as mypy-protobuf types it
+    Gateway: TypeAlias = gateway_service_pb2_grpc.GatewayServiceAsyncStub
+    Notifier: TypeAlias = notifier_service_pb2_grpc.NotifierServiceAsyncStub
+    Reservations: TypeAlias = reservation_service_pb2_grpc.ReservationServiceAsyncStub
+else:
+    Gateway = gateway_service_pb2_grpc.GatewayServiceStub
+    Notifier = notifier_service_pb2_grpc.NotifierServiceStub
+    Reservations = reservation_service_pb2_grpc.ReservationServiceStub
+
+
+def gateway_stub(channel: grpc.aio.Channel) -> Gateway:
+    return gateway_service_pb2_grpc.GatewayServiceStub(channel)
+
+
+def notifier_stub(channel: grpc.aio.Channel) -> Notifier:
+    return notifier_service_pb2_grpc.NotifierServiceStub(channel)
+
+
+def reservations_stub(channel: grpc.aio.Channel) -> Reservations:
+    return reservation_service_pb2_grpc.ReservationServiceStub(channel)
+
 
 CONFIRMED = pb.RESERVATION_STATUS_CONFIRMED
 REJECTED = pb.RESERVATION_STATUS_REJECTED
@@ -25,7 +53,7 @@ LIMIT_EXCEEDED = pb.REJECT_REASON_LIMIT_EXCEEDED
 
 
 async def create_event(
-    reservations: ReservationServiceStub, capacity: int = 10, per_user_limit: int = 4
+    reservations: Reservations, capacity: int = 10, per_user_limit: int = 4
 ) -> pb.Event:
     reply = await reservations.CreateEvent(
         reservation_service_pb2.CreateEventRequest(
@@ -36,7 +64,7 @@ async def create_event(
     return reply.event
 
 
-async def get_event(reservations: ReservationServiceStub, event_id: str) -> pb.Event:
+async def get_event(reservations: Reservations, event_id: str) -> pb.Event:
     reply = await reservations.GetEvent(
         reservation_service_pb2.GetEventRequest(event_id=event_id), timeout=10
     )
@@ -44,7 +72,7 @@ async def get_event(reservations: ReservationServiceStub, event_id: str) -> pb.E
 
 
 async def reserve(
-    gateway: GatewayServiceStub,
+    gateway: Gateway,
     event_id: str,
     user_id: str,
     quantity: int = 1,
@@ -63,7 +91,7 @@ async def reserve(
 
 
 async def watch(
-    notifier: NotifierServiceStub, reservation_id: str, timeout: float = 60
+    notifier: Notifier, reservation_id: str, timeout: float = 60
 ) -> list[pb.Reservation]:
     """Every message of one WatchReservation stream, until it ends."""
     call = notifier.WatchReservation(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import resource
 import sys
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import uvloop
 
@@ -20,10 +20,15 @@ def raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def run(main: Coroutine[Any, Any, None]) -> None:
+S = TypeVar("S")
+
+
+def run(app: Callable[[S], Coroutine[Any, Any, None]], settings: Callable[[], S]) -> None:
+    """Reads the settings, then runs ``app`` on uvloop until it returns; a bad
+    setting ends the process with its message and exit code 2."""
     raise_open_file_limit()
     try:
-        uvloop.run(main)
+        uvloop.run(app(settings()))
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

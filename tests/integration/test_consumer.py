@@ -16,9 +16,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from consumer_service.applier import Applier
 from ticketing.v1 import queue_pb2
-from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
-from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
-from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
 from ticketing_common.decisions import Request
 from ticketing_common.domain import reservation_id_for
 from ticketing_common.errors import StaleFencingToken
@@ -26,7 +23,18 @@ from ticketing_common.kafka import encode_request
 from ticketing_common.locks import EventLocks, LockNotAcquired
 from ticketing_common.stack import LocalStack
 
-from ..helpers import CONFIRMED, create_event, get_event, queue_drained, reservation_rows, reserve, watch
+from ..helpers import (
+    CONFIRMED,
+    Gateway,
+    Notifier,
+    Reservations,
+    create_event,
+    get_event,
+    queue_drained,
+    reservation_rows,
+    reserve,
+    watch,
+)
 
 
 @pytest.fixture
@@ -81,7 +89,7 @@ async def results_for(stack: LocalStack, reservation_id: str) -> list[queue_pb2.
 
 
 async def test_the_same_message_delivered_twice_yields_one_reservation(
-    stack: LocalStack, notifier: NotifierServiceStub, reservations: ReservationServiceStub
+    stack: LocalStack, notifier: Notifier, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=3, per_user_limit=3)
     request = request_for(event.event_id, "dave", "twice", quantity=2)
@@ -115,7 +123,7 @@ async def test_the_same_message_delivered_twice_yields_one_reservation(
 
 
 async def test_a_batch_with_a_stale_fencing_token_is_refused_and_changes_nothing(
-    pool: asyncpg.Pool, redis_client: redis.Redis, reservations: ReservationServiceStub
+    pool: asyncpg.Pool, redis_client: redis.Redis, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=5, per_user_limit=5)
     paused = EventLocks(redis_client, owner="consumer-paused", ttl_ms=200)
@@ -140,13 +148,19 @@ async def test_a_batch_with_a_stale_fencing_token_is_refused_and_changes_nothing
 
     after = await get_event(reservations, event.event_id)
     assert (after.available, after.confirmed) == (before.available, before.confirmed) == (3, 2)
-    assert await pool.fetchval(
-        "SELECT count(*) FROM reservations WHERE reservation_id = $1",
-        uuid.UUID(stale.reservation_id),
-    ) == 0
-    assert await pool.fetchval(
-        "SELECT fence_token FROM events WHERE event_id = $1", uuid.UUID(event.event_id)
-    ) == new.token
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM reservations WHERE reservation_id = $1",
+            uuid.UUID(stale.reservation_id),
+        )
+        == 0
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT fence_token FROM events WHERE event_id = $1", uuid.UUID(event.event_id)
+        )
+        == new.token
+    )
     # The stalled holder's release does not free the successor's lock.
     assert not await paused.release(old)
     assert await successor.release(new)
@@ -156,9 +170,9 @@ async def test_sale_goes_on_after_redis_lost_its_fencing_counters(
     stack: LocalStack,
     pool: asyncpg.Pool,
     redis_client: redis.Redis,
-    gateway: GatewayServiceStub,
-    notifier: NotifierServiceStub,
-    reservations: ReservationServiceStub,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
 ) -> None:
     event = await create_event(reservations, capacity=10, per_user_limit=1)
     for n in range(3):

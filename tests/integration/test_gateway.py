@@ -8,9 +8,6 @@ import grpc
 import pytest
 
 from ticketing.v1 import gateway_service_pb2 as gw
-from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
-from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
-from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
 from ticketing_common.domain import reservation_id_for
 from ticketing_common.stack import LocalStack
 
@@ -19,6 +16,9 @@ from ..helpers import (
     LIMIT_EXCEEDED,
     QUEUED,
     REJECTED,
+    Gateway,
+    Notifier,
+    Reservations,
     create_event,
     end_offsets,
     get_event,
@@ -48,8 +48,8 @@ VALID = {"user_id": "alice", "quantity": 1, "idempotency_key": "key-1"}
 )
 async def test_every_invalid_field_is_named_and_nothing_is_enqueued(
     stack: LocalStack,
-    gateway: GatewayServiceStub,
-    reservations: ReservationServiceStub,
+    gateway: Gateway,
+    reservations: Reservations,
     changes: dict[str, object],
     field: str,
     message: str,
@@ -70,7 +70,7 @@ async def test_every_invalid_field_is_named_and_nothing_is_enqueued(
 
 
 async def test_unknown_event_is_not_found_and_nothing_is_enqueued(
-    stack: LocalStack, gateway: GatewayServiceStub
+    stack: LocalStack, gateway: Gateway
 ) -> None:
     before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
     missing = "00000000-0000-4000-8000-000000000000"
@@ -84,9 +84,9 @@ async def test_unknown_event_is_not_found_and_nothing_is_enqueued(
 
 async def test_retried_reserve_returns_the_same_id_and_takes_one_seat(
     stack: LocalStack,
-    gateway: GatewayServiceStub,
-    notifier: NotifierServiceStub,
-    reservations: ReservationServiceStub,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
 ) -> None:
     event = await create_event(reservations, capacity=5, per_user_limit=2)
     first = await reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42")
@@ -114,9 +114,9 @@ async def test_retried_reserve_returns_the_same_id_and_takes_one_seat(
 
 
 async def test_a_new_key_is_a_new_request_within_the_per_user_limit(
-    gateway: GatewayServiceStub,
-    notifier: NotifierServiceStub,
-    reservations: ReservationServiceStub,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
 ) -> None:
     event = await create_event(reservations, capacity=10, per_user_limit=3)
     first = await reserve(gateway, event.event_id, "carol", quantity=2, key="a")

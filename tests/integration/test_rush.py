@@ -8,12 +8,21 @@ from collections import Counter
 import grpc
 
 from ticketing.v1 import reservation_pb2 as pb
-from ticketing.v1.gateway_service_pb2_grpc import GatewayServiceStub
-from ticketing.v1.notifier_service_pb2_grpc import NotifierServiceStub
-from ticketing.v1.reservation_service_pb2_grpc import ReservationServiceStub
 from ticketing_common.stack import LocalStack
 
-from ..helpers import CONFIRMED, QUEUED, REJECTED, SOLD_OUT, create_event, get_event, reserve, watch
+from ..helpers import (
+    CONFIRMED,
+    QUEUED,
+    REJECTED,
+    SOLD_OUT,
+    Reservations,
+    create_event,
+    gateway_stub,
+    get_event,
+    notifier_stub,
+    reserve,
+    watch,
+)
 
 USERS = 2_000
 SEATS = 100
@@ -21,13 +30,13 @@ CHANNELS = 8  # spread the users over several HTTP/2 connections, as real client
 
 
 async def test_rush_sells_exactly_the_seats_and_streams_every_outcome(
-    stack: LocalStack, reservations: ReservationServiceStub
+    stack: LocalStack, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=SEATS, per_user_limit=1)
     channels = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(CHANNELS)]
     try:
-        gateways = [GatewayServiceStub(ch) for ch in channels]
-        notifiers = [NotifierServiceStub(ch) for ch in channels]
+        gateways = [gateway_stub(ch) for ch in channels]
+        notifiers = [notifier_stub(ch) for ch in channels]
 
         async def user(n: int) -> tuple[str, list[pb.Reservation]]:
             lane = n % CHANNELS

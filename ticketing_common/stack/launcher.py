@@ -10,6 +10,7 @@ in front of them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import glob
 import os
 import shutil
@@ -107,7 +108,7 @@ class LocalStack:
         self.redis_url = ""
         self.kafka_bootstrap = ""
         self.endpoint = ""
-        self.kafka = KafkaSettings()
+        self.kafka = KafkaSettings.from_env(Env())
         self._postgres: Child | None = None
 
     # -- start -----------------------------------------------------------
@@ -117,7 +118,9 @@ class LocalStack:
             self.postgres_dsn = self.config.postgres_dsn or self._start_postgres()
             self.redis_url = self.config.redis_url or self._start_redis()
             self.kafka_bootstrap = self.config.kafka_bootstrap or self._start_broker()
-            self.kafka = KafkaSettings(bootstrap=self.kafka_bootstrap)
+            self.kafka = dataclasses.replace(
+                KafkaSettings.from_env(Env()), bootstrap=self.kafka_bootstrap
+            )
             asyncio.run(ensure_topics(self.kafka))
             self._start_services()
             self._start_nginx()
@@ -235,7 +238,9 @@ class LocalStack:
         return f"127.0.0.1:{port}"
 
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+        # Every TICKETING_* setting of the caller reaches the services; only
+        # what the launcher owns (address, identity, connections) is replaced.
+        env = dict(os.environ)
         env.update(
             {
                 "TICKETING_HOST": "127.0.0.1",

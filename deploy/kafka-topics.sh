@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Creates the ticketing suite's two topics on an Apache Kafka cluster.
+#
+#   KAFKA_HOME=/opt/kafka TICKETING_KAFKA_BOOTSTRAP=kafka-1:9092 deploy/kafka-topics.sh
+#
+# Safe to run again: existing topics are left as they are (their partition
+# count is never changed here; see deploy/README.md before adding partitions).
+#
+# Settings (environment):
+#   TICKETING_KAFKA_BOOTSTRAP  bootstrap servers              (required)
+#   TICKETING_REQUESTS_TOPIC   requests topic                 (ticketing.reservation-requests)
+#   TICKETING_RESULTS_TOPIC    results topic                  (ticketing.reservation-results)
+#   PARTITIONS                 partitions of each topic       ($TICKETING_TOPIC_PARTITIONS, else 6)
+#   REPLICATION_FACTOR         replicas of each partition     ($TICKETING_TOPIC_REPLICATION, else 3)
+#   MIN_INSYNC_REPLICAS        replicas an acks=all write needs (2)
+#   KAFKA_TOPICS               path of kafka-topics.sh        ($KAFKA_HOME/bin/kafka-topics.sh,
+#                                                              else kafka-topics.sh on PATH)
+#   KAFKA_COMMAND_CONFIG       client properties file (TLS/SASL), optional
+set -euo pipefail
+
+bootstrap="${TICKETING_KAFKA_BOOTSTRAP:?set TICKETING_KAFKA_BOOTSTRAP (host:port,...)}"
+requests_topic="${TICKETING_REQUESTS_TOPIC:-ticketing.reservation-requests}"
+results_topic="${TICKETING_RESULTS_TOPIC:-ticketing.reservation-results}"
+partitions="${PARTITIONS:-${TICKETING_TOPIC_PARTITIONS:-6}}"
+replication="${REPLICATION_FACTOR:-${TICKETING_TOPIC_REPLICATION:-3}}"
+min_isr="${MIN_INSYNC_REPLICAS:-2}"
+
+if [[ -n "${KAFKA_TOPICS:-}" ]]; then
+  kafka_topics="$KAFKA_TOPICS"
+elif [[ -n "${KAFKA_HOME:-}" ]]; then
+  kafka_topics="$KAFKA_HOME/bin/kafka-topics.sh"
+else
+  kafka_topics="$(command -v kafka-topics.sh || true)"
+fi
+if [[ -z "$kafka_topics" || ! -x "$kafka_topics" ]]; then
+  echo "kafka-topics.sh not found: set KAFKA_HOME or KAFKA_TOPICS" >&2
+  exit 1
+fi
+
+for value in "$partitions" "$replication" "$min_isr"; do
+  if ! [[ "$value" =~ ^[1-9][0-9]*$ ]]; then
+    echo "PARTITIONS, REPLICATION_FACTOR and MIN_INSYNC_REPLICAS must be positive integers" >&2
+    exit 1
+  fi
+done
+if (( min_isr > replication )); then
+  echo "MIN_INSYNC_REPLICAS ($min_isr) must not exceed REPLICATION_FACTOR ($replication)" >&2
+  exit 1
+fi
+
+common=(--bootstrap-server "$bootstrap")
+if [[ -n "${KAFKA_COMMAND_CONFIG:-}" ]]; then
+  common+=(--command-config "$KAFKA_COMMAND_CONFIG")
+fi
+
+for topic in "$requests_topic" "$results_topic"; do
+  echo "creating $topic: $partitions partitions, replication factor $replication," \
+       "min.insync.replicas=$min_isr"
+  "$kafka_topics" "${common[@]}" --create --if-not-exists \
+    --topic "$topic" \
+    --partitions "$partitions" \
+    --replication-factor "$replication" \
+    --config min.insync.replicas="$min_isr"
+done
+
+"$kafka_topics" "${common[@]}" --describe --topic "$requests_topic"
+"$kafka_topics" "${common[@]}" --describe --topic "$results_topic"

@@ -1,0 +1,91 @@
+"""ReserveRequest validation and reservation ids, without a network."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.validation import validate_reserve
+from ticketing.v1 import gateway_service_pb2 as pb
+from ticketing_common.domain import reservation_id_for
+from ticketing_common.errors import InvalidArgument
+
+EVENT = str(uuid.uuid4())
+
+
+def request(**changes: object) -> pb.ReserveRequest:
+    fields: dict[str, object] = {
+        "event_id": EVENT,
+        "user_id": "alice",
+        "quantity": 2,
+        "idempotency_key": "k",
+        **changes,
+    }
+    return pb.ReserveRequest(**fields)  # type: ignore[arg-type]
+
+
+def test_a_valid_request_is_normalised() -> None:
+    valid = validate_reserve(request(event_id=EVENT.upper()))
+    assert (valid.event_id, valid.user_id, valid.quantity, valid.idempotency_key) == (
+        EVENT,
+        "alice",
+        2,
+        "k",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"event_id": ""}, "event_id"),
+        ({"event_id": "123"}, "event_id"),
+        ({"user_id": ""}, "user_id"),
+        ({"user_id": "\t"}, "user_id"),
+        ({"user_id": "a\x00b"}, "user_id"),
+        ({"quantity": 0}, "quantity"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+        ({"idempotency_key": "x" * 129}, "idempotency_key"),
+        # Several bad fields: the first in declaration order is named.
+        ({"event_id": "", "quantity": 0}, "event_id"),
+    ],
+)
+def test_each_invalid_field_is_named(changes: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_reserve(request(**changes))
+    assert caught.value.field == field
+    assert caught.value.message.startswith(f"{field}: ")
+
+
+@given(
+    event_id=st.text(max_size=40),
+    user_id=st.text(max_size=200),
+    quantity=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    key=st.text(max_size=200),
+)
+def test_any_input_is_either_valid_or_names_a_field(
+    event_id: str, user_id: str, quantity: int, key: str
+) -> None:
+    message = pb.ReserveRequest(
+        event_id=event_id, user_id=user_id, quantity=quantity, idempotency_key=key
+    )
+    try:
+        valid = validate_reserve(message)
+    except InvalidArgument as exc:
+        assert exc.field in {"event_id", "user_id", "quantity", "idempotency_key"}
+    else:
+        assert uuid.UUID(valid.event_id)
+        assert valid.quantity >= 1
+        assert 1 <= len(valid.user_id) <= 128
+        assert 1 <= len(valid.idempotency_key) <= 128
+
+
+def test_reservation_id_is_stable_and_distinguishes_users_and_keys() -> None:
+    assert reservation_id_for("alice", "k1") == reservation_id_for("alice", "k1")
+    assert reservation_id_for("alice", "k1") != reservation_id_for("alice", "k2")
+    assert reservation_id_for("alice", "k1") != reservation_id_for("bob", "k1")
+    # The separator keeps ("ab", "c") and ("a", "bc") apart.
+    assert reservation_id_for("ab", "c") != reservation_id_for("a", "bc")
+    assert uuid.UUID(reservation_id_for("alice", "k1")).version == 5

@@ -39,7 +39,7 @@ async def run(settings: NotifierSettings) -> None:
             kafka.requests_topic,
             client_id=f"notifier-{instance}",
             seek=seek_to_group_commits(kafka.bootstrap, kafka.consumer_group),
-            handle=on_request(pending),
+            handle=on_request(hub, pending),
         )
         for feed in (results, requests):
             await feed.start()

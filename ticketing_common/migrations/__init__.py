@@ -1,0 +1,1 @@
+"""Versioned schema migrations, applied in order at start-up (see db.py)."""

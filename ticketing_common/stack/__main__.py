@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from pathlib import Path
 
 from ..config import ConfigError
 from ..runtime import raise_open_file_limit
@@ -12,18 +13,24 @@ from .launcher import LocalStack, StackConfig
 
 
 def banner(stack: LocalStack) -> str:
+    """Ready-to-paste calls (one line each, so they survive any shell)."""
     endpoint = stack.endpoint
+    venv_grpcurl = Path(sys.executable).parent / "grpcurl"
+    grpcurl = str(venv_grpcurl) if venv_grpcurl.exists() else "grpcurl"
+    event = '{"name": "Concert", "capacity": 100, "per_user_limit": 4}'
+    reserve = (
+        '{"event_id": "EVENT_ID", "user_id": "alice", "quantity": 2, "idempotency_key": "alice-1"}'
+    )
+    watch = '{"reservation_id": "RESERVATION_ID"}'
     return f"""
 Ticketing stack ready at {endpoint}  (logs: {stack.logs})
 
-  grpcurl -plaintext {endpoint} list
-  grpcurl -plaintext -d '{{"name": "Concert", "capacity": 100, "per_user_limit": 4}}' \\
-      {endpoint} ticketing.v1.ReservationService/CreateEvent
-  grpcurl -plaintext -d '{{"event_id": "<event_id>", "user_id": "alice", "quantity": 2, \\
-      "idempotency_key": "alice-1"}}' {endpoint} ticketing.v1.GatewayService/Reserve
-  grpcurl -plaintext -d '{{"reservation_id": "<reservation_id>"}}' \\
-      {endpoint} ticketing.v1.NotifierService/WatchReservation
+{grpcurl} -plaintext {endpoint} list
+{grpcurl} -plaintext -d '{event}' {endpoint} ticketing.v1.ReservationService/CreateEvent
+{grpcurl} -plaintext -d '{reserve}' {endpoint} ticketing.v1.GatewayService/Reserve
+{grpcurl} -plaintext -d '{watch}' {endpoint} ticketing.v1.NotifierService/WatchReservation
 
+(replace EVENT_ID and RESERVATION_ID with the ids the previous calls returned)
 Press Ctrl-C to stop everything.
 """
 

@@ -52,6 +52,7 @@ async def run(settings: ConsumerSettings) -> None:
             producer=producer,
             results_topic=settings.kafka.results_topic,
             lock_wait_s=settings.lock_wait_s,
+            concurrency=settings.pool_size,
         )
         loop = ConsumeLoop(
             consumer,
@@ -62,7 +63,8 @@ async def run(settings: ConsumerSettings) -> None:
         )
         consumer.subscribe([settings.kafka.requests_topic], listener=loop)
         await start_with_retry(consumer)
-        # Leaves the group last (stack order), after the final commit.
+        # Unwound first (the stack is LIFO): leaves the group after the loop's
+        # final commit, before the producer and pools close.
         stack.push_async_callback(consumer.stop)
 
         server = Server(
@@ -72,10 +74,10 @@ async def run(settings: ConsumerSettings) -> None:
             settings.server.shutdown_grace_s,
         )
         await server.start(SERVICES)
+        stack.push_async_callback(server.stop, SERVICES)
         async with asyncio.TaskGroup() as group:
             worker = group.create_task(loop.run())
             await wait_for_signal()
             # Finish the batch in hand and its commit, then stop polling.
             loop.stop()
             await worker
-        await server.stop(SERVICES)

@@ -14,14 +14,14 @@ their stored outcomes are re-published and nothing is applied twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-import asyncpg
-import redis.exceptions
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 
 from ticketing.v1 import queue_pb2
@@ -29,28 +29,16 @@ from ticketing_common.decisions import Request
 from ticketing_common.domain import Reservation
 from ticketing_common.errors import StaleFencingToken
 from ticketing_common.kafka import UndecodableRecord, decode_request
-from ticketing_common.locks import EventLocks, LockNotAcquired
+from ticketing_common.locks import EventLocks
 
 from .applier import Applier
+from .failures import is_transient
 
 log = structlog.get_logger(__name__)
 
-Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+MAX_BACKOFF_S = 10.0
 
-# Failures worth retrying the whole batch for (it is redelivered from the
-# first offset; decided ids are recognised then).
-TRANSIENT = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    LockNotAcquired,
-    KafkaError,
-    TimeoutError,
-    StaleFencingToken,
-)
+Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
 
 class BatchProcessor:
@@ -62,12 +50,17 @@ class BatchProcessor:
         producer: AIOKafkaProducer,
         results_topic: str,
         lock_wait_s: float,
+        concurrency: int,
     ) -> None:
         self._applier = applier
         self._locks = locks
         self._producer = producer
         self._results_topic = results_topic
         self._lock_wait_s = lock_wait_s
+        # Events of one batch are decided concurrently, but no more at once
+        # than there are database connections: a lock must not be held while
+        # its transaction waits for a connection.
+        self._slots = asyncio.Semaphore(concurrency)
 
     async def process(self, batch: Batch) -> dict[TopicPartition, int]:
         """Decides and publishes ``batch``; returns the offsets to commit."""
@@ -106,6 +99,12 @@ class BatchProcessor:
         return offsets
 
     async def _decide_event(self, event_id: str, requests: list[Request]) -> list[Reservation]:
+        async with self._slots:
+            return await self._decide_event_locked(event_id, requests)
+
+    async def _decide_event_locked(
+        self, event_id: str, requests: list[Request]
+    ) -> list[Reservation]:
         with structlog.contextvars.bound_contextvars(event_id=event_id):
             lease = await self._locks.acquire(event_id, wait_s=self._lock_wait_s)
             try:
@@ -124,12 +123,7 @@ class BatchProcessor:
                     decided = await self._applier.apply(event_id, lease.token, requests)
             finally:
                 await self._locks.release(lease)
-            log.info(
-                "batch_decided",
-                requests=len(requests),
-                token=lease.token,
-                confirmed=sum(1 for r in decided if r.status == "CONFIRMED"),
-            )
+            log.info("batch_decided", requests=len(requests), token=lease.token)
             return decided
 
     async def _publish(self, results: Sequence[Reservation]) -> None:
@@ -143,6 +137,12 @@ class BatchProcessor:
         ]
         if futures:
             await asyncio.gather(*futures)
+
+
+def _describe(exc: BaseException) -> list[str] | str:
+    if isinstance(exc, BaseExceptionGroup):
+        return [f"{type(e).__name__}: {e}" for e in exc.exceptions]
+    return f"{type(exc).__name__}: {exc}"
 
 
 class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -177,6 +177,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping.set()
 
     async def run(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             batch = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_batch
@@ -184,28 +185,38 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             if not batch:
                 continue
             async with self._in_batch:
-                await self._handle(batch)
+                done = await self._handle(batch)
+            failures = 0 if done else failures + 1
+            if failures:
+                # Outside the batch lock: a rebalance need not wait for our backoff.
+                await self._backoff(failures)
 
-    async def _handle(self, batch: Batch) -> None:
-        offsets: dict[TopicPartition, int] | None = None
+    async def _backoff(self, failures: int) -> None:
+        delay = min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay * (0.5 + random.random() / 2))
+
+    async def _handle(self, batch: Batch) -> bool:
+        """Processes and commits one batch; on failure rewinds it for a retry."""
         try:
             offsets = await self._processor.process(batch)
-        except* TRANSIENT as group:
-            log.warning(
-                "batch_retry",
-                records=sum(len(r) for r in batch.values()),
-                errors=[f"{type(e).__name__}: {e}" for e in group.exceptions],
-            )
-        if offsets is None:
+        except Exception as exc:  # task boundary: log, rewind, retry
+            records = sum(len(r) for r in batch.values())
+            if is_transient(exc):
+                log.warning("batch_retry", records=records, error=_describe(exc))
+            else:
+                # Not expected to heal by itself; retried all the same, since
+                # skipping would lose the requests.
+                log.error("batch_failed", records=records, exc_info=exc)
             self._rewind(batch)
-            await asyncio.sleep(self._retry_backoff_s)
-            return
+            return False
         try:
             await self._consumer.commit(offsets)
         except CommitFailedError as exc:
             # The group rebalanced under us: the new owner redelivers from the
             # last commit and recognises what we decided.
             log.warning("commit_failed", error=str(exc))
+        return True
 
     def _rewind(self, batch: Batch) -> None:
         assigned = self._consumer.assignment()

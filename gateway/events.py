@@ -20,7 +20,7 @@ class EventDirectory:
         self._unknown_ttl_s = unknown_ttl_s
         self._known: set[str] = set()
         self._unknown_until: dict[str, float] = {}
-        self._inflight: dict[str, asyncio.Future[bool]] = {}
+        self._inflight: dict[str, asyncio.Task[bool]] = {}
 
     async def exists(self, event_id: str) -> bool:
         if event_id in self._known:
@@ -28,23 +28,21 @@ class EventDirectory:
         until = self._unknown_until.get(event_id)
         if until is not None and until > time.monotonic():
             return False
-        pending = self._inflight.get(event_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inflight[event_id] = future
+        lookup = self._inflight.get(event_id)
+        if lookup is None:
+            # Its own task, shared by every caller that misses meanwhile: a
+            # caller that gives up (deadline, disconnect) cancels only its wait.
+            lookup = asyncio.create_task(self._lookup(event_id))
+            # Retrieved here in case every caller gave up before it finished.
+            lookup.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._inflight[event_id] = lookup
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, event_id: str) -> bool:
         try:
             found = await self._query(event_id)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
         finally:
             del self._inflight[event_id]
-        future.set_result(found)
         if found:
             self._known.add(event_id)
             self._unknown_until.pop(event_id, None)

@@ -51,12 +51,12 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         valid = validate_reserve(request)
         try:
             known = await self._events.exists(valid.event_id)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DependencyUnavailable("event directory unavailable, retry") from exc
         if not known:
             raise NotFound(f"event {valid.event_id} not found")
 
-        reservation_id = reservation_id_for(valid.user_id, valid.idempotency_key)
+        reservation_id = reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id)
         accepted = Request(
             reservation_id=reservation_id,
             event_id=valid.event_id,
@@ -64,8 +64,6 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             quantity=valid.quantity,
             idempotency_key=valid.idempotency_key,
             accepted_at=datetime.now(UTC),
-            partition=-1,
-            offset=-1,
         )
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
@@ -88,7 +86,8 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                 error=type(exc).__name__,
             )
             raise BrokerUnavailable(
-                "the queue did not acknowledge the request; retry with the same idempotency_key"
+                "the queue did not acknowledge the request in time (it may still be applied); "
+                "retry with the same idempotency_key"
             ) from exc
         log.info(
             "reserve_queued",

@@ -66,7 +66,9 @@ async def run(settings: NotifierSettings) -> None:
             feeds = [group.create_task(results.run()), group.create_task(requests.run())]
             # Serve only once both feeds are positioned: from here on nothing is missed.
             await server.start(SERVICES)
+            stack.push_async_callback(server.stop, SERVICES)
             await wait_for_signal()
+            # Streams get the grace period with the feeds still running.
             await server.stop(SERVICES)
             for task in feeds:
                 task.cancel()

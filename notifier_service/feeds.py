@@ -16,17 +16,20 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import Status, timestamp
-from ticketing_common.kafka import UndecodableRecord, decode_request
+from ticketing_common.kafka import UndecodableRecord, decode_request, start_with_retry
 
 from .hub import PendingRequests, WatchHub
 
 log = structlog.get_logger(__name__)
+
+ASSIGNMENT_TIMEOUT_S = 30.0
 
 QUEUED = Status.QUEUED.to_proto()
 Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
@@ -61,11 +64,12 @@ class Feed:
     async def start(self) -> None:
         """Connects and positions the feed; returns once it is positioned, so
         nothing published afterwards can be missed."""
-        await self._consumer.start()
+        await start_with_retry(self._consumer)
         # Without a group, aiokafka assigns every partition once metadata is in;
         # it offers no event for that moment.
-        while not self._consumer.assignment():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(ASSIGNMENT_TIMEOUT_S):
+            while not self._consumer.assignment():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         partitions = sorted(self._consumer.assignment())
         await self._seek(self._consumer, partitions)
         for tp in partitions:
@@ -80,11 +84,24 @@ class Feed:
         await self._consumer.stop()
 
     async def run(self) -> None:
+        """Reads for ever. The broker going away is absorbed by aiokafka; any
+        other failure is logged and the read retried, so watchers keep their
+        streams (PostgreSQL re-reads cover what a feed could not deliver)."""
         while True:
-            batch = await self._consumer.getmany(timeout_ms=500, max_records=2_000)
+            try:
+                batch = await self._consumer.getmany(timeout_ms=500, max_records=2_000)
+            except KafkaError as exc:
+                log.error("feed_read_failed", topic=self._topic, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
             for tp, records in batch.items():
                 for record in records:
-                    self._handle(record)
+                    try:
+                        self._handle(record)
+                    except Exception:  # one bad record must not stop the feed
+                        log.exception(
+                            "feed_record_failed", partition=record.partition, offset=record.offset
+                        )
                 if records:
                     self._next[tp] = records[-1].offset + 1
             if batch:
@@ -92,7 +109,8 @@ class Feed:
                     self._progress.notify_all()
 
     async def catch_up(self, timeout_s: float) -> bool:
-        """Waits until everything the broker held when called has been handled."""
+        """Waits until everything the broker held when called has been handled;
+        False if that could not be confirmed in time."""
         try:
             async with asyncio.timeout(timeout_s):
                 ends = await self._consumer.end_offsets(list(self._next))
@@ -100,7 +118,7 @@ class Feed:
                     await self._progress.wait_for(
                         lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items())
                     )
-        except TimeoutError:
+        except (TimeoutError, KafkaError):
             return False
         return True
 
@@ -112,8 +130,9 @@ async def seek_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
 def seek_to_group_commits(bootstrap: str, group: str) -> Seek:
     async def seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="notifier-admin")
-        await admin.start()
         try:
+            await admin.start()
+            # Explicit partitions: some Kafka-API brokers cannot list them all.
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
         finally:
             await admin.close()

@@ -58,7 +58,9 @@ class PendingRequests:
 
     def get(self, reservation_id: str) -> pb.Reservation | None:
         entry = self._entries.get(reservation_id)
-        return None if entry is None else entry[1]
+        if entry is None or entry[0] < time.monotonic() - self._ttl_s:
+            return None
+        return entry[1]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -20,7 +20,7 @@ from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status, parse_uuid
-from ticketing_common.errors import NotFound
+from ticketing_common.errors import NotFound, Unavailable
 from ticketing_common.queries import fetch_reservation
 
 from .feeds import Feed
@@ -69,13 +69,16 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         except TimeoutError:
             pass
         # Not within that: make sure we have read all the broker holds now.
-        await self._requests_feed.catch_up(self._catch_up_timeout_s)
+        caught_up = await self._requests_feed.catch_up(self._catch_up_timeout_s)
         current = await self._stored(reservation_id) or self._pending.get(reservation_id)
         if current is None and not updates.empty():
             current = updates.get_nowait()
-        if current is None:
-            raise NotFound(f"reservation {reservation_id} not found")
-        return current
+        if current is not None:
+            return current
+        if not caught_up:
+            # It may be queued and we are behind: do not claim it does not exist.
+            raise Unavailable("the notifier is catching up with the queue; retry the watch")
+        raise NotFound(f"reservation {reservation_id} not found")
 
     async def WatchReservation(
         self,

@@ -31,5 +31,7 @@ async def run(settings: ReservationSettings) -> None:
             ReservationServicer(Store(pool)), server.grpc
         )
         await server.start(SERVICES)
+        # Unwound first: stop taking calls, finish those in flight, then close
+        # what they use.
+        stack.push_async_callback(server.stop, SERVICES)
         await wait_for_signal()
-        await server.stop(SERVICES)

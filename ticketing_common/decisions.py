@@ -23,8 +23,9 @@ class Request:
     quantity: int
     idempotency_key: str
     accepted_at: datetime
-    partition: int
-    offset: int
+    # Where the record sits in the requests topic; unknown (-1) until it is there.
+    partition: int = -1
+    offset: int = -1
 
 
 @dataclass(frozen=True, slots=True)

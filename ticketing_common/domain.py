@@ -57,10 +57,12 @@ class RejectReason(StrEnum):
 TERMINAL_PROTO_STATUSES = frozenset(s.to_proto() for s in Status if s.terminal)
 
 
-def reservation_id_for(user_id: str, idempotency_key: str) -> str:
-    """Stable id for a (user, idempotency key): a retried call gets the same id,
-    and a duplicate queue record is recognised downstream by its primary key."""
-    return str(uuid.uuid5(RESERVATION_NAMESPACE, f"{user_id}\x00{idempotency_key}"))
+def reservation_id_for(user_id: str, idempotency_key: str, event_id: str) -> str:
+    """Stable id for a (user, idempotency key) on one event: a retried call
+    gets the same id, and a duplicate queue record is recognised downstream by
+    its primary key. The event is part of it so a key a client reuses for
+    another event names another request, not a clash of two."""
+    return str(uuid.uuid5(RESERVATION_NAMESPACE, f"{user_id}\x00{idempotency_key}\x00{event_id}"))
 
 
 def timestamp(moment: datetime) -> Timestamp:

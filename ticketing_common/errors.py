@@ -3,11 +3,11 @@
     TicketingError                 (retriable = False unless stated)
     ├── InvalidArgument            INVALID_ARGUMENT, names the field
     ├── NotFound                   NOT_FOUND
-    ├── FailedPrecondition         FAILED_PRECONDITION
     └── Unavailable                UNAVAILABLE, retriable
         ├── BrokerUnavailable      the broker did not acknowledge in time
         └── DependencyUnavailable  PostgreSQL or Redis did not answer
-    StaleFencingToken              a lock holder lost its lock; never reaches a client
+    StaleFencingToken              a lock holder lost its lock; never reaches a client,
+                                   retriable (the batch is redelivered and re-decided)
 
 Expected errors are these; anything else is a bug and becomes INTERNAL in the
 server interceptor, with a log line.
@@ -39,10 +39,6 @@ class NotFound(TicketingError):
     code = grpc.StatusCode.NOT_FOUND
 
 
-class FailedPrecondition(TicketingError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
 class Unavailable(TicketingError):
     code = grpc.StatusCode.UNAVAILABLE
     retriable = True
@@ -59,7 +55,7 @@ class DependencyUnavailable(Unavailable):
 class StaleFencingToken(Exception):
     """PostgreSQL refused a write: another holder has taken the event's lock since."""
 
-    retriable = False
+    retriable = True
 
     def __init__(self, event_id: str, token: int, stored: int) -> None:
         super().__init__(f"fencing token {token} for event {event_id} is older than {stored}")

@@ -108,7 +108,7 @@ def _wrap_unary(
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - task boundary: _abort maps it and logs bugs
             await _abort(context, exc, method)
 
     return wrapped
@@ -125,7 +125,7 @@ def _wrap_stream(
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - task boundary: _abort maps it and logs bugs
             await _abort(context, exc, method)
 
     return wrapped
@@ -149,6 +149,7 @@ class Server:
             self.grpc,
         )
         self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        self._stopped = False
         self.address = f"{host}:{self.port}"
 
     async def set_serving(self, serving: bool, services: tuple[str, ...] = ()) -> None:
@@ -167,7 +168,11 @@ class Server:
 
     async def stop(self, services: tuple[str, ...]) -> None:
         """Stage one: report NOT_SERVING and refuse new calls; stage two: give
-        in-flight calls the grace period, then cancel what is left."""
+        in-flight calls the grace period, then cancel what is left. Calling it
+        again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("draining", server=self.name, grace_s=self._grace_s)
         await self.set_serving(False, services)
         await self.grpc.stop(self._grace_s)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -43,7 +44,11 @@ def new_producer(
     )
 
 
-async def start_with_retry(client: AIOKafkaProducer, *, retry_for_s: float = 30.0) -> None:
+class Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_with_retry(client: Startable, *, retry_for_s: float = 30.0) -> None:
     """Starts an aiokafka client, retrying while the broker is still coming up."""
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
@@ -123,7 +128,10 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
         uuid.UUID(message.event_id)
     except ValueError:
         raise UndecodableRecord("reservation_id and event_id must be UUIDs") from None
-    accepted_at: datetime = from_timestamp(message.accept_time)
+    try:
+        accepted_at: datetime = from_timestamp(message.accept_time)
+    except (ValueError, OverflowError):
+        raise UndecodableRecord("accept_time is out of range") from None
     return Request(
         reservation_id=message.reservation_id,
         event_id=message.event_id,

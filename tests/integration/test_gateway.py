@@ -98,7 +98,7 @@ async def test_retried_reserve_returns_the_same_id_and_takes_one_seat(
     late = await reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42")
 
     assert first.status == QUEUED
-    expected = reservation_id_for("bob", "checkout-42")
+    expected = reservation_id_for("bob", "checkout-42", event.event_id)
     assert first.reservation_id == expected
     assert {r.reservation_id for r in [*again, late]} == {expected}
     assert final.status == CONFIRMED

@@ -83,9 +83,12 @@ def test_any_input_is_either_valid_or_names_a_field(
 
 
 def test_reservation_id_is_stable_and_distinguishes_users_and_keys() -> None:
-    assert reservation_id_for("alice", "k1") == reservation_id_for("alice", "k1")
-    assert reservation_id_for("alice", "k1") != reservation_id_for("alice", "k2")
-    assert reservation_id_for("alice", "k1") != reservation_id_for("bob", "k1")
+    event, other = str(uuid.uuid4()), str(uuid.uuid4())
+    assert reservation_id_for("alice", "k1", event) == reservation_id_for("alice", "k1", event)
+    assert reservation_id_for("alice", "k1", event) != reservation_id_for("alice", "k2", event)
+    assert reservation_id_for("alice", "k1", event) != reservation_id_for("bob", "k1", event)
+    # A key reused for another event is another request.
+    assert reservation_id_for("alice", "k1", event) != reservation_id_for("alice", "k1", other)
     # The separator keeps ("ab", "c") and ("a", "bc") apart.
-    assert reservation_id_for("ab", "c") != reservation_id_for("a", "bc")
-    assert uuid.UUID(reservation_id_for("alice", "k1")).version == 5
+    assert reservation_id_for("ab", "c", event) != reservation_id_for("a", "bc", event)
+    assert uuid.UUID(reservation_id_for("alice", "k1", event)).version == 5

@@ -43,15 +43,24 @@ def main() -> None:
         sys.exit(f"configuration error: {exc}")
     stopping = False
 
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
     def request_stop(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # While starting, Ctrl-C or SIGTERM abort the start (which cleans up).
+    signal.signal(signal.SIGTERM, interrupt)
     stack = LocalStack(config)
     print("starting PostgreSQL, Redis, the Kafka-API broker, the services and nginx...", flush=True)
-    stack.start()
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        print("interrupted while starting; everything started is stopped.", flush=True)
+        sys.exit(130)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     print(banner(stack), flush=True)
     code = 0
     try:

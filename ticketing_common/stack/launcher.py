@@ -58,6 +58,10 @@ class StackConfig:
             listen_port=env.integer("LISTEN_PORT", cls.listen_port, minimum=0),
             gateways=env.integer("GATEWAYS", cls.gateways, minimum=1),
             consumers=env.integer("CONSUMERS", cls.consumers, minimum=1),
+            reservation_services=env.integer(
+                "RESERVATION_SERVICES", cls.reservation_services, minimum=1
+            ),
+            notifiers=env.integer("NOTIFIERS", cls.notifiers, minimum=1),
             postgres_dsn=env.raw("POSTGRES_DSN"),
             redis_url=env.raw("REDIS_URL"),
             kafka_bootstrap=env.raw("KAFKA_BOOTSTRAP"),
@@ -246,7 +250,7 @@ class LocalStack:
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         # Every TICKETING_* setting of the caller reaches the services; only
         # what the launcher owns (address, identity, connections) is replaced.
-        env = dict(os.environ)
+        env = {**os.environ, **self.config.service_env}
         env.update(
             {
                 "TICKETING_HOST": "127.0.0.1",
@@ -258,7 +262,6 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        env.update(self.config.service_env)
         return env
 
     def start_service(self, name: str) -> Child:

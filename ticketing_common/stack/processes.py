@@ -9,6 +9,7 @@ the server, so the pid we hold is the server's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -128,7 +129,8 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
-        """Asks the process to stop, waits, and kills it if it does not."""
+        """Asks the process to stop, waits, and kills it if it does not; then
+        kills whatever is left of its session (e.g. forked workers)."""
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -138,6 +140,9 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # The child leads its own session and process group (start_new_session).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
 
     def tail(self, lines: int = 30) -> str:

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
+from aiolimiter import AsyncLimiter
 
 from ticketing_common import logs
 from ticketing_common.db import create_pool
@@ -15,8 +16,9 @@ from ticketing_common.kafka import new_producer, start_with_retry
 from ticketing_common.locks import EventLocks
 
 from .applier import Applier
+from .loop import ConsumeLoop, DependencyBreaker
 from .settings import ConsumerSettings
-from .worker import BatchProcessor, ConsumeLoop
+from .worker import BatchProcessor
 
 # The consumer serves health checking only; its work comes from Kafka.
 SERVICES = ("ticketing.v1.ConsumerService",)
@@ -51,15 +53,40 @@ async def run(settings: ConsumerSettings) -> None:
             locks=EventLocks(redis_client, owner=instance, ttl_ms=settings.lock_ttl_ms),
             producer=producer,
             results_topic=settings.kafka.results_topic,
+            dead_letter_topic=settings.kafka.dead_letter_topic,
             lock_wait_s=settings.lock_wait_s,
             concurrency=settings.pool_size,
         )
+        server = Server(
+            "consumer_service",
+            settings.server.host,
+            settings.server.port,
+            settings.server.shutdown_grace_s,
+        )
+
+        async def probe() -> None:
+            async with asyncio.timeout(5):
+                await pool.fetchval("SELECT 1")
+                await redis_client.ping()
+
+        async def set_serving(serving: bool) -> None:
+            await server.set_serving(serving, SERVICES)
+
+        rate = settings.max_decisions_per_s
         loop = ConsumeLoop(
             consumer,
             processor,
+            breaker=DependencyBreaker(
+                threshold=settings.breaker_threshold,
+                reset_s=settings.breaker_reset_s,
+                probe=probe,
+            ),
+            limiter=AsyncLimiter(rate, time_period=1) if rate else None,
+            set_serving=set_serving,
             max_batch=settings.max_batch,
             poll_timeout_ms=settings.poll_timeout_ms,
             retry_backoff_s=settings.retry_backoff_s,
+            max_attempts=settings.max_attempts,
         )
         consumer.subscribe([settings.kafka.requests_topic], listener=loop)
         await start_with_retry(consumer)
@@ -67,12 +94,6 @@ async def run(settings: ConsumerSettings) -> None:
         # final commit, before the producer and pools close.
         stack.push_async_callback(consumer.stop)
 
-        server = Server(
-            "consumer_service",
-            settings.server.host,
-            settings.server.port,
-            settings.server.shutdown_grace_s,
-        )
         await server.start(SERVICES)
         stack.push_async_callback(server.stop, SERVICES)
         async with asyncio.TaskGroup() as group:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
 from ticketing_common.db import Connection
-from ticketing_common.decisions import BatchOutcome, Request, Seats, decide, reject_all
+from ticketing_common.decisions import Decision, Request, Seats, decide, reject_all
 from ticketing_common.domain import RejectReason, Reservation
 from ticketing_common.errors import StaleFencingToken
 from ticketing_common.queries import fetch_reservations
@@ -31,11 +31,12 @@ class Applier:
         each one's reservation as stored, in the same order; ids decided before
         come back with their earlier outcome and change nothing."""
         event_uuid = uuid.UUID(event_id)
+        now = datetime.now(UTC)
         async with self._pool.acquire() as conn, conn.transaction():
             seats_row = await conn.fetchrow(
                 """UPDATE events SET fence_token = $2
                    WHERE event_id = $1 AND fence_token <= $2
-                   RETURNING available, per_user_limit""",
+                   RETURNING available, per_user_limit, queue_ttl_ms""",
                 event_uuid,
                 token,
             )
@@ -63,10 +64,13 @@ class Applier:
                         users,
                     )
                 }
-                outcome = decide(
-                    Seats(seats_row["available"], seats_row["per_user_limit"]), user_seats, fresh
+                seats = Seats(
+                    available=seats_row["available"],
+                    per_user_limit=seats_row["per_user_limit"],
+                    queue_ttl=timedelta(milliseconds=seats_row["queue_ttl_ms"]),
                 )
-            decided = await self._insert(conn, outcome, token)
+                outcome = decide(seats, user_seats, fresh, now)
+            decided = await self._insert(conn, outcome.decisions, token, now)
             if outcome.seats_confirmed:
                 await conn.execute(
                     """UPDATE events SET available = available - $2, confirmed = confirmed + $2
@@ -77,16 +81,36 @@ class Applier:
         known.update(decided)
         return [known[r.reservation_id] for r in requests]
 
+    async def reject(self, requests: Sequence[Request], reason: RejectReason) -> list[Reservation]:
+        """Records each request as REJECTED for ``reason`` outside any event
+        lock (no seats change), unless its id was decided already; returns
+        what is stored for each, in order."""
+        now = datetime.now(UTC)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._insert(
+                conn,
+                reject_all(requests, reason).decisions,
+                token=0,
+                now=now,
+                keep_existing=True,
+            )
+            stored = await fetch_reservations(conn, [r.reservation_id for r in requests])
+        return [stored[r.reservation_id] for r in requests]
+
     @staticmethod
     async def _insert(
-        conn: Connection, outcome: BatchOutcome, token: int
+        conn: Connection,
+        decisions: Sequence[Decision],
+        token: int,
+        now: datetime,
+        *,
+        keep_existing: bool = False,
     ) -> dict[str, Reservation]:
-        if not outcome.decisions:
+        if not decisions:
             return {}
-        now = datetime.now(UTC)
         columns: tuple[list[object], ...] = tuple([] for _ in range(12))
         result: dict[str, Reservation] = {}
-        for d in outcome.decisions:
+        for d in decisions:
             r = d.request
             reason = None if d.reject_reason is None else d.reject_reason.value
             values = (
@@ -115,13 +139,15 @@ class Applier:
                 r.accepted_at,
                 now,
             )
+        conflict = "ON CONFLICT (reservation_id) DO NOTHING" if keep_existing else ""
         await conn.execute(
-            """INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
+            f"""INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
                    reject_reason, idempotency_key, accepted_at, decided_at,
                    source_partition, source_offset, fence_token)
                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[],
                    $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                   $10::int[], $11::bigint[], $12::bigint[])""",
+                   $10::int[], $11::bigint[], $12::bigint[])
+               {conflict}""",
             *columns,
         )
         return result

@@ -18,6 +18,15 @@ class ConsumerSettings:
     lock_wait_s: float = 5.0
     retry_backoff_s: float = 0.5
     pool_size: int = 6
+    # A record whose processing keeps failing (not a transient failure) is
+    # dead-lettered after this many attempts.
+    max_attempts: int = 5
+    # Consecutive transient batch failures that open the circuit breaker, and
+    # how long it stays open before a half-open probe.
+    breaker_threshold: int = 5
+    breaker_reset_s: float = 5.0
+    # Ceiling on decisions per second for this consumer; 0 means unlimited.
+    max_decisions_per_s: int = 0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ConsumerSettings:
@@ -33,4 +42,10 @@ class ConsumerSettings:
             lock_wait_s=env.number("LOCK_WAIT_S", cls.lock_wait_s, minimum=0.01),
             retry_backoff_s=env.number("CONSUMER_RETRY_BACKOFF_S", cls.retry_backoff_s, minimum=0),
             pool_size=env.integer("PG_POOL_SIZE", cls.pool_size, minimum=1),
+            max_attempts=env.integer("CONSUMER_MAX_ATTEMPTS", cls.max_attempts, minimum=1),
+            breaker_threshold=env.integer("BREAKER_THRESHOLD", cls.breaker_threshold, minimum=1),
+            breaker_reset_s=env.number("BREAKER_RESET_S", cls.breaker_reset_s, minimum=0.1),
+            max_decisions_per_s=env.integer(
+                "MAX_DECISIONS_PER_S", cls.max_decisions_per_s, minimum=0
+            ),
         )

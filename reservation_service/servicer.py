@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -18,6 +19,9 @@ log = structlog.get_logger(__name__)
 
 MAX_NAME = 200
 MAX_CAPACITY = 10_000_000
+DEFAULT_QUEUE_TTL = timedelta(minutes=10)
+MIN_QUEUE_TTL = timedelta(seconds=1)
+MAX_QUEUE_TTL = timedelta(hours=24)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -44,7 +48,14 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             raise InvalidArgument(
                 "per_user_limit", f"must be between 1 and capacity, got {request.per_user_limit}"
             )
-        event = await self._store.create_event(name, request.capacity, request.per_user_limit)
+        queue_ttl = DEFAULT_QUEUE_TTL
+        if request.HasField("queue_ttl"):
+            queue_ttl = request.queue_ttl.ToTimedelta()
+            if not MIN_QUEUE_TTL <= queue_ttl <= MAX_QUEUE_TTL:
+                raise InvalidArgument("queue_ttl", "must be between 1s and 24h")
+        event = await self._store.create_event(
+            name, request.capacity, request.per_user_limit, queue_ttl
+        )
         log.info(
             "event_created",
             event_id=event.event_id,

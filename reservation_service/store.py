@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import asyncpg
 
@@ -14,14 +15,18 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create_event(self, name: str, capacity: int, per_user_limit: int) -> Event:
+    async def create_event(
+        self, name: str, capacity: int, per_user_limit: int, queue_ttl: timedelta
+    ) -> Event:
         row = await self._pool.fetchrow(
-            f"""INSERT INTO events (event_id, name, capacity, available, per_user_limit)
-                VALUES ($1, $2, $3, $3, $4) RETURNING {EVENT_COLUMNS}""",
+            f"""INSERT INTO events
+                    (event_id, name, capacity, available, per_user_limit, queue_ttl_ms)
+                VALUES ($1, $2, $3, $3, $4, $5) RETURNING {EVENT_COLUMNS}""",
             uuid.uuid4(),
             name,
             capacity,
             per_user_limit,
+            int(queue_ttl.total_seconds() * 1000),
         )
         assert row is not None  # INSERT ... RETURNING always returns the row
         return Event.from_row(row)

@@ -65,6 +65,7 @@ class KafkaSettings:
     bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
     requests_topic: str = "ticketing.reservation-requests"
     results_topic: str = "ticketing.reservation-results"
+    dead_letter_topic: str = "ticketing.reservation-requests.dlq"
     consumer_group: str = "ticketing-consumer"
     partitions: int = 6
     replication_factor: int = 1
@@ -75,6 +76,7 @@ class KafkaSettings:
             bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
             requests_topic=env.text("REQUESTS_TOPIC", cls.requests_topic),
             results_topic=env.text("RESULTS_TOPIC", cls.results_topic),
+            dead_letter_topic=env.text("DEAD_LETTER_TOPIC", cls.dead_letter_topic),
             consumer_group=env.text("CONSUMER_GROUP", cls.consumer_group),
             partitions=env.integer("TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env.integer("TOPIC_REPLICATION", cls.replication_factor, minimum=1),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .domain import RejectReason, Status
 
@@ -34,6 +34,7 @@ class Seats:
 
     available: int
     per_user_limit: int
+    queue_ttl: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +53,17 @@ class BatchOutcome:
 
 
 def decide(
-    seats: Seats, user_seats: Mapping[str, int], requests: Sequence[Request]
+    seats: Seats, user_seats: Mapping[str, int], requests: Sequence[Request], now: datetime
 ) -> BatchOutcome:
-    """Decides ``requests`` in order.
+    """Decides ``requests`` in order, at ``now``.
 
     ``user_seats`` is what each user already holds or bought for this event
-    (before the batch). A request is CONFIRMED while seats last and the user
-    stays within the per-user limit; otherwise REJECTED with LIMIT_EXCEEDED
-    (checked first: it would be refused even with seats left) or SOLD_OUT.
-    Requests must not include ids already decided in earlier batches.
+    (before the batch). A request that waited longer than the event's queue
+    TTL is REJECTED with EXPIRED_IN_QUEUE and touches no seats. Otherwise it
+    is CONFIRMED while seats last and the user stays within the per-user
+    limit, else REJECTED with LIMIT_EXCEEDED (checked first: it would be
+    refused even with seats left) or SOLD_OUT. Requests must not include ids
+    already decided in earlier batches.
     """
     outcome = BatchOutcome()
     available = seats.available
@@ -72,7 +75,11 @@ def decide(
             continue
         seen.add(request.reservation_id)
         already = taken.get(request.user_id, 0)
-        if already + request.quantity > seats.per_user_limit:
+        if now - request.accepted_at > seats.queue_ttl:
+            outcome.decisions.append(
+                Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
+            )
+        elif already + request.quantity > seats.per_user_limit:
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED)
             )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import asyncpg
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ticketing.v1 import reservation_pb2 as pb
@@ -125,8 +126,11 @@ class Event:
     confirmed: int
     per_user_limit: int
     created_at: datetime
+    queue_ttl: timedelta
 
     def to_proto(self) -> pb.Event:
+        queue_ttl = Duration()
+        queue_ttl.FromTimedelta(self.queue_ttl)
         return pb.Event(
             event_id=self.event_id,
             name=self.name,
@@ -136,6 +140,7 @@ class Event:
             confirmed=self.confirmed,
             per_user_limit=self.per_user_limit,
             create_time=timestamp(self.created_at),
+            queue_ttl=queue_ttl,
         )
 
     @classmethod
@@ -149,6 +154,7 @@ class Event:
             confirmed=row["confirmed"],
             per_user_limit=row["per_user_limit"],
             created_at=row["created_at"],
+            queue_ttl=timedelta(milliseconds=row["queue_ttl_ms"]),
         )
 
 

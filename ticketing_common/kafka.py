@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
@@ -74,7 +74,11 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 30.0) -
             existing = set(await admin.list_topics())
             wanted = [
                 NewTopic(name, settings.partitions, settings.replication_factor)
-                for name in (settings.requests_topic, settings.results_topic)
+                for name in (
+                    settings.requests_topic,
+                    settings.results_topic,
+                    settings.dead_letter_topic,
+                )
                 if name not in existing
             ]
             if wanted:
@@ -135,6 +139,42 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
     return Request(
         reservation_id=message.reservation_id,
         event_id=message.event_id,
+        user_id=message.user_id,
+        quantity=message.quantity,
+        idempotency_key=message.idempotency_key,
+        accepted_at=accepted_at,
+        partition=partition,
+        offset=offset,
+    )
+
+
+NIL_EVENT = str(uuid.UUID(int=0))
+
+
+def salvage(
+    value: bytes | None, *, partition: int, offset: int, timestamp_ms: int
+) -> Request | None:
+    """What can be recovered from a record ``decode_request`` refused: enough
+    to record and tell its user the outcome, if it names a reservation id."""
+    message = queue_pb2.ReservationRequested()
+    try:
+        message.ParseFromString(value or b"")
+        reservation_id = str(uuid.UUID(message.reservation_id))
+    except (DecodeError, ValueError):
+        return None
+    try:
+        event_id = str(uuid.UUID(message.event_id))
+    except ValueError:
+        event_id = NIL_EVENT
+    try:
+        accepted_at = from_timestamp(message.accept_time)
+    except (ValueError, OverflowError):
+        accepted_at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    if not message.HasField("accept_time"):
+        accepted_at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    return Request(
+        reservation_id=reservation_id,
+        event_id=event_id,
         user_id=message.user_id,
         quantity=message.quantity,
         idempotency_key=message.idempotency_key,

@@ -7,7 +7,9 @@ import uuid
 from .db import Executor
 from .domain import Event, Reservation
 
-EVENT_COLUMNS = "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at"
+EVENT_COLUMNS = (
+    "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at, queue_ttl_ms"
+)
 RESERVATION_COLUMNS = (
     "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at"
 )

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -110,6 +111,7 @@ class Event(_message.Message):
     CONFIRMED_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    QUEUE_TTL_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     name: _builtins.str
     capacity: _builtins.int
@@ -121,6 +123,12 @@ class Event(_message.Message):
     held: _builtins.int
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def queue_ttl(self) -> _duration_pb2.Duration:
+        """A request decided later than this after it was accepted is rejected
+        with REJECT_REASON_EXPIRED_IN_QUEUE, without touching the seats.
+        """
+
     def __init__(
         self,
         *,
@@ -132,10 +140,11 @@ class Event(_message.Message):
         confirmed: _builtins.int = ...,
         held: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        queue_ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "queue_ttl", b"queue_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "name", b"name", "per_user_limit", b"per_user_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "name", b"name", "per_user_limit", b"per_user_limit", "queue_ttl", b"queue_ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from ticketing.v1 import reservation_pb2 as _reservation_pb2
 import builtins as _builtins
@@ -24,21 +25,27 @@ class CreateEventRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
     PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
+    QUEUE_TTL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     capacity: _builtins.int
     """Seats for sale, at least 1."""
     per_user_limit: _builtins.int
     """Most seats one user may reserve, between 1 and capacity."""
+    @_builtins.property
+    def queue_ttl(self) -> _duration_pb2.Duration:
+        """How long a request may wait in the queue, 1 s to 24 h; unset means 10 minutes."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         capacity: _builtins.int = ...,
         per_user_limit: _builtins.int = ...,
+        queue_ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue_ttl", b"queue_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "name", b"name", "per_user_limit", b"per_user_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "name", b"name", "per_user_limit", b"per_user_limit", "queue_ttl", b"queue_ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.installed
 BUF    := .tools/node_modules/.bin/buf
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto clean
+.PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | setup | clean"
+	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq"
 
 setup: system-packages $(STAMP)
 
@@ -58,6 +58,16 @@ lint: setup $(BUF)
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Against the running `make run` stack (it writes .ticketing-stack.env), or
+# against whatever TICKETING_KAFKA_BOOTSTRAP / TICKETING_POSTGRES_DSN name.
+STACK_ENV = set -a; [ -f .ticketing-stack.env ] && . ./.ticketing-stack.env; set +a;
+
+ledger: setup
+	@$(STACK_ENV) $(BIN)/ticketing-admin ledger $(ARGS)
+
+dlq: setup
+	@$(STACK_ENV) $(BIN)/ticketing-admin dlq $(or $(ARGS),list)
 
 proto: setup
 	$(BIN)/python -m ticketing_common.protogen

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing_common.domain import parse_uuid
 from ticketing_common.errors import InvalidArgument
-
-MAX_TEXT = 128
+from ticketing_common.kafka import MAX_TEXT  # one limit for the gateway and the queue
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from ticketing.v1 import (
     gateway_service_pb2,
@@ -21,6 +24,7 @@ from ticketing.v1 import (
 )
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
+from ticketing_common.ledger import committed_offsets, read_topic
 from ticketing_common.stack import LocalStack
 
 if TYPE_CHECKING:  # the asyncio flavour of the stubs, as mypy-protobuf types it
@@ -121,26 +125,22 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def queue_drained(stack: LocalStack, timeout_s: float = 30) -> None:
-    """Waits until the consumer group has committed everything on the requests
-    topic: every accepted request is decided, published and acknowledged."""
+    """Waits until the consumer group has committed every record the requests
+    topic holds now: every accepted request is decided, published and
+    acknowledged. (The ends come from reading the topic, not from the
+    broker's end offsets, which the local broker reports short.)"""
     topic = stack.kafka.requests_topic
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
-    await admin.start()
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                ends = await end_offsets(stack.kafka_bootstrap, topic)
-                # Explicit partitions: the local broker cannot list a group's offsets without.
-                committed = await admin.list_consumer_group_offsets(
-                    stack.kafka.consumer_group,
-                    partitions=[TopicPartition(topic, p) for p in ends],
-                )
-                done = {tp.partition: max(meta.offset, 0) for tp, meta in committed.items()}
-                if all(done.get(p, 0) >= end for p, end in ends.items()):
-                    return
-                await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
+    ends: dict[int, int] = {}
+    for record in await read_topic(stack.kafka_bootstrap, topic, idle_ms=300):
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    async with asyncio.timeout(timeout_s):
+        while True:
+            done = await committed_offsets(
+                stack.kafka_bootstrap, stack.kafka.consumer_group, topic, ends
+            )
+            if all(done.get(p, 0) >= end for p, end in ends.items()):
+                return
+            await asyncio.sleep(0.1)
 
 
 async def reservation_rows(dsn: str, reservation_id: str) -> list[asyncpg.Record]:
@@ -151,3 +151,16 @@ async def reservation_rows(dsn: str, reservation_id: str) -> list[asyncpg.Record
         )
     finally:
         await conn.close()
+
+
+@contextmanager
+def consumers_paused(stack: LocalStack) -> Iterator[None]:
+    """Freezes the consumer processes (SIGSTOP) so requests stay queued."""
+    pids = [child.pid for child in stack.services["consumer_service"]]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)

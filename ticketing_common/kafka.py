@@ -28,6 +28,9 @@ from .domain import from_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
 
+# Longest user_id / idempotency_key the gateway accepts.
+MAX_TEXT = 128
+
 
 def new_producer(
     bootstrap: str, *, client_id: str, linger_ms: int = 1, request_timeout_ms: int = 5_000
@@ -128,24 +131,32 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
     ):
         raise UndecodableRecord("ReservationRequested misses required fields")
     try:
-        uuid.UUID(message.reservation_id)
-        uuid.UUID(message.event_id)
+        reservation_id = str(uuid.UUID(message.reservation_id))
+        event_id = str(uuid.UUID(message.event_id))
     except ValueError:
         raise UndecodableRecord("reservation_id and event_id must be UUIDs") from None
+    for name, text in (("user_id", message.user_id), ("idempotency_key", message.idempotency_key)):
+        if len(text) > MAX_TEXT or "\x00" in text:
+            raise UndecodableRecord(f"{name} is longer than {MAX_TEXT} or holds NUL")
     try:
         accepted_at: datetime = from_timestamp(message.accept_time)
     except (ValueError, OverflowError):
         raise UndecodableRecord("accept_time is out of range") from None
     return Request(
-        reservation_id=message.reservation_id,
-        event_id=message.event_id,
-        user_id=message.user_id,
+        reservation_id=reservation_id,
+        event_id=event_id,
+        user_id=_storable(message.user_id),
         quantity=message.quantity,
-        idempotency_key=message.idempotency_key,
+        idempotency_key=_storable(message.idempotency_key),
         accepted_at=accepted_at,
         partition=partition,
         offset=offset,
     )
+
+
+def _storable(text: str) -> str:
+    """What PostgreSQL can store of a field we only keep for the record."""
+    return text.replace("\x00", "")[:MAX_TEXT]
 
 
 NIL_EVENT = str(uuid.UUID(int=0))

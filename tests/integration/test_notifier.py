@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -24,6 +20,7 @@ from ..helpers import (
     Gateway,
     Notifier,
     Reservations,
+    consumers_paused,
     create_event,
     gateway_stub,
     get_event,
@@ -31,19 +28,6 @@ from ..helpers import (
     reserve,
     watch,
 )
-
-
-@contextmanager
-def consumers_paused(stack: LocalStack) -> Iterator[None]:
-    """Freezes the consumer processes (SIGSTOP) so requests stay queued."""
-    pids = [child.pid for child in stack.services["consumer_service"]]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
 
 
 async def test_unknown_reservation_is_not_found(notifier: Notifier) -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import asyncpg
 import grpc
 
 from ticketing.v1 import reservation_pb2 as pb
+from ticketing_common.ledger import reconcile
 from ticketing_common.stack import LocalStack
 
 from ..helpers import (
@@ -21,6 +23,7 @@ from ..helpers import (
     gateway_stub,
     get_event,
     notifier_stub,
+    queue_drained,
     reserve,
     watch,
 )
@@ -77,3 +80,11 @@ async def test_rush_sells_exactly_the_seats_and_streams_every_outcome(
     }
     after = await get_event(reservations, event.event_id)
     assert (after.capacity, after.available, after.confirmed, after.held) == (SEATS, 0, SEATS, 0)
+
+    await queue_drained(stack)
+    async with asyncpg.create_pool(stack.postgres_dsn, min_size=1, max_size=2) as pool:
+        ledger = await reconcile(stack.kafka, pool, event_id=event.event_id)
+    # Every accepted record (retries included) is accounted for.
+    assert ledger.balanced, ledger.missing
+    assert ledger.seats_ok
+    assert (ledger.accepted, ledger.decided, ledger.unique_reservations) == (2_200, 2_200, USERS)

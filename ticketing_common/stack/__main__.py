@@ -11,6 +11,9 @@ from ..config import ConfigError
 from ..runtime import raise_open_file_limit
 from .launcher import LocalStack, StackConfig
 
+# Where `make ledger` and `make dlq` find the running stack.
+ENV_FILE = Path(__file__).resolve().parents[2] / ".ticketing-stack.env"
+
 
 def banner(stack: LocalStack) -> str:
     """Ready-to-paste calls (one line each, so they survive any shell)."""
@@ -31,6 +34,7 @@ Ticketing stack ready at {endpoint}  (logs: {stack.logs})
 {grpcurl} -plaintext -d '{watch}' {endpoint} ticketing.v1.NotifierService/WatchReservation
 
 (replace EVENT_ID and RESERVATION_ID with the ids the previous calls returned)
+Ledger and dead letters of this stack: make ledger / make dlq
 Press Ctrl-C to stop everything.
 """
 
@@ -61,6 +65,7 @@ def main() -> None:
         sys.exit(130)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    stack.write_env_file(ENV_FILE)
     print(banner(stack), flush=True)
     code = 0
     try:

@@ -120,6 +120,7 @@ class LocalStack:
         self.endpoint = ""
         self.kafka = KafkaSettings.from_env(Env())
         self._postgres: Child | None = None
+        self._env_file: Path | None = None
 
     # -- start -----------------------------------------------------------
 
@@ -340,6 +341,24 @@ class LocalStack:
         )
         self.endpoint = listen
 
+    def connection_env(self) -> dict[str, str]:
+        """The settings a client of this stack needs (also written to
+        ``env_file`` while the stack runs, for ``make ledger`` / ``make dlq``)."""
+        return {
+            "TICKETING_ENDPOINT": self.endpoint,
+            "TICKETING_POSTGRES_DSN": self.postgres_dsn,
+            "TICKETING_REDIS_URL": self.redis_url,
+            "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "TICKETING_REQUESTS_TOPIC": self.kafka.requests_topic,
+            "TICKETING_RESULTS_TOPIC": self.kafka.results_topic,
+            "TICKETING_DEAD_LETTER_TOPIC": self.kafka.dead_letter_topic,
+            "TICKETING_CONSUMER_GROUP": self.kafka.consumer_group,
+        }
+
+    def write_env_file(self, path: Path) -> None:
+        path.write_text("".join(f"{k}={v}\n" for k, v in self.connection_env().items()))
+        self._env_file = path
+
     def _launch(self, child: Child) -> None:
         child.start()
         self.children.append(child)
@@ -352,6 +371,8 @@ class LocalStack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+        if self._env_file is not None:
+            self._env_file.unlink(missing_ok=True)
         if self.config.keep_logs and self.logs.exists():
             shutil.copytree(self.logs, self.config.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(self.tmp, ignore_errors=True)

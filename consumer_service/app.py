@@ -45,8 +45,8 @@ async def run(settings: ConsumerSettings) -> None:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.max_batch,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=min(1_000, settings.session_timeout_ms // 3),
         )
         processor = BatchProcessor(
             applier=Applier(pool),
@@ -56,6 +56,7 @@ async def run(settings: ConsumerSettings) -> None:
             dead_letter_topic=settings.kafka.dead_letter_topic,
             lock_wait_s=settings.lock_wait_s,
             concurrency=settings.pool_size,
+            fault_delay_s=settings.fault_delay_ms / 1000,
         )
         server = Server(
             "consumer_service",
@@ -87,6 +88,7 @@ async def run(settings: ConsumerSettings) -> None:
             poll_timeout_ms=settings.poll_timeout_ms,
             retry_backoff_s=settings.retry_backoff_s,
             max_attempts=settings.max_attempts,
+            fault_delay_s=settings.fault_delay_ms / 1000,
         )
         consumer.subscribe([settings.kafka.requests_topic], listener=loop)
         await start_with_retry(consumer)

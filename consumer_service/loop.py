@@ -87,6 +87,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         poll_timeout_ms: int,
         retry_backoff_s: float,
         max_attempts: int,
+        fault_delay_s: float = 0.0,
     ) -> None:
         self._consumer = consumer
         self._processor = processor
@@ -97,6 +98,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._poll_timeout_ms = poll_timeout_ms
         self._retry_backoff_s = retry_backoff_s
         self._max_attempts = max_attempts
+        self._fault_delay_s = fault_delay_s
         self._in_batch = asyncio.Lock()
         self._stopping = asyncio.Event()
         # Partitions being re-read one record at a time, up to these offsets.
@@ -151,6 +153,8 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("batch_retry", records=records, error=_describe(exc))
                 return False
             return await self._on_persistent_failure(batch, exc)
+        if self._fault_delay_s:
+            await asyncio.sleep(self._fault_delay_s)  # decided and published, not committed
         await self._commit(offsets)
         return True
 

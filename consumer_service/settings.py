@@ -27,6 +27,11 @@ class ConsumerSettings:
     breaker_reset_s: float = 5.0
     # Ceiling on decisions per second for this consumer; 0 means unlimited.
     max_decisions_per_s: int = 0
+    session_timeout_ms: int = 10_000
+    # Fault-injection aid for tests, 0 in production: a pause after taking an
+    # event's lock and after publishing a batch's results, widening the windows
+    # in which a crash or a stall matters most.
+    fault_delay_ms: int = 0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> ConsumerSettings:
@@ -48,4 +53,8 @@ class ConsumerSettings:
             max_decisions_per_s=env.integer(
                 "MAX_DECISIONS_PER_S", cls.max_decisions_per_s, minimum=0
             ),
+            session_timeout_ms=env.integer(
+                "CONSUMER_SESSION_TIMEOUT_MS", cls.session_timeout_ms, minimum=1_000
+            ),
+            fault_delay_ms=env.integer("FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
         )

@@ -47,6 +47,7 @@ class BatchProcessor:
         dead_letter_topic: str,
         lock_wait_s: float,
         concurrency: int,
+        fault_delay_s: float = 0.0,
     ) -> None:
         self._applier = applier
         self._locks = locks
@@ -58,6 +59,7 @@ class BatchProcessor:
         # than there are database connections: a lock must not be held while
         # its transaction waits for a connection.
         self._slots = asyncio.Semaphore(concurrency)
+        self._fault_delay_s = fault_delay_s
 
     async def process(self, batch: Batch) -> dict[TopicPartition, int]:
         """Decides and publishes ``batch``; returns the offsets to commit.
@@ -156,6 +158,8 @@ class BatchProcessor:
         with structlog.contextvars.bound_contextvars(event_id=event_id):
             lease = await self._locks.acquire(event_id, wait_s=self._lock_wait_s)
             try:
+                if self._fault_delay_s:
+                    await asyncio.sleep(self._fault_delay_s)  # locked, not written yet
                 try:
                     decided = await self._applier.apply(event_id, lease.token, requests)
                 except StaleFencingToken as exc:

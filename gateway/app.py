@@ -40,6 +40,9 @@ async def run(settings: GatewaySettings) -> None:
                 producer=producer,
                 requests_topic=settings.kafka.requests_topic,
                 publish_timeout_s=settings.publish_timeout_s,
+                breaker_threshold=settings.broker_breaker_threshold,
+                breaker_reset_s=settings.broker_breaker_reset_s,
+                fault_delay_s=settings.fault_delay_ms / 1000,
             ),
             server.grpc,
         )

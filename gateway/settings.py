@@ -16,6 +16,12 @@ class GatewaySettings:
     # How long an unknown event id is remembered as unknown.
     unknown_event_ttl_s: float = 2.0
     producer_linger_ms: int = 1
+    # Failed publishes in a row that make Reserve fail fast, and for how long.
+    broker_breaker_threshold: int = 3
+    broker_breaker_reset_s: float = 2.0
+    # Fault-injection aid for tests, 0 in production: a pause between the
+    # broker's acknowledgement and the answer.
+    fault_delay_ms: int = 0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -28,5 +34,12 @@ class GatewaySettings:
             unknown_event_ttl_s=env.number(
                 "UNKNOWN_EVENT_TTL_S", cls.unknown_event_ttl_s, minimum=0
             ),
+            broker_breaker_threshold=env.integer(
+                "BROKER_BREAKER_THRESHOLD", cls.broker_breaker_threshold, minimum=1
+            ),
+            broker_breaker_reset_s=env.number(
+                "BROKER_BREAKER_RESET_S", cls.broker_breaker_reset_s, minimum=0.1
+            ),
+            fault_delay_ms=env.integer("FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
             producer_linger_ms=env.integer("PRODUCER_LINGER_MS", cls.producer_linger_ms, minimum=0),
         )

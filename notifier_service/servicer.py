@@ -20,7 +20,7 @@ from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status, parse_uuid
-from ticketing_common.errors import NotFound, Unavailable
+from ticketing_common.errors import DependencyUnavailable, NotFound, Unavailable
 from ticketing_common.queries import fetch_reservation
 
 from .feeds import Feed
@@ -53,7 +53,10 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         self._catch_up_timeout_s = catch_up_timeout_s
 
     async def _stored(self, reservation_id: str) -> reservation_pb2.Reservation | None:
-        stored = await fetch_reservation(self._pool, reservation_id)
+        try:
+            stored = await fetch_reservation(self._pool, reservation_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DependencyUnavailable("reservation store unavailable; retry the watch") from exc
         return None if stored is None else stored.to_proto()
 
     async def _snapshot(
@@ -99,8 +102,13 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 except TimeoutError:
                     # Safety net under the live feed: a result record lost on
                     # the way (e.g. a broker that forgot it) must not leave the
-                    # watcher waiting forever.
-                    update = await self._stored(reservation_id)
+                    # watcher waiting forever. If the store is down too, the
+                    # live feed may still deliver: keep the stream.
+                    try:
+                        update = await self._stored(reservation_id)
+                    except DependencyUnavailable:
+                        log.warning("recheck_failed")
+                        update = None
                 # QUEUED only ever opens a stream; a late copy from the
                 # requests feed must not follow a later state.
                 if update is None or update.status in (current.status, QUEUED):

@@ -43,6 +43,11 @@ class Unavailable(TicketingError):
     code = grpc.StatusCode.UNAVAILABLE
     retriable = True
 
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        # Sent to the client as the `retry-after-ms` trailer.
+        self.retry_after_s = retry_after_s
+
 
 class BrokerUnavailable(Unavailable):
     pass

@@ -27,9 +27,12 @@ from ticketing.v1 import (
     reservation_service_pb2,
 )
 
-from .errors import TicketingError
+from .errors import TicketingError, Unavailable
 
 log = structlog.get_logger(__name__)
+
+# Trailing metadata on UNAVAILABLE: how long a client should wait before retrying.
+RETRY_AFTER_KEY = "retry-after-ms"
 
 API_SERVICES = (
     gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name,
@@ -95,6 +98,10 @@ class ErrorInterceptor(_Interceptor):
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
     if isinstance(exc, TicketingError):
+        if isinstance(exc, Unavailable) and exc.retry_after_s is not None:
+            context.set_trailing_metadata(
+                ((RETRY_AFTER_KEY, str(round(exc.retry_after_s * 1000))),)
+            )
         await context.abort(exc.code, exc.message)
     log.exception("unhandled_error", method=method)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -187,6 +187,7 @@ class LocalStack:
             self.logs / "postgres.log",
             user=user,
             stop_signal=signal.SIGINT,
+            port=port,
         )
         self._launch(child)
         self._postgres = child
@@ -231,6 +232,7 @@ class LocalStack:
             ],
             self.logs / "redis.log",
         )
+        child.port = port
         self._launch(child)
         wait_until(lambda: port_open(port), timeout_s=20, what="redis", alive=child.alive)
         return f"redis://127.0.0.1:{port}/0"
@@ -244,6 +246,7 @@ class LocalStack:
             self.logs / "kafka.log",
             stop_signal=signal.SIGTERM,
         )
+        child.port = port
         self._launch(child)
         wait_until(lambda: port_open(port), timeout_s=30, what="kafka broker", alive=child.alive)
         return f"127.0.0.1:{port}"
@@ -266,7 +269,7 @@ class LocalStack:
         return env
 
     def start_service(self, name: str) -> Child:
-        """Starts one more instance of ``name`` and waits until it is healthy."""
+        """Starts one more instance of ``name``; ``wait_healthy`` waits for it."""
         index = len(self.services.get(name, []))
         port = free_port()
         child = Child(
@@ -275,6 +278,8 @@ class LocalStack:
             self.logs / f"{name}-{index}.log",
             env=self._service_env(name, index, port),
             cwd=str(ROOT),
+            port=port,
+            health_address=f"127.0.0.1:{port}",
         )
         self._launch(child)
         self.services.setdefault(name, []).append(child)
@@ -340,6 +345,29 @@ class LocalStack:
             alive=child.alive,
         )
         self.endpoint = listen
+
+    def find(self, name: str) -> Child:
+        """The running child called ``name`` (``postgres``, ``redis``, ``kafka``,
+        ``nginx``, ``gateway-0``, ...)."""
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+    def restart(self, child: Child, *, down_s: float = 0.0, timeout_s: float = 60) -> None:
+        """Stops ``child`` as it would stop at shutdown, waits ``down_s``, starts
+        it again with the same command line (same port, same data), and waits
+        until it serves again. Redis comes back empty: it keeps nothing on disk."""
+        child.stop()
+        time.sleep(down_s)
+        child.start()
+        if child.health_address is not None:
+            self.wait_healthy(child, child.health_address, timeout_s)
+        elif child.port is not None:
+            port = child.port
+            wait_until(
+                lambda: port_open(port), timeout_s=timeout_s, what=child.name, alive=child.alive
+            )
 
     def connection_env(self) -> dict[str, str]:
         """The settings a client of this stack needs (also written to

@@ -104,6 +104,10 @@ class Child:
     user: pwd.struct_passwd | None = None
     stop_signal: signal.Signals = signal.SIGTERM
     cwd: str | None = None
+    # The TCP port it serves on, to tell when it is up (again); for our own
+    # services, the gRPC address whose health check says so.
+    port: int | None = None
+    health_address: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:

@@ -56,5 +56,5 @@ class ConsumerSettings:
             session_timeout_ms=env.integer(
                 "CONSUMER_SESSION_TIMEOUT_MS", cls.session_timeout_ms, minimum=1_000
             ),
-            fault_delay_ms=env.integer("FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
+            fault_delay_ms=env.integer("CONSUMER_FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
         )

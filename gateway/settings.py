@@ -40,6 +40,6 @@ class GatewaySettings:
             broker_breaker_reset_s=env.number(
                 "BROKER_BREAKER_RESET_S", cls.broker_breaker_reset_s, minimum=0.1
             ),
-            fault_delay_ms=env.integer("FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
+            fault_delay_ms=env.integer("GATEWAY_FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
             producer_linger_ms=env.integer("PRODUCER_LINGER_MS", cls.producer_linger_ms, minimum=0),
         )

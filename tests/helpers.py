@@ -155,8 +155,8 @@ async def reservation_rows(dsn: str, reservation_id: str) -> list[asyncpg.Record
 
 @contextmanager
 def consumers_paused(stack: LocalStack) -> Iterator[None]:
-    """Freezes the consumer processes (SIGSTOP) so requests stay queued."""
-    pids = [child.pid for child in stack.services["consumer_service"]]
+    """Freezes the running consumer processes (SIGSTOP) so requests stay queued."""
+    pids = [child.pid for child in stack.services["consumer_service"] if child.alive()]
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:

@@ -1,0 +1,46 @@
+"""A stack of its own for the fault-injection tests: they kill, pause and
+restart its processes. Settings make the dangerous windows wide (a pause after
+taking a lock, after publishing results, after the broker's acknowledgement)
+and failure detection quick (short lock TTL and consumer session)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import grpc
+import pytest
+
+from ticketing_common.stack import LocalStack, StackConfig
+
+FAULT_SETTINGS = {
+    "TICKETING_CONSUMER_FAULT_DELAY_MS": "300",
+    "TICKETING_GATEWAY_FAULT_DELAY_MS": "300",
+    "TICKETING_LOCK_TTL_MS": "1000",
+    "TICKETING_CONSUMER_SESSION_TIMEOUT_MS": "3000",
+    "TICKETING_BREAKER_RESET_S": "1",
+    "TICKETING_CONSUMER_RETRY_BACKOFF_S": "0.2",
+    "TICKETING_NOTIFIER_RECHECK_S": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def fault_stack() -> Iterator[LocalStack]:
+    config = dataclasses.replace(
+        StackConfig.from_env(), listen_port=0, service_env=dict(FAULT_SETTINGS)
+    )
+    with LocalStack(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def fault_channel(fault_stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(fault_stack.endpoint) as channel:
+        yield channel
+
+
+@pytest.fixture
+async def fault_pool(fault_stack: LocalStack) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(fault_stack.postgres_dsn, min_size=1, max_size=2) as pool:
+        yield pool

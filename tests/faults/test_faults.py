@@ -1,0 +1,322 @@
+"""Fault injection against a real stack: processes are killed (SIGKILL),
+frozen (SIGSTOP/SIGCONT) and restarted while users rush an event. Each test
+ends with the exact outcome, a balanced ledger and the seat invariant."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+from typing import cast
+
+import asyncpg
+import grpc
+import redis.asyncio as redis
+
+from ticketing.v1 import gateway_service_pb2
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing_common.domain import reservation_id_for
+from ticketing_common.ledger import committed_offsets, read_topic
+from ticketing_common.locks import EventLocks
+from ticketing_common.stack import LocalStack
+from ticketing_common.stack.processes import Child
+
+from ..helpers import consumers_paused, create_event, gateway_stub, reservations_stub
+from .client import (
+    assert_exact_outcome,
+    finals_of,
+    reserve_until_queued,
+    rush,
+    watch_until_terminal,
+)
+
+USERS = 300
+SEATS = 40
+
+
+def alive_consumers(stack: LocalStack) -> list[Child]:
+    return [c for c in stack.services["consumer_service"] if c.alive()]
+
+
+def consumer_named(stack: LocalStack, instance: str) -> Child:
+    return next(c for c in stack.services["consumer_service"] if c.name == instance)
+
+
+async def new_event(channel: grpc.aio.Channel, seats: int = SEATS) -> str:
+    event = await create_event(reservations_stub(channel), capacity=seats, per_user_limit=1)
+    return event.event_id
+
+
+async def test_consumer_killed_after_its_commit_and_before_its_offset_commit(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id = await new_event(fault_channel)
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    topic = fault_stack.kafka.requests_topic
+
+    async def decided_beyond_commit() -> tuple[int, int, int] | None:
+        row = await fault_pool.fetchrow(
+            """SELECT source_partition AS p, max(source_offset) AS o FROM reservations
+               WHERE event_id = $1 GROUP BY 1""",
+            uuid.UUID(event_id),
+        )
+        if row is None:
+            return None
+        committed = await committed_offsets(
+            fault_stack.kafka_bootstrap, fault_stack.kafka.consumer_group, topic, [row["p"]]
+        )
+        return (
+            (row["p"], row["o"], committed[row["p"]]) if row["o"] >= committed[row["p"]] else None
+        )
+
+    async with asyncio.timeout(30):
+        while (window := await decided_beyond_commit()) is None:
+            await asyncio.sleep(0.02)
+    # Decided in PostgreSQL, offsets not committed: the consumer that just
+    # decided this event is in the window. Kill it there.
+    victim = await asyncio.to_thread(last_decider, fault_stack, event_id)
+    os.kill(victim.pid, signal.SIGKILL)
+    partition, decided_to, _ = window
+    committed = await committed_offsets(
+        fault_stack.kafka_bootstrap, fault_stack.kafka.consumer_group, topic, [partition]
+    )
+    assert committed[partition] <= decided_to  # the kill came before the offset commit
+
+    await asyncio.to_thread(fault_stack.restart, victim)
+    outcomes = await running
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
+
+
+def last_decider(stack: LocalStack, event_id: str) -> Child:
+    """The consumer whose log shows the latest decision for the event."""
+    best: tuple[str, Child] | None = None
+    for child in alive_consumers(stack):
+        for line in child.log.read_text(errors="replace").splitlines():
+            if '"batch_decided"' in line and event_id in line:
+                stamp = line.rsplit('"timestamp": "', 1)[-1]
+                if best is None or stamp > best[0]:
+                    best = (stamp, child)
+    assert best is not None
+    return best[1]
+
+
+async def test_stalled_consumer_past_its_lock_ttl_is_fenced_off(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id = await new_event(fault_channel)
+    client = redis.Redis.from_url(fault_stack.redis_url)
+    lock_key = EventLocks(client, owner="probe").lock_key(event_id)
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    try:
+        async with asyncio.timeout(30):
+            while (holder := await client.get(lock_key)) is None:
+                await asyncio.sleep(0.005)
+    finally:
+        await client.aclose()
+    # The holder sits between taking the lock and writing: freeze it there
+    # past the lock's TTL and its group session, so another consumer takes
+    # over the partition, the lock and the batch.
+    owner = holder.decode() if isinstance(holder, bytes) else holder
+    stalled = consumer_named(fault_stack, owner.rsplit(":", 1)[0])
+    os.kill(stalled.pid, signal.SIGSTOP)
+    await asyncio.sleep(6)
+    os.kill(stalled.pid, signal.SIGCONT)
+
+    outcomes = await running
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
+    await asyncio.sleep(1)
+    log = stalled.log.read_text(errors="replace")
+    assert '"event": "fencing_refused"' in log  # its late write was refused
+
+
+async def test_redis_restarted_in_the_middle_of_a_rush(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id = await new_event(fault_channel)
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(fault_stack.restart, fault_stack.find("redis"), down_s=1.0)
+    outcomes = await running
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
+
+
+async def test_postgres_restarted_in_the_middle_of_a_rush(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel
+) -> None:
+    event_id = await new_event(fault_channel)
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(fault_stack.restart, fault_stack.find("postgres"), down_s=1.0)
+    outcomes = await running
+    async with asyncpg.create_pool(fault_stack.postgres_dsn, min_size=1, max_size=2) as pool:
+        await assert_exact_outcome(fault_stack, pool, event_id, finals_of(outcomes), SEATS)
+
+
+async def test_backends_terminated_in_the_middle_of_a_batch(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id = await new_event(fault_channel)
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    terminated = 0
+    for _ in range(3):
+        await asyncio.sleep(0.7)
+        terminated += await fault_pool.fetchval(
+            """SELECT count(*) FROM (
+                   SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid()
+                     AND backend_type = 'client backend') AS killed"""
+        )
+    assert terminated > 0
+    outcomes = await running
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
+
+
+async def test_gateway_killed_after_the_ack_and_before_the_answer(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    """Gateways pause 300 ms between the broker's ack and their answer; one is
+    killed inside that pause. Its callers retry with the same key."""
+    event_id = await new_event(fault_channel, seats=10)
+    users = 40
+    victim = fault_stack.find("gateway-0")
+    keys = {f"retrier-{n}": uuid.uuid4().hex for n in range(users)}
+    attempts = [
+        asyncio.create_task(reserve_until_queued(fault_channel, event_id, name, key))
+        for name, key in keys.items()
+    ]
+    await asyncio.sleep(0.15)
+    os.kill(victim.pid, signal.SIGKILL)
+    replies = await asyncio.gather(*attempts)
+    await asyncio.to_thread(fault_stack.restart, victim)
+
+    for (name, key), (rid, _, _) in zip(keys.items(), replies, strict=True):
+        assert rid == reservation_id_for(name, key, event_id)
+    retried = {rid for rid, tries, _ in replies if tries > 1}
+    assert retried, "no call reached the killed gateway"
+    finals = await asyncio.gather(
+        *(watch_until_terminal(fault_channel, rid) for rid, *_ in replies)
+    )
+    assert sum(f.status == pb.RESERVATION_STATUS_CONFIRMED for f in finals) == 10
+
+    records = await read_topic(fault_stack.kafka_bootstrap, fault_stack.kafka.requests_topic)
+    copies: dict[str, int] = {}
+    for record in records:
+        for rid in retried:
+            if rid.encode() in (record.value or b""):
+                copies[rid] = copies.get(rid, 0) + 1
+    # The killed gateway had appended them: the retry is a second copy...
+    assert any(n >= 2 for n in copies.values())
+    # ...and still one reservation each.
+    rows = await fault_pool.fetch(
+        "SELECT reservation_id, count(*) AS n FROM reservations WHERE event_id = $1 GROUP BY 1",
+        uuid.UUID(event_id),
+    )
+    assert len(rows) == users
+    assert {r["n"] for r in rows} == {1}
+
+
+async def test_consumer_added_and_removed_during_a_rush(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id = await new_event(fault_channel)
+    leaving = alive_consumers(fault_stack)[0]
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    await asyncio.sleep(0.5)
+    joining = fault_stack.start_service("consumer_service")
+    await asyncio.sleep(1.0)
+    assert leaving.process is not None
+    leaving.process.send_signal(signal.SIGTERM)
+    outcomes = await running
+    assert await asyncio.to_thread(leaving.process.wait, 30) == 0
+    assert joining.alive()
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
+
+
+async def test_notifier_killed_mid_stream_and_watchers_reconnect(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    users = 60
+    event_id = await new_event(fault_channel, seats=20)
+    notifier = fault_stack.find("notifier_service-0")
+    with consumers_paused(fault_stack):
+        replies = await asyncio.gather(
+            *(
+                reserve_until_queued(fault_channel, event_id, f"watcher-{n}", uuid.uuid4().hex)
+                for n in range(users)
+            )
+        )
+        watchers = [
+            asyncio.create_task(watch_until_terminal(fault_channel, rid)) for rid, *_ in replies
+        ]
+        await asyncio.sleep(1.0)  # streams open, QUEUED received
+        os.kill(notifier.pid, signal.SIGKILL)
+        await asyncio.to_thread(fault_stack.restart, notifier)
+    finals = await asyncio.gather(*watchers)
+    by_id = {rid: final for (rid, *_), final in zip(replies, finals, strict=True)}
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, by_id, 20)
+
+
+async def test_broker_paused_answers_unavailable_never_queued_and_recovers(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id = await new_event(fault_channel, seats=30)
+    stub = gateway_stub(fault_channel)
+    broker = fault_stack.find("kafka")
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+
+        async def attempt(n: int) -> tuple[grpc.StatusCode, float, dict[str, str]]:
+            started = time.monotonic()
+            try:
+                await stub.Reserve(
+                    gateway_service_pb2.ReserveRequest(
+                        event_id=event_id,
+                        user_id=f"paused-{n}",
+                        quantity=1,
+                        idempotency_key=f"paused-{n}",
+                    ),
+                    timeout=2,
+                )
+            except grpc.aio.AioRpcError as exc:
+                metadata = cast(Sequence[tuple[str, str | bytes]], exc.trailing_metadata() or ())
+                trailers = {k: v for k, v in metadata if isinstance(v, str)}
+                return exc.code(), time.monotonic() - started, trailers
+            return grpc.StatusCode.OK, time.monotonic() - started, {}
+
+        first = await asyncio.gather(*(attempt(n) for n in range(10)))
+        later = await asyncio.gather(*(attempt(n) for n in range(10, 20)))
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+
+    # Never QUEUED while the broker could not acknowledge; always within the deadline.
+    assert {code for code, _, _ in first + later} == {grpc.StatusCode.UNAVAILABLE}
+    assert max(elapsed for _, elapsed, _ in first + later) < 2.5
+    # Once the breaker opened, callers are answered at once, with a retry hint.
+    assert max(elapsed for _, elapsed, _ in later) < 0.5
+    assert all(int(t["retry-after-ms"]) > 0 for _, _, t in later)
+
+    # It recovers by itself: new requests flow again.
+    rid, _, _ = await reserve_until_queued(fault_channel, event_id, "after-pause", "k")
+    final = await watch_until_terminal(fault_channel, rid)
+    assert final.status == pb.RESERVATION_STATUS_CONFIRMED
+    # Paused callers retry with the same keys: one reservation each, whatever
+    # the broker kept of their first attempts.
+    for n in range(20):
+        rid, _, _ = await reserve_until_queued(
+            fault_channel, event_id, f"paused-{n}", f"paused-{n}"
+        )
+        assert (await watch_until_terminal(fault_channel, rid)).status in {
+            pb.RESERVATION_STATUS_CONFIRMED,
+            pb.RESERVATION_STATUS_REJECTED,
+        }
+    rows = await fault_pool.fetchval(
+        "SELECT count(*) FROM reservations WHERE event_id = $1", uuid.UUID(event_id)
+    )
+    assert rows == 21
+    confirmed = await fault_pool.fetchval(
+        "SELECT confirmed FROM events WHERE event_id = $1", uuid.UUID(event_id)
+    )
+    assert confirmed == 21

@@ -177,6 +177,8 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("dead_letter_failed", error=_describe(dead_letter_exc))
             return False
         del self._attempts[key]
+        # The batch was rewound onto this record: move past it.
+        self._consumer.seek(tp, record.offset + 1)
         await self._commit({tp: record.offset + 1})
         return True
 

@@ -120,7 +120,7 @@ def build(
         log.serving.append(serving)
 
     loop = ConsumeLoop(
-        None,  # type: ignore[arg-type]  # replaced below
+        None,  # replaced below
         processor,  # type: ignore[arg-type]
         breaker=DependencyBreaker(threshold=threshold, reset_s=0.01, probe=probe),
         limiter=None,
@@ -130,7 +130,7 @@ def build(
         retry_backoff_s=0.001,
         max_attempts=3,
     )
-    loop._consumer = FakeConsumer(log, loop)  # type: ignore[assignment]
+    loop._consumer = FakeConsumer(log, loop)
     return loop
 
 

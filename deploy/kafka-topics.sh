@@ -10,6 +10,7 @@
 #   TICKETING_KAFKA_BOOTSTRAP  bootstrap servers              (required)
 #   TICKETING_REQUESTS_TOPIC   requests topic                 (ticketing.reservation-requests)
 #   TICKETING_RESULTS_TOPIC    results topic                  (ticketing.reservation-results)
+#   TICKETING_DEAD_LETTER_TOPIC dead-letter topic             (ticketing.reservation-requests.dlq)
 #   PARTITIONS                 partitions of each topic       ($TICKETING_TOPIC_PARTITIONS, else 6)
 #   REPLICATION_FACTOR         replicas of each partition     ($TICKETING_TOPIC_REPLICATION, else 3)
 #   MIN_INSYNC_REPLICAS        replicas an acks=all write needs (2)
@@ -21,6 +22,7 @@ set -euo pipefail
 bootstrap="${TICKETING_KAFKA_BOOTSTRAP:?set TICKETING_KAFKA_BOOTSTRAP (host:port,...)}"
 requests_topic="${TICKETING_REQUESTS_TOPIC:-ticketing.reservation-requests}"
 results_topic="${TICKETING_RESULTS_TOPIC:-ticketing.reservation-results}"
+dead_letter_topic="${TICKETING_DEAD_LETTER_TOPIC:-ticketing.reservation-requests.dlq}"
 partitions="${PARTITIONS:-${TICKETING_TOPIC_PARTITIONS:-6}}"
 replication="${REPLICATION_FACTOR:-${TICKETING_TOPIC_REPLICATION:-3}}"
 min_isr="${MIN_INSYNC_REPLICAS:-2}"
@@ -53,7 +55,7 @@ if [[ -n "${KAFKA_COMMAND_CONFIG:-}" ]]; then
   common+=(--command-config "$KAFKA_COMMAND_CONFIG")
 fi
 
-for topic in "$requests_topic" "$results_topic"; do
+for topic in "$requests_topic" "$results_topic" "$dead_letter_topic"; do
   echo "creating $topic: $partitions partitions, replication factor $replication," \
        "min.insync.replicas=$min_isr"
   "$kafka_topics" "${common[@]}" --create --if-not-exists \
@@ -65,3 +67,4 @@ done
 
 "$kafka_topics" "${common[@]}" --describe --topic "$requests_topic"
 "$kafka_topics" "${common[@]}" --describe --topic "$results_topic"
+"$kafka_topics" "${common[@]}" --describe --topic "$dead_letter_topic"

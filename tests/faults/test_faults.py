@@ -15,6 +15,7 @@ from typing import cast
 import asyncpg
 import grpc
 import redis.asyncio as redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing.v1 import gateway_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
@@ -143,14 +144,37 @@ async def test_redis_restarted_in_the_middle_of_a_rush(
     await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
 
 
+async def consumer_health(stack: LocalStack) -> set[int]:
+    statuses = set()
+    for child in alive_consumers(stack):
+        assert child.health_address is not None
+        async with grpc.aio.insecure_channel(child.health_address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2
+            )
+            statuses.add(reply.status)
+    return statuses
+
+
 async def test_postgres_restarted_in_the_middle_of_a_rush(
     fault_stack: LocalStack, fault_channel: grpc.aio.Channel
 ) -> None:
+    """Down long enough for the consumers' breakers to open: they pause and
+    report NOT_SERVING, then resume by themselves."""
     event_id = await new_event(fault_channel)
     running = asyncio.create_task(rush(fault_stack, event_id, USERS))
     await asyncio.sleep(1.0)
-    await asyncio.to_thread(fault_stack.restart, fault_stack.find("postgres"), down_s=1.0)
+    restarting = asyncio.create_task(
+        asyncio.to_thread(fault_stack.restart, fault_stack.find("postgres"), down_s=8.0)
+    )
+    seen: set[int] = set()
+    while not restarting.done():
+        seen |= await consumer_health(fault_stack)
+        await asyncio.sleep(0.3)
+    await restarting
     outcomes = await running
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in seen
+    assert await consumer_health(fault_stack) == {health_pb2.HealthCheckResponse.SERVING}
     async with asyncpg.create_pool(fault_stack.postgres_dsn, min_size=1, max_size=2) as pool:
         await assert_exact_outcome(fault_stack, pool, event_id, finals_of(outcomes), SEATS)
 

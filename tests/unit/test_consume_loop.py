@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from aiolimiter import AsyncLimiter
 
 from consumer_service.loop import ConsumeLoop, DependencyBreaker
 
@@ -110,7 +111,12 @@ class FakeProcessor:
 
 
 def build(
-    log: Log, processor: FakeProcessor, *, threshold: int = 100, probe_ok: bool = True
+    log: Log,
+    processor: FakeProcessor,
+    *,
+    threshold: int = 100,
+    probe_ok: bool = True,
+    limiter: AsyncLimiter | None = None,
 ) -> ConsumeLoop:
     async def probe() -> None:
         if not probe_ok:
@@ -123,7 +129,7 @@ def build(
         None,  # replaced below
         processor,  # type: ignore[arg-type]
         breaker=DependencyBreaker(threshold=threshold, reset_s=0.01, probe=probe),
-        limiter=None,
+        limiter=limiter,
         set_serving=set_serving,
         max_batch=10,
         poll_timeout_ms=1,
@@ -164,3 +170,14 @@ async def test_the_breaker_pauses_reports_not_serving_and_resumes() -> None:
     assert log.serving == [False, True]
     assert log.committed == [5]
     assert not log.paused
+
+
+async def test_the_rate_limit_spreads_decisions_over_time() -> None:
+    """4 decisions per second: after the first 4, the other 8 of 12 records
+    need at least 2 s (a lower bound, which a slow machine cannot break)."""
+    log, processor = Log(), FakeProcessor()
+    log.records = [record(n) for n in range(12)]
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(build(log, processor, limiter=AsyncLimiter(4, 1)).run(), 10)
+    assert asyncio.get_running_loop().time() - started >= 1.9
+    assert log.committed == [10, 12]

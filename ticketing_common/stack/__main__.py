@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from ..config import ConfigError
 from ..runtime import raise_open_file_limit
 from .launcher import LocalStack, StackConfig
+
+MAX_RESTARTS = 5
 
 # Where `make ledger` and `make dlq` find the running stack.
 ENV_FILE = Path(__file__).resolve().parents[2] / ".ticketing-stack.env"
@@ -68,17 +71,32 @@ def main() -> None:
     stack.write_env_file(ENV_FILE)
     print(banner(stack), flush=True)
     code = 0
+    restarts: Counter[str] = Counter()
     try:
-        while not stopping:
-            dead = [c for c in stack.children if not c.alive()]
-            if dead:
-                for child in dead:
+        # Supervise like an orchestrator would: a process that dies is
+        # restarted in place (same port, same data), so a killed consumer or
+        # notifier comes back while the others carry on; one that keeps dying
+        # stops the stack.
+        while not stopping and code == 0:
+            for child in [c for c in stack.children if not c.alive()]:
+                restarts[child.name] += 1
+                returncode = child.process.returncode if child.process else None
+                if restarts[child.name] > MAX_RESTARTS:
                     print(
-                        f"{child.name} exited unexpectedly; last log lines:\n{child.tail()}",
+                        f"{child.name} keeps exiting; last log lines:\n{child.tail()}",
                         file=sys.stderr,
                     )
-                code = 1
-                break
+                    code = 1
+                    break
+                print(
+                    f"{child.name} exited ({returncode}); restarting it",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                try:
+                    stack.restart(child, down_s=1.0)
+                except (RuntimeError, TimeoutError) as exc:
+                    print(f"{child.name} did not come back: {exc}", file=sys.stderr)
             time.sleep(0.5)
     finally:
         print("stopping...", flush=True)

@@ -361,6 +361,10 @@ class LocalStack:
         child.stop()
         time.sleep(down_s)
         child.start()
+        if child.name == "kafka":
+            # The local broker keeps nothing across a restart.
+            wait_until(lambda: port_open(child.port or 0), timeout_s=timeout_s, what="kafka")
+            asyncio.run(ensure_topics(self.kafka))
         if child.health_address is not None:
             self.wait_healthy(child, child.health_address, timeout_s)
         elif child.port is not None:

@@ -15,7 +15,7 @@ import grpc
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
-from ticketing_common.ledger import reconcile
+from ticketing_common.ledger import Ledger, reconcile
 from ticketing_common.stack import LocalStack
 
 from ..helpers import gateway_stub, notifier_stub, queue_drained
@@ -131,7 +131,14 @@ async def assert_exact_outcome(
         "SELECT count(*) FROM reservations WHERE event_id = $1", uuid.UUID(event_id)
     )
     assert stored == users
+    ledger = await assert_balanced(stack, pool, event_id)
+    assert ledger.unique_reservations == users
+
+
+async def assert_balanced(stack: LocalStack, pool: asyncpg.Pool, event_id: str) -> Ledger:
+    """Once the queue is drained: the ledger balances and the seats add up."""
+    await queue_drained(stack, timeout_s=60)
     ledger = await reconcile(stack.kafka, pool, event_id=event_id)
     assert ledger.balanced, ledger.missing
     assert ledger.seats_ok
-    assert ledger.unique_reservations == users
+    return ledger

@@ -27,6 +27,7 @@ from ticketing_common.stack.processes import Child
 
 from ..helpers import consumers_paused, create_event, gateway_stub, reservations_stub
 from .client import (
+    assert_balanced,
     assert_exact_outcome,
     finals_of,
     reserve_until_queued,
@@ -240,6 +241,7 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
     )
     assert len(rows) == users
     assert {r["n"] for r in rows} == {1}
+    await assert_balanced(fault_stack, fault_pool, event_id)
 
 
 async def test_consumer_added_and_removed_during_a_rush(
@@ -342,3 +344,4 @@ async def test_broker_paused_answers_unavailable_never_queued_and_recovers(
         "SELECT confirmed FROM events WHERE event_id = $1", uuid.UUID(event_id)
     )
     assert confirmed == 21
+    await assert_balanced(fault_stack, fault_pool, event_id)

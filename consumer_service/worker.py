@@ -22,14 +22,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ticketing.v1 import queue_pb2
+from ticketing_common.applier import Applier, decide_fenced
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Reservation
-from ticketing_common.errors import StaleFencingToken
 from ticketing_common.kafka import UndecodableRecord, decode_request, salvage
 from ticketing_common.locks import EventLocks
-
-from .applier import Applier
 
 log = structlog.get_logger(__name__)
 
@@ -156,27 +154,14 @@ class BatchProcessor:
         self, event_id: str, requests: list[Request]
     ) -> list[Reservation]:
         with structlog.contextvars.bound_contextvars(event_id=event_id):
-            lease = await self._locks.acquire(event_id, wait_s=self._lock_wait_s)
-            try:
-                if self._fault_delay_s:
-                    await asyncio.sleep(self._fault_delay_s)  # locked, not written yet
-                try:
-                    decided = await self._applier.apply(event_id, lease.token, requests)
-                except StaleFencingToken as exc:
-                    # Still ours in Redis but refused by PostgreSQL: Redis lost its
-                    # counter (restart without persistence). Lift it past what
-                    # PostgreSQL has seen and take a fresh token.
-                    if not await self._locks.raise_floor(event_id, lease, exc.stored):
-                        log.warning("fencing_refused", token=exc.token, stored=exc.stored)
-                        raise
-                    log.warning("fencing_counter_reset", token=exc.token, stored=exc.stored)
-                    await self._locks.release(lease)
-                    lease = await self._locks.acquire(event_id, wait_s=self._lock_wait_s)
-                    decided = await self._applier.apply(event_id, lease.token, requests)
-            finally:
-                await self._locks.release(lease)
-            log.info("batch_decided", requests=len(requests), token=lease.token)
-            return decided
+            return await decide_fenced(
+                self._locks,
+                self._applier,
+                event_id,
+                requests,
+                lock_wait_s=self._lock_wait_s,
+                fault_delay_s=self._fault_delay_s,
+            )
 
     async def _publish(self, results: Sequence[Reservation]) -> None:
         futures = [

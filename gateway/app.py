@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+import redis.asyncio as redis
+
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
+from ticketing_common.applier import Applier
 from ticketing_common.db import create_pool
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
+from ticketing_common.locks import EventLocks
 
 from .events import EventDirectory
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
+from .sync import SyncReserver
 
 SERVICES = ("ticketing.v1.GatewayService",)
 
@@ -20,7 +25,7 @@ SERVICES = ("ticketing.v1.GatewayService",)
 async def run(settings: GatewaySettings) -> None:
     logs.configure("gateway", settings.server.log_level)
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=4)
+        pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=settings.pool_size)
         stack.push_async_callback(pool.close)
         producer = new_producer(
             settings.kafka.bootstrap,
@@ -30,6 +35,20 @@ async def run(settings: GatewaySettings) -> None:
         await start_with_retry(producer)
         # Closed after the server stopped: flushes whatever is still in flight.
         stack.push_async_callback(producer.stop)
+
+        redis_client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        stack.push_async_callback(redis_client.aclose)
+        sync = SyncReserver(
+            locks=EventLocks(
+                redis_client,
+                owner=f"gateway-{settings.server.instance_id}",
+                ttl_ms=settings.lock_ttl_ms,
+            ),
+            applier=Applier(pool),
+            lock_wait_s=settings.sync_lock_wait_s,
+        )
 
         server = Server(
             "gateway", settings.server.host, settings.server.port, settings.server.shutdown_grace_s
@@ -43,6 +62,7 @@ async def run(settings: GatewaySettings) -> None:
                 breaker_threshold=settings.broker_breaker_threshold,
                 breaker_reset_s=settings.broker_breaker_reset_s,
                 fault_delay_s=settings.fault_delay_ms / 1000,
+                sync=sync,
             ),
             server.grpc,
         )

@@ -18,11 +18,17 @@ from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common.decisions import Request
 from ticketing_common.domain import Status, reservation_id_for
-from ticketing_common.errors import BrokerUnavailable, DependencyUnavailable, NotFound
+from ticketing_common.errors import (
+    BrokerUnavailable,
+    DependencyUnavailable,
+    NotFound,
+    Unimplemented,
+)
 from ticketing_common.kafka import encode_request
 
 from .events import EventDirectory
-from .validation import validate_reserve
+from .sync import SyncReserver
+from .validation import ValidReserve, validate_reserve
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +49,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         breaker_threshold: int,
         breaker_reset_s: float,
         fault_delay_s: float = 0.0,
+        sync: SyncReserver | None = None,
     ) -> None:
         self._events = events
         self._producer = producer
@@ -50,24 +57,39 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._publish_timeout_s = publish_timeout_s
         self._retry_after_s = breaker_reset_s
         self._fault_delay_s = fault_delay_s
+        self._sync = sync
         # Publish timeouts and broker errors count; after `threshold` in a row
         # calls fail fast for `breaker_reset_s`, then one is let through.
         self._breaker = AsyncCircuitBreakerFactory(
             default_threshold=breaker_threshold, default_ttl=breaker_reset_s
         )
 
-    async def Reserve(
+    async def ReserveSync(
         self,
-        request: pb.ReserveRequest,
+        request: pb.ReserveSyncRequest,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> pb.ReserveResponse:
-        valid = validate_reserve(request)
+    ) -> pb.ReserveSyncResponse:
+        if self._sync is None:
+            raise Unimplemented("ReserveSync is not enabled on this gateway")
+        valid = await self._known_event(validate_reserve(request))
+        reservation = await self._sync.reserve(valid)
+        return pb.ReserveSyncResponse(reservation=reservation.to_proto())
+
+    async def _known_event(self, valid: ValidReserve) -> ValidReserve:
         try:
             known = await self._events.exists(valid.event_id)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DependencyUnavailable("event directory unavailable, retry") from exc
         if not known:
             raise NotFound(f"event {valid.event_id} not found")
+        return valid
+
+    async def Reserve(
+        self,
+        request: pb.ReserveRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.ReserveResponse:
+        valid = await self._known_event(validate_reserve(request))
 
         reservation_id = reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id)
         accepted = Request(

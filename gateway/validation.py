@@ -1,11 +1,12 @@
-"""``ReserveRequest`` validation: every problem named by its field."""
+"""``ReserveRequest`` / ``ReserveSyncRequest`` validation: every problem
+named by its field."""
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from typing import Protocol
 
-from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing_common.domain import parse_uuid
 from ticketing_common.errors import InvalidArgument
 from ticketing_common.kafka import MAX_TEXT  # one limit for the gateway and the queue
@@ -29,7 +30,18 @@ def _text(field: str, value: str) -> str:
     return value
 
 
-def validate_reserve(request: pb.ReserveRequest) -> ValidReserve:
+class ReserveFields(Protocol):
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def idempotency_key(self) -> str: ...
+
+
+def validate_reserve(request: ReserveFields) -> ValidReserve:
     """Returns the checked request or raises InvalidArgument for the first bad
     field, in declaration order."""
     event_id = parse_uuid("event_id", request.event_id)

@@ -3,6 +3,7 @@
     TicketingError                 (retriable = False unless stated)
     ├── InvalidArgument            INVALID_ARGUMENT, names the field
     ├── NotFound                   NOT_FOUND
+    ├── Unimplemented              UNIMPLEMENTED (a feature switched off)
     └── Unavailable                UNAVAILABLE, retriable
         ├── BrokerUnavailable      the broker did not acknowledge in time
         └── DependencyUnavailable  PostgreSQL or Redis did not answer
@@ -37,6 +38,10 @@ class InvalidArgument(TicketingError):
 
 class NotFound(TicketingError):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class Unimplemented(TicketingError):
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class Unavailable(TicketingError):

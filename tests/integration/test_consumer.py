@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumer_service.applier import Applier
 from ticketing.v1 import queue_pb2
+from ticketing_common.applier import Applier
 from ticketing_common.decisions import Request
 from ticketing_common.domain import reservation_id_for
 from ticketing_common.errors import StaleFencingToken

@@ -16,6 +16,7 @@ from ..helpers import (
     LIMIT_EXCEEDED,
     QUEUED,
     REJECTED,
+    SOLD_OUT,
     Gateway,
     Notifier,
     Reservations,
@@ -128,3 +129,40 @@ async def test_a_new_key_is_a_new_request_within_the_per_user_limit(
     assert (await watch(notifier, third.reservation_id))[-1].status == CONFIRMED
     after = await get_event(reservations, event.event_id)
     assert (after.available, after.confirmed) == (7, 3)
+
+
+async def test_reserve_sync_decides_inline_with_the_same_rules(
+    stack: LocalStack, gateway: Gateway, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=10, per_user_limit=1)
+
+    async def sync(n: int) -> gw.ReserveSyncResponse | grpc.StatusCode:
+        try:
+            return await gateway.ReserveSync(
+                gw.ReserveSyncRequest(
+                    event_id=event.event_id, user_id=f"s{n}", quantity=1, idempotency_key="k"
+                ),
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+
+    answers = await asyncio.gather(*(sync(n) for n in range(50)))
+    decided = [a.reservation for a in answers if isinstance(a, gw.ReserveSyncResponse)]
+    busy = [a for a in answers if not isinstance(a, gw.ReserveSyncResponse)]
+    assert set(busy) <= {grpc.StatusCode.UNAVAILABLE}  # lock not acquired in time
+    assert sum(r.status == CONFIRMED for r in decided) == 10
+    assert all(
+        (r.status, r.reject_reason) == (REJECTED, SOLD_OUT)
+        for r in decided
+        if r.status != CONFIRMED
+    )
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (0, 10)
+    # A retry gets the stored outcome, not a second decision.
+    again = await sync(0)
+    assert isinstance(again, gw.ReserveSyncResponse)
+    earlier = [r for r in decided if r.user_id == "s0"]
+    assert [r.status for r in earlier] in ([], [again.reservation.status])
+    assert again.reservation.reservation_id == reservation_id_for("s0", "k", event.event_id)
+    assert (await get_event(reservations, event.event_id)).confirmed == 10

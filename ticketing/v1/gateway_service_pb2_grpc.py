@@ -40,6 +40,11 @@ class GatewayServiceStub:
                 request_serializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveRequest.SerializeToString,
                 response_deserializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveResponse.FromString,
                 _registered_method=True)
+        self.ReserveSync = channel.unary_unary(
+                '/ticketing.v1.GatewayService/ReserveSync',
+                request_serializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveSyncRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveSyncResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -56,6 +61,16 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveSync(self, request, context):
+        """The synchronous design, kept for comparison: takes the event's lock,
+        decides in PostgreSQL and answers the final outcome inline, sharing the
+        decision code with the consumers. Under a spike every caller waits for
+        the lock: UNAVAILABLE when it is not acquired in time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -63,6 +78,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.Reserve,
                     request_deserializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveRequest.FromString,
                     response_serializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveResponse.SerializeToString,
+            ),
+            'ReserveSync': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveSync,
+                    request_deserializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveSyncRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_gateway__service__pb2.ReserveSyncResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +113,33 @@ class GatewayService:
             '/ticketing.v1.GatewayService/Reserve',
             ticketing_dot_v1_dot_gateway__service__pb2.ReserveRequest.SerializeToString,
             ticketing_dot_v1_dot_gateway__service__pb2.ReserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveSync(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.GatewayService/ReserveSync',
+            ticketing_dot_v1_dot_gateway__service__pb2.ReserveSyncRequest.SerializeToString,
+            ticketing_dot_v1_dot_gateway__service__pb2.ReserveSyncResponse.FromString,
             options,
             channel_credentials,
             insecure,

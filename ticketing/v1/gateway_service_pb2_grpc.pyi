@@ -39,6 +39,12 @@ class GatewayServiceStub:
     Retrying with the same (user_id, idempotency_key) returns the same
     reservation_id and never takes seats twice.
     """
+    ReserveSync: _grpc.UnaryUnaryMultiCallable[_gateway_service_pb2.ReserveSyncRequest, _gateway_service_pb2.ReserveSyncResponse]
+    """The synchronous design, kept for comparison: takes the event's lock,
+    decides in PostgreSQL and answers the final outcome inline, sharing the
+    decision code with the consumers. Under a spike every caller waits for
+    the lock: UNAVAILABLE when it is not acquired in time.
+    """
 
 @_typing.type_check_only
 class GatewayServiceAsyncStub(GatewayServiceStub):
@@ -50,6 +56,12 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     acknowledged it. The final outcome arrives on NotifierService.WatchReservation.
     Retrying with the same (user_id, idempotency_key) returns the same
     reservation_id and never takes seats twice.
+    """
+    ReserveSync: _aio.UnaryUnaryMultiCallable[_gateway_service_pb2.ReserveSyncRequest, _gateway_service_pb2.ReserveSyncResponse]  # type: ignore[assignment]
+    """The synchronous design, kept for comparison: takes the event's lock,
+    decides in PostgreSQL and answers the final outcome inline, sharing the
+    decision code with the consumers. Under a spike every caller waits for
+    the lock: UNAVAILABLE when it is not acquired in time.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -65,6 +77,18 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         acknowledged it. The final outcome arrives on NotifierService.WatchReservation.
         Retrying with the same (user_id, idempotency_key) returns the same
         reservation_id and never takes seats twice.
+        """
+
+    @_abc_1.abstractmethod
+    def ReserveSync(
+        self,
+        request: _gateway_service_pb2.ReserveSyncRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_service_pb2.ReserveSyncResponse, _abc.Awaitable[_gateway_service_pb2.ReserveSyncResponse]]:
+        """The synchronous design, kept for comparison: takes the event's lock,
+        decides in PostgreSQL and answers the final outcome inline, sharing the
+        decision code with the consumers. Under a spike every caller waits for
+        the lock: UNAVAILABLE when it is not acquired in time.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -7,17 +7,57 @@ one ``INSERT ... SELECT FROM unnest(...)`` of the decisions, one seat update.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import structlog
 
-from ticketing_common.db import Connection
-from ticketing_common.decisions import Decision, Request, Seats, decide, reject_all
-from ticketing_common.domain import RejectReason, Reservation
-from ticketing_common.errors import StaleFencingToken
-from ticketing_common.queries import fetch_reservations
+from .db import Connection
+from .decisions import Decision, Request, Seats, decide, reject_all
+from .domain import RejectReason, Reservation
+from .errors import StaleFencingToken
+from .locks import EventLocks
+from .queries import fetch_reservations
+
+log = structlog.get_logger(__name__)
+
+
+async def decide_fenced(
+    locks: EventLocks,
+    applier: Applier,
+    event_id: str,
+    requests: Sequence[Request],
+    *,
+    lock_wait_s: float,
+    fault_delay_s: float = 0.0,
+) -> list[Reservation]:
+    """One lock acquisition, one fenced transaction: decides ``requests`` for
+    ``event_id``. Shared by the consumer (a batch) and the synchronous design
+    (a single request)."""
+    lease = await locks.acquire(event_id, wait_s=lock_wait_s)
+    try:
+        if fault_delay_s:
+            await asyncio.sleep(fault_delay_s)  # locked, not written yet
+        try:
+            decided = await applier.apply(event_id, lease.token, requests)
+        except StaleFencingToken as exc:
+            # Still ours in Redis but refused by PostgreSQL: Redis lost its
+            # counter (restart without persistence). Lift it past what
+            # PostgreSQL has seen and take a fresh token.
+            if not await locks.raise_floor(event_id, lease, exc.stored):
+                log.warning("fencing_refused", token=exc.token, stored=exc.stored)
+                raise
+            log.warning("fencing_counter_reset", token=exc.token, stored=exc.stored)
+            await locks.release(lease)
+            lease = await locks.acquire(event_id, wait_s=lock_wait_s)
+            decided = await applier.apply(event_id, lease.token, requests)
+    finally:
+        await locks.release(lease)
+    log.info("batch_decided", requests=len(requests), token=lease.token)
+    return decided
 
 
 class Applier:

@@ -1,0 +1,60 @@
+"""The synchronous design, side by side with the queue: lock, decide, answer.
+
+It shares the decision code with the consumers (``decide_fenced``: one Redis
+lock acquisition, one fenced PostgreSQL transaction), so the comparison is of
+the designs, not of two implementations. Every caller for an event waits for
+that event's lock; under a spike most wait past their patience.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import redis.exceptions
+
+from ticketing_common.applier import Applier, decide_fenced
+from ticketing_common.decisions import Request
+from ticketing_common.domain import Reservation, reservation_id_for
+from ticketing_common.errors import DependencyUnavailable, StaleFencingToken
+from ticketing_common.locks import EventLocks, LockNotAcquired
+
+from .validation import ValidReserve
+
+
+class SyncReserver:
+    def __init__(self, *, locks: EventLocks, applier: Applier, lock_wait_s: float) -> None:
+        self._locks = locks
+        self._applier = applier
+        self._lock_wait_s = lock_wait_s
+
+    async def reserve(self, valid: ValidReserve) -> Reservation:
+        request = Request(
+            reservation_id=reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id),
+            event_id=valid.event_id,
+            user_id=valid.user_id,
+            quantity=valid.quantity,
+            idempotency_key=valid.idempotency_key,
+            accepted_at=datetime.now(UTC),
+        )
+        try:
+            (decided,) = await decide_fenced(
+                self._locks,
+                self._applier,
+                valid.event_id,
+                [request],
+                lock_wait_s=self._lock_wait_s,
+            )
+        except LockNotAcquired as exc:
+            raise DependencyUnavailable(
+                "the event is busy: its lock was not acquired in time; retry"
+            ) from exc
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            redis.exceptions.RedisError,
+            StaleFencingToken,
+        ) as exc:
+            raise DependencyUnavailable("could not decide now; retry") from exc
+        return decided

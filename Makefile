@@ -9,10 +9,10 @@ STAMP  := $(VENV)/.installed
 BUF    := .tools/node_modules/.bin/buf
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq
+.PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq demo
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq"
+	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq | demo"
 
 setup: system-packages $(STAMP)
 
@@ -68,6 +68,11 @@ ledger: setup
 
 dlq: setup
 	@$(STACK_ENV) $(BIN)/ticketing-admin dlq $(or $(ARGS),list)
+
+# The seed scenario, both designs and the gRPC ceiling (BENCHMARKS.md); against
+# the running `make run` stack, or a stack of its own when none runs.
+demo: setup
+	@$(STACK_ENV) $(BIN)/python -m ticketing_common.demo $(ARGS)
 
 proto: setup
 	$(BIN)/python -m ticketing_common.protogen

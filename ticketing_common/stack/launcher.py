@@ -385,6 +385,8 @@ class LocalStack:
             "TICKETING_RESULTS_TOPIC": self.kafka.results_topic,
             "TICKETING_DEAD_LETTER_TOPIC": self.kafka.dead_letter_topic,
             "TICKETING_CONSUMER_GROUP": self.kafka.consumer_group,
+            # For CPU accounting (make demo): the stack's processes right now.
+            "TICKETING_STACK_PIDS": ",".join(str(c.pid) for c in self.children if c.alive()),
         }
 
     def write_env_file(self, path: Path) -> None:

@@ -57,6 +57,8 @@ class Feed:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Outcomes should reach watchers promptly even when traffic is thin.
+            fetch_max_wait_ms=20,
         )
         self._next: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()

@@ -20,9 +20,9 @@ TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
 TRANSIENT_TYPES = (
     OSError,  # includes ConnectionError and the builtin TimeoutError
     asyncpg.InterfaceError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
+    # Any Redis error: our scripts are fixed, so an error is the server's state
+    # (down, loading, out of memory, read-only replica), never the record's.
+    redis.exceptions.RedisError,
     KafkaTimeoutError,  # not flagged retriable by aiokafka, but a timeout is
 )
 

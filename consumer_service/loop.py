@@ -109,6 +109,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self._in_batch:
             for tp in revoked:
                 self._isolating.pop(tp, None)
+            self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in revoked}
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -129,6 +130,8 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             if not batch:
                 continue
+            # Outside the batch lock, so a rebalance never waits on the limiter.
+            await self._throttle(sum(len(r) for r in batch.values()))
             async with self._in_batch:
                 done = await self._handle(batch)
             failures = 0 if done else failures + 1
@@ -140,10 +143,11 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         """Processes and commits one batch; False if it must be retried."""
         records = sum(len(r) for r in batch.values())
         try:
-            await self._throttle(records)
             async with await self._breaker.guard():
                 offsets = await self._processor.process(batch)
-        except OpenedState:
+        except OpenedState as exc:
+            # purgatory raises one shared instance: do not let its traceback grow.
+            exc.__traceback__ = None
             log.warning("breaker_open", records=records)
             self._rewind(batch)
             return False
@@ -193,6 +197,9 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         for tp, offset in offsets.items():
             if self._isolating.get(tp, 0) <= offset:
                 self._isolating.pop(tp, None)
+            # Attempts of records now behind us are settled.
+            for key in [k for k in self._attempts if k[0] == tp and k[1] < offset]:
+                del self._attempts[key]
 
     async def _throttle(self, records: int) -> None:
         if self._limiter is None:

@@ -29,6 +29,8 @@ from ticketing_common.domain import RejectReason, Reservation
 from ticketing_common.kafka import UndecodableRecord, decode_request, salvage
 from ticketing_common.locks import EventLocks
 
+from .failures import is_transient
+
 log = structlog.get_logger(__name__)
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
@@ -125,7 +127,17 @@ class BatchProcessor:
         )
         # Recorded first: a crash after this redelivers the record, and the
         # stored outcome wins over any later attempt.
-        told = await self._applier.reject([salvaged], reason) if salvaged else []
+        told: list[Reservation] = []
+        if salvaged is not None:
+            try:
+                told = await self._applier.reject([salvaged], reason)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                # What the record names cannot be stored: it is dead-lettered
+                # all the same (the ledger counts it), with nobody to tell.
+                log.error("dead_letter_untold", error=f"{type(exc).__name__}: {exc}")
+                salvaged = None
         await send_dead_letter(
             self._producer,
             self._dead_letter_topic,

@@ -14,6 +14,7 @@ from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
 from ticketing_common.locks import EventLocks
 
+from .broker import BrokerGate
 from .events import EventDirectory
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
@@ -56,11 +57,14 @@ async def run(settings: GatewaySettings) -> None:
         pb_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(
                 events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),
-                producer=producer,
-                requests_topic=settings.kafka.requests_topic,
+                broker=BrokerGate(
+                    producer,
+                    settings.kafka.requests_topic,
+                    publish_timeout_s=settings.publish_timeout_s,
+                    threshold=settings.broker_breaker_threshold,
+                    reset_s=settings.broker_breaker_reset_s,
+                ),
                 publish_timeout_s=settings.publish_timeout_s,
-                breaker_threshold=settings.broker_breaker_threshold,
-                breaker_reset_s=settings.broker_breaker_reset_s,
                 fault_delay_s=settings.fault_delay_ms / 1000,
                 sync=sync,
             ),

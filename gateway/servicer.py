@@ -9,10 +9,6 @@ from typing import Any
 import asyncpg
 import grpc
 import structlog
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
 
 from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
@@ -26,6 +22,7 @@ from ticketing_common.errors import (
 )
 from ticketing_common.kafka import encode_request
 
+from .broker import BrokerGate
 from .events import EventDirectory
 from .sync import SyncReserver
 from .validation import ValidReserve, validate_reserve
@@ -34,8 +31,7 @@ log = structlog.get_logger(__name__)
 
 QUEUED = Status.QUEUED.to_proto()
 # Leave the caller this much of its deadline to receive our UNAVAILABLE.
-DEADLINE_MARGIN_S = 0.05
-BROKER_CIRCUIT = "broker"
+DEADLINE_MARGIN_S = 0.1
 
 
 class GatewayServicer(pb_grpc.GatewayServiceServicer):
@@ -43,26 +39,16 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self,
         *,
         events: EventDirectory,
-        producer: AIOKafkaProducer,
-        requests_topic: str,
+        broker: BrokerGate,
         publish_timeout_s: float,
-        breaker_threshold: int,
-        breaker_reset_s: float,
         fault_delay_s: float = 0.0,
         sync: SyncReserver | None = None,
     ) -> None:
         self._events = events
-        self._producer = producer
-        self._topic = requests_topic
+        self._broker = broker
         self._publish_timeout_s = publish_timeout_s
-        self._retry_after_s = breaker_reset_s
         self._fault_delay_s = fault_delay_s
         self._sync = sync
-        # Publish timeouts and broker errors count; after `threshold` in a row
-        # calls fail fast for `breaker_reset_s`, then one is let through.
-        self._breaker = AsyncCircuitBreakerFactory(
-            default_threshold=breaker_threshold, default_ttl=breaker_reset_s
-        )
 
     async def ReserveSync(
         self,
@@ -104,38 +90,18 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
-        if timeout <= 0:
-            raise BrokerUnavailable(
-                "too little of the deadline left to wait for the queue",
-                retry_after_s=self._retry_after_s,
-            )
         try:
-            async with await self._breaker.get_breaker(BROKER_CIRCUIT):
-                metadata = await asyncio.wait_for(
-                    self._producer.send_and_wait(
-                        self._topic, encode_request(accepted), key=valid.event_id.encode()
-                    ),
-                    timeout,
-                )
-        except OpenedState as exc:
-            # The broker failed us repeatedly just now: answer at once instead
-            # of making every caller wait out its deadline.
-            raise BrokerUnavailable(
-                "the queue is unavailable; retry with the same idempotency_key",
-                retry_after_s=self._retry_after_s,
-            ) from exc
-        except (TimeoutError, KafkaError) as exc:
+            metadata = await self._broker.publish(
+                valid.event_id.encode(), encode_request(accepted), timeout
+            )
+        except BrokerUnavailable as exc:
             log.warning(
                 "reserve_unavailable",
                 reservation_id=reservation_id,
                 event_id=valid.event_id,
-                error=type(exc).__name__,
+                error=exc.message,
             )
-            raise BrokerUnavailable(
-                "the queue did not acknowledge the request in time (it may still be applied); "
-                "retry with the same idempotency_key",
-                retry_after_s=self._retry_after_s,
-            ) from exc
+            raise
         if self._fault_delay_s:
             await asyncio.sleep(self._fault_delay_s)  # acknowledged, not answered yet
         log.info(

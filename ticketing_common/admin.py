@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -35,13 +36,20 @@ def _coordinates(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected PARTITION:OFFSET, got {text!r}") from None
 
 
+def _event_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an event id: {text!r}") from None
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ticketing-admin", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     ledger = commands.add_parser(
         "ledger", help="reconcile accepted, decided, dead-lettered, queued"
     )
-    ledger.add_argument("--event", help="only this event")
+    ledger.add_argument("--event", type=_event_id, help="only this event")
     ledger.add_argument("--json", action="store_true", help="machine-readable output")
     dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
     actions = dlq.add_subparsers(dest="action", required=True)

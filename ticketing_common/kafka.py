@@ -145,9 +145,9 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
     return Request(
         reservation_id=reservation_id,
         event_id=event_id,
-        user_id=_storable(message.user_id),
+        user_id=message.user_id,
         quantity=message.quantity,
-        idempotency_key=_storable(message.idempotency_key),
+        idempotency_key=message.idempotency_key,
         accepted_at=accepted_at,
         partition=partition,
         offset=offset,
@@ -186,9 +186,9 @@ def salvage(
     return Request(
         reservation_id=reservation_id,
         event_id=event_id,
-        user_id=message.user_id,
+        user_id=_storable(message.user_id),
         quantity=message.quantity,
-        idempotency_key=message.idempotency_key,
+        idempotency_key=_storable(message.idempotency_key),
         accepted_at=accepted_at,
         partition=partition,
         offset=offset,

@@ -169,7 +169,19 @@ async def committed_offsets(
 async def reconcile(
     kafka: KafkaSettings, pool: asyncpg.Pool, *, event_id: str | None = None
 ) -> Ledger:
+    if event_id is not None:
+        event_id = str(uuid.UUID(event_id))  # canonical form, as stored and sent
+    # Committed offsets first: a record dead-lettered and committed after this
+    # read is then still "queued" here, never wrongly "decided" or "missing".
     requests = await read_topic(kafka.bootstrap, kafka.requests_topic)
+    partitions = {r.partition for r in requests}
+    committed = (
+        await committed_offsets(
+            kafka.bootstrap, kafka.consumer_group, kafka.requests_topic, partitions
+        )
+        if partitions
+        else {}
+    )
     letters = [
         DeadLetter.from_record(r)
         for r in await read_topic(kafka.bootstrap, kafka.dead_letter_topic)
@@ -179,14 +191,6 @@ async def reconcile(
         for d in letters
         if d.original_topic == kafka.requests_topic
     }
-    partitions = {r.partition for r in requests}
-    committed = (
-        await committed_offsets(
-            kafka.bootstrap, kafka.consumer_group, kafka.requests_topic, partitions
-        )
-        if partitions
-        else {}
-    )
 
     parsed: list[tuple[Record, str | None, str | None]] = []
     for record in requests:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ticketing.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.config import ConfigError, Env
 from ticketing_common.decisions import Request
@@ -94,3 +95,22 @@ def test_settings_errors_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="TICKETING_LOCK_WAIT_S must be >= 0"):
         env.number("LOCK_WAIT_S", 1.0, minimum=0)
     assert env.text("X", "default") == "default"  # empty means unset
+
+
+def test_salvage_keeps_only_what_postgresql_can_store() -> None:
+    from ticketing_common.kafka import MAX_TEXT, salvage
+
+    rid = str(uuid.uuid4())
+    value = queue_pb2.ReservationRequested(
+        reservation_id=rid, event_id="bad", user_id="a\x00b" + "x" * 300, quantity=0
+    ).SerializeToString()
+    with pytest.raises(UndecodableRecord):
+        decode_request(value, partition=1, offset=7)
+    salvaged = salvage(value, partition=1, offset=7, timestamp_ms=1_700_000_000_000)
+    assert salvaged is not None
+    assert salvaged.reservation_id == rid
+    assert salvaged.event_id == str(uuid.UUID(int=0))
+    assert "\x00" not in salvaged.user_id
+    assert len(salvaged.user_id) == MAX_TEXT
+    assert salvaged.accepted_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert salvage(b"\xff garbage", partition=0, offset=0, timestamp_ms=0) is None

@@ -73,6 +73,20 @@ def _wrapped(argv: Sequence[str], user: pwd.struct_passwd | None) -> list[str]:
     return [*prefix, "--", *argv]
 
 
+def _wait_unreaped(pid: int, timeout_s: float) -> bool:
+    """Waits for ``pid`` to exit without reaping it; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # already reaped
+        if info is not None:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def run_once(
     argv: Sequence[str],
     *,
@@ -130,24 +144,37 @@ class Child:
         return self.process.pid
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """Running? Checked without reaping, so ``stop`` can still clean up
+        the process group of a child that died."""
+        if self.process is None or self.process.returncode is not None:
+            return False
+        try:
+            exited = os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        return exited is None
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """Asks the process to stop, waits, and kills it if it does not; then
-        kills whatever is left of its session (e.g. forked workers)."""
+        kills whatever is left of its process group (e.g. forked workers).
+
+        The group is killed while the exited leader is not reaped yet, so its
+        id cannot have been reused by an unrelated process group."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(self.stop_signal)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        # The child leads its own session and process group (start_new_session).
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        return self.process.returncode
+        process = self.process
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(self.stop_signal)
+            if not _wait_unreaped(process.pid, timeout_s):
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                _wait_unreaped(process.pid, timeout_s)
+            # The child leads its own session and process group (start_new_session).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return process.returncode
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -1,0 +1,88 @@
+"""Publishing to the requests topic behind a circuit breaker (purgatory).
+
+Only the broker's own failures count against it: a publish that timed out
+while the *caller's* deadline was the shorter one, or a call the caller
+cancelled, says nothing about the broker. When the breaker is open, calls fail
+at once; when its reset time has passed, exactly one call goes through as the
+probe (half-open) while the others keep failing fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+
+from ticketing_common.errors import BrokerUnavailable
+
+CIRCUIT = "broker"
+CLOSED = "closed"
+
+
+class CallerDeadline(Exception):
+    """The caller's deadline, not the broker, cut the wait short."""
+
+
+class BrokerGate:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        publish_timeout_s: float,
+        threshold: int,
+        reset_s: float,
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._publish_timeout_s = publish_timeout_s
+        self.retry_after_s = reset_s
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=threshold,
+            default_ttl=reset_s,
+            exclude=[CallerDeadline, asyncio.CancelledError],
+        )
+        self._probe_in_flight = False
+
+    def _unavailable(self, why: str) -> BrokerUnavailable:
+        return BrokerUnavailable(
+            f"{why}; retry with the same idempotency_key", retry_after_s=self.retry_after_s
+        )
+
+    async def publish(self, key: bytes, value: bytes, timeout_s: float) -> RecordMetadata:
+        """Appends one record and waits for acks=all, at most ``timeout_s``
+        (already shortened by the caller's deadline)."""
+        if timeout_s <= 0:
+            raise self._unavailable("too little of the deadline left to wait for the queue")
+        breaker = await self._breakers.get_breaker(CIRCUIT)
+        probing = breaker.context.state != CLOSED
+        if probing:
+            if self._probe_in_flight:
+                raise self._unavailable("the queue is unavailable")
+            self._probe_in_flight = True
+        try:
+            async with breaker:
+                try:
+                    return await asyncio.wait_for(
+                        self._producer.send_and_wait(self._topic, value, key=key), timeout_s
+                    )
+                except TimeoutError:
+                    if timeout_s < self._publish_timeout_s:
+                        raise CallerDeadline from None
+                    raise
+        except OpenedState as exc:
+            # purgatory raises one shared instance: drop the traceback it
+            # would otherwise grow by a few frames per fast-failed call.
+            exc.__traceback__ = None
+            raise self._unavailable("the queue is unavailable") from None
+        except (TimeoutError, CallerDeadline, KafkaError) as exc:
+            raise self._unavailable(
+                "the queue did not acknowledge the request in time (it may still be applied)"
+            ) from exc
+        finally:
+            if probing:
+                self._probe_in_flight = False

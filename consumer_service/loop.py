@@ -36,6 +36,8 @@ log = structlog.get_logger(__name__)
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 MAX_BACKOFF_S = 10.0
+GAP_RETRY_S = 0.02
+GAP_RETRIES = 100
 CIRCUIT = "dependencies"
 
 
@@ -103,12 +105,16 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = asyncio.Event()
         # Partitions being re-read one record at a time, up to these offsets.
         self._isolating: dict[TopicPartition, int] = {}
+        # Per partition, the offset the next record must have (see _gap_in).
+        self._expected: dict[TopicPartition, int] = {}
+        self._gap_retries = 0
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._in_batch:
             for tp in revoked:
                 self._isolating.pop(tp, None)
+                self._expected.pop(tp, None)
             self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in revoked}
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -130,6 +136,9 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             if not batch:
                 continue
+            if self._gap_in(batch):
+                await self._sleep(GAP_RETRY_S)
+                continue
             # Outside the batch lock, so a rebalance never waits on the limiter.
             await self._throttle(sum(len(r) for r in batch.values()))
             async with self._in_batch:
@@ -138,6 +147,37 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             if failures:
                 # Outside the batch lock: a rebalance need not wait for our backoff.
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
+
+    def _gap_in(self, batch: Batch) -> bool:
+        """True (and the batch rewound) if it starts past the next offset of a
+        partition we were reading: records would be skipped, never decided.
+
+        Offsets of a non-compacted, non-transactional topic are contiguous, so
+        a gap means the broker showed a later batch before an earlier one (the
+        local Kafka-API broker can, under concurrent appends). Re-reading a
+        moment later finds the missing records. A gap that persists past
+        GAP_RETRIES re-reads is accepted and logged as an error."""
+        gaps = {
+            tp: (self._expected[tp], records[0].offset)
+            for tp, records in batch.items()
+            if records and tp in self._expected and records[0].offset > self._expected[tp]
+        }
+        if not gaps:
+            self._gap_retries = 0
+            return False
+        self._gap_retries += 1
+        detail = {tp.partition: f"expected {want}, got {got}" for tp, (want, got) in gaps.items()}
+        if self._gap_retries > GAP_RETRIES:
+            log.error("offset_gap_accepted", gaps=detail)
+            self._gap_retries = 0
+            for tp in gaps:
+                del self._expected[tp]
+            return False
+        log.warning("offset_gap", gaps=detail, retry=self._gap_retries)
+        for tp, records in batch.items():
+            if records:
+                self._consumer.seek(tp, self._expected.get(tp, records[0].offset))
+        return True
 
     async def _handle(self, batch: Batch) -> bool:
         """Processes and commits one batch; False if it must be retried."""
@@ -195,6 +235,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("commit_failed", error=str(exc))
             return
         for tp, offset in offsets.items():
+            self._expected[tp] = offset
             if self._isolating.get(tp, 0) <= offset:
                 self._isolating.pop(tp, None)
             # Attempts of records now behind us are settled.

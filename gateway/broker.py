@@ -68,9 +68,9 @@ class BrokerGate:
         try:
             async with breaker:
                 try:
-                    return await asyncio.wait_for(
-                        self._producer.send_and_wait(self._topic, value, key=key), timeout_s
-                    )
+                    # asyncio.timeout, not wait_for: no extra task per call.
+                    async with asyncio.timeout(timeout_s):
+                        return await self._producer.send_and_wait(self._topic, value, key=key)
                 except TimeoutError:
                     # A broker that could not acknowledge within a second (or
                     # the whole publish timeout, if shorter) is failing; one

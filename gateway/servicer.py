@@ -104,7 +104,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             raise
         if self._fault_delay_s:
             await asyncio.sleep(self._fault_delay_s)  # acknowledged, not answered yet
-        log.info(
+        # debug, not info: at thousands of calls a second a line per call costs
+        # more than the call (TICKETING_LOG_LEVEL=debug shows them).
+        log.debug(
             "reserve_queued",
             reservation_id=reservation_id,
             event_id=valid.event_id,

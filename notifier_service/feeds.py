@@ -30,6 +30,7 @@ from .hub import PendingRequests, WatchHub
 log = structlog.get_logger(__name__)
 
 ASSIGNMENT_TIMEOUT_S = 30.0
+GAP_RETRIES = 100
 
 QUEUED = Status.QUEUED.to_proto()
 Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
@@ -61,6 +62,7 @@ class Feed:
             fetch_max_wait_ms=20,
         )
         self._next: dict[TopicPartition, int] = {}
+        self._gap_retries: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()
 
     async def start(self) -> None:
@@ -97,6 +99,22 @@ class Feed:
                 await asyncio.sleep(1.0)
                 continue
             for tp, records in batch.items():
+                if records and records[0].offset > self._next.get(tp, records[0].offset):
+                    # A later batch shown before an earlier one (see the
+                    # consumer's offset-gap check): read again from where we are.
+                    self._gap_retries[tp] = self._gap_retries.get(tp, 0) + 1
+                    if self._gap_retries[tp] <= GAP_RETRIES:
+                        self._consumer.seek(tp, self._next[tp])
+                        await asyncio.sleep(0.02)
+                        continue
+                    log.error(
+                        "feed_offset_gap_accepted",
+                        topic=self._topic,
+                        partition=tp.partition,
+                        expected=self._next[tp],
+                        got=records[0].offset,
+                    )
+                self._gap_retries.pop(tp, None)
                 for record in records:
                     try:
                         self._handle(record)

@@ -441,7 +441,8 @@ def chart(runs: Sequence[DesignRun], path: Path) -> None:
 def write_outputs(report: dict[str, Any], runs: Sequence[DesignRun], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "demo-report.json").write_text(json.dumps(report, indent=2, default=str))
-    chart(runs, out_dir / "demo-report.png")
+    if runs:
+        chart(runs, out_dir / "demo-report.png")
 
 
 def _fmt(value: object) -> str:
@@ -523,13 +524,18 @@ class Target:
 
 
 async def demo(
-    target: Target, out_dir: Path, stages: Sequence[tuple[float, int]], ceiling_s: int
+    target: Target,
+    out_dir: Path,
+    stages: Sequence[tuple[float, int]],
+    ceiling_s: int,
+    *,
+    designs: Sequence[str] = ("queue", "sync"),
 ) -> int:
     runs = []
-    for design in ("queue", "sync"):
+    for design in designs:
         print(f"rush against the {design} design ({scenario_length(stages):.0f} s)...", flush=True)
         runs.append(await run_design(design, target.endpoint, target.pids, stages))
-    designs = []
+    summaries: list[dict[str, Any]] = []
     failures: list[str] = []
     for run in runs:
         summary = summarize(run)
@@ -547,17 +553,18 @@ async def demo(
                 )
         elif event.confirmed > SEATS:
             failures.append(f"sync: {event.confirmed} seats sold")
-        designs.append(summary)
+        summaries.append(summary)
 
-    report: dict[str, Any] = {"seats": SEATS, "stages": stages, "designs": designs}
-    pool = await asyncpg.create_pool(target.postgres_dsn, min_size=1, max_size=2)
-    try:
-        ledger = await reconcile(target.kafka, pool, event_id=runs[0].event_id)
-    finally:
-        await pool.close()
-    report["ledger"] = ledger.as_dict()
-    if not (ledger.balanced and ledger.seats_ok):
-        failures.append("the ledger does not balance")
+    report: dict[str, Any] = {"seats": SEATS, "stages": stages, "designs": summaries}
+    if runs:
+        pool = await asyncpg.create_pool(target.postgres_dsn, min_size=1, max_size=2)
+        try:
+            ledger = await reconcile(target.kafka, pool, event_id=runs[0].event_id)
+        finally:
+            await pool.close()
+        report["ledger"] = ledger.as_dict()
+        if not (ledger.balanced and ledger.seats_ok):
+            failures.append("the ledger does not balance")
 
     if ceiling_s:
         print(
@@ -617,8 +624,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=10,
         help="seconds per ceiling measurement; 0 skips it",
     )
+    parser.add_argument("--no-rush", action="store_true", help="measure the ceiling only")
+    parser.add_argument(
+        "--steady",
+        type=float,
+        metavar="RPS",
+        help="instead of the ramp: users arrive at RPS per second for --steady-seconds "
+        "(queue design only), to measure accept -> outcome at a steady rate",
+    )
+    parser.add_argument("--steady-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     stages = tuple((d * args.scale, max(1, round(u * args.scale)) if u else 0) for d, u in STAGES)
+    designs: tuple[str, ...] = ("queue", "sync")
+    if args.steady:
+        # A linear ramp of arrived users is a constant arrival rate.
+        stages = ((args.steady_seconds, round(args.steady * args.steady_seconds)),)
+        designs = ("queue",)
     env = os.environ
     if env.get("TICKETING_ENDPOINT"):
         target = Target(
@@ -627,7 +648,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             kafka=dataclasses.replace(KafkaSettings(), bootstrap=env["TICKETING_KAFKA_BOOTSTRAP"]),
             pids=[int(p) for p in env.get("TICKETING_STACK_PIDS", "").split(",") if p],
         )
-        raise SystemExit(asyncio.run(demo(target, args.out_dir, stages, args.ceiling_seconds)))
+        raise SystemExit(
+            asyncio.run(
+                demo(
+                    target,
+                    args.out_dir,
+                    stages,
+                    args.ceiling_seconds,
+                    designs=() if args.no_rush else designs,
+                )
+            )
+        )
     print("no running stack found (make run): starting one for the demo...", flush=True)
     with LocalStack(StackConfig(listen_port=0)) as stack:
         target = Target(
@@ -636,7 +667,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.kafka,
             [c.pid for c in stack.children if c.alive()],
         )
-        code = asyncio.run(demo(target, args.out_dir, stages, args.ceiling_seconds))
+        code = asyncio.run(
+            demo(
+                target,
+                args.out_dir,
+                stages,
+                args.ceiling_seconds,
+                designs=() if args.no_rush else designs,
+            )
+        )
     raise SystemExit(code)
 
 

@@ -107,7 +107,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._isolating: dict[TopicPartition, int] = {}
         # Per partition, the offset the next record must have (see _gap_in).
         self._expected: dict[TopicPartition, int] = {}
-        self._gap_retries = 0
+        self._gap_retries: dict[TopicPartition, int] = {}
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -136,7 +136,8 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             if not batch:
                 continue
-            if self._gap_in(batch):
+            batch = self._contiguous(batch)
+            if not batch:
                 await self._sleep(GAP_RETRY_S)
                 continue
             # Outside the batch lock, so a rebalance never waits on the limiter.
@@ -148,36 +149,48 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 # Outside the batch lock: a rebalance need not wait for our backoff.
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
 
-    def _gap_in(self, batch: Batch) -> bool:
-        """True (and the batch rewound) if it starts past the next offset of a
-        partition we were reading: records would be skipped, never decided.
+    def _contiguous(self, batch: Batch) -> Batch:
+        """The batch cut at the first offset gap of each partition, with the
+        consumer moved back to the first missing offset.
 
         Offsets of a non-compacted, non-transactional topic are contiguous, so
-        a gap means the broker showed a later batch before an earlier one (the
-        local Kafka-API broker can, under concurrent appends). Re-reading a
-        moment later finds the missing records. A gap that persists past
-        GAP_RETRIES re-reads is accepted and logged as an error."""
-        gaps = {
-            tp: (self._expected[tp], records[0].offset)
-            for tp, records in batch.items()
-            if records and tp in self._expected and records[0].offset > self._expected[tp]
-        }
-        if not gaps:
-            self._gap_retries = 0
-            return False
-        self._gap_retries += 1
-        detail = {tp.partition: f"expected {want}, got {got}" for tp, (want, got) in gaps.items()}
-        if self._gap_retries > GAP_RETRIES:
-            log.error("offset_gap_accepted", gaps=detail)
-            self._gap_retries = 0
-            for tp in gaps:
-                del self._expected[tp]
-            return False
-        log.warning("offset_gap", gaps=detail, retry=self._gap_retries)
+        a gap means the broker showed a later record batch before an earlier
+        one (the local Kafka-API broker can, under concurrent appends; the
+        client then drops the earlier records as already read). Without this
+        check they would be skipped, never decided. Re-reading from the first
+        missing offset finds them. A gap still there after GAP_RETRIES re-reads
+        is accepted and logged as an error."""
+        kept: dict[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]] = {}
         for tp, records in batch.items():
-            if records:
-                self._consumer.seek(tp, self._expected.get(tp, records[0].offset))
-        return True
+            expected = self._expected.get(tp, records[0].offset if records else 0)
+            cut = len(records)
+            for index, record in enumerate(records):
+                if record.offset != expected:
+                    cut = index
+                    break
+                expected += 1
+            if cut == len(records):
+                kept[tp] = records
+                self._gap_retries.pop(tp, None)
+                continue
+            retries = self._gap_retries[tp] = self._gap_retries.get(tp, 0) + 1
+            detail = {
+                "partition": tp.partition,
+                "missing_from": expected,
+                "next_seen": records[cut].offset,
+                "retry": retries,
+            }
+            if retries > GAP_RETRIES:
+                log.error("offset_gap_accepted", **detail)
+                self._gap_retries.pop(tp, None)
+                self._expected.pop(tp, None)
+                kept[tp] = records
+                continue
+            log.warning("offset_gap", **detail)
+            self._consumer.seek(tp, expected)
+            if cut:
+                kept[tp] = records[:cut]
+        return kept
 
     async def _handle(self, batch: Batch) -> bool:
         """Processes and commits one batch; False if it must be retried."""

@@ -98,23 +98,8 @@ class Feed:
                 log.error("feed_read_failed", topic=self._topic, error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
-            for tp, records in batch.items():
-                if records and records[0].offset > self._next.get(tp, records[0].offset):
-                    # A later batch shown before an earlier one (see the
-                    # consumer's offset-gap check): read again from where we are.
-                    self._gap_retries[tp] = self._gap_retries.get(tp, 0) + 1
-                    if self._gap_retries[tp] <= GAP_RETRIES:
-                        self._consumer.seek(tp, self._next[tp])
-                        await asyncio.sleep(0.02)
-                        continue
-                    log.error(
-                        "feed_offset_gap_accepted",
-                        topic=self._topic,
-                        partition=tp.partition,
-                        expected=self._next[tp],
-                        got=records[0].offset,
-                    )
-                self._gap_retries.pop(tp, None)
+            for tp, fetched in batch.items():
+                records = self._contiguous(tp, fetched)
                 for record in records:
                     try:
                         self._handle(record)
@@ -127,6 +112,30 @@ class Feed:
             if batch:
                 async with self._progress:
                     self._progress.notify_all()
+
+    def _contiguous(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """The records up to the first offset gap, the feed moved back to the
+        first missing offset (see the consumer's ``_contiguous``)."""
+        expected = self._next.get(tp, records[0].offset if records else 0)
+        for index, record in enumerate(records):
+            if record.offset != expected:
+                retries = self._gap_retries[tp] = self._gap_retries.get(tp, 0) + 1
+                if retries > GAP_RETRIES:
+                    log.error(
+                        "feed_offset_gap_accepted",
+                        topic=self._topic,
+                        partition=tp.partition,
+                        missing_from=expected,
+                    )
+                    self._gap_retries.pop(tp, None)
+                    return records
+                self._consumer.seek(tp, expected)
+                return records[:index]
+            expected += 1
+        self._gap_retries.pop(tp, None)
+        return records
 
     async def catch_up(self, timeout_s: float) -> bool:
         """Waits until everything the broker held when called has been handled;

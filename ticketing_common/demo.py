@@ -30,6 +30,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,10 @@ from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
 
 from .config import KafkaSettings
+from .decisions import Request
 from .domain import TERMINAL_PROTO_STATUSES
-from .ledger import reconcile
+from .kafka import encode_request, new_producer
+from .ledger import committed_offsets, reconcile
 from .stack import LocalStack, StackConfig, nginx
 from .stack.processes import Child, free_port, port_open, wait_until
 
@@ -402,6 +405,63 @@ class EchoFleet:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+# -- the spike ----------------------------------------------------------------
+
+
+async def spike(target: Target, requests: int) -> dict[str, Any]:
+    """Appends ``requests`` records for one 100-seat event straight to the
+    requests topic, then times until the consumers have decided, published
+    and committed them all."""
+    async with grpc.aio.insecure_channel(target.endpoint) as channel:
+        event = (
+            await rs_grpc.ReservationServiceStub(channel).CreateEvent(
+                rs.CreateEventRequest(name="spike", capacity=SEATS, per_user_limit=1), timeout=10
+            )
+        ).event
+    producer = new_producer(target.kafka.bootstrap, client_id="demo-spike", linger_ms=5)
+    await producer.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        pending = []
+        now = datetime.now(UTC)
+        for n in range(requests):
+            request = Request(str(uuid.uuid4()), event.event_id, f"spike-{n}", 1, "k", now)
+            pending.append(
+                await producer.send(
+                    target.kafka.requests_topic,
+                    encode_request(request),
+                    key=event.event_id.encode(),
+                )
+            )
+        acked = await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    appended = loop.time()
+    ends: dict[int, int] = {}
+    for meta in acked:
+        ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+    while True:
+        done = await committed_offsets(
+            target.kafka.bootstrap, target.kafka.consumer_group, target.kafka.requests_topic, ends
+        )
+        if all(done.get(p, 0) >= end for p, end in ends.items()):
+            break
+        await asyncio.sleep(0.05)
+    drained = loop.time()
+    final = await event_state(target.endpoint, event.event_id)
+    return {
+        "requests": requests,
+        "append_s": round(appended - started, 2),
+        "drain_after_append_s": round(drained - appended, 2),
+        "total_s": round(drained - started, 2),
+        "decisions_per_s": round(requests / (drained - appended)),
+        "seats_sold": final.confirmed,
+        "seats_left": final.available,
+        "event_id": event.event_id,
+    }
+
+
 # -- report -----------------------------------------------------------------
 
 
@@ -499,6 +559,13 @@ def print_report(report: dict[str, Any]) -> None:
             f"  gateway through nginx = {ceiling['gateway_vs_echo_nginx']:.0%} "
             "of the echo server behind the same nginx"
         )
+    burst = report.get("spike")
+    if isinstance(burst, dict):
+        print(
+            f"\nSpike: {burst['requests']} requests appended in {burst['append_s']} s, all decided "
+            f"{burst['drain_after_append_s']} s later ({burst['decisions_per_s']} decisions/s); "
+            f"{burst['seats_sold']} seats sold"
+        )
     ledger = report.get("ledger")
     if isinstance(ledger, dict):
         print(
@@ -523,6 +590,59 @@ class Target:
     pids: list[int]
 
 
+async def check_run(run: DesignRun, endpoint: str, failures: list[str]) -> dict[str, Any]:
+    """The run's summary, with the event's final seats; broken invariants are
+    added to ``failures``."""
+    summary = summarize(run)
+    event = await event_state(endpoint, run.event_id)
+    summary["seats_sold"], summary["seats_left"] = event.confirmed, event.available
+    if event.capacity != event.available + event.confirmed + event.held:
+        failures.append(f"{run.design}: capacity != available + held + confirmed")
+    if run.design == "queue":
+        if event.confirmed != SEATS or event.available != 0:
+            failures.append(f"queue: {event.confirmed} seats sold, {event.available} left")
+        if summary["accepted_without_outcome"]:
+            failures.append(
+                f"queue: {summary['accepted_without_outcome']} accepted requests without an outcome"
+            )
+    elif event.confirmed > SEATS:
+        failures.append(f"sync: {event.confirmed} seats sold")
+    return summary
+
+
+async def ceiling(target: Target, seconds: int) -> dict[str, Any]:
+    """Echo alone, echo behind the stack's nginx configuration, gateway behind
+    the stack's nginx: the same closed-loop load against each."""
+    print(
+        f"gRPC ceiling: echo alone, echo behind nginx, gateway behind nginx ({seconds} s each)...",
+        flush=True,
+    )
+    async with grpc.aio.insecure_channel(target.endpoint) as channel:
+        event = (
+            await rs_grpc.ReservationServiceStub(channel).CreateEvent(
+                rs.CreateEventRequest(name="bench", capacity=10_000_000, per_user_limit=10_000_000),
+                timeout=10,
+            )
+        ).event
+    load = partial(
+        bench, event_id=event.event_id, duration=f"{seconds}s", concurrency=64, connections=8
+    )
+    fleet = await asyncio.to_thread(EchoFleet)
+    try:
+        echo = await asyncio.to_thread(load, fleet.addresses[0])
+        echo_nginx = await asyncio.to_thread(load, f"127.0.0.1:{fleet.nginx_port}")
+    finally:
+        await asyncio.to_thread(fleet.stop)
+    gateway = await asyncio.to_thread(load, target.endpoint)
+    return {
+        "load": {"duration_s": seconds, "concurrency": 64, "connections": 8},
+        "echo": echo,
+        "echo_nginx": echo_nginx,
+        "gateway_nginx": gateway,
+        "gateway_vs_echo_nginx": gateway["rps"] / max(echo_nginx["rps"], 1e-9),
+    }
+
+
 async def demo(
     target: Target,
     out_dir: Path,
@@ -530,30 +650,14 @@ async def demo(
     ceiling_s: int,
     *,
     designs: Sequence[str] = ("queue", "sync"),
+    spike_requests: int = 0,
 ) -> int:
     runs = []
     for design in designs:
         print(f"rush against the {design} design ({scenario_length(stages):.0f} s)...", flush=True)
         runs.append(await run_design(design, target.endpoint, target.pids, stages))
-    summaries: list[dict[str, Any]] = []
     failures: list[str] = []
-    for run in runs:
-        summary = summarize(run)
-        event = await event_state(target.endpoint, run.event_id)
-        summary["seats_sold"], summary["seats_left"] = event.confirmed, event.available
-        if event.capacity != event.available + event.confirmed + event.held:
-            failures.append(f"{run.design}: capacity != available + held + confirmed")
-        if run.design == "queue":
-            if event.confirmed != SEATS or event.available != 0:
-                failures.append(f"queue: {event.confirmed} seats sold, {event.available} left")
-            if summary["accepted_without_outcome"]:
-                failures.append(
-                    f"queue: {summary['accepted_without_outcome']} accepted requests "
-                    "without an outcome"
-                )
-        elif event.confirmed > SEATS:
-            failures.append(f"sync: {event.confirmed} seats sold")
-        summaries.append(summary)
+    summaries = [await check_run(run, target.endpoint, failures) for run in runs]
 
     report: dict[str, Any] = {"seats": SEATS, "stages": stages, "designs": summaries}
     if runs:
@@ -567,41 +671,13 @@ async def demo(
             failures.append("the ledger does not balance")
 
     if ceiling_s:
-        print(
-            "gRPC ceiling: echo alone, echo behind nginx, gateway behind nginx "
-            f"({ceiling_s} s each)...",
-            flush=True,
-        )
-        fleet = await asyncio.to_thread(EchoFleet)
-        try:
-            async with grpc.aio.insecure_channel(target.endpoint) as channel:
-                event = (
-                    await rs_grpc.ReservationServiceStub(channel).CreateEvent(
-                        rs.CreateEventRequest(
-                            name="bench", capacity=10_000_000, per_user_limit=10_000_000
-                        ),
-                        timeout=10,
-                    )
-                ).event
-            load = partial(
-                bench,
-                event_id=event.event_id,
-                duration=f"{ceiling_s}s",
-                concurrency=64,
-                connections=8,
-            )
-            echo = await asyncio.to_thread(load, fleet.addresses[0])
-            echo_nginx = await asyncio.to_thread(load, f"127.0.0.1:{fleet.nginx_port}")
-        finally:
-            await asyncio.to_thread(fleet.stop)
-        gateway = await asyncio.to_thread(load, target.endpoint)
-        report["ceiling"] = {
-            "load": {"duration_s": ceiling_s, "concurrency": 64, "connections": 8},
-            "echo": echo,
-            "echo_nginx": echo_nginx,
-            "gateway_nginx": gateway,
-            "gateway_vs_echo_nginx": gateway["rps"] / max(echo_nginx["rps"], 1e-9),
-        }
+        report["ceiling"] = await ceiling(target, ceiling_s)
+    if spike_requests:
+        print(f"spike: {spike_requests} requests on one event at once...", flush=True)
+        result = await spike(target, spike_requests)
+        report["spike"] = result
+        if (result["seats_sold"], result["seats_left"]) != (SEATS, 0):
+            failures.append(f"spike: {result['seats_sold']} seats sold")
     report["failures"] = failures
     await asyncio.to_thread(write_outputs, report, runs, out_dir)
     print_report(report)
@@ -633,6 +709,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(queue design only), to measure accept -> outcome at a steady rate",
     )
     parser.add_argument("--steady-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--spike",
+        type=int,
+        metavar="N",
+        help="also append N requests for one event straight to the queue and time the drain",
+    )
     args = parser.parse_args(argv)
     stages = tuple((d * args.scale, max(1, round(u * args.scale)) if u else 0) for d, u in STAGES)
     designs: tuple[str, ...] = ("queue", "sync")

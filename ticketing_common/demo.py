@@ -337,6 +337,9 @@ def bench(
         "-O",
         "json",
         "--skip-details",
+        # Let calls in flight at the end finish, rather than count them cancelled.
+        "--duration-stop",
+        "wait",
         target,
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)

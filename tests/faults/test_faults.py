@@ -122,10 +122,19 @@ async def test_stalled_consumer_past_its_lock_ttl_is_fenced_off(
     # past the lock's TTL and its group session, so another consumer takes
     # over the partition, the lock and the batch.
     owner = holder.decode() if isinstance(holder, bytes) else holder
-    stalled = consumer_named(fault_stack, owner.rsplit(":", 1)[0])
+    name, token = owner.rsplit(":", 1)
+    stalled = consumer_named(fault_stack, name)
     os.kill(stalled.pid, signal.SIGSTOP)
-    await asyncio.sleep(6)
-    os.kill(stalled.pid, signal.SIGCONT)
+    try:
+        # Frozen until another consumer has taken the partition and the lock
+        # and written this event's decisions with a newer token.
+        async with asyncio.timeout(60):
+            while await fault_pool.fetchval(
+                "SELECT fence_token FROM events WHERE event_id = $1", uuid.UUID(event_id)
+            ) <= int(token):
+                await asyncio.sleep(0.2)
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
 
     outcomes = await running
     await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)

@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
+
+from ticketing_common.kafka import OffsetGuard
 
 from .failures import is_transient
 from .worker import BatchProcessor
@@ -36,8 +38,7 @@ log = structlog.get_logger(__name__)
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 MAX_BACKOFF_S = 10.0
-GAP_RETRY_S = 0.02
-GAP_RETRIES = 100
+GAP_RETRY_S = 0.05
 CIRCUIT = "dependencies"
 
 
@@ -105,20 +106,24 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = asyncio.Event()
         # Partitions being re-read one record at a time, up to these offsets.
         self._isolating: dict[TopicPartition, int] = {}
-        # Per partition, the offset the next record must have (see _gap_in).
-        self._expected: dict[TopicPartition, int] = {}
-        self._gap_retries: dict[TopicPartition, int] = {}
+        # Per partition, the offset the next record must have.
+        self._guard = OffsetGuard()
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._in_batch:
             for tp in revoked:
                 self._isolating.pop(tp, None)
-                self._expected.pop(tp, None)
+                self._guard.forget(tp)
             self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in revoked}
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Reading resumes at the committed offset: the first fetch must start there.
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            if committed is not None:
+                self._guard.expected[tp] = committed
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def stop(self) -> None:
@@ -136,9 +141,11 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             if not batch:
                 continue
-            batch = self._contiguous(batch)
-            if not batch:
+            batch, gap = self._contiguous(batch)
+            if gap:
+                # Give the broker a moment to show the missing batch.
                 await self._sleep(GAP_RETRY_S)
+            if not batch:
                 continue
             # Outside the batch lock, so a rebalance never waits on the limiter.
             await self._throttle(sum(len(r) for r in batch.values()))
@@ -149,51 +156,29 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 # Outside the batch lock: a rebalance need not wait for our backoff.
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
 
-    def _contiguous(self, batch: Batch) -> Batch:
-        """The batch cut at the first offset gap of each partition, with the
-        consumer moved back to the first missing offset.
-
-        Offsets of a non-compacted, non-transactional topic are contiguous, so
-        a gap means the broker showed a later record batch before an earlier
-        one (the local Kafka-API broker can, under concurrent appends; the
-        client then drops the earlier records as already read). Without this
-        check they would be skipped, never decided. Re-reading from the first
-        missing offset finds them. A gap still there after GAP_RETRIES re-reads
-        is accepted and logged as an error."""
+    def _contiguous(self, batch: Batch) -> tuple[Batch, bool]:
+        """The batch cut at the first offset gap of each partition (see
+        ``OffsetGuard``), the consumer moved back to the first missing offset;
+        and whether there was a gap."""
         kept: dict[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]] = {}
+        gap = False
         for tp, records in batch.items():
-            expected = self._expected.get(tp, records[0].offset if records else 0)
-            cut = len(records)
-            for index, record in enumerate(records):
-                if record.offset != expected:
-                    cut = index
-                    break
-                expected += 1
-            if cut == len(records):
-                kept[tp] = records
-                self._gap_retries.pop(tp, None)
-                continue
-            retries = self._gap_retries[tp] = self._gap_retries.get(tp, 0) + 1
-            detail = {
-                "partition": tp.partition,
-                "missing_from": expected,
-                "next_seen": records[cut].offset,
-                "retry": retries,
-            }
-            if retries > GAP_RETRIES:
-                log.error("offset_gap_accepted", **detail)
-                self._gap_retries.pop(tp, None)
-                self._expected.pop(tp, None)
-                kept[tp] = records
-                continue
-            log.warning("offset_gap", **detail)
-            self._consumer.seek(tp, expected)
-            if cut:
-                kept[tp] = records[:cut]
-        return kept
+            contiguous, missing = self._guard.cut(tp, records)
+            if missing is not None:
+                gap = True
+                self._consumer.seek(tp, missing)
+            if contiguous:
+                kept[tp] = contiguous
+        return kept, gap
 
     async def _handle(self, batch: Batch) -> bool:
         """Processes and commits one batch; False if it must be retried."""
+        # Partitions revoked while we waited (e.g. on the rate limiter) are
+        # someone else's now.
+        assigned = self._consumer.assignment()
+        batch = {tp: records for tp, records in batch.items() if tp in assigned}
+        if not batch:
+            return True
         records = sum(len(r) for r in batch.values())
         try:
             async with await self._breaker.guard():
@@ -242,13 +227,13 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit(offsets)
-        except CommitFailedError as exc:
+        except (CommitFailedError, IllegalStateError) as exc:
             # The group rebalanced under us: the new owner redelivers from the
             # last commit and recognises what we decided.
             log.warning("commit_failed", error=str(exc))
             return
         for tp, offset in offsets.items():
-            self._expected[tp] = offset
+            self._guard.expected[tp] = offset
             if self._isolating.get(tp, 0) <= offset:
                 self._isolating.pop(tp, None)
             # Attempts of records now behind us are settled.

@@ -44,6 +44,7 @@ class SyncReserver:
                 valid.event_id,
                 [request],
                 lock_wait_s=self._lock_wait_s,
+                log_batch=False,
             )
         except LockNotAcquired as exc:
             raise DependencyUnavailable(

@@ -23,14 +23,18 @@ from google.protobuf.message import DecodeError
 from ticketing.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import Status, timestamp
-from ticketing_common.kafka import UndecodableRecord, decode_request, start_with_retry
+from ticketing_common.kafka import (
+    OffsetGuard,
+    UndecodableRecord,
+    decode_request,
+    start_with_retry,
+)
 
 from .hub import PendingRequests, WatchHub
 
 log = structlog.get_logger(__name__)
 
 ASSIGNMENT_TIMEOUT_S = 30.0
-GAP_RETRIES = 100
 
 QUEUED = Status.QUEUED.to_proto()
 Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
@@ -61,8 +65,8 @@ class Feed:
             # Outcomes should reach watchers promptly even when traffic is thin.
             fetch_max_wait_ms=20,
         )
-        self._next: dict[TopicPartition, int] = {}
-        self._gap_retries: dict[TopicPartition, int] = {}
+        # The next offset of each partition: what we have handled so far.
+        self._guard = OffsetGuard()
         self._progress = asyncio.Condition()
 
     async def start(self) -> None:
@@ -77,11 +81,11 @@ class Feed:
         partitions = sorted(self._consumer.assignment())
         await self._seek(self._consumer, partitions)
         for tp in partitions:
-            self._next[tp] = await self._consumer.position(tp)
+            self._guard.expected[tp] = await self._consumer.position(tp)
         log.info(
             "feed_positioned",
             topic=self._topic,
-            positions={tp.partition: o for tp, o in self._next.items()},
+            positions={tp.partition: o for tp, o in self._guard.expected.items()},
         )
 
     async def stop(self) -> None:
@@ -98,8 +102,12 @@ class Feed:
                 log.error("feed_read_failed", topic=self._topic, error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
+            gap = False
             for tp, fetched in batch.items():
-                records = self._contiguous(tp, fetched)
+                records, missing = self._guard.cut(tp, fetched)
+                if missing is not None:
+                    gap = True
+                    self._consumer.seek(tp, missing)
                 for record in records:
                     try:
                         self._handle(record)
@@ -108,44 +116,24 @@ class Feed:
                             "feed_record_failed", partition=record.partition, offset=record.offset
                         )
                 if records:
-                    self._next[tp] = records[-1].offset + 1
+                    self._guard.expected[tp] = records[-1].offset + 1
+            if gap:
+                await asyncio.sleep(0.05)  # give the broker a moment to show it
             if batch:
                 async with self._progress:
                     self._progress.notify_all()
-
-    def _contiguous(
-        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> list[ConsumerRecord[bytes, bytes]]:
-        """The records up to the first offset gap, the feed moved back to the
-        first missing offset (see the consumer's ``_contiguous``)."""
-        expected = self._next.get(tp, records[0].offset if records else 0)
-        for index, record in enumerate(records):
-            if record.offset != expected:
-                retries = self._gap_retries[tp] = self._gap_retries.get(tp, 0) + 1
-                if retries > GAP_RETRIES:
-                    log.error(
-                        "feed_offset_gap_accepted",
-                        topic=self._topic,
-                        partition=tp.partition,
-                        missing_from=expected,
-                    )
-                    self._gap_retries.pop(tp, None)
-                    return records
-                self._consumer.seek(tp, expected)
-                return records[:index]
-            expected += 1
-        self._gap_retries.pop(tp, None)
-        return records
 
     async def catch_up(self, timeout_s: float) -> bool:
         """Waits until everything the broker held when called has been handled;
         False if that could not be confirmed in time."""
         try:
             async with asyncio.timeout(timeout_s):
-                ends = await self._consumer.end_offsets(list(self._next))
+                ends = await self._consumer.end_offsets(list(self._guard.expected))
                 async with self._progress:
                     await self._progress.wait_for(
-                        lambda: all(self._next.get(tp, 0) >= end for tp, end in ends.items())
+                        lambda: all(
+                            self._guard.expected.get(tp, 0) >= end for tp, end in ends.items()
+                        )
                     )
         except (TimeoutError, KafkaError):
             return False

@@ -33,10 +33,11 @@ async def decide_fenced(
     *,
     lock_wait_s: float,
     fault_delay_s: float = 0.0,
+    log_batch: bool = True,
 ) -> list[Reservation]:
     """One lock acquisition, one fenced transaction: decides ``requests`` for
     ``event_id``. Shared by the consumer (a batch) and the synchronous design
-    (a single request)."""
+    (a single request; ``log_batch=False`` keeps its line at debug level)."""
     lease = await locks.acquire(event_id, wait_s=lock_wait_s)
     try:
         if fault_delay_s:
@@ -56,7 +57,9 @@ async def decide_fenced(
             decided = await applier.apply(event_id, lease.token, requests)
     finally:
         await locks.release(lease)
-    log.info("batch_decided", requests=len(requests), token=lease.token)
+    (log.info if log_batch else log.debug)(
+        "batch_decided", requests=len(requests), token=lease.token
+    )
     return decided
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import math
 import os
@@ -50,7 +49,7 @@ from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
 
-from .config import KafkaSettings
+from .config import Env, KafkaSettings
 from .decisions import Request
 from .domain import TERMINAL_PROTO_STATUSES
 from .kafka import encode_request, new_producer
@@ -59,6 +58,7 @@ from .stack import LocalStack, StackConfig, nginx
 from .stack.processes import Child, free_port, port_open, wait_until
 
 SEATS = 100
+SPIKE_TIMEOUT_S = 300
 # (seconds, virtual users at the end of the stage); the ramp starts at 0.
 STAGES: tuple[tuple[float, int], ...] = ((10, 500), (20, 2_000), (20, 2_000), (10, 0))
 CHANNELS = 8
@@ -108,11 +108,14 @@ async def arrivals(
     arrived = 0
     peak = max(users for _, users in stages)
     total = scenario_length(stages)
-    while (elapsed := loop.time() - started) < total and arrived < peak:
-        wanted = min(peak, math.floor(target_users(elapsed, stages)))
+    while arrived < peak:
+        elapsed = loop.time() - started
+        wanted = peak if elapsed >= total else min(peak, math.floor(target_users(elapsed, stages)))
         while arrived < wanted:
             tasks.append(spawn(arrived))
             arrived += 1
+        if elapsed >= total:
+            break
         await asyncio.sleep(0.005)
     return tasks
 
@@ -174,16 +177,29 @@ async def sync_user(
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU time of the processes and their children so far."""
+    """User + system CPU time so far of the processes and all their living
+    descendants (PostgreSQL backends, nginx workers), each counted once."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        # utime, stime, cutime, cstime (fields 14-17 of proc(5), after the name)
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+        # after the name: state, ppid, ... utime (12th), stime (13th); see proc(5)
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    wanted = set(pids)
+    total = 0
+    for pid, ticks_used in times.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor not in wanted:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor in wanted:
+            total += ticks_used
     return total / ticks
 
 
@@ -344,6 +360,9 @@ def bench(
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
     report: dict[str, Any] = json.loads(out.stdout)
+    statuses: dict[str, int] = report["statusCodeDistribution"] or {}
+    if set(statuses) != {"OK"}:
+        raise RuntimeError(f"{target}: calls failed during the ceiling run: {statuses}")
     latencies = {d["percentage"]: d["latency"] for d in report["latencyDistribution"]}
     return {
         "target": target,
@@ -361,7 +380,15 @@ class EchoFleet:
     def __init__(self, backends: int = 2) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="ticketing-echo-"))
         self.children: list[Child] = []
-        self.addresses = []
+        self.addresses: list[str] = []
+        self.nginx_port = 0
+        try:
+            self._start(backends)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, backends: int) -> None:
         for n in range(backends):
             port = free_port()
             child = Child(
@@ -444,13 +471,17 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
     ends: dict[int, int] = {}
     for meta in acked:
         ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
-    while True:
-        done = await committed_offsets(
-            target.kafka.bootstrap, target.kafka.consumer_group, target.kafka.requests_topic, ends
-        )
-        if all(done.get(p, 0) >= end for p, end in ends.items()):
-            break
-        await asyncio.sleep(0.05)
+    async with asyncio.timeout(SPIKE_TIMEOUT_S):
+        while True:
+            done = await committed_offsets(
+                target.kafka.bootstrap,
+                target.kafka.consumer_group,
+                target.kafka.requests_topic,
+                ends,
+            )
+            if all(done.get(p, 0) >= end for p, end in ends.items()):
+                break
+            await asyncio.sleep(0.05)
     drained = loop.time()
     final = await event_state(target.endpoint, event.event_id)
     return {
@@ -458,7 +489,8 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
         "append_s": round(appended - started, 2),
         "drain_after_append_s": round(drained - appended, 2),
         "total_s": round(drained - started, 2),
-        "decisions_per_s": round(requests / (drained - appended)),
+        # Over the whole spike: deciding starts while the records still arrive.
+        "decisions_per_s": round(requests / (drained - started)),
         "seats_sold": final.confirmed,
         "seats_left": final.available,
         "event_id": event.event_id,
@@ -566,8 +598,8 @@ def print_report(report: dict[str, Any]) -> None:
     if isinstance(burst, dict):
         print(
             f"\nSpike: {burst['requests']} requests appended in {burst['append_s']} s, all decided "
-            f"{burst['drain_after_append_s']} s later ({burst['decisions_per_s']} decisions/s); "
-            f"{burst['seats_sold']} seats sold"
+            f"{burst['drain_after_append_s']} s later, {burst['total_s']} s in all "
+            f"({burst['decisions_per_s']} decisions/s); {burst['seats_sold']} seats sold"
         )
     ledger = report.get("ledger")
     if isinstance(ledger, dict):
@@ -601,6 +633,11 @@ async def check_run(run: DesignRun, endpoint: str, failures: list[str]) -> dict[
     summary["seats_sold"], summary["seats_left"] = event.confirmed, event.available
     if event.capacity != event.available + event.confirmed + event.held:
         failures.append(f"{run.design}: capacity != available + held + confirmed")
+    if summary["confirmed_seen"] != event.confirmed:
+        failures.append(
+            f"{run.design}: {summary['confirmed_seen']} users told CONFIRMED, "
+            f"{event.confirmed} seats sold"
+        )
     if run.design == "queue":
         if event.confirmed != SEATS or event.available != 0:
             failures.append(f"queue: {event.confirmed} seats sold, {event.available} left")
@@ -648,10 +685,10 @@ async def ceiling(target: Target, seconds: int) -> dict[str, Any]:
 
 async def demo(
     target: Target,
+    *,
     out_dir: Path,
     stages: Sequence[tuple[float, int]],
     ceiling_s: int,
-    *,
     designs: Sequence[str] = ("queue", "sync"),
     spike_requests: int = 0,
 ) -> int:
@@ -726,24 +763,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         stages = ((args.steady_seconds, round(args.steady * args.steady_seconds)),)
         designs = ("queue",)
     env = os.environ
+    run = partial(
+        demo,
+        out_dir=args.out_dir,
+        stages=stages,
+        ceiling_s=args.ceiling_seconds,
+        designs=() if args.no_rush else designs,
+        spike_requests=args.spike or 0,
+    )
     if env.get("TICKETING_ENDPOINT"):
         target = Target(
             endpoint=env["TICKETING_ENDPOINT"],
             postgres_dsn=env["TICKETING_POSTGRES_DSN"],
-            kafka=dataclasses.replace(KafkaSettings(), bootstrap=env["TICKETING_KAFKA_BOOTSTRAP"]),
+            kafka=KafkaSettings.from_env(Env()),
             pids=[int(p) for p in env.get("TICKETING_STACK_PIDS", "").split(",") if p],
         )
-        raise SystemExit(
-            asyncio.run(
-                demo(
-                    target,
-                    args.out_dir,
-                    stages,
-                    args.ceiling_seconds,
-                    designs=() if args.no_rush else designs,
-                )
-            )
-        )
+        raise SystemExit(asyncio.run(run(target)))
     print("no running stack found (make run): starting one for the demo...", flush=True)
     with LocalStack(StackConfig(listen_port=0)) as stack:
         target = Target(
@@ -752,15 +787,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.kafka,
             [c.pid for c in stack.children if c.alive()],
         )
-        code = asyncio.run(
-            demo(
-                target,
-                args.out_dir,
-                stages,
-                args.ceiling_seconds,
-                designs=() if args.no_rush else designs,
-            )
-        )
+        code = asyncio.run(run(target))
     raise SystemExit(code)
 
 

@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    runtime.run(lambda ports: serve(args.host, ports), lambda: args.port)
+    runtime.run(lambda port: serve(args.host, port), lambda: args.port)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
@@ -193,3 +196,56 @@ def salvage(
         partition=partition,
         offset=offset,
     )
+
+
+class OffsetGuard:
+    """The next offset each partition must deliver, and the cut at a gap.
+
+    Offsets of a non-compacted, non-transactional topic are contiguous, so a
+    gap means the broker showed a later record batch before an earlier one
+    (the local Kafka-API broker can, under concurrent appends; the Kafka
+    client then drops the earlier records as already read). ``cut`` keeps the
+    contiguous part of a fetch and names the first missing offset to re-read
+    from. A gap that persists for ``patience_s`` is accepted and logged as an
+    error (nothing can be done about it but say so).
+    """
+
+    def __init__(self, *, patience_s: float = 5.0) -> None:
+        self.expected: dict[TopicPartition, int] = {}
+        self._patience_s = patience_s
+        self._gap_since: dict[TopicPartition, float] = {}
+
+    def forget(self, tp: TopicPartition) -> None:
+        self.expected.pop(tp, None)
+        self._gap_since.pop(tp, None)
+
+    def cut(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[Sequence[ConsumerRecord[bytes, bytes]], int | None]:
+        """(records up to the first gap, the offset to re-read from or None)."""
+        if not records:
+            return records, None
+        expected = self.expected.get(tp, records[0].offset)
+        for index, record in enumerate(records):
+            if record.offset != expected:
+                since = self._gap_since.setdefault(tp, time.monotonic())
+                if time.monotonic() - since <= self._patience_s:
+                    log.warning(
+                        "offset_gap",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        missing_from=expected,
+                        next_seen=record.offset,
+                    )
+                    return records[:index], expected
+                log.error(
+                    "offset_gap_accepted",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    missing_from=expected,
+                    next_seen=record.offset,
+                )
+                break
+            expected += 1
+        self._gap_since.pop(tp, None)
+        return records, None

@@ -263,11 +263,9 @@ def summarize(run: DesignRun) -> dict[str, Any]:
     start = run.started_at
     users = run.users
     answered = [u for u in users if u.answered_at is not None]
-    reserve_ms = [
-        (u.answered_at - u.sent_at) * 1000
-        for u in answered
-        if u.answered_at is not None and not u.code.startswith(("UNAVAILABLE", "DEADLINE"))
-    ]
+    # Every answered call counts, refusals included: a design that answers
+    # UNAVAILABLE after a long wait must not look fast.
+    reserve_ms = [(u.answered_at - u.sent_at) * 1000 for u in answered if u.answered_at is not None]
     finals = [u for u in users if u.final_at is not None]
     accept_to_final = [
         (u.final_at - u.answered_at) * 1000
@@ -560,7 +558,11 @@ def print_report(report: dict[str, Any]) -> None:
         ),
         (
             "accept -> final p50 / p95 / p99 (ms)",
-            lambda d: " / ".join(_fmt(d["accept_to_final_ms"][k]) for k in ("p50", "p95", "p99")),
+            lambda d: (
+                "(inline)"
+                if d["design"] == "sync"
+                else " / ".join(_fmt(d["accept_to_final_ms"][k]) for k in ("p50", "p95", "p99"))
+            ),
         ),
         (
             "request -> final p50 / p99 (ms)",

@@ -60,7 +60,6 @@ class EventLocks:
     def __init__(
         self, client: redis.Redis, owner: str, *, ttl_ms: int = 10_000, prefix: str = "ticketing"
     ) -> None:
-        self._redis = client
         self._owner = owner
         self._ttl_ms = ttl_ms
         self._prefix = prefix

@@ -119,7 +119,6 @@ class LocalStack:
         self.kafka_bootstrap = ""
         self.endpoint = ""
         self.kafka = KafkaSettings.from_env(Env())
-        self._postgres: Child | None = None
         self._env_file: Path | None = None
 
     # -- start -----------------------------------------------------------
@@ -190,7 +189,6 @@ class LocalStack:
             port=port,
         )
         self._launch(child)
-        self._postgres = child
         wait_until(lambda: port_open(port), timeout_s=30, what="postgres", alive=child.alive)
         createdb = [
             _pg_bin("createdb"),

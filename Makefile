@@ -1,12 +1,16 @@
 # Quick start: `make run` (the whole stack in the foreground) and `make test`.
 # Both set everything up on a fresh Debian machine with Python 3.11 (as root):
-# system packages with apt-get when missing, the .venv, the Python packages.
+# system packages with apt-get when missing (nginx, PostgreSQL, Redis, a JDK
+# and Maven), the .venv, the Python packages, and Apache Kafka's jars
+# (assembled by Maven from deploy/kafka/pom.xml into .tools/kafka/libs).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BUF    := .tools/node_modules/.bin/buf
+KAFKA_LIBS  := .tools/kafka/libs
+KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq demo
@@ -14,15 +18,18 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq | demo"
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
-# nginx, PostgreSQL and Redis are installed only when missing.
+# nginx, PostgreSQL, Redis, a Java 17+ runtime and Maven are installed only
+# when missing.
 system-packages:
 	@missing=""; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
@@ -36,6 +43,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
+
+# Apache Kafka's broker: its published jars, resolved by Maven (no jar is kept
+# in the repository).
+$(KAFKA_STAMP): deploy/kafka/pom.xml
+	rm -rf $(KAFKA_LIBS)
+	mvn -q -B -Dstyle.color=never -f deploy/kafka/pom.xml dependency:copy-dependencies -Dkafka.libs=$(CURDIR)/$(KAFKA_LIBS)
+	@touch $@
 
 run: setup
 	$(BIN)/python -m ticketing_common.stack

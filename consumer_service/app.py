@@ -45,9 +45,8 @@ async def run(settings: ConsumerSettings) -> None:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.max_batch,
-            # The broker answers a fetch as soon as there is data; this bounds
-            # how long an idle fetch is held, i.e. the latency of the first
-            # request after a quiet spell.
+            # A long-poll: the broker answers a fetch as soon as there is data
+            # and holds an idle one this long, so an idle consumer sleeps.
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=min(1_000, settings.session_timeout_ms // 3),

@@ -29,8 +29,6 @@ from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from ticketing_common.kafka import OffsetGuard
-
 from .failures import is_transient
 from .worker import BatchProcessor
 
@@ -38,7 +36,6 @@ log = structlog.get_logger(__name__)
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 MAX_BACKOFF_S = 10.0
-GAP_RETRY_S = 0.05
 CIRCUIT = "dependencies"
 
 
@@ -106,24 +103,16 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._stopping = asyncio.Event()
         # Partitions being re-read one record at a time, up to these offsets.
         self._isolating: dict[TopicPartition, int] = {}
-        # Per partition, the offset the next record must have.
-        self._guard = OffsetGuard()
         self._attempts: dict[tuple[TopicPartition, int], int] = {}
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._in_batch:
             for tp in revoked:
                 self._isolating.pop(tp, None)
-                self._guard.forget(tp)
             self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in revoked}
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        # Reading resumes at the committed offset: the first fetch must start there.
-        for tp in assigned:
-            committed = await self._consumer.committed(tp)
-            if committed is not None:
-                self._guard.expected[tp] = committed
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
 
     def stop(self) -> None:
@@ -141,12 +130,6 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             if not batch:
                 continue
-            batch, gap = self._contiguous(batch)
-            if gap:
-                # Give the broker a moment to show the missing batch.
-                await self._sleep(GAP_RETRY_S)
-            if not batch:
-                continue
             # Outside the batch lock, so a rebalance never waits on the limiter.
             await self._throttle(sum(len(r) for r in batch.values()))
             async with self._in_batch:
@@ -155,21 +138,6 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             if failures:
                 # Outside the batch lock: a rebalance need not wait for our backoff.
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
-
-    def _contiguous(self, batch: Batch) -> tuple[Batch, bool]:
-        """The batch cut at the first offset gap of each partition (see
-        ``OffsetGuard``), the consumer moved back to the first missing offset;
-        and whether there was a gap."""
-        kept: dict[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]] = {}
-        gap = False
-        for tp, records in batch.items():
-            contiguous, missing = self._guard.cut(tp, records)
-            if missing is not None:
-                gap = True
-                self._consumer.seek(tp, missing)
-            if contiguous:
-                kept[tp] = contiguous
-        return kept, gap
 
     async def _handle(self, batch: Batch) -> bool:
         """Processes and commits one batch; False if it must be retried."""
@@ -233,7 +201,6 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("commit_failed", error=str(exc))
             return
         for tp, offset in offsets.items():
-            self._guard.expected[tp] = offset
             if self._isolating.get(tp, 0) <= offset:
                 self._isolating.pop(tp, None)
             # Attempts of records now behind us are settled.

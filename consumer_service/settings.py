@@ -12,7 +12,8 @@ class ConsumerSettings:
     postgres_dsn: str
     redis_url: str
     max_batch: int = 1_000
-    poll_timeout_ms: int = 100
+    # How often an idle consume loop wakes (a record wakes it at once).
+    poll_timeout_ms: int = 1_000
     # The lock must outlive a batch by far; fencing covers the case where it does not.
     lock_ttl_ms: int = 10_000
     lock_wait_s: float = 5.0
@@ -28,7 +29,9 @@ class ConsumerSettings:
     # Ceiling on decisions per second for this consumer; 0 means unlimited.
     max_decisions_per_s: int = 0
     session_timeout_ms: int = 10_000
-    fetch_max_wait_ms: int = 20
+    # How long the broker holds a fetch that finds nothing (a long-poll: it
+    # answers as soon as a record arrives).
+    fetch_max_wait_ms: int = 500
     # Fault-injection aid for tests, 0 in production: a pause after taking an
     # event's lock and after publishing a batch's results, widening the windows
     # in which a crash or a stall matters most.

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError
@@ -24,9 +23,9 @@ from ticketing.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import Status, timestamp
 from ticketing_common.kafka import (
-    OffsetGuard,
     UndecodableRecord,
     decode_request,
+    group_offsets,
     start_with_retry,
 )
 
@@ -35,6 +34,8 @@ from .hub import PendingRequests, WatchHub
 log = structlog.get_logger(__name__)
 
 ASSIGNMENT_TIMEOUT_S = 30.0
+# How often an idle feed's loop wakes (records wake it at once).
+IDLE_WAKE_MS = 5_000
 
 QUEUED = Status.QUEUED.to_proto()
 Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
@@ -51,6 +52,7 @@ class Feed:
         client_id: str,
         seek: Seek,
         handle: Callable[[ConsumerRecord[bytes, bytes]], None],
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self._topic = topic
         self._seek = seek
@@ -62,11 +64,12 @@ class Feed:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # Outcomes should reach watchers promptly even when traffic is thin.
-            fetch_max_wait_ms=20,
+            # A long-poll: the broker answers as soon as a record arrives, and
+            # an idle feed costs one fetch per partition leader this often.
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         # The next offset of each partition: what we have handled so far.
-        self._guard = OffsetGuard()
+        self._handled: dict[TopicPartition, int] = {}
         self._progress = asyncio.Condition()
 
     async def start(self) -> None:
@@ -81,11 +84,11 @@ class Feed:
         partitions = sorted(self._consumer.assignment())
         await self._seek(self._consumer, partitions)
         for tp in partitions:
-            self._guard.expected[tp] = await self._consumer.position(tp)
+            self._handled[tp] = await self._consumer.position(tp)
         log.info(
             "feed_positioned",
             topic=self._topic,
-            positions={tp.partition: o for tp, o in self._guard.expected.items()},
+            positions={tp.partition: o for tp, o in self._handled.items()},
         )
 
     async def stop(self) -> None:
@@ -97,17 +100,12 @@ class Feed:
         streams (PostgreSQL re-reads cover what a feed could not deliver)."""
         while True:
             try:
-                batch = await self._consumer.getmany(timeout_ms=500, max_records=2_000)
+                batch = await self._consumer.getmany(timeout_ms=IDLE_WAKE_MS, max_records=2_000)
             except KafkaError as exc:
                 log.error("feed_read_failed", topic=self._topic, error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
-            gap = False
-            for tp, fetched in batch.items():
-                records, missing = self._guard.cut(tp, fetched)
-                if missing is not None:
-                    gap = True
-                    self._consumer.seek(tp, missing)
+            for tp, records in batch.items():
                 for record in records:
                     try:
                         self._handle(record)
@@ -116,9 +114,7 @@ class Feed:
                             "feed_record_failed", partition=record.partition, offset=record.offset
                         )
                 if records:
-                    self._guard.expected[tp] = records[-1].offset + 1
-            if gap:
-                await asyncio.sleep(0.05)  # give the broker a moment to show it
+                    self._handled[tp] = records[-1].offset + 1
             if batch:
                 async with self._progress:
                     self._progress.notify_all()
@@ -128,12 +124,10 @@ class Feed:
         False if that could not be confirmed in time."""
         try:
             async with asyncio.timeout(timeout_s):
-                ends = await self._consumer.end_offsets(list(self._guard.expected))
+                ends = await self._consumer.end_offsets(list(self._handled))
                 async with self._progress:
                     await self._progress.wait_for(
-                        lambda: all(
-                            self._guard.expected.get(tp, 0) >= end for tp, end in ends.items()
-                        )
+                        lambda: all(self._handled.get(tp, 0) >= end for tp, end in ends.items())
                     )
         except (TimeoutError, KafkaError):
             return False
@@ -146,18 +140,12 @@ async def seek_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
 
 def seek_to_group_commits(bootstrap: str, group: str) -> Seek:
     async def seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="notifier-admin")
-        try:
-            await admin.start()
-            # Explicit partitions: some Kafka-API brokers cannot list them all.
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        finally:
-            await admin.close()
+        committed = await group_offsets(bootstrap, group, partitions)
         missing: list[TopicPartition] = []
         for tp in partitions:
-            meta = committed.get(tp)
-            if meta is not None and meta.offset >= 0:
-                consumer.seek(tp, meta.offset)
+            offset = committed.get(tp)
+            if offset is not None:
+                consumer.seek(tp, offset)
             else:
                 missing.append(tp)
         if missing:

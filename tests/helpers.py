@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 import grpc
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ticketing.v1 import (
     gateway_service_pb2,
@@ -24,7 +23,7 @@ from ticketing.v1 import (
 )
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
-from ticketing_common.ledger import committed_offsets, read_topic
+from ticketing_common.ledger import committed_offsets, end_offsets
 from ticketing_common.stack import LocalStack
 
 if TYPE_CHECKING:  # the asyncio flavour of the stubs, as mypy-protobuf types it
@@ -109,30 +108,12 @@ def is_terminal(reservation: pb.Reservation) -> bool:
     return reservation.status in TERMINAL_PROTO_STATUSES
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
-
-
 async def queue_drained(stack: LocalStack, timeout_s: float = 30) -> None:
     """Waits until the consumer group has committed every record the requests
     topic holds now: every accepted request is decided, published and
-    acknowledged. (The ends come from reading the topic, not from the
-    broker's end offsets, which the local broker reports short.)"""
+    acknowledged."""
     topic = stack.kafka.requests_topic
-    ends: dict[int, int] = {}
-    for record in await read_topic(stack.kafka_bootstrap, topic, idle_ms=300):
-        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    ends = await end_offsets(stack.kafka_bootstrap, topic)
     async with asyncio.timeout(timeout_s):
         while True:
             done = await committed_offsets(

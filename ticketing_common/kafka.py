@@ -1,26 +1,18 @@
-"""Kafka helpers: producer settings, topic creation, record codecs.
-
-Everything here works unchanged against Apache Kafka. Against the local
-Tansu broker the idempotent producer is not available, so ``acks=all`` plus
-our own idempotency (reservation id as primary key) carries exactly-once
-effects.
-"""
+"""Kafka helpers: producer settings, topic creation, record codecs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
@@ -38,12 +30,15 @@ MAX_TEXT = 128
 def new_producer(
     bootstrap: str, *, client_id: str, linger_ms: int = 1, request_timeout_ms: int = 5_000
 ) -> AIOKafkaProducer:
-    """A producer that only reports success once every in-sync replica has the record."""
+    """A producer that only reports success once every in-sync replica has the
+    record, and whose retries never write a record twice or out of order
+    (idempotent: the broker drops a batch it already has). Duplicates that a
+    client's own retry creates are recognised downstream by reservation id."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=True,
         linger_ms=linger_ms,
         request_timeout_ms=request_timeout_ms,
         max_batch_size=256 * 1024,
@@ -68,8 +63,15 @@ async def start_with_retry(client: Startable, *, retry_for_s: float = 30.0) -> N
             await asyncio.sleep(0.5)
 
 
-async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 30.0) -> None:
-    """Creates the requests and results topics if they do not exist yet."""
+async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -> None:
+    """Creates the requests, results and dead-letter topics if they do not
+    exist yet, and returns once every partition of each has a leader.
+
+    It waits for the cluster first: a broker that has just started may accept
+    connections before it (or enough of its peers, for the replication
+    factor) has registered, and would refuse the topics.
+    """
+    names = (settings.requests_topic, settings.results_topic, settings.dead_letter_topic)
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
         admin = AIOKafkaAdminClient(
@@ -77,28 +79,65 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 30.0) -
         )
         try:
             await admin.start()
-            existing = set(await admin.list_topics())
-            wanted = [
-                NewTopic(name, settings.partitions, settings.replication_factor)
-                for name in (
-                    settings.requests_topic,
-                    settings.results_topic,
-                    settings.dead_letter_topic,
-                )
-                if name not in existing
-            ]
-            if wanted:
-                # Another process may have created them since we listed.
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(wanted)
-                log.info("topics_created", topics=[t.name for t in wanted])
-            return
-        except KafkaConnectionError:
+            brokers = (await admin.describe_cluster())["brokers"]
+            if len(brokers) >= settings.replication_factor:
+                existing = set(await admin.list_topics())
+                wanted = [
+                    NewTopic(name, settings.partitions, settings.replication_factor)
+                    for name in names
+                    if name not in existing
+                ]
+                if wanted:
+                    # Another process may have created them since we listed.
+                    with contextlib.suppress(TopicAlreadyExistsError):
+                        await admin.create_topics(wanted)
+                    log.info("topics_created", topics=[t.name for t in wanted])
+                if _all_led(await admin.describe_topics(list(names)), len(names)):
+                    return
+        except KafkaError as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise
-            await asyncio.sleep(0.5)
+            log.info("kafka_not_ready", error=repr(exc))
         finally:
             await admin.close()
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"Kafka at {settings.bootstrap}: topics not ready in {retry_for_s}s")
+        await asyncio.sleep(0.3)
+
+
+def _all_led(topics: Sequence[dict[str, Any]], count: int) -> bool:
+    """Every named topic exists and each of its partitions has a leader."""
+    return len(topics) == count and all(
+        topic["error_code"] == 0
+        and topic["partitions"]
+        and all(p["leader"] >= 0 for p in topic["partitions"])
+        for topic in topics
+    )
+
+
+async def group_offsets(
+    bootstrap: str, group: str, partitions: Sequence[TopicPartition], *, retry_for_s: float = 30.0
+) -> dict[TopicPartition, int | None]:
+    """The group's committed offset per partition (None: nothing committed).
+
+    Retried while the answer is a retriable error: the group coordinator is
+    not available until the offsets topic exists and has a leader (a new
+    cluster creates it on first use), and it moves when its broker fails.
+    """
+    deadline = asyncio.get_running_loop().time() + retry_for_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="ticketing-admin")
+        try:
+            await admin.start()
+            found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+            return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
+        except KafkaError as exc:
+            if not exc.retriable or asyncio.get_running_loop().time() > deadline:
+                raise
+            log.info("group_offsets_retry", group=group, error=repr(exc))
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.3)
 
 
 def encode_request(request: Request) -> bytes:
@@ -196,56 +235,3 @@ def salvage(
         partition=partition,
         offset=offset,
     )
-
-
-class OffsetGuard:
-    """The next offset each partition must deliver, and the cut at a gap.
-
-    Offsets of a non-compacted, non-transactional topic are contiguous, so a
-    gap means the broker showed a later record batch before an earlier one
-    (the local Kafka-API broker can, under concurrent appends; the Kafka
-    client then drops the earlier records as already read). ``cut`` keeps the
-    contiguous part of a fetch and names the first missing offset to re-read
-    from. A gap that persists for ``patience_s`` is accepted and logged as an
-    error (nothing can be done about it but say so).
-    """
-
-    def __init__(self, *, patience_s: float = 5.0) -> None:
-        self.expected: dict[TopicPartition, int] = {}
-        self._patience_s = patience_s
-        self._gap_since: dict[TopicPartition, float] = {}
-
-    def forget(self, tp: TopicPartition) -> None:
-        self.expected.pop(tp, None)
-        self._gap_since.pop(tp, None)
-
-    def cut(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[Sequence[ConsumerRecord[bytes, bytes]], int | None]:
-        """(records up to the first gap, the offset to re-read from or None)."""
-        if not records:
-            return records, None
-        expected = self.expected.get(tp, records[0].offset)
-        for index, record in enumerate(records):
-            if record.offset != expected:
-                since = self._gap_since.setdefault(tp, time.monotonic())
-                if time.monotonic() - since <= self._patience_s:
-                    log.warning(
-                        "offset_gap",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        missing_from=expected,
-                        next_seen=record.offset,
-                    )
-                    return records[:index], expected
-                log.error(
-                    "offset_gap_accepted",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    missing_from=expected,
-                    next_seen=record.offset,
-                )
-                break
-            expected += 1
-        self._gap_since.pop(tp, None)
-        return records, None

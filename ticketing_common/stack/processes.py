@@ -154,6 +154,13 @@ class Child:
             return False
         return exited is None
 
+    def request_stop(self) -> None:
+        """Sends the stop signal without waiting (``stop`` then waits), so
+        several processes can shut down at once."""
+        if self.process is not None and self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(self.stop_signal)
+
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """Asks the process to stop, waits, and kills it if it does not; then
         kills whatever is left of its process group (e.g. forked workers).

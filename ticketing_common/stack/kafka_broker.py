@@ -1,0 +1,186 @@
+"""Apache Kafka for the local stack: KRaft nodes (each a combined controller
+and broker) run from the jars ``make setup`` assembled with Maven.
+
+One node by default; three for the fault suite's cluster (replication factor
+3, ``min.insync.replicas=2``). Each node keeps its log directory inside the
+stack's data directory, so a node restarted in place comes back with
+everything it had acknowledged.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .processes import Child, free_port, run_once
+
+# The broker class and the storage formatter of Kafka 4.x.
+BROKER_MAIN = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One KRaft node: where it listens and keeps its data."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def properties(self) -> Path:
+        return self.home / "server.properties"
+
+
+def java_binary() -> str:
+    """``$JAVA_HOME/bin/java`` when set, else ``java`` on the PATH."""
+    home = os.environ.get("JAVA_HOME")
+    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise FileNotFoundError("java not found; run `make setup` to install a JDK")
+    return found
+
+
+def check_libs(libs: Path) -> None:
+    if not any(libs.glob("kafka_2.13-*.jar")):
+        raise FileNotFoundError(
+            f"Apache Kafka's jars are not in {libs}; run `make setup` (it assembles them "
+            "with Maven from deploy/kafka/pom.xml) or set TICKETING_KAFKA_BOOTSTRAP"
+        )
+
+
+def plan_nodes(root: Path, count: int) -> list[KafkaNode]:
+    nodes = []
+    for node_id in range(1, count + 1):
+        home = root / f"kafka-{node_id}"
+        home.mkdir(parents=True, exist_ok=True)
+        nodes.append(KafkaNode(node_id, free_port(), free_port(), home))
+    return nodes
+
+
+def server_properties(node: KafkaNode, nodes: list[KafkaNode]) -> str:
+    """The node's configuration. Replication settings follow the cluster size
+    (up to 3 copies, 2 of them in sync before an ``acks=all`` answer); timings
+    are tuned for a small machine: quick failure detection in a cluster, and
+    an idle broker that does little."""
+    replicas = min(3, len(nodes))
+    in_sync = 2 if replicas >= 3 else 1
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": node.node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": node.home / "data",
+        "num.partitions": 6,
+        "default.replication.factor": replicas,
+        "min.insync.replicas": in_sync,
+        "offsets.topic.replication.factor": replicas,
+        "offsets.topic.num.partitions": 6,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
+        "unclean.leader.election.enable": "false",
+        "auto.create.topics.enable": "false",
+        # Consumers join a new group at once instead of waiting 3 s for more.
+        "group.initial.rebalance.delay.ms": 0,
+        # A node that stops heartbeating is fenced (its leaderships moved) in
+        # a few seconds rather than nine.
+        "broker.session.timeout.ms": 4_000,
+        "broker.heartbeat.interval.ms": 1_000,
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+        "num.recovery.threads.per.data.dir": 1,
+        "background.threads": 2,
+        "log.segment.bytes": 64 * 1024 * 1024,
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def log4j_properties(log_file: Path) -> str:
+    return f"""status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.request.name = kafka.request.logger
+logger.request.level = warn
+"""
+
+
+def jvm_options(heap: str) -> list[str]:
+    """A fixed small heap, and few GC and JIT threads: the broker shares two
+    cores with everything else."""
+    return [
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        "-XX:+UseSerialGC",
+        "-XX:CICompilerCount=2",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+    ]
+
+
+def prepare(nodes: list[KafkaNode], *, libs: Path, logs: Path, heap: str) -> list[Child]:
+    """Writes each node's configuration, formats its storage with one
+    cluster id, and returns the processes to start (not started yet)."""
+    check_libs(libs)
+    java = java_binary()
+    classpath = str(libs / "*")
+    cluster_id = _cluster_id()
+    children = []
+    for node in nodes:
+        name = "kafka" if len(nodes) == 1 else f"kafka-{node.node_id}"
+        node.properties.write_text(server_properties(node, nodes))
+        log4j = node.home / "log4j2.properties"
+        log4j.write_text(log4j_properties(logs / f"{name}-server.log"))
+        base = [java, *jvm_options(heap), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
+        run_once(
+            [
+                *base,
+                STORAGE_TOOL,
+                "format",
+                "--cluster-id",
+                cluster_id,
+                "--config",
+                str(node.properties),
+                "--ignore-formatted",
+            ],
+            log=logs / f"{name}-format.log",
+        )
+        children.append(
+            Child(
+                name,
+                [*base, BROKER_MAIN, str(node.properties)],
+                logs / f"{name}.log",
+                stop_signal=signal.SIGTERM,
+                port=node.port,
+            )
+        )
+    return children
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding
+    (what ``kafka-storage.sh random-uuid`` prints)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -5,11 +5,19 @@ caller's tight deadline (under a second), or a call the caller cancelled,
 says nothing about the broker. When the breaker is open, calls fail
 at once; when its reset time has passed, exactly one call goes through as the
 probe (half-open) while the others keep failing fast.
+
+A broker that dies does not say so: the producer keeps the record and
+retries, and the caller would wait for its whole deadline. So a publish stops
+waiting once the broker has acknowledged nothing at all for a second (a slow
+broker that still acknowledges others is waited for): the callers in flight
+when a broker dies hear UNAVAILABLE within about a second, long before their
+deadlines, and those failures open the breaker.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -26,6 +34,10 @@ BROKER_SLOW_S = 1.0
 
 class CallerDeadline(Exception):
     """The caller's deadline, not the broker, cut the wait short."""
+
+
+class BrokerSilent(Exception):
+    """The broker has acknowledged nothing for ``BROKER_SLOW_S``."""
 
 
 class BrokerGate:
@@ -48,6 +60,8 @@ class BrokerGate:
             exclude=[CallerDeadline, asyncio.CancelledError],
         )
         self._probe_in_flight = False
+        # When the broker last acknowledged any record of ours.
+        self._last_ack = 0.0
 
     def _unavailable(self, why: str) -> BrokerUnavailable:
         return BrokerUnavailable(
@@ -70,7 +84,7 @@ class BrokerGate:
                 try:
                     # asyncio.timeout, not wait_for: no extra task per call.
                     async with asyncio.timeout(timeout_s):
-                        return await self._producer.send_and_wait(self._topic, value, key=key)
+                        return await self._acknowledged(key, value)
                 except TimeoutError:
                     # A broker that could not acknowledge within a second (or
                     # the whole publish timeout, if shorter) is failing; one
@@ -83,10 +97,30 @@ class BrokerGate:
             # would otherwise grow by a few frames per fast-failed call.
             exc.__traceback__ = None
             raise self._unavailable("the queue is unavailable") from None
-        except (TimeoutError, CallerDeadline, KafkaError) as exc:
+        except (TimeoutError, CallerDeadline, BrokerSilent, KafkaError) as exc:
             raise self._unavailable(
                 "the queue did not acknowledge the request in time (it may still be applied)"
             ) from exc
         finally:
             if probing:
                 self._probe_in_flight = False
+
+    async def _acknowledged(self, key: bytes, value: bytes) -> RecordMetadata:
+        """Appends and waits for the ack while the broker shows signs of
+        life. The record stays with the producer if we stop waiting: it may
+        still be appended, which a retry with the same key makes harmless."""
+        loop = asyncio.get_running_loop()
+        delivery = await self._producer.send(self._topic, value, key=key)
+        delivery.add_done_callback(self._delivered)
+        while True:
+            done, _ = await asyncio.wait((delivery,), timeout=BROKER_SLOW_S)
+            if done:
+                return cast(RecordMetadata, delivery.result())
+            if loop.time() - self._last_ack >= BROKER_SLOW_S:
+                raise BrokerSilent
+
+    def _delivered(self, delivery: asyncio.Future[RecordMetadata]) -> None:
+        # Also for records nobody waits for any more: their outcome is
+        # retrieved here, and an ack is a sign of life all the same.
+        if not delivery.cancelled() and delivery.exception() is None:
+            self._last_ack = asyncio.get_running_loop().time()

@@ -5,9 +5,12 @@ UNAVAILABLE), and re-opens its watch stream until it sees a terminal state."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import asyncpg
 import grpc
@@ -15,7 +18,9 @@ import grpc
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
-from ticketing_common.ledger import Ledger, reconcile
+from ticketing_common.grpc_server import RETRY_AFTER_KEY
+from ticketing_common.kafka import decode_request
+from ticketing_common.ledger import Ledger, read_topic, reconcile
 from ticketing_common.stack import LocalStack
 
 from ..helpers import gateway_stub, notifier_stub, queue_drained
@@ -29,6 +34,16 @@ RETRIABLE = {
 }
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One Reserve call as the client saw it."""
+
+    at: float  # event-loop time of the answer
+    code: grpc.StatusCode
+    elapsed_s: float
+    retry_after_ms: int | None = None
+
+
 @dataclass
 class Outcome:
     reservation_id: str
@@ -37,13 +52,56 @@ class Outcome:
     failed_attempt_codes: list[grpc.StatusCode] = field(default_factory=list)
 
 
+class RushLog:
+    """What a rush's users have been answered so far, so that a test can time
+    a fault against the rush and check every answer against the fault."""
+
+    def __init__(self) -> None:
+        self.answers: list[Answer] = []
+        # Reservation ids in the order their first QUEUED answer arrived.
+        self.queued: list[str] = []
+        self._queued_set: set[str] = set()
+        self._changed = asyncio.Event()
+
+    def record(self, answer: Answer, reservation_id: str | None = None) -> None:
+        self.answers.append(answer)
+        if reservation_id is not None and reservation_id not in self._queued_set:
+            self._queued_set.add(reservation_id)
+            self.queued.append(reservation_id)
+        self._changed.set()
+
+    async def wait_queued(self, count: int, timeout_s: float = 60) -> None:
+        async with asyncio.timeout(timeout_s):
+            while len(self.queued) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def _retry_after_ms(exc: grpc.aio.AioRpcError) -> int | None:
+    metadata = cast(Sequence[tuple[str, str | bytes]], exc.trailing_metadata() or ())
+    for key, value in metadata:
+        if key == RETRY_AFTER_KEY and isinstance(value, str):
+            return int(value)
+    return None
+
+
 async def reserve_until_queued(
-    channel: grpc.aio.Channel, event_id: str, user: str, key: str, *, give_up_s: float = 120
+    channel: grpc.aio.Channel,
+    event_id: str,
+    user: str,
+    key: str,
+    *,
+    give_up_s: float = 120,
+    log: RushLog | None = None,
 ) -> tuple[str, int, list[grpc.StatusCode]]:
+    """Reserve, retried with the same key until QUEUED; a retry waits what
+    the server's retry-after-ms trailer advises (jittered), else 0.2 s."""
     stub = gateway_stub(channel)
     codes: list[grpc.StatusCode] = []
+    loop = asyncio.get_running_loop()
     async with asyncio.timeout(give_up_s):
         while True:
+            started = loop.time()
             try:
                 reply = await stub.Reserve(
                     gateway_service_pb2.ReserveRequest(
@@ -55,9 +113,17 @@ async def reserve_until_queued(
                 if exc.code() not in RETRIABLE:
                     raise
                 codes.append(exc.code())
-                await asyncio.sleep(0.2)
+                advised = _retry_after_ms(exc)
+                if log is not None:
+                    now = loop.time()
+                    log.record(Answer(now, exc.code(), now - started, advised))
+                backoff = advised / 1000 if advised else 0.2
+                await asyncio.sleep(backoff * (0.5 + random.random()))
                 continue
             assert reply.status == pb.RESERVATION_STATUS_QUEUED
+            if log is not None:
+                now = loop.time()
+                log.record(Answer(now, grpc.StatusCode.OK, now - started), reply.reservation_id)
             return reply.reservation_id, len(codes) + 1, codes
 
 
@@ -82,17 +148,50 @@ async def watch_until_terminal(
             await asyncio.sleep(0.2)
 
 
-async def user(channel: grpc.aio.Channel, event_id: str, name: str) -> Outcome:
+async def user(
+    channel: grpc.aio.Channel,
+    event_id: str,
+    name: str,
+    *,
+    retries: bool = False,
+    log: RushLog | None = None,
+) -> Outcome:
+    """One buyer: Reserve until QUEUED, then watch to the outcome. A user
+    who ``retries`` sends the same Reserve once more after the answer (as a
+    client does that lost it) and must get the same reservation id."""
     key = uuid.uuid4().hex
-    rid, attempts, codes = await reserve_until_queued(channel, event_id, name, key)
+    rid, attempts, codes = await reserve_until_queued(channel, event_id, name, key, log=log)
+    if retries:
+        again, more, more_codes = await reserve_until_queued(channel, event_id, name, key, log=log)
+        assert again == rid
+        attempts, codes = attempts + more, codes + more_codes
     return Outcome(rid, await watch_until_terminal(channel, rid), attempts, codes)
 
 
-async def rush(stack: LocalStack, event_id: str, users: int, *, channels: int = 4) -> list[Outcome]:
+async def rush(
+    stack: LocalStack,
+    event_id: str,
+    users: int,
+    *,
+    channels: int = 4,
+    retry_every: int = 0,
+    log: RushLog | None = None,
+) -> list[Outcome]:
+    """``users`` buyers at once; every ``retry_every``-th one retries its
+    Reserve with the same key (0: nobody does)."""
     opened = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(channels)]
     try:
         return await asyncio.gather(
-            *(user(opened[n % channels], event_id, f"user-{n}") for n in range(users))
+            *(
+                user(
+                    opened[n % channels],
+                    event_id,
+                    f"user-{n}",
+                    retries=bool(retry_every) and n % retry_every == 0,
+                    log=log,
+                )
+                for n in range(users)
+            )
         )
     finally:
         for ch in opened:
@@ -142,3 +241,20 @@ async def assert_balanced(stack: LocalStack, pool: asyncpg.Pool, event_id: str) 
     assert ledger.balanced, ledger.missing
     assert ledger.seats_ok
     return ledger
+
+
+async def assert_all_in_queue(stack: LocalStack, reservation_ids: Sequence[str]) -> None:
+    """Every one of these acknowledged requests is in the requests topic."""
+    topic = stack.kafka.requests_topic
+    stored = {
+        decode_request(r.value, partition=r.partition, offset=r.offset).reservation_id
+        for r in await read_topic(stack.kafka_bootstrap, topic)
+    }
+    lost = set(reservation_ids) - stored
+    assert not lost, f"{len(lost)} acknowledged requests are not in {topic}"
+
+
+SEATS_RUSH = 100
+USERS_RUSH = 2_000
+# Every tenth user retries its Reserve with the same key.
+RETRY_EVERY = 10

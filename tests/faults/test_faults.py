@@ -7,17 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 import uuid
-from collections.abc import Sequence
-from typing import cast
 
 import asyncpg
 import grpc
 import redis.asyncio as redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ticketing.v1 import gateway_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import reservation_id_for
 from ticketing_common.ledger import committed_offsets, read_topic
@@ -25,7 +21,7 @@ from ticketing_common.locks import EventLocks
 from ticketing_common.stack import LocalStack
 from ticketing_common.stack.processes import Child
 
-from ..helpers import consumers_paused, create_event, gateway_stub, reservations_stub
+from ..helpers import consumers_paused, create_event, reservations_stub
 from .client import (
     assert_balanced,
     assert_exact_outcome,
@@ -292,65 +288,3 @@ async def test_notifier_killed_mid_stream_and_watchers_reconnect(
     finals = await asyncio.gather(*watchers)
     by_id = {rid: final for (rid, *_), final in zip(replies, finals, strict=True)}
     await assert_exact_outcome(fault_stack, fault_pool, event_id, by_id, 20)
-
-
-async def test_broker_paused_answers_unavailable_never_queued_and_recovers(
-    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
-) -> None:
-    event_id = await new_event(fault_channel, seats=30)
-    stub = gateway_stub(fault_channel)
-    broker = fault_stack.find("kafka")
-    os.kill(broker.pid, signal.SIGSTOP)
-    try:
-
-        async def attempt(n: int) -> tuple[grpc.StatusCode, float, dict[str, str]]:
-            started = time.monotonic()
-            try:
-                await stub.Reserve(
-                    gateway_service_pb2.ReserveRequest(
-                        event_id=event_id,
-                        user_id=f"paused-{n}",
-                        quantity=1,
-                        idempotency_key=f"paused-{n}",
-                    ),
-                    timeout=2,
-                )
-            except grpc.aio.AioRpcError as exc:
-                metadata = cast(Sequence[tuple[str, str | bytes]], exc.trailing_metadata() or ())
-                trailers = {k: v for k, v in metadata if isinstance(v, str)}
-                return exc.code(), time.monotonic() - started, trailers
-            return grpc.StatusCode.OK, time.monotonic() - started, {}
-
-        first = await asyncio.gather(*(attempt(n) for n in range(10)))
-        later = await asyncio.gather(*(attempt(n) for n in range(10, 20)))
-    finally:
-        os.kill(broker.pid, signal.SIGCONT)
-
-    # Never QUEUED while the broker could not acknowledge; always within the deadline.
-    assert {code for code, _, _ in first + later} == {grpc.StatusCode.UNAVAILABLE}
-    assert max(elapsed for _, elapsed, _ in first + later) < 2.5
-    # Once the breaker opened, callers are answered at once, with a retry hint.
-    assert max(elapsed for _, elapsed, _ in later) < 0.5
-    assert all(int(t["retry-after-ms"]) > 0 for _, _, t in later)
-
-    # It recovers by itself: new requests flow again.
-    rid, _, _ = await reserve_until_queued(fault_channel, event_id, "after-pause", "k")
-    final = await watch_until_terminal(fault_channel, rid)
-    assert final.status == pb.RESERVATION_STATUS_CONFIRMED
-    # Paused callers retry with the same keys: one reservation each, whatever
-    # the broker kept of their first attempts.
-    for n in range(20):
-        rid, _, _ = await reserve_until_queued(
-            fault_channel, event_id, f"paused-{n}", f"paused-{n}"
-        )
-        outcome = await watch_until_terminal(fault_channel, rid)
-        assert outcome.status == pb.RESERVATION_STATUS_CONFIRMED
-    rows = await fault_pool.fetchval(
-        "SELECT count(*) FROM reservations WHERE event_id = $1", uuid.UUID(event_id)
-    )
-    assert rows == 21
-    confirmed = await fault_pool.fetchval(
-        "SELECT confirmed FROM events WHERE event_id = $1", uuid.UUID(event_id)
-    )
-    assert confirmed == 21
-    await assert_balanced(fault_stack, fault_pool, event_id)

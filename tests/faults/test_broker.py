@@ -1,0 +1,94 @@
+"""Apache Kafka itself failing while 2,000 users rush 100 seats, every tenth
+one retrying its Reserve: the broker SIGKILLed and restarted on its data at
+once, and SIGKILLed and kept down for 10 s. Each ends with exactly 100 seats
+sold, every QUEUED answer at one terminal outcome told on the stream, nothing
+acknowledged missing from the queue, and a balanced ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import asyncpg
+import grpc
+
+from ticketing_common.stack import LocalStack
+
+from ..helpers import create_event, reservations_stub
+from .client import (
+    RETRY_EVERY,
+    SEATS_RUSH,
+    USERS_RUSH,
+    Outcome,
+    RushLog,
+    assert_all_in_queue,
+    assert_exact_outcome,
+    finals_of,
+    rush,
+)
+
+# The broker is killed once this many users have their QUEUED answer.
+KILL_AFTER = 300
+DOWN_S = 10.0
+# Gateways of the fault stack pause 300 ms between the broker's ack and their
+# answer (TICKETING_GATEWAY_FAULT_DELAY_MS): a QUEUED answer can arrive that
+# long after the ack. Past this margin, a QUEUED answer would be false.
+ANSWER_MARGIN_S = 1.0
+
+
+async def start_rush(
+    channel: grpc.aio.Channel, stack: LocalStack
+) -> tuple[str, RushLog, asyncio.Task[list[Outcome]]]:
+    event = await create_event(reservations_stub(channel), capacity=SEATS_RUSH, per_user_limit=1)
+    log = RushLog()
+    running = asyncio.create_task(
+        rush(stack, event.event_id, USERS_RUSH, retry_every=RETRY_EVERY, log=log)
+    )
+    await log.wait_queued(KILL_AFTER)
+    return event.event_id, log, running
+
+
+async def test_broker_killed_mid_rush_and_restarted_loses_nothing_acknowledged(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id, log, running = await start_rush(fault_channel, fault_stack)
+    broker = fault_stack.find("kafka")
+    os.kill(broker.pid, signal.SIGKILL)
+    acknowledged = list(log.queued)
+    assert KILL_AFTER <= len(acknowledged) < USERS_RUSH  # mid-rush
+    await asyncio.to_thread(fault_stack.restart, broker)
+
+    outcomes = await running
+    await assert_all_in_queue(fault_stack, acknowledged)
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS_RUSH)
+
+
+async def test_broker_down_for_10_s_answers_unavailable_never_queued(
+    fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
+) -> None:
+    event_id, log, running = await start_rush(fault_channel, fault_stack)
+    broker = fault_stack.find("kafka")
+    loop = asyncio.get_running_loop()
+    os.kill(broker.pid, signal.SIGKILL)
+    killed_at = loop.time()
+    acknowledged = list(log.queued)
+    assert KILL_AFTER <= len(acknowledged) < USERS_RUSH  # mid-rush
+    await asyncio.sleep(DOWN_S)  # the fault itself: the broker stays down this long
+    restarted_at = loop.time()
+    await asyncio.to_thread(fault_stack.restart, broker)
+
+    outcomes = await running
+    while_down = [a for a in log.answers if killed_at + ANSWER_MARGIN_S < a.at < restarted_at]
+    # Callers kept trying while it was down, and were told UNAVAILABLE: never
+    # QUEUED, never left hanging past their deadline.
+    assert len(while_down) >= 100
+    assert {a.code for a in while_down} == {grpc.StatusCode.UNAVAILABLE}
+    assert max(a.elapsed_s for a in while_down) < 5.5
+    # Once the gateways' breakers opened, they answered at once with a retry hint.
+    fast = [a for a in while_down if a.elapsed_s < 0.5 and (a.retry_after_ms or 0) > 0]
+    assert len(fast) >= len(while_down) // 2
+    # Every caller got QUEUED in the end, and the retries completed.
+    assert len(log.queued) == USERS_RUSH
+    await assert_all_in_queue(fault_stack, acknowledged)
+    await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS_RUSH)

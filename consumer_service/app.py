@@ -49,7 +49,7 @@ async def run(settings: ConsumerSettings) -> None:
             # and holds an idle one this long, so an idle consumer sleeps.
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=min(1_000, settings.session_timeout_ms // 3),
+            heartbeat_interval_ms=settings.session_timeout_ms // 3,
         )
         processor = BatchProcessor(
             applier=Applier(pool),

@@ -8,7 +8,7 @@ import asyncio
 import random
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -17,7 +17,7 @@ import grpc
 
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status
 from ticketing_common.grpc_server import RETRY_AFTER_KEY
 from ticketing_common.kafka import decode_request
 from ticketing_common.ledger import Ledger, read_topic, reconcile
@@ -128,8 +128,13 @@ async def reserve_until_queued(
 
 
 async def watch_until_terminal(
-    channel: grpc.aio.Channel, reservation_id: str, *, give_up_s: float = 120
+    channel: grpc.aio.Channel,
+    reservation_id: str,
+    *,
+    give_up_s: float = 120,
+    on_message: Callable[[pb.Reservation], None] | None = None,
 ) -> pb.Reservation:
+    """Watches, re-opening the stream after a failure, until the outcome."""
     stub = notifier_stub(channel)
     async with asyncio.timeout(give_up_s):
         while True:
@@ -140,6 +145,8 @@ async def watch_until_terminal(
                     timeout=60,
                 ):
                     last = message.reservation
+                    if on_message is not None:
+                        on_message(last)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRIABLE:
                     raise
@@ -155,10 +162,12 @@ async def user(
     *,
     retries: bool = False,
     log: RushLog | None = None,
+    arrive_after_s: float = 0.0,
 ) -> Outcome:
     """One buyer: Reserve until QUEUED, then watch to the outcome. A user
     who ``retries`` sends the same Reserve once more after the answer (as a
     client does that lost it) and must get the same reservation id."""
+    await asyncio.sleep(arrive_after_s)
     key = uuid.uuid4().hex
     rid, attempts, codes = await reserve_until_queued(channel, event_id, name, key, log=log)
     if retries:
@@ -176,9 +185,12 @@ async def rush(
     channels: int = 4,
     retry_every: int = 0,
     log: RushLog | None = None,
+    prefix: str = "user-",
+    spread_s: float = 0.0,
 ) -> list[Outcome]:
-    """``users`` buyers at once; every ``retry_every``-th one retries its
-    Reserve with the same key (0: nobody does)."""
+    """``users`` buyers, all at once or arriving evenly over ``spread_s`` (so
+    that the rush lasts at least that long); every ``retry_every``-th one
+    retries its Reserve with the same key (0: nobody does)."""
     opened = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(channels)]
     try:
         return await asyncio.gather(
@@ -186,9 +198,10 @@ async def rush(
                 user(
                     opened[n % channels],
                     event_id,
-                    f"user-{n}",
+                    f"{prefix}{n}",
                     retries=bool(retry_every) and n % retry_every == 0,
                     log=log,
+                    arrive_after_s=spread_s * n / users,
                 )
                 for n in range(users)
             )
@@ -226,10 +239,15 @@ async def assert_exact_outcome(
     )
     assert row is not None
     assert tuple(row) == (seats, 0, seats, 0)
-    stored = await pool.fetchval(
-        "SELECT count(*) FROM reservations WHERE event_id = $1", uuid.UUID(event_id)
-    )
-    assert stored == users
+    stored = {
+        str(r["reservation_id"]): Status(r["status"]).to_proto()
+        for r in await pool.fetch(
+            "SELECT reservation_id, status FROM reservations WHERE event_id = $1",
+            uuid.UUID(event_id),
+        )
+    }
+    # One row per user, and each user was told on the stream what was stored.
+    assert stored == {rid: final.status for rid, final in finals.items()}
     ledger = await assert_balanced(stack, pool, event_id)
     assert ledger.unique_reservations == users
 

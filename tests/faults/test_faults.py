@@ -1,6 +1,8 @@
 """Fault injection against a real stack: processes are killed (SIGKILL),
-frozen (SIGSTOP/SIGCONT) and restarted while users rush an event. Each test
-ends with the exact outcome, a balanced ledger and the seat invariant."""
+frozen (SIGSTOP/SIGCONT) and restarted while users rush an event. Each fault
+is timed against the rush (never by a fixed sleep), each test checks that it
+landed where it was aimed, and ends with the exact outcome, a balanced ledger
+and the seat invariant. (Kafka's own failures: test_broker, test_cluster.)"""
 
 from __future__ import annotations
 
@@ -16,13 +18,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import reservation_id_for
-from ticketing_common.ledger import committed_offsets, read_topic
+from ticketing_common.ledger import committed_offsets, end_offsets, read_topic
 from ticketing_common.locks import EventLocks
 from ticketing_common.stack import LocalStack
 from ticketing_common.stack.processes import Child
 
 from ..helpers import consumers_paused, create_event, reservations_stub
 from .client import (
+    RushLog,
     assert_balanced,
     assert_exact_outcome,
     finals_of,
@@ -33,6 +36,8 @@ from .client import (
 
 USERS = 300
 SEATS = 40
+# Rushes that a fault must hit while users are still arriving last this long.
+ARRIVALS_S = 4.0
 
 
 def alive_consumers(stack: LocalStack) -> list[Child]:
@@ -134,18 +139,39 @@ async def test_stalled_consumer_past_its_lock_ttl_is_fenced_off(
 
     outcomes = await running
     await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
-    await asyncio.sleep(1)
-    log = stalled.log.read_text(errors="replace")
-    assert '"event": "fencing_refused"' in log  # its late write was refused
+    # Its late write was refused.
+    async with asyncio.timeout(30):
+        while '"event": "fencing_refused"' not in stalled.log.read_text(errors="replace"):
+            await asyncio.sleep(0.1)
+
+
+async def decided(pool: asyncpg.Pool, event_id: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM reservations WHERE event_id = $1", uuid.UUID(event_id)
+    )
+    return count
+
+
+async def first_decisions(pool: asyncpg.Pool, event_id: str, at_least: int = 1) -> int:
+    """Waits until the consumers have decided ``at_least`` of the event's requests."""
+    async with asyncio.timeout(60):
+        while (count := await decided(pool, event_id)) < at_least:
+            await asyncio.sleep(0.02)
+    return count
 
 
 async def test_redis_restarted_in_the_middle_of_a_rush(
     fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
 ) -> None:
     event_id = await new_event(fault_channel)
-    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
-    await asyncio.sleep(1.0)
-    await asyncio.to_thread(fault_stack.restart, fault_stack.find("redis"), down_s=1.0)
+    log = RushLog()
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS, log=log, spread_s=ARRIVALS_S))
+    await first_decisions(fault_pool, event_id)
+    redis_server = fault_stack.find("redis")
+    await asyncio.to_thread(redis_server.stop)
+    # Down while requests were still arriving: the locks were lost mid-rush.
+    assert len(log.queued) < USERS
+    await asyncio.to_thread(fault_stack.restart, redis_server, down_s=1.0)
     outcomes = await running
     await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
 
@@ -166,20 +192,23 @@ async def test_postgres_restarted_in_the_middle_of_a_rush(
     fault_stack: LocalStack, fault_channel: grpc.aio.Channel
 ) -> None:
     """Down long enough for the consumers' breakers to open: they pause and
-    report NOT_SERVING, then resume by themselves."""
+    report NOT_SERVING, then resume by themselves. A second wave of users
+    arrives while it is down, so the consumers have work that fails."""
     event_id = await new_event(fault_channel)
-    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
-    await asyncio.sleep(1.0)
-    restarting = asyncio.create_task(
-        asyncio.to_thread(fault_stack.restart, fault_stack.find("postgres"), down_s=8.0)
-    )
+    async with asyncpg.create_pool(fault_stack.postgres_dsn, min_size=1, max_size=2) as pool:
+        first = asyncio.create_task(rush(fault_stack, event_id, USERS // 2))
+        await first_decisions(pool, event_id)
+    postgres = fault_stack.find("postgres")
+    await asyncio.to_thread(postgres.stop)
+    second = asyncio.create_task(rush(fault_stack, event_id, USERS // 2, prefix="late-"))
+    restarting = asyncio.create_task(asyncio.to_thread(fault_stack.restart, postgres, down_s=8.0))
     seen: set[int] = set()
-    while not restarting.done():
+    while not restarting.done() and health_pb2.HealthCheckResponse.NOT_SERVING not in seen:
         seen |= await consumer_health(fault_stack)
-        await asyncio.sleep(0.3)
-    await restarting
-    outcomes = await running
+        await asyncio.sleep(0.1)
     assert health_pb2.HealthCheckResponse.NOT_SERVING in seen
+    await restarting
+    outcomes = await first + await second
     assert await consumer_health(fault_stack) == {health_pb2.HealthCheckResponse.SERVING}
     async with asyncpg.create_pool(fault_stack.postgres_dsn, min_size=1, max_size=2) as pool:
         await assert_exact_outcome(fault_stack, pool, event_id, finals_of(outcomes), SEATS)
@@ -189,10 +218,11 @@ async def test_backends_terminated_in_the_middle_of_a_batch(
     fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
 ) -> None:
     event_id = await new_event(fault_channel)
-    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS, spread_s=ARRIVALS_S))
     terminated = 0
-    for _ in range(3):
-        await asyncio.sleep(0.7)
+    for wave in range(1, 4):
+        # Mid-rush: after the first decisions, while most are still to come.
+        assert await first_decisions(fault_pool, event_id, at_least=wave * USERS // 4) < USERS
         terminated += await fault_pool.fetchval(
             """SELECT count(*) FROM (
                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -213,11 +243,16 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
     users = 40
     victim = fault_stack.find("gateway-0")
     keys = {f"retrier-{n}": uuid.uuid4().hex for n in range(users)}
+    topic = fault_stack.kafka.requests_topic
+    before = sum((await end_offsets(fault_stack.kafka_bootstrap, topic)).values())
     attempts = [
         asyncio.create_task(reserve_until_queued(fault_channel, event_id, name, key))
         for name, key in keys.items()
     ]
-    await asyncio.sleep(0.15)
+    # The first acks are in: their callers are in the pause. Kill it there.
+    async with asyncio.timeout(30):
+        while sum((await end_offsets(fault_stack.kafka_bootstrap, topic)).values()) == before:
+            await asyncio.sleep(0.01)
     os.kill(victim.pid, signal.SIGKILL)
     replies = await asyncio.gather(*attempts)
     await asyncio.to_thread(fault_stack.restart, victim)
@@ -254,12 +289,16 @@ async def test_consumer_added_and_removed_during_a_rush(
 ) -> None:
     event_id = await new_event(fault_channel)
     leaving = alive_consumers(fault_stack)[0]
-    running = asyncio.create_task(rush(fault_stack, event_id, USERS))
-    await asyncio.sleep(0.5)
+    log = RushLog()
+    running = asyncio.create_task(rush(fault_stack, event_id, USERS, log=log, spread_s=ARRIVALS_S))
+    await first_decisions(fault_pool, event_id)
     joining = fault_stack.start_service("consumer_service")
-    await asyncio.sleep(1.0)
+    assert joining.health_address is not None
+    await asyncio.to_thread(fault_stack.wait_healthy, joining, joining.health_address)
     assert leaving.process is not None
     leaving.process.send_signal(signal.SIGTERM)
+    # Both moves happened while users were still arriving.
+    assert len(log.queued) < USERS
     outcomes = await running
     assert await asyncio.to_thread(leaving.process.wait, 30) == 0
     assert joining.alive()
@@ -279,10 +318,20 @@ async def test_notifier_killed_mid_stream_and_watchers_reconnect(
                 for n in range(users)
             )
         )
+        told_queued: set[str] = set()
+
+        def seen(reservation: pb.Reservation) -> None:
+            if reservation.status == pb.RESERVATION_STATUS_QUEUED:
+                told_queued.add(reservation.reservation_id)
+
         watchers = [
-            asyncio.create_task(watch_until_terminal(fault_channel, rid)) for rid, *_ in replies
+            asyncio.create_task(watch_until_terminal(fault_channel, rid, on_message=seen))
+            for rid, *_ in replies
         ]
-        await asyncio.sleep(1.0)  # streams open, QUEUED received
+        # Every stream is open and has told its watcher QUEUED.
+        async with asyncio.timeout(30):
+            while len(told_queued) < users:
+                await asyncio.sleep(0.05)
         os.kill(notifier.pid, signal.SIGKILL)
         await asyncio.to_thread(fault_stack.restart, notifier)
     finals = await asyncio.gather(*watchers)

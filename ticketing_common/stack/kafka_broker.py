@@ -189,5 +189,9 @@ def prepare(nodes: list[KafkaNode], *, libs: Path, logs: Path, heap: str) -> lis
 
 def _cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding
-    (what ``kafka-storage.sh random-uuid`` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    (what ``kafka-storage.sh random-uuid`` prints). Like Kafka's own, never
+    one starting with ``-``, which the formatter would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

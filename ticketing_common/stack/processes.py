@@ -104,7 +104,8 @@ def run_once(
             cwd="/",
         )
     if result.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed ({result.returncode}); see {log}")
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}); {log} ends:\n{tail}")
 
 
 @dataclass

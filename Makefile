@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq demo
+.PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq demo idle
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq | demo"
+	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq | demo | idle"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -87,6 +87,11 @@ dlq: setup
 # the running `make run` stack, or a stack of its own when none runs.
 demo: setup
 	@$(STACK_ENV) $(BIN)/python -m ticketing_common.demo $(ARGS)
+
+# What an idle stack costs: a stack of its own, settled, then each process's
+# CPU over 30 s (BENCHMARKS.md).
+idle: setup
+	$(BIN)/python -m ticketing_common.idle $(ARGS)
 
 proto: setup
 	$(BIN)/python -m ticketing_common.protogen

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the ticketing suite's two topics on an Apache Kafka cluster.
+# Creates the ticketing suite's three topics (requests, results, dead letters)
+# on an Apache Kafka cluster.
 #
 #   KAFKA_HOME=/opt/kafka TICKETING_KAFKA_BOOTSTRAP=kafka-1:9092 deploy/kafka-topics.sh
 #
@@ -15,7 +16,9 @@
 #   REPLICATION_FACTOR         replicas of each partition     ($TICKETING_TOPIC_REPLICATION, else 3)
 #   MIN_INSYNC_REPLICAS        replicas an acks=all write needs (2)
 #   KAFKA_TOPICS               path of kafka-topics.sh        ($KAFKA_HOME/bin/kafka-topics.sh,
-#                                                              else kafka-topics.sh on PATH)
+#                                                              else kafka-topics.sh on PATH,
+#                                                              else Kafka's TopicCommand from the
+#                                                              jars `make setup` assembled)
 #   KAFKA_COMMAND_CONFIG       client properties file (TLS/SASL), optional
 set -euo pipefail
 
@@ -27,15 +30,21 @@ partitions="${PARTITIONS:-${TICKETING_TOPIC_PARTITIONS:-6}}"
 replication="${REPLICATION_FACTOR:-${TICKETING_TOPIC_REPLICATION:-3}}"
 min_isr="${MIN_INSYNC_REPLICAS:-2}"
 
+libs="$(cd "$(dirname "$0")/.." && pwd)/.tools/kafka/libs"
 if [[ -n "${KAFKA_TOPICS:-}" ]]; then
-  kafka_topics="$KAFKA_TOPICS"
+  kafka_topics=("$KAFKA_TOPICS")
 elif [[ -n "${KAFKA_HOME:-}" ]]; then
-  kafka_topics="$KAFKA_HOME/bin/kafka-topics.sh"
+  kafka_topics=("$KAFKA_HOME/bin/kafka-topics.sh")
+elif command -v kafka-topics.sh >/dev/null; then
+  kafka_topics=("$(command -v kafka-topics.sh)")
+elif compgen -G "$libs/kafka-tools-*.jar" >/dev/null && command -v java >/dev/null; then
+  kafka_topics=(java -cp "$libs/*" org.apache.kafka.tools.TopicCommand)
 else
-  kafka_topics="$(command -v kafka-topics.sh || true)"
+  echo "kafka-topics.sh not found: set KAFKA_HOME or KAFKA_TOPICS, or run make setup" >&2
+  exit 1
 fi
-if [[ -z "$kafka_topics" || ! -x "$kafka_topics" ]]; then
-  echo "kafka-topics.sh not found: set KAFKA_HOME or KAFKA_TOPICS" >&2
+if [[ "${kafka_topics[0]}" != java && ! -x "${kafka_topics[0]}" ]]; then
+  echo "${kafka_topics[0]} is not executable" >&2
   exit 1
 fi
 
@@ -58,13 +67,13 @@ fi
 for topic in "$requests_topic" "$results_topic" "$dead_letter_topic"; do
   echo "creating $topic: $partitions partitions, replication factor $replication," \
        "min.insync.replicas=$min_isr"
-  "$kafka_topics" "${common[@]}" --create --if-not-exists \
+  "${kafka_topics[@]}" "${common[@]}" --create --if-not-exists \
     --topic "$topic" \
     --partitions "$partitions" \
     --replication-factor "$replication" \
     --config min.insync.replicas="$min_isr"
 done
 
-"$kafka_topics" "${common[@]}" --describe --topic "$requests_topic"
-"$kafka_topics" "${common[@]}" --describe --topic "$results_topic"
-"$kafka_topics" "${common[@]}" --describe --topic "$dead_letter_topic"
+for topic in "$requests_topic" "$results_topic" "$dead_letter_topic"; do
+  "${kafka_topics[@]}" "${common[@]}" --describe --topic "$topic"
+done

@@ -37,13 +37,14 @@ elif [[ -n "${KAFKA_HOME:-}" ]]; then
   kafka_topics=("$KAFKA_HOME/bin/kafka-topics.sh")
 elif command -v kafka-topics.sh >/dev/null; then
   kafka_topics=("$(command -v kafka-topics.sh)")
-elif compgen -G "$libs/kafka-tools-*.jar" >/dev/null && command -v java >/dev/null; then
-  kafka_topics=(java -cp "$libs/*" org.apache.kafka.tools.TopicCommand)
+elif compgen -G "$libs/kafka-tools-*.jar" >/dev/null; then
+  java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+  kafka_topics=("$java" -cp "$libs/*" org.apache.kafka.tools.TopicCommand)
 else
   echo "kafka-topics.sh not found: set KAFKA_HOME or KAFKA_TOPICS, or run make setup" >&2
   exit 1
 fi
-if [[ "${kafka_topics[0]}" != java && ! -x "${kafka_topics[0]}" ]]; then
+if ! command -v "${kafka_topics[0]}" >/dev/null; then
   echo "${kafka_topics[0]} is not executable" >&2
   exit 1
 fi

@@ -63,6 +63,7 @@ async def run(settings: GatewaySettings) -> None:
                     publish_timeout_s=settings.publish_timeout_s,
                     threshold=settings.broker_breaker_threshold,
                     reset_s=settings.broker_breaker_reset_s,
+                    silence_s=settings.broker_silence_s,
                 ),
                 publish_timeout_s=settings.publish_timeout_s,
                 fault_delay_s=settings.fault_delay_ms / 1000,

@@ -8,18 +8,22 @@ probe (half-open) while the others keep failing fast.
 
 A broker that dies does not say so: the producer keeps the record and
 retries, and the caller would wait for its whole deadline. So a publish stops
-waiting once the broker has acknowledged nothing at all for a second (a slow
-broker that still acknowledges others is waited for): the callers in flight
-when a broker dies hear UNAVAILABLE within about a second, long before their
-deadlines, and those failures open the breaker.
+waiting once its partition has had no acknowledgement for ``silence_s`` (a
+slow leader that still acknowledges other records is waited for). The callers
+in flight when a partition's leader dies hear UNAVAILABLE after ``silence_s``,
+long before their deadlines, and those failures open the breaker. The
+partition is the one Kafka's default partitioner picks for the key, chosen
+here so that each partition's acknowledgements can be told apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import cast
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 from purgatory import AsyncCircuitBreakerFactory
@@ -37,7 +41,7 @@ class CallerDeadline(Exception):
 
 
 class BrokerSilent(Exception):
-    """The broker has acknowledged nothing for ``BROKER_SLOW_S``."""
+    """The record's partition has had no acknowledgement for ``silence_s``."""
 
 
 class BrokerGate:
@@ -49,8 +53,11 @@ class BrokerGate:
         publish_timeout_s: float,
         threshold: int,
         reset_s: float,
+        silence_s: float = 2.0,
     ) -> None:
         self._producer = producer
+        self._silence_s = silence_s
+        self._partitioner = DefaultPartitioner()
         self._topic = topic
         self._publish_timeout_s = publish_timeout_s
         self.retry_after_s = reset_s
@@ -60,8 +67,8 @@ class BrokerGate:
             exclude=[CallerDeadline, asyncio.CancelledError],
         )
         self._probe_in_flight = False
-        # When the broker last acknowledged any record of ours.
-        self._last_ack = 0.0
+        # Per partition, when the broker last acknowledged a record of ours.
+        self._last_ack: dict[int, float] = {}
 
     def _unavailable(self, why: str) -> BrokerUnavailable:
         return BrokerUnavailable(
@@ -106,21 +113,25 @@ class BrokerGate:
                 self._probe_in_flight = False
 
     async def _acknowledged(self, key: bytes, value: bytes) -> RecordMetadata:
-        """Appends and waits for the ack while the broker shows signs of
+        """Appends and waits for the ack while the partition shows signs of
         life. The record stays with the producer if we stop waiting: it may
         still be appended, which a retry with the same key makes harmless."""
         loop = asyncio.get_running_loop()
-        delivery = await self._producer.send(self._topic, value, key=key)
-        delivery.add_done_callback(self._delivered)
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        partition: int = self._partitioner(key, partitions, partitions)
+        delivery = await self._producer.send(self._topic, value, key=key, partition=partition)
+        delivery.add_done_callback(functools.partial(self._delivered, partition))
+        started = loop.time()
         while True:
-            done, _ = await asyncio.wait((delivery,), timeout=BROKER_SLOW_S)
+            quiet_s = loop.time() - max(self._last_ack.get(partition, 0.0), started)
+            if quiet_s >= self._silence_s:
+                raise BrokerSilent
+            done, _ = await asyncio.wait((delivery,), timeout=self._silence_s - quiet_s)
             if done:
                 return cast(RecordMetadata, delivery.result())
-            if loop.time() - self._last_ack >= BROKER_SLOW_S:
-                raise BrokerSilent
 
-    def _delivered(self, delivery: asyncio.Future[RecordMetadata]) -> None:
+    def _delivered(self, partition: int, delivery: asyncio.Future[RecordMetadata]) -> None:
         # Also for records nobody waits for any more: their outcome is
         # retrieved here, and an ack is a sign of life all the same.
         if not delivery.cancelled() and delivery.exception() is None:
-            self._last_ack = asyncio.get_running_loop().time()
+            self._last_ack[partition] = asyncio.get_running_loop().time()

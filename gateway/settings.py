@@ -21,6 +21,9 @@ class GatewaySettings:
     # Failed publishes in a row that make Reserve fail fast, and for how long.
     broker_breaker_threshold: int = 3
     broker_breaker_reset_s: float = 2.0
+    # A publish whose partition has had no acknowledgement this long stops
+    # waiting (UNAVAILABLE): the broker, or the partition's leader, is gone.
+    broker_silence_s: float = 2.0
     # Fault-injection aid for tests, 0 in production: a pause between the
     # broker's acknowledgement and the answer.
     fault_delay_ms: int = 0
@@ -50,6 +53,7 @@ class GatewaySettings:
             broker_breaker_reset_s=env.number(
                 "BROKER_BREAKER_RESET_S", cls.broker_breaker_reset_s, minimum=0.1
             ),
+            broker_silence_s=env.number("BROKER_SILENCE_S", cls.broker_silence_s, minimum=0.1),
             fault_delay_ms=env.integer("GATEWAY_FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
             producer_linger_ms=env.integer("PRODUCER_LINGER_MS", cls.producer_linger_ms, minimum=0),
         )

@@ -1,5 +1,5 @@
 """Shared fixtures. Integration tests run against one real local stack per
-session (PostgreSQL, Redis, the Kafka-API broker, the services, nginx), started
+session (PostgreSQL, Redis, Apache Kafka, the services, nginx), started
 by the same launcher as ``make run``, on free ports."""
 
 from __future__ import annotations

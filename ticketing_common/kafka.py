@@ -12,7 +12,12 @@ from typing import Any, Protocol
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
@@ -130,6 +135,10 @@ async def group_offsets(
         try:
             await admin.start()
             found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+            if set(found) != set(partitions):
+                # A group-level error (coordinator loading or moved) comes
+                # back as an answer without partitions, not as an exception.
+                raise GroupCoordinatorNotAvailableError(f"no offsets for {group} yet")
             return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
         except KafkaError as exc:
             if not exc.retriable or asyncio.get_running_loop().time() > deadline:

@@ -175,8 +175,9 @@ async def reconcile(
 ) -> Ledger:
     if event_id is not None:
         event_id = str(uuid.UUID(event_id))  # canonical form, as stored and sent
-    # Committed offsets first: a record dead-lettered and committed after this
-    # read is then still "queued" here, never wrongly "decided" or "missing".
+    # Committed offsets before the dead letters and the database: a record
+    # dead-lettered and committed after this read is then still "queued" here,
+    # never wrongly "decided" or "missing".
     requests = await read_topic(kafka.bootstrap, kafka.requests_topic)
     partitions = {r.partition for r in requests}
     committed = (

@@ -38,6 +38,7 @@ RETRIABLE = {
 class Answer:
     """One Reserve call as the client saw it."""
 
+    started: float  # event-loop time of the call
     at: float  # event-loop time of the answer
     code: grpc.StatusCode
     elapsed_s: float
@@ -116,14 +117,16 @@ async def reserve_until_queued(
                 advised = _retry_after_ms(exc)
                 if log is not None:
                     now = loop.time()
-                    log.record(Answer(now, exc.code(), now - started, advised))
+                    log.record(Answer(started, now, exc.code(), now - started, advised))
                 backoff = advised / 1000 if advised else 0.2
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 continue
             assert reply.status == pb.RESERVATION_STATUS_QUEUED
             if log is not None:
                 now = loop.time()
-                log.record(Answer(now, grpc.StatusCode.OK, now - started), reply.reservation_id)
+                log.record(
+                    Answer(started, now, grpc.StatusCode.OK, now - started), reply.reservation_id
+                )
             return reply.reservation_id, len(codes) + 1, codes
 
 

@@ -23,6 +23,9 @@ async def test_the_idempotent_acks_all_producer_is_accepted(stack: LocalStack) -
     await producer.start()
     try:
         first = await producer.send_and_wait(stack.kafka.dead_letter_topic, b"probe", key=b"k")
+        # The broker granted a producer id: its retries are de-duplicated by it.
+        assert producer._txn_manager is not None
+        assert producer._txn_manager.producer_id >= 0
         second = await producer.send_and_wait(stack.kafka.dead_letter_topic, b"probe", key=b"k")
     finally:
         await producer.stop()

@@ -1,5 +1,5 @@
 """The gateway's publish path against a fake producer: how long a caller
-waits when the broker stops acknowledging, and when it is only slow."""
+waits when a partition stops being acknowledged, and when it is only slow."""
 
 from __future__ import annotations
 
@@ -7,35 +7,63 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata, TopicPartition
 
-from gateway.broker import BROKER_SLOW_S, BrokerGate
+from gateway.broker import BrokerGate
 from ticketing_common.errors import BrokerUnavailable
 
 TOPIC = "requests"
+PARTITIONS = [0, 1, 2, 3, 4, 5]
+SILENCE_S = 1.0
 
 
-def metadata(offset: int) -> RecordMetadata:
-    return RecordMetadata(TOPIC, 0, TopicPartition(TOPIC, 0), offset, -1, 0, 0)
+def partition_of(key: bytes) -> int:
+    partition: int = DefaultPartitioner()(key, PARTITIONS, PARTITIONS)
+    return partition
+
+
+def keys_on_two_partitions() -> tuple[bytes, bytes]:
+    first = b"event-0"
+    other = next(
+        key
+        for key in (f"event-{n}".encode() for n in range(1, 100))
+        if partition_of(key) != partition_of(first)
+    )
+    return first, other
 
 
 class FakeProducer:
-    """Acknowledges each record after ``ack_after_s`` (None: never), or
-    after the delay ``slow`` names for its value."""
+    """Acknowledges each record after ``ack_after_s`` (None: never), or after
+    the delay that ``slow`` names for its value; ``dead`` partitions never
+    acknowledge."""
 
-    def __init__(self, ack_after_s: float | None, slow: dict[bytes, float] | None = None) -> None:
+    def __init__(
+        self,
+        ack_after_s: float | None,
+        slow: dict[bytes, float] | None = None,
+        dead: set[int] | None = None,
+    ) -> None:
         self.ack_after_s = ack_after_s
         self.slow = slow or {}
-        self.sent = 0
+        self.dead = dead or set()
+        self.sent: list[tuple[bytes, int]] = []
 
-    async def send(self, topic: str, value: bytes, *, key: bytes) -> asyncio.Future[Any]:
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(PARTITIONS)
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes, partition: int
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         delivery: asyncio.Future[Any] = loop.create_future()
-        offset = self.sent
-        self.sent += 1
-        delay = self.slow.get(value, self.ack_after_s)
+        self.sent.append((key, partition))
+        delay = None if partition in self.dead else self.slow.get(value, self.ack_after_s)
         if delay is not None:
-            loop.call_later(delay, delivery.set_result, metadata(offset))
+            meta = RecordMetadata(
+                TOPIC, partition, TopicPartition(TOPIC, partition), len(self.sent), -1, 0, 0
+            )
+            loop.call_later(delay, delivery.set_result, meta)
         return delivery
 
 
@@ -46,39 +74,59 @@ def gate(producer: FakeProducer, *, threshold: int = 3) -> BrokerGate:
         publish_timeout_s=5.0,
         threshold=threshold,
         reset_s=2.0,
+        silence_s=SILENCE_S,
     )
 
 
-async def test_an_acknowledged_record_is_returned() -> None:
-    reply = await gate(FakeProducer(ack_after_s=0.01)).publish(b"k", b"v", timeout_s=5.0)
-    assert reply.offset == 0
+async def elapsed_of(call: Any) -> float:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await call
+    return loop.time() - started
 
 
-async def test_a_silent_broker_is_given_up_on_after_a_second_not_the_deadline() -> None:
+async def test_records_go_to_the_default_partitioners_choice_for_the_key() -> None:
+    producer = FakeProducer(ack_after_s=0.01)
+    reply = await gate(producer).publish(b"event-7", b"v", timeout_s=5.0)
+    assert reply.partition == partition_of(b"event-7")
+    assert producer.sent == [(b"event-7", partition_of(b"event-7"))]
+
+
+async def test_a_silent_broker_is_given_up_on_after_the_silence_not_the_deadline() -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(BrokerUnavailable) as raised:
         await gate(FakeProducer(ack_after_s=None)).publish(b"k", b"v", timeout_s=5.0)
-    elapsed = loop.time() - started
-    assert BROKER_SLOW_S <= elapsed < BROKER_SLOW_S + 0.5
+    assert SILENCE_S <= loop.time() - started < SILENCE_S + 0.5
     assert "retry with the same idempotency_key" in raised.value.message
     assert raised.value.retry_after_s == 2.0
 
 
-async def test_a_slow_broker_that_acknowledges_others_is_waited_for() -> None:
-    # One record takes 2.5 s, while others are acknowledged all along.
+async def test_a_lone_publish_acknowledged_within_the_silence_succeeds() -> None:
+    broker = gate(FakeProducer(ack_after_s=SILENCE_S * 0.7))
+    assert await elapsed_of(broker.publish(b"k", b"v", timeout_s=5.0)) >= SILENCE_S * 0.7
+
+
+async def test_a_slow_record_on_a_partition_that_still_acknowledges_is_waited_for() -> None:
+    # One record takes 2.5 s, while others on its partition are acknowledged.
     broker = gate(FakeProducer(ack_after_s=0.1, slow={b"slow": 2.5}))
-    await broker.publish(b"k", b"first", timeout_s=5.0)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    slow = asyncio.create_task(broker.publish(b"k", b"slow", timeout_s=5.0))
+    slow = asyncio.create_task(elapsed_of(broker.publish(b"k", b"slow", timeout_s=5.0)))
     others = 0
     while not slow.done():
         await broker.publish(b"k", b"other", timeout_s=5.0)
         others += 1
-    await slow  # acknowledged, not given up on
-    assert loop.time() - started >= 2.5
+    assert await slow >= 2.5  # acknowledged, not given up on
     assert others >= 10
+
+
+async def test_a_dead_partition_leader_is_given_up_on_while_others_acknowledge() -> None:
+    dead_key, live_key = keys_on_two_partitions()
+    broker = gate(FakeProducer(ack_after_s=0.05, dead={partition_of(dead_key)}), threshold=100)
+    waiting = asyncio.create_task(broker.publish(dead_key, b"v", timeout_s=5.0))
+    while not waiting.done():
+        await broker.publish(live_key, b"v", timeout_s=5.0)
+    with pytest.raises(BrokerUnavailable):
+        await waiting
 
 
 async def test_silent_publishes_open_the_breaker_and_later_calls_fail_at_once() -> None:

@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from ..config import ConfigError
 from ..runtime import raise_open_file_limit
 from .launcher import LocalStack, StackConfig
@@ -95,7 +97,7 @@ def main() -> None:
                 print(f"{child.name} exited; restarting it", file=sys.stderr, flush=True)
                 try:
                     stack.restart(child, down_s=1.0)
-                except (RuntimeError, TimeoutError) as exc:
+                except (RuntimeError, TimeoutError, KafkaError) as exc:
                     print(f"{child.name} did not come back: {exc}", file=sys.stderr)
             time.sleep(0.5)
     finally:

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import signal
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import Child, free_port, run_once
+from .processes import Child, free_ports, run_once
 
+MIN_JAVA = 17
 # The broker class and the storage formatter of Kafka 4.x.
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -43,14 +46,24 @@ class KafkaNode:
 
 
 def java_binary() -> str:
-    """``$JAVA_HOME/bin/java`` when set, else ``java`` on the PATH."""
+    """``$JAVA_HOME/bin/java`` when set, else ``java`` on the PATH; Kafka 4
+    needs Java 17 or newer."""
     home = os.environ.get("JAVA_HOME")
     if home and os.access(Path(home) / "bin" / "java", os.X_OK):
-        return str(Path(home) / "bin" / "java")
-    found = shutil.which("java")
-    if found is None:
-        raise FileNotFoundError("java not found; run `make setup` to install a JDK")
-    return found
+        java = str(Path(home) / "bin" / "java")
+    else:
+        found = shutil.which("java")
+        if found is None:
+            raise FileNotFoundError("java not found; run `make setup` to install a JDK")
+        java = found
+    version = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)', version)
+    if match is None or int(match.group(1)) < MIN_JAVA:
+        raise RuntimeError(
+            f"{java} is not Java {MIN_JAVA}+ ({version.strip()[:60]!r}); "
+            "set JAVA_HOME to a newer one or run `make setup`"
+        )
+    return java
 
 
 def check_libs(libs: Path) -> None:
@@ -62,11 +75,12 @@ def check_libs(libs: Path) -> None:
 
 
 def plan_nodes(root: Path, count: int) -> list[KafkaNode]:
+    ports = free_ports(2 * count)
     nodes = []
     for node_id in range(1, count + 1):
         home = root / f"kafka-{node_id}"
         home.mkdir(parents=True, exist_ok=True)
-        nodes.append(KafkaNode(node_id, free_port(), free_port(), home))
+        nodes.append(KafkaNode(node_id, ports[2 * node_id - 2], ports[2 * node_id - 1], home))
     return nodes
 
 

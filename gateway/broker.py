@@ -23,8 +23,8 @@ import functools
 from typing import cast
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState

@@ -14,11 +14,12 @@ import uuid
 import asyncpg
 import grpc
 import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import reservation_id_for
-from ticketing_common.ledger import committed_offsets, end_offsets, read_topic
+from ticketing_common.ledger import committed_offsets, read_topic, topic_partitions
 from ticketing_common.locks import EventLocks
 from ticketing_common.stack import LocalStack
 from ticketing_common.stack.processes import Child
@@ -237,30 +238,40 @@ async def test_backends_terminated_in_the_middle_of_a_batch(
 async def test_gateway_killed_after_the_ack_and_before_the_answer(
     fault_stack: LocalStack, fault_channel: grpc.aio.Channel, fault_pool: asyncpg.Pool
 ) -> None:
-    """Gateways pause 300 ms between the broker's ack and their answer; one is
-    killed inside that pause. Its callers retry with the same key."""
+    """Gateways pause 300 ms between the broker's ack and their answer. Callers
+    talk to one gateway directly; it is killed inside that pause, once the
+    first acks are in, and restarted as an orchestrator would. Its callers
+    retry with the same key."""
     event_id = await new_event(fault_channel, seats=10)
     users = 40
     victim = fault_stack.find("gateway-0")
+    assert victim.health_address is not None
     keys = {f"retrier-{n}": uuid.uuid4().hex for n in range(users)}
     topic = fault_stack.kafka.requests_topic
-    before = sum((await end_offsets(fault_stack.kafka_bootstrap, topic)).values())
-    attempts = [
-        asyncio.create_task(reserve_until_queued(fault_channel, event_id, name, key))
-        for name, key in keys.items()
-    ]
-    # The first acks are in: their callers are in the pause. Kill it there.
-    async with asyncio.timeout(30):
-        while sum((await end_offsets(fault_stack.kafka_bootstrap, topic)).values()) == before:
-            await asyncio.sleep(0.01)
-    os.kill(victim.pid, signal.SIGKILL)
-    replies = await asyncio.gather(*attempts)
-    await asyncio.to_thread(fault_stack.restart, victim)
+    offsets = AIOKafkaConsumer(bootstrap_servers=fault_stack.kafka_bootstrap)
+    await offsets.start()
+    direct = grpc.aio.insecure_channel(victim.health_address)
+    try:
+        partitions = await topic_partitions(offsets, topic)
+        before = sum((await offsets.end_offsets(partitions)).values())
+        attempts = [
+            asyncio.create_task(reserve_until_queued(direct, event_id, name, key))
+            for name, key in keys.items()
+        ]
+        async with asyncio.timeout(30):
+            while sum((await offsets.end_offsets(partitions)).values()) == before:
+                await asyncio.sleep(0.005)
+        os.kill(victim.pid, signal.SIGKILL)
+        await asyncio.to_thread(fault_stack.restart, victim)
+        replies = await asyncio.gather(*attempts)
+    finally:
+        await offsets.stop()
+        await direct.close(None)
 
     for (name, key), (rid, _, _) in zip(keys.items(), replies, strict=True):
         assert rid == reservation_id_for(name, key, event_id)
     retried = {rid for rid, tries, _ in replies if tries > 1}
-    assert retried, "no call reached the killed gateway"
+    assert retried == {rid for rid, *_ in replies}  # every call was cut off by the kill
     finals = await asyncio.gather(
         *(watch_until_terminal(fault_channel, rid) for rid, *_ in replies)
     )

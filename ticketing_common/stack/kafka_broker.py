@@ -150,8 +150,10 @@ logger.request.level = warn
 
 
 def jvm_options(heap: str) -> list[str]:
-    """A fixed small heap, and few GC and JIT threads: the broker shares two
-    cores with everything else."""
+    """A fixed small heap, the serial collector and the C1 compiler only: the
+    broker shares two cores with everything else. (With C2 as well, the
+    spike, steady-rate and ceiling benchmarks came out no better on two
+    cores, and an idle broker kept compiling for minutes.)"""
     return [
         f"-Xms{heap}",
         f"-Xmx{heap}",

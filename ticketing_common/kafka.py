@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     TopicAlreadyExistsError,
+    for_code,
 )
 from google.protobuf.message import DecodeError
 
@@ -78,6 +78,7 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -
     """
     names = (settings.requests_topic, settings.results_topic, settings.dead_letter_topic)
     deadline = asyncio.get_running_loop().time() + retry_for_s
+    brokers: list[Any] = []
     while True:
         admin = AIOKafkaAdminClient(
             bootstrap_servers=settings.bootstrap, client_id="ticketing-admin"
@@ -93,20 +94,26 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -
                     if name not in existing
                 ]
                 if wanted:
-                    # Another process may have created them since we listed.
-                    with contextlib.suppress(TopicAlreadyExistsError):
-                        await admin.create_topics(wanted)
+                    response = await admin.create_topics(wanted)
+                    for topic, code, *_ in response.topic_errors:
+                        # Another process may have created it since we listed.
+                        if code not in (0, TopicAlreadyExistsError.errno):
+                            raise for_code(code)(f"cannot create topic {topic}")
                     log.info("topics_created", topics=[t.name for t in wanted])
                 if _all_led(await admin.describe_topics(list(names)), len(names)):
                     return
         except KafkaError as exc:
-            if asyncio.get_running_loop().time() > deadline:
+            if not exc.retriable or asyncio.get_running_loop().time() > deadline:
                 raise
             log.info("kafka_not_ready", error=repr(exc))
         finally:
             await admin.close()
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"Kafka at {settings.bootstrap}: topics not ready in {retry_for_s}s")
+            raise TimeoutError(
+                f"Kafka at {settings.bootstrap}: topics not ready in {retry_for_s:.0f} s "
+                f"({len(brokers)} brokers registered, replication factor "
+                f"{settings.replication_factor})"
+            )
         await asyncio.sleep(0.3)
 
 

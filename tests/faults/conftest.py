@@ -25,11 +25,22 @@ FAULT_SETTINGS = {
 }
 
 
+def own_servers(config: StackConfig) -> StackConfig:
+    """The fault tests kill and restart PostgreSQL, Redis and Kafka: they
+    always start their own, whatever TICKETING_*_DSN/URL/BOOTSTRAP name."""
+    return dataclasses.replace(
+        config,
+        listen_port=0,
+        postgres_dsn=None,
+        redis_url=None,
+        kafka_bootstrap=None,
+        service_env=dict(FAULT_SETTINGS),
+    )
+
+
 @pytest.fixture(scope="module")
 def fault_stack() -> Iterator[LocalStack]:
-    config = dataclasses.replace(
-        StackConfig.from_env(), listen_port=0, service_env=dict(FAULT_SETTINGS)
-    )
+    config = own_servers(StackConfig.from_env())
     with LocalStack(config) as running:
         yield running
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import uuid
 
 import asyncpg
 import grpc
 import pytest
 
+from ticketing.v1 import notifier_service_pb2
+from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.stack import LocalStack
 
-from ..helpers import create_event, reservations_stub
+from ..helpers import consumers_paused, create_event, notifier_stub, reservations_stub
 from .client import (
     RETRY_EVERY,
     SEATS_RUSH,
@@ -26,6 +29,7 @@ from .client import (
     assert_all_in_queue,
     assert_exact_outcome,
     finals_of,
+    reserve_until_queued,
     rush,
 )
 
@@ -62,6 +66,26 @@ async def test_broker_killed_mid_rush_and_restarted_loses_nothing_acknowledged(
     # Every QUEUED answer, before the kill or after the restart, is in the queue.
     await assert_all_in_queue(fault_stack, log.queued)
     await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS_RUSH)
+    await assert_notifier_reads_requests(fault_stack, fault_channel)
+
+
+async def assert_notifier_reads_requests(stack: LocalStack, channel: grpc.aio.Channel) -> None:
+    """The notifier's requests feed followed the broker through its restart:
+    a request nobody has decided yet is streamed as QUEUED, which only that
+    feed can know (PostgreSQL has no row for it)."""
+    event = await create_event(reservations_stub(channel), capacity=1, per_user_limit=1)
+    first: pb.Reservation | None = None
+    with consumers_paused(stack):
+        rid, _, _ = await reserve_until_queued(channel, event.event_id, "late", uuid.uuid4().hex)
+        call = notifier_stub(channel).WatchReservation(
+            notifier_service_pb2.WatchReservationRequest(reservation_id=rid), timeout=10
+        )
+        async for message in call:
+            first = message.reservation
+            break
+        call.cancel()
+    assert first is not None
+    assert first.status == pb.RESERVATION_STATUS_QUEUED
 
 
 async def test_broker_down_for_10_s_answers_unavailable_never_queued(

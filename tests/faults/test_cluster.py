@@ -31,7 +31,7 @@ from .client import (
     finals_of,
     rush,
 )
-from .conftest import FAULT_SETTINGS
+from .conftest import own_servers
 
 KILL_AFTER = 300
 
@@ -42,14 +42,8 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def cluster_stack() -> Iterator[LocalStack]:
     config = dataclasses.replace(
-        StackConfig.from_env(),
-        listen_port=0,
-        kafka_nodes=3,
-        kafka_heap="256m",
-        service_env=dict(FAULT_SETTINGS),
+        own_servers(StackConfig.from_env()), kafka_nodes=3, kafka_heap="256m"
     )
-    if config.kafka_bootstrap:
-        pytest.fail("the cluster test starts its own Kafka: unset TICKETING_KAFKA_BOOTSTRAP")
     with LocalStack(config) as running:
         yield running
 

@@ -141,11 +141,13 @@ class LocalStack:
                 self.kafka_bootstrap = self.config.kafka_bootstrap
             else:
                 self.kafka_bootstrap = self._start_kafka()
-                # Topics as replicated as the local cluster allows, unless set.
+                # Topics as replicated as the local cluster allows (3 copies
+                # at most), or as set, but never more than it has nodes.
+                nodes = self.config.kafka_nodes
+                wanted = self.kafka.replication_factor
                 if Env().raw("TOPIC_REPLICATION") is None:
-                    self.kafka = dataclasses.replace(
-                        self.kafka, replication_factor=min(3, self.config.kafka_nodes)
-                    )
+                    wanted = 3
+                self.kafka = dataclasses.replace(self.kafka, replication_factor=min(wanted, nodes))
             self.kafka = dataclasses.replace(self.kafka, bootstrap=self.kafka_bootstrap)
             asyncio.run(ensure_topics(self.kafka))
             self._start_services()

@@ -47,7 +47,7 @@ async def run(settings: ConsumerSettings) -> None:
             max_poll_records=settings.max_batch,
             # A long-poll: the broker answers a fetch as soon as there is data
             # and holds an idle one this long, so an idle consumer sleeps.
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.session_timeout_ms // 3,
         )
@@ -91,6 +91,7 @@ async def run(settings: ConsumerSettings) -> None:
             poll_timeout_ms=settings.poll_timeout_ms,
             retry_backoff_s=settings.retry_backoff_s,
             max_attempts=settings.max_attempts,
+            linger_s=settings.kafka.fetch_linger_ms / 1000,
             fault_delay_s=settings.fault_delay_ms / 1000,
         )
         consumer.subscribe([settings.kafka.requests_topic], listener=loop)

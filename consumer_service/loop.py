@@ -88,6 +88,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         retry_backoff_s: float,
         max_attempts: int,
         fault_delay_s: float = 0.0,
+        linger_s: float = 0.0,
     ) -> None:
         self._consumer = consumer
         self._processor = processor
@@ -99,6 +100,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._retry_backoff_s = retry_backoff_s
         self._max_attempts = max_attempts
         self._fault_delay_s = fault_delay_s
+        self._linger_s = linger_s
         self._in_batch = asyncio.Lock()
         self._stopping = asyncio.Event()
         # Partitions being re-read one record at a time, up to these offsets.
@@ -138,6 +140,9 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             if failures:
                 # Outside the batch lock: a rebalance need not wait for our backoff.
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
+            elif self._linger_s:
+                # Let the next records gather (see KafkaSettings.fetch_linger_ms).
+                await asyncio.sleep(self._linger_s)
 
     async def _handle(self, batch: Batch) -> bool:
         """Processes and commits one batch; False if it must be retried."""

@@ -29,9 +29,6 @@ class ConsumerSettings:
     # Ceiling on decisions per second for this consumer; 0 means unlimited.
     max_decisions_per_s: int = 0
     session_timeout_ms: int = 10_000
-    # How long the broker holds a fetch that finds nothing (a long-poll: it
-    # answers as soon as a record arrives).
-    fetch_max_wait_ms: int = 500
     # Fault-injection aid for tests, 0 in production: a pause after taking an
     # event's lock and after publishing a batch's results, widening the windows
     # in which a crash or a stall matters most.
@@ -57,7 +54,6 @@ class ConsumerSettings:
             max_decisions_per_s=env.integer(
                 "MAX_DECISIONS_PER_S", cls.max_decisions_per_s, minimum=0
             ),
-            fetch_max_wait_ms=env.integer("FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, minimum=1),
             session_timeout_ms=env.integer(
                 "CONSUMER_SESSION_TIMEOUT_MS", cls.session_timeout_ms, minimum=1_000
             ),

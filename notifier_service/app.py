@@ -33,6 +33,8 @@ async def run(settings: NotifierSettings) -> None:
             client_id=f"notifier-{instance}",
             seek=seek_to_end,
             handle=on_result(hub, pending),
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            linger_s=kafka.fetch_linger_ms / 1000,
         )
         requests = Feed(
             kafka.bootstrap,
@@ -40,6 +42,8 @@ async def run(settings: NotifierSettings) -> None:
             client_id=f"notifier-{instance}",
             seek=seek_to_group_commits(kafka.bootstrap, kafka.consumer_group),
             handle=on_request(hub, pending),
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
+            linger_s=kafka.fetch_linger_ms / 1000,
         )
         for feed in (results, requests):
             await feed.start()

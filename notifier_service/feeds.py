@@ -53,7 +53,9 @@ class Feed:
         seek: Seek,
         handle: Callable[[ConsumerRecord[bytes, bytes]], None],
         fetch_max_wait_ms: int = 500,
+        linger_s: float = 0.0,
     ) -> None:
+        self._linger_s = linger_s
         self._topic = topic
         self._seek = seek
         self._handle = handle
@@ -118,6 +120,8 @@ class Feed:
             if batch:
                 async with self._progress:
                     self._progress.notify_all()
+                # Let the next records gather (see KafkaSettings.fetch_linger_ms).
+                await asyncio.sleep(self._linger_s)
 
     async def catch_up(self, timeout_s: float) -> bool:
         """Waits until everything the broker held when called has been handled;

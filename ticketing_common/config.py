@@ -69,6 +69,14 @@ class KafkaSettings:
     consumer_group: str = "ticketing-consumer"
     partitions: int = 6
     replication_factor: int = 1
+    # Readers (consumers, notifier feeds) long-poll: the broker holds a fetch
+    # that finds nothing this long, and answers as soon as a record arrives.
+    fetch_max_wait_ms: int = 500
+    # After handling a batch, a reader lets records gather this long before
+    # it takes the next: under load that is one fetch (and one decision
+    # transaction) per many records instead of one per few, at a cost of at
+    # most this much latency.
+    fetch_linger_ms: int = 5
 
     @classmethod
     def from_env(cls, env: Env) -> KafkaSettings:
@@ -80,6 +88,8 @@ class KafkaSettings:
             consumer_group=env.text("CONSUMER_GROUP", cls.consumer_group),
             partitions=env.integer("TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env.integer("TOPIC_REPLICATION", cls.replication_factor, minimum=1),
+            fetch_max_wait_ms=env.integer("FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, minimum=1),
+            fetch_linger_ms=env.integer("FETCH_LINGER_MS", cls.fetch_linger_ms, minimum=0),
         )
 
 

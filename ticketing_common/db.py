@@ -73,6 +73,15 @@ async def migrate(conn: Connection) -> list[int]:
     return applied
 
 
+# asyncpg prepares every statement, and after five runs PostgreSQL may switch
+# a prepared statement to a generic plan, made without the parameters' values.
+# For the decision statements (arrays of a batch's ids and users, unnested)
+# that plan is far worse: measured at a steady 1,000 Reserve/s, decisions took
+# p50 0.4 s / p99 2.3 s with generic plans and 44 ms / 84 ms with custom ones,
+# with a third of PostgreSQL's CPU. Planning each run costs far less.
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -92,6 +101,7 @@ async def create_pool(
                 timeout=connect_timeout_s,
                 command_timeout=30,
                 max_inactive_connection_lifetime=300,
+                server_settings=SERVER_SETTINGS,
             )
             break
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):

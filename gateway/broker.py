@@ -33,7 +33,6 @@ from ticketing_common.errors import BrokerUnavailable
 
 CIRCUIT = "broker"
 CLOSED = "closed"
-BROKER_SLOW_S = 1.0
 
 
 class CallerDeadline(Exception):
@@ -93,10 +92,10 @@ class BrokerGate:
                     async with asyncio.timeout(timeout_s):
                         return await self._acknowledged(key, value)
                 except TimeoutError:
-                    # A broker that could not acknowledge within a second (or
-                    # the whole publish timeout, if shorter) is failing; one
-                    # that merely outlasted a caller's tight deadline is not.
-                    if timeout_s < min(self._publish_timeout_s, BROKER_SLOW_S):
+                    # A broker that could not acknowledge within the silence
+                    # (or the whole publish timeout, if shorter) is failing;
+                    # one that merely outlasted a caller's tight deadline is not.
+                    if timeout_s < min(self._publish_timeout_s, self._silence_s):
                         raise CallerDeadline from None
                     raise
         except OpenedState as exc:

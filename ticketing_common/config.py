@@ -35,7 +35,9 @@ class Env:
         value = self.raw(name)
         return default if value is None else value
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -45,6 +47,8 @@ class Env:
             raise ConfigError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
         if minimum is not None and parsed < minimum:
             raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {parsed}")
+        if maximum is not None and parsed > maximum:
+            raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {parsed}")
         return parsed
 
     def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
@@ -75,7 +79,8 @@ class KafkaSettings:
     # After handling a batch, a reader lets records gather this long before
     # it takes the next: under load that is one fetch (and one decision
     # transaction) per many records instead of one per few, at a cost of at
-    # most this much latency.
+    # most this much latency per reader (a request passes two: the consumer
+    # and the notifier's results feed).
     fetch_linger_ms: int = 5
 
     @classmethod
@@ -89,7 +94,9 @@ class KafkaSettings:
             partitions=env.integer("TOPIC_PARTITIONS", cls.partitions, minimum=1),
             replication_factor=env.integer("TOPIC_REPLICATION", cls.replication_factor, minimum=1),
             fetch_max_wait_ms=env.integer("FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, minimum=1),
-            fetch_linger_ms=env.integer("FETCH_LINGER_MS", cls.fetch_linger_ms, minimum=0),
+            fetch_linger_ms=env.integer(
+                "FETCH_LINGER_MS", cls.fetch_linger_ms, minimum=0, maximum=1_000
+            ),
         )
 
 

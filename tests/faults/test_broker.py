@@ -108,7 +108,7 @@ async def test_broker_down_for_10_s_answers_unavailable_never_queued(
     while_down = [a for a in log.answers if killed_at < a.started and a.at < restarted_at]
     assert len(while_down) >= 100
     assert {a.code for a in while_down} == {grpc.StatusCode.UNAVAILABLE}
-    assert max(a.elapsed_s for a in while_down) < 4.0
+    assert max(a.elapsed_s for a in while_down) < 5.0
     # Once the gateways' breakers opened, they answered at once with a retry hint.
     fast = [a for a in while_down if a.elapsed_s < 0.5 and (a.retry_after_ms or 0) > 0]
     assert len(fast) >= len(while_down) // 2

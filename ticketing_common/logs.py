@@ -20,15 +20,32 @@ _LEVELS = {
 
 
 def configure(service: str, level: str = "info") -> None:
+    """JSON lines on stderr for our own loggers and for every library's
+    standard-library logging (aiokafka, asyncpg, grpc): one format to parse."""
     numeric = _LEVELS.get(level.lower(), logging.INFO)
-    logging.basicConfig(
-        stream=sys.stderr, level=max(numeric, logging.WARNING), format="%(message)s"
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # Libraries speak at warning and above: their info lines are noise here.
+    root.setLevel(max(numeric, logging.WARNING))
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),

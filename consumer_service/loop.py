@@ -142,8 +142,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
             elif self._linger_s and not self._isolating:
                 # Let the next records gather (see KafkaSettings.fetch_linger_ms).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._linger_s)
+                await self._sleep(self._linger_s)
 
     async def _handle(self, batch: Batch) -> bool:
         """Processes and commits one batch; False if it must be retried."""

@@ -52,8 +52,8 @@ class Feed:
         client_id: str,
         seek: Seek,
         handle: Callable[[ConsumerRecord[bytes, bytes]], None],
-        fetch_max_wait_ms: int = 500,
-        linger_s: float = 0.0,
+        fetch_max_wait_ms: int,
+        linger_s: float,
     ) -> None:
         self._linger_s = linger_s
         self._topic = topic

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -68,6 +68,38 @@ async def start_with_retry(client: Startable, *, retry_for_s: float = 30.0) -> N
             await asyncio.sleep(0.5)
 
 
+T = TypeVar("T")
+
+
+class NotReady(Exception):
+    """An admin step found the cluster not ready yet; the message says how."""
+
+
+async def with_admin(
+    bootstrap: str, step: Callable[[AIOKafkaAdminClient], Awaitable[T]], *, retry_for_s: float
+) -> T:
+    """Runs ``step`` with a fresh admin client until it succeeds, retrying
+    retriable Kafka errors and ``NotReady`` for ``retry_for_s``."""
+    deadline = asyncio.get_running_loop().time() + retry_for_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="ticketing-admin")
+        try:
+            await admin.start()
+            return await step(admin)
+        except (KafkaError, NotReady) as exc:
+            retriable = isinstance(exc, NotReady) or exc.retriable
+            if not retriable or asyncio.get_running_loop().time() > deadline:
+                if isinstance(exc, NotReady):
+                    raise TimeoutError(
+                        f"Kafka at {bootstrap}: {exc} after {retry_for_s:.0f} s"
+                    ) from None
+                raise
+            log.info("kafka_not_ready", error=repr(exc))
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.3)
+
+
 async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -> None:
     """Creates the requests, results and dead-letter topics if they do not
     exist yet, and returns once every partition of each has a leader.
@@ -77,44 +109,31 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -
     factor) has registered, and would refuse the topics.
     """
     names = (settings.requests_topic, settings.results_topic, settings.dead_letter_topic)
-    deadline = asyncio.get_running_loop().time() + retry_for_s
-    brokers: list[Any] = []
-    while True:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap, client_id="ticketing-admin"
-        )
-        try:
-            await admin.start()
-            brokers = (await admin.describe_cluster())["brokers"]
-            if len(brokers) >= settings.replication_factor:
-                existing = set(await admin.list_topics())
-                wanted = [
-                    NewTopic(name, settings.partitions, settings.replication_factor)
-                    for name in names
-                    if name not in existing
-                ]
-                if wanted:
-                    response = await admin.create_topics(wanted)
-                    for topic, code, *_ in response.topic_errors:
-                        # Another process may have created it since we listed.
-                        if code not in (0, TopicAlreadyExistsError.errno):
-                            raise for_code(code)(f"cannot create topic {topic}")
-                    log.info("topics_created", topics=[t.name for t in wanted])
-                if _all_led(await admin.describe_topics(list(names)), len(names)):
-                    return
-        except KafkaError as exc:
-            if not exc.retriable or asyncio.get_running_loop().time() > deadline:
-                raise
-            log.info("kafka_not_ready", error=repr(exc))
-        finally:
-            await admin.close()
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(
-                f"Kafka at {settings.bootstrap}: topics not ready in {retry_for_s:.0f} s "
-                f"({len(brokers)} brokers registered, replication factor "
-                f"{settings.replication_factor})"
+
+    async def step(admin: AIOKafkaAdminClient) -> None:
+        brokers = (await admin.describe_cluster())["brokers"]
+        if len(brokers) < settings.replication_factor:
+            raise NotReady(
+                f"{len(brokers)} brokers registered, replication factor "
+                f"{settings.replication_factor}"
             )
-        await asyncio.sleep(0.3)
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.partitions, settings.replication_factor)
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            response = await admin.create_topics(wanted)
+            for topic, code, *_ in response.topic_errors:
+                # Another process may have created it since we listed.
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(code)(f"cannot create topic {topic}")
+            log.info("topics_created", topics=[t.name for t in wanted])
+        if not _all_led(await admin.describe_topics(list(names)), len(names)):
+            raise NotReady("topic partitions without a leader")
+
+    await with_admin(settings.bootstrap, step, retry_for_s=retry_for_s)
 
 
 def _all_led(topics: Sequence[dict[str, Any]], count: int) -> bool:
@@ -136,24 +155,16 @@ async def group_offsets(
     not available until the offsets topic exists and has a leader (a new
     cluster creates it on first use), and it moves when its broker fails.
     """
-    deadline = asyncio.get_running_loop().time() + retry_for_s
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="ticketing-admin")
-        try:
-            await admin.start()
-            found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
-            if set(found) != set(partitions):
-                # A group-level error (coordinator loading or moved) comes
-                # back as an answer without partitions, not as an exception.
-                raise GroupCoordinatorNotAvailableError(f"no offsets for {group} yet")
-            return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
-        except KafkaError as exc:
-            if not exc.retriable or asyncio.get_running_loop().time() > deadline:
-                raise
-            log.info("group_offsets_retry", group=group, error=repr(exc))
-        finally:
-            await admin.close()
-        await asyncio.sleep(0.3)
+
+    async def step(admin: AIOKafkaAdminClient) -> dict[TopicPartition, int | None]:
+        found = await admin.list_consumer_group_offsets(group, partitions=list(partitions))
+        if set(found) != set(partitions):
+            # A group-level error (coordinator loading or moved) comes back
+            # as an answer without partitions, not as an exception.
+            raise GroupCoordinatorNotAvailableError(f"no offsets for {group} yet")
+        return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
+
+    return await with_admin(bootstrap, step, retry_for_s=retry_for_s)
 
 
 def encode_request(request: Request) -> bytes:

@@ -52,13 +52,13 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml
 	@touch $@
 
 run: setup
-	$(BIN)/python -m ticketing_common.stack
+	$(BIN)/python -m ticketing_tools.stack
 
 test: setup
 	$(BIN)/python -m pytest
 
 test-unit: setup
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -m "not stack"
 
 $(BUF):
 	npm install --prefix .tools --no-save --no-package-lock --silent @bufbuild/buf
@@ -86,15 +86,15 @@ dlq: setup
 # The seed scenario, both designs and the gRPC ceiling (BENCHMARKS.md); against
 # the running `make run` stack, or a stack of its own when none runs.
 demo: setup
-	@$(STACK_ENV) $(BIN)/python -m ticketing_common.demo $(ARGS)
+	@$(STACK_ENV) $(BIN)/python -m ticketing_tools.demo $(ARGS)
 
 # What an idle stack costs: a stack of its own, settled, then each process's
 # CPU over 30 s (BENCHMARKS.md).
 idle: setup
-	$(BIN)/python -m ticketing_common.idle $(ARGS)
+	$(BIN)/python -m ticketing_tools.idle $(ARGS)
 
 proto: setup
-	$(BIN)/python -m ticketing_common.protogen
+	$(BIN)/python -m ticketing_tools.protogen
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -29,7 +29,8 @@ from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from .failures import is_transient
+from ticketing_common.failures import is_transient
+
 from .worker import BatchProcessor
 
 log = structlog.get_logger(__name__)

@@ -22,14 +22,13 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from ticketing.v1 import queue_pb2
-from ticketing_common.applier import Applier, decide_fenced
+from ticketing_common.codecs import UndecodableRecord, decode_request, salvage
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Reservation
-from ticketing_common.kafka import UndecodableRecord, decode_request, salvage
-from ticketing_common.locks import EventLocks
-
-from .failures import is_transient
+from ticketing_common.failures import is_transient
+from ticketing_common.storage.applier import Applier, decide_fenced
+from ticketing_common.storage.locks import EventLocks
 
 log = structlog.get_logger(__name__)
 

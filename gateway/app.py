@@ -8,11 +8,11 @@ import redis.asyncio as redis
 
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
-from ticketing_common.applier import Applier
-from ticketing_common.db import create_pool
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
-from ticketing_common.locks import EventLocks
+from ticketing_common.storage.applier import Applier
+from ticketing_common.storage.db import create_pool
+from ticketing_common.storage.locks import EventLocks
 
 from .broker import BrokerGate
 from .events import EventDirectory

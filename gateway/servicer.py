@@ -12,6 +12,7 @@ import structlog
 
 from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
+from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.domain import Status, reservation_id_for
 from ticketing_common.errors import (
@@ -20,7 +21,6 @@ from ticketing_common.errors import (
     NotFound,
     Unimplemented,
 )
-from ticketing_common.kafka import encode_request
 
 from .broker import BrokerGate
 from .events import EventDirectory

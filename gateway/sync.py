@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import asyncpg
 import redis.exceptions
 
-from ticketing_common.applier import Applier, decide_fenced
 from ticketing_common.decisions import Request
 from ticketing_common.domain import Reservation, reservation_id_for
 from ticketing_common.errors import DependencyUnavailable, StaleFencingToken
-from ticketing_common.locks import EventLocks, LockNotAcquired
+from ticketing_common.storage.applier import Applier, decide_fenced
+from ticketing_common.storage.locks import EventLocks, LockNotAcquired
 
 from .validation import ValidReserve
 

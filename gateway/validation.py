@@ -7,9 +7,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
+from ticketing_common.codecs import MAX_TEXT  # one limit for the gateway and the queue
 from ticketing_common.domain import parse_uuid
 from ticketing_common.errors import InvalidArgument
-from ticketing_common.kafka import MAX_TEXT  # one limit for the gateway and the queue
 
 
 @dataclass(frozen=True, slots=True)

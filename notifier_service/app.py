@@ -7,8 +7,8 @@ from contextlib import AsyncExitStack
 
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
-from ticketing_common.db import create_pool
 from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.storage.db import create_pool
 
 from .feeds import Feed, on_request, on_result, seek_to_end, seek_to_group_commits
 from .hub import PendingRequests, WatchHub

@@ -21,13 +21,9 @@ from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
+from ticketing_common.codecs import UndecodableRecord, decode_request
 from ticketing_common.domain import Status, timestamp
-from ticketing_common.kafka import (
-    UndecodableRecord,
-    decode_request,
-    group_offsets,
-    start_with_retry,
-)
+from ticketing_common.kafka import group_offsets, start_with_retry
 
 from .hub import PendingRequests, WatchHub
 

@@ -21,7 +21,7 @@ from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status, parse_uuid
 from ticketing_common.errors import DependencyUnavailable, NotFound, Unavailable
-from ticketing_common.queries import fetch_reservation
+from ticketing_common.storage.queries import fetch_reservation
 
 from .feeds import Feed
 from .hub import PendingRequests, WatchHub

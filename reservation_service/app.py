@@ -6,8 +6,8 @@ from contextlib import AsyncExitStack
 
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
-from ticketing_common.db import create_pool
 from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.storage.db import create_pool
 
 from .servicer import ReservationServicer
 from .settings import ReservationSettings

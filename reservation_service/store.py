@@ -8,7 +8,7 @@ from datetime import timedelta
 import asyncpg
 
 from ticketing_common.domain import Event, Reservation
-from ticketing_common.queries import EVENT_COLUMNS, fetch_event, fetch_reservation
+from ticketing_common.storage.queries import EVENT_COLUMNS, fetch_event, fetch_reservation
 
 
 class Store:

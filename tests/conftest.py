@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from ticketing_common.stack import LocalStack, StackConfig
+from ticketing_tools.stack import LocalStack, StackConfig
 
 from .helpers import (
     Gateway,
@@ -20,6 +20,16 @@ from .helpers import (
     notifier_stub,
     reservations_stub,
 )
+
+STACK_FIXTURES = frozenset({"stack", "fault_stack", "cluster_stack"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that starts or uses a local stack, so
+    ``pytest -m "not stack"`` (``make test-unit``) runs the rest in seconds."""
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")

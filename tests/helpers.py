@@ -23,8 +23,8 @@ from ticketing.v1 import (
 )
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
-from ticketing_common.ledger import committed_offsets, end_offsets
-from ticketing_common.stack import LocalStack
+from ticketing_tools.ledger import committed_offsets, end_offsets
+from ticketing_tools.stack import LocalStack
 
 if TYPE_CHECKING:  # the asyncio flavour of the stubs, as mypy-protobuf types it
     Gateway: TypeAlias = gateway_service_pb2_grpc.GatewayServiceAsyncStub

@@ -1,11 +1,9 @@
-"""Kafka helpers: producer settings, topic creation, record codecs."""
+"""Kafka clients: the producer's settings, topic creation, committed offsets."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -18,18 +16,10 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     for_code,
 )
-from google.protobuf.message import DecodeError
-
-from ticketing.v1 import queue_pb2
 
 from .config import KafkaSettings
-from .decisions import Request
-from .domain import from_timestamp, timestamp
 
 log = structlog.get_logger(__name__)
-
-# Longest user_id / idempotency_key the gateway accepts.
-MAX_TEXT = 128
 
 
 def new_producer(
@@ -165,100 +155,3 @@ async def group_offsets(
         return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
 
     return await with_admin(bootstrap, step, retry_for_s=retry_for_s)
-
-
-def encode_request(request: Request) -> bytes:
-    return queue_pb2.ReservationRequested(
-        reservation_id=request.reservation_id,
-        event_id=request.event_id,
-        user_id=request.user_id,
-        quantity=request.quantity,
-        idempotency_key=request.idempotency_key,
-        accept_time=timestamp(request.accepted_at),
-    ).SerializeToString()
-
-
-class UndecodableRecord(ValueError):
-    pass
-
-
-def decode_request(value: bytes | None, *, partition: int, offset: int) -> Request:
-    """Decodes and sanity-checks one requests-topic record."""
-    if value is None:
-        raise UndecodableRecord("empty record")
-    message = queue_pb2.ReservationRequested()
-    try:
-        message.ParseFromString(value)
-    except DecodeError as exc:
-        raise UndecodableRecord(f"not a ReservationRequested: {exc}") from None
-    if not (
-        message.reservation_id
-        and message.event_id
-        and message.user_id
-        and message.quantity >= 1
-        and message.HasField("accept_time")
-    ):
-        raise UndecodableRecord("ReservationRequested misses required fields")
-    try:
-        reservation_id = str(uuid.UUID(message.reservation_id))
-        event_id = str(uuid.UUID(message.event_id))
-    except ValueError:
-        raise UndecodableRecord("reservation_id and event_id must be UUIDs") from None
-    for name, text in (("user_id", message.user_id), ("idempotency_key", message.idempotency_key)):
-        if len(text) > MAX_TEXT or "\x00" in text:
-            raise UndecodableRecord(f"{name} is longer than {MAX_TEXT} or holds NUL")
-    try:
-        accepted_at: datetime = from_timestamp(message.accept_time)
-    except (ValueError, OverflowError):
-        raise UndecodableRecord("accept_time is out of range") from None
-    return Request(
-        reservation_id=reservation_id,
-        event_id=event_id,
-        user_id=message.user_id,
-        quantity=message.quantity,
-        idempotency_key=message.idempotency_key,
-        accepted_at=accepted_at,
-        partition=partition,
-        offset=offset,
-    )
-
-
-def _storable(text: str) -> str:
-    """What PostgreSQL can store of a field we only keep for the record."""
-    return text.replace("\x00", "")[:MAX_TEXT]
-
-
-NIL_EVENT = str(uuid.UUID(int=0))
-
-
-def salvage(
-    value: bytes | None, *, partition: int, offset: int, timestamp_ms: int
-) -> Request | None:
-    """What can be recovered from a record ``decode_request`` refused: enough
-    to record and tell its user the outcome, if it names a reservation id."""
-    message = queue_pb2.ReservationRequested()
-    try:
-        message.ParseFromString(value or b"")
-        reservation_id = str(uuid.UUID(message.reservation_id))
-    except (DecodeError, ValueError):
-        return None
-    try:
-        event_id = str(uuid.UUID(message.event_id))
-    except ValueError:
-        event_id = NIL_EVENT
-    try:
-        accepted_at = from_timestamp(message.accept_time)
-    except (ValueError, OverflowError):
-        accepted_at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    if not message.HasField("accept_time"):
-        accepted_at = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    return Request(
-        reservation_id=reservation_id,
-        event_id=event_id,
-        user_id=_storable(message.user_id),
-        quantity=message.quantity,
-        idempotency_key=_storable(message.idempotency_key),
-        accepted_at=accepted_at,
-        partition=partition,
-        offset=offset,
-    )

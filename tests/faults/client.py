@@ -17,11 +17,11 @@ import grpc
 
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
+from ticketing_common.codecs import decode_request
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status
 from ticketing_common.grpc_server import RETRY_AFTER_KEY
-from ticketing_common.kafka import decode_request
-from ticketing_common.ledger import Ledger, read_topic, reconcile
-from ticketing_common.stack import LocalStack
+from ticketing_tools.ledger import Ledger, read_topic, reconcile
+from ticketing_tools.stack import LocalStack
 
 from ..helpers import gateway_stub, notifier_stub, queue_drained
 

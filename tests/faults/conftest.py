@@ -12,7 +12,7 @@ import asyncpg
 import grpc
 import pytest
 
-from ticketing_common.stack import LocalStack, StackConfig
+from ticketing_tools.stack import LocalStack, StackConfig
 
 FAULT_SETTINGS = {
     "TICKETING_CONSUMER_FAULT_DELAY_MS": "300",

@@ -17,7 +17,7 @@ import pytest
 
 from ticketing.v1 import notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
-from ticketing_common.stack import LocalStack
+from ticketing_tools.stack import LocalStack
 
 from ..helpers import consumers_paused, create_event, notifier_stub, reservations_stub
 from .client import (

@@ -17,8 +17,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
-from ticketing_common.stack import LocalStack, StackConfig
-from ticketing_common.stack.processes import Child
+from ticketing_tools.stack import LocalStack, StackConfig
+from ticketing_tools.stack.processes import Child
 
 from ..helpers import create_event, reservations_stub
 from .client import (

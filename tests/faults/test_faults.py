@@ -19,10 +19,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.domain import reservation_id_for
-from ticketing_common.ledger import committed_offsets, read_topic, topic_partitions
-from ticketing_common.locks import EventLocks
-from ticketing_common.stack import LocalStack
-from ticketing_common.stack.processes import Child
+from ticketing_common.storage.locks import EventLocks
+from ticketing_tools.ledger import committed_offsets, read_topic, topic_partitions
+from ticketing_tools.stack import LocalStack
+from ticketing_tools.stack.processes import Child
 
 from ..helpers import consumers_paused, create_event, reservations_stub
 from .client import (

@@ -1,0 +1,174 @@
+"""Delivery guarantees against the real stack: dead letters, queue TTL, the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import grpc
+import pytest
+from aiokafka import AIOKafkaProducer
+from google.protobuf.duration_pb2 import Duration
+
+from ticketing.v1 import queue_pb2
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing.v1 import reservation_service_pb2 as rs
+from ticketing_common.deadletters import Kind
+from ticketing_common.domain import timestamp
+from ticketing_tools.admin import dead_letters, replay
+from ticketing_tools.ledger import reconcile
+from ticketing_tools.stack import LocalStack
+
+from ..helpers import (
+    CONFIRMED,
+    REJECTED,
+    Gateway,
+    Notifier,
+    Reservations,
+    consumers_paused,
+    create_event,
+    get_event,
+    queue_drained,
+    reserve,
+    watch,
+)
+
+
+@pytest.fixture
+async def pool(stack: LocalStack) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(stack.postgres_dsn, min_size=1, max_size=2) as p:
+        yield p
+
+
+@pytest.fixture
+async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
+    stack: LocalStack,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
+) -> None:
+    event = await create_event(reservations, capacity=5, per_user_limit=5)
+    key = event.event_id.encode()  # same partition as the event's real requests
+    topic = stack.kafka.requests_topic
+    invalid_id = str(uuid.uuid4())
+    poison = [
+        b"\xff\x00 definitely not protobuf",
+        queue_pb2.ReservationRequested(reservation_id="nope").SerializeToString(),
+        # Names a reservation, so its user can be told; quantity 0 is invalid.
+        queue_pb2.ReservationRequested(
+            reservation_id=invalid_id,
+            event_id=event.event_id,
+            user_id="mallory",
+            quantity=0,
+            idempotency_key="k",
+            accept_time=timestamp(datetime.now(UTC)),
+        ).SerializeToString(),
+    ]
+    sent = [await producer.send_and_wait(topic, value, key=key) for value in poison]
+    after = await reserve(gateway, event.event_id, "nina", quantity=2)
+
+    # The partition kept flowing: the valid request behind the poison is decided.
+    assert (await watch(notifier, after.reservation_id))[-1].status == CONFIRMED
+    # The user the bad record named is told.
+    told = (await watch(notifier, invalid_id))[-1]
+    assert (told.status, told.reject_reason) == (REJECTED, pb.REJECT_REASON_INVALID)
+    await queue_drained(stack)
+
+    letters = {
+        (d.original_partition, d.original_offset): d
+        for d in await dead_letters(stack.kafka)
+        if d.original_topic == topic
+    }
+    for meta, value in zip(sent, poison, strict=True):
+        letter = letters[(meta.partition, meta.offset)]
+        assert letter.kind is Kind.UNDECODABLE
+        assert letter.value == value
+        assert letter.key == key
+        assert letter.attempts == 1
+        assert letter.error
+    assert letters[(sent[2].partition, sent[2].offset)].reservation_id == invalid_id
+    assert (await get_event(reservations, event.event_id)).available == 3
+
+    ledger = await reconcile(stack.kafka, pool, event_id=event.event_id)
+    assert ledger.balanced, ledger.missing
+    assert ledger.seats_ok
+    assert ledger.dead_lettered == 1  # the one record that names this event
+    assert ledger.decided == 1
+
+    whole = await reconcile(stack.kafka, pool)
+    assert whole.balanced, whole.missing
+    assert whole.seats_ok
+
+
+async def test_replaying_dead_letters_applies_nothing_twice(
+    stack: LocalStack, pool: asyncpg.Pool, producer: AIOKafkaProducer, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=2, per_user_limit=2)
+    rid = str(uuid.uuid4())
+    bad = queue_pb2.ReservationRequested(
+        reservation_id=rid, event_id=event.event_id, user_id="oscar", quantity=-1
+    ).SerializeToString()
+    await producer.send_and_wait(stack.kafka.requests_topic, bad, key=event.event_id.encode())
+    await queue_drained(stack)
+    mine = [d for d in await dead_letters(stack.kafka) if d.reservation_id == rid]
+    assert len(mine) == 1
+
+    assert await replay(stack.kafka, mine) == 1
+    await queue_drained(stack)
+
+    rows = await pool.fetch(
+        "SELECT status, reject_reason FROM reservations WHERE reservation_id = $1", uuid.UUID(rid)
+    )
+    assert [tuple(r) for r in rows] == [("REJECTED", "INVALID")]
+    assert len([d for d in await dead_letters(stack.kafka) if d.reservation_id == rid]) == 2
+    assert (await get_event(reservations, event.event_id)).available == 2
+    ledger = await reconcile(stack.kafka, pool, event_id=event.event_id)
+    assert ledger.balanced, ledger.missing
+    assert (ledger.accepted, ledger.dead_lettered) == (2, 2)
+
+
+async def test_a_request_older_than_the_queue_ttl_expires_without_taking_seats(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    reply = await reservations.CreateEvent(
+        rs.CreateEventRequest(
+            name="short queue", capacity=3, per_user_limit=3, queue_ttl=Duration(seconds=1)
+        ),
+        timeout=10,
+    )
+    event = reply.event
+    assert event.queue_ttl.seconds == 1
+    with consumers_paused(stack):
+        late = await reserve(gateway, event.event_id, "paula", quantity=2)
+        await asyncio.sleep(1.5)
+    outcome = (await watch(notifier, late.reservation_id))[-1]
+    assert (outcome.status, outcome.reject_reason) == (REJECTED, pb.REJECT_REASON_EXPIRED_IN_QUEUE)
+    on_time = await reserve(gateway, event.event_id, "quinn", quantity=3)
+    assert (await watch(notifier, on_time.reservation_id))[-1].status == CONFIRMED
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (0, 3)
+
+
+@pytest.mark.parametrize("seconds", [0, 86_401])
+async def test_queue_ttl_out_of_range_is_invalid(reservations: Reservations, seconds: int) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reservations.CreateEvent(
+            rs.CreateEventRequest(
+                name="x", capacity=1, per_user_limit=1, queue_ttl=Duration(seconds=seconds)
+            ),
+            timeout=10,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (caught.value.details() or "").startswith("queue_ttl: ")

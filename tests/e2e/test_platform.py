@@ -1,0 +1,95 @@
+"""What every server shares: health checking, graceful shutdown, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ticketing_common.storage.db import migrate, migrations
+from ticketing_tools.stack import LocalStack
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+SERVICE_OF = {
+    "gateway": "ticketing.v1.GatewayService",
+    "reservation_service": "ticketing.v1.ReservationService",
+    "notifier_service": "ticketing.v1.NotifierService",
+    "consumer_service": "ticketing.v1.ConsumerService",
+}
+
+
+async def test_every_backend_reports_serving_for_itself(stack: LocalStack) -> None:
+    for name, addresses in stack.addresses.items():
+        for address in addresses:
+            async with grpc.aio.insecure_channel(address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                for service in ("", SERVICE_OF[name]):
+                    reply = await health.Check(
+                        health_pb2.HealthCheckRequest(service=service), timeout=5
+                    )
+                    assert reply.status == SERVING, (name, address, service)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=5)
+                assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("service", ["consumer_service", "gateway"])
+async def test_sigterm_drains_and_exits_cleanly(stack: LocalStack, service: str) -> None:
+    """An extra instance joins (for a consumer: a rebalance), then leaves on SIGTERM."""
+    child = stack.start_service(service)
+    address = stack.addresses[service][-1]
+    await asyncio.to_thread(stack.wait_healthy, child, address)
+    assert child.process is not None
+    child.process.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(child.process.wait, 30)
+    assert code == 0, child.tail()
+    log = child.log.read_text()
+    assert '"event": "draining"' in log
+    assert '"event": "stopped"' in log
+    assert "Traceback" not in log
+
+
+async def test_migrations_apply_once_when_many_processes_start_together(
+    stack: LocalStack,
+) -> None:
+    admin = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS migration_race")
+        await admin.execute("CREATE DATABASE migration_race")
+    finally:
+        await admin.close()
+    dsn = stack.postgres_dsn.rsplit("/", 1)[0] + "/migration_race"
+    connections = [await asyncpg.connect(dsn) for _ in range(6)]
+    try:
+        applied = await asyncio.gather(*(migrate(conn) for conn in connections))
+        versions = [m.version for m in migrations()]
+        assert sorted(applied, key=len) == [[]] * 5 + [versions]
+        rows = await connections[0].fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        assert [r["version"] for r in rows] == versions
+        assert await migrate(connections[1]) == []  # a restart applies nothing
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+def test_a_bad_setting_stops_a_service_with_a_clear_message() -> None:
+    env = {**os.environ, "TICKETING_LOCK_TTL_MS": "soon"}
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer_service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "configuration error: TICKETING_LOCK_TTL_MS must be an integer, got 'soon'"
+    )

@@ -1,0 +1,168 @@
+"""Gateway behaviour seen by a client: validation, unknown events, idempotent retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from ticketing.v1 import gateway_service_pb2 as gw
+from ticketing_common.domain import reservation_id_for
+from ticketing_tools.ledger import end_offsets
+from ticketing_tools.stack import LocalStack
+
+from ..helpers import (
+    CONFIRMED,
+    LIMIT_EXCEEDED,
+    QUEUED,
+    REJECTED,
+    SOLD_OUT,
+    Gateway,
+    Notifier,
+    Reservations,
+    create_event,
+    get_event,
+    queue_drained,
+    reservation_rows,
+    reserve,
+    watch,
+)
+
+VALID = {"user_id": "alice", "quantity": 1, "idempotency_key": "key-1"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"event_id": ""}, "event_id", "event_id: is required"),
+        ({"event_id": "not-a-uuid"}, "event_id", "event_id: must be a UUID"),
+        ({"user_id": ""}, "user_id", "user_id: is required"),
+        ({"user_id": "   "}, "user_id", "user_id: is required"),
+        ({"user_id": "u" * 129}, "user_id", "user_id: must be at most 128 characters"),
+        ({"user_id": "bad\nuser"}, "user_id", "user_id: must not contain control characters"),
+        ({"quantity": 0}, "quantity", "quantity: must be at least 1, got 0"),
+        ({"quantity": -3}, "quantity", "quantity: must be at least 1, got -3"),
+        ({"idempotency_key": ""}, "idempotency_key", "idempotency_key: is required"),
+        ({"idempotency_key": "k" * 129}, "idempotency_key", "idempotency_key: must be at most"),
+    ],
+)
+async def test_every_invalid_field_is_named_and_nothing_is_enqueued(
+    stack: LocalStack,
+    gateway: Gateway,
+    reservations: Reservations,
+    changes: dict[str, object],
+    field: str,
+    message: str,
+) -> None:
+    event = await create_event(reservations)
+    request = gw.ReserveRequest(**{"event_id": event.event_id, **VALID, **changes})  # type: ignore[arg-type]
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await gateway.Reserve(request, timeout=10)
+
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = caught.value.details() or ""
+    assert details.startswith(f"{field}: ")
+    assert message in details
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert (await get_event(reservations, event.event_id)).available == event.capacity
+
+
+async def test_unknown_event_is_not_found_and_nothing_is_enqueued(
+    stack: LocalStack, gateway: Gateway
+) -> None:
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    missing = "00000000-0000-4000-8000-000000000000"
+    for _ in range(3):  # the second and third answers come from the negative cache
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await reserve(gateway, missing, "alice")
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert caught.value.details() == f"event {missing} not found"
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+
+
+async def test_retried_reserve_returns_the_same_id_and_takes_one_seat(
+    stack: LocalStack,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
+) -> None:
+    event = await create_event(reservations, capacity=5, per_user_limit=2)
+    first = await reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42")
+    # Retries arrive while the first is queued, concurrently, and after it was decided.
+    again = await asyncio.gather(
+        *(reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42") for _ in range(5))
+    )
+    final = (await watch(notifier, first.reservation_id))[-1]
+    late = await reserve(gateway, event.event_id, "bob", quantity=2, key="checkout-42")
+
+    assert first.status == QUEUED
+    expected = reservation_id_for("bob", "checkout-42", event.event_id)
+    assert first.reservation_id == expected
+    assert {r.reservation_id for r in [*again, late]} == {expected}
+    assert final.status == CONFIRMED
+    assert (await watch(notifier, late.reservation_id))[-1].status == CONFIRMED
+
+    await queue_drained(stack)  # all seven copies decided
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (3, 2)
+    rows = await reservation_rows(stack.postgres_dsn, expected)
+    assert len(rows) == 1
+    assert rows[0]["status"] == "CONFIRMED"
+    assert rows[0]["quantity"] == 2
+
+
+async def test_a_new_key_is_a_new_request_within_the_per_user_limit(
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
+) -> None:
+    event = await create_event(reservations, capacity=10, per_user_limit=3)
+    first = await reserve(gateway, event.event_id, "carol", quantity=2, key="a")
+    assert (await watch(notifier, first.reservation_id))[-1].status == CONFIRMED
+    second = await reserve(gateway, event.event_id, "carol", quantity=2, key="b")
+    outcome = (await watch(notifier, second.reservation_id))[-1]
+    assert (outcome.status, outcome.reject_reason) == (REJECTED, LIMIT_EXCEEDED)  # 2 + 2 > 3
+    third = await reserve(gateway, event.event_id, "carol", quantity=1, key="c")
+    assert (await watch(notifier, third.reservation_id))[-1].status == CONFIRMED
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (7, 3)
+
+
+async def test_reserve_sync_decides_inline_with_the_same_rules(
+    stack: LocalStack, gateway: Gateway, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=10, per_user_limit=1)
+
+    async def sync(n: int) -> gw.ReserveSyncResponse | grpc.StatusCode:
+        try:
+            return await gateway.ReserveSync(
+                gw.ReserveSyncRequest(
+                    event_id=event.event_id, user_id=f"s{n}", quantity=1, idempotency_key="k"
+                ),
+                timeout=30,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return exc.code()
+
+    answers = await asyncio.gather(*(sync(n) for n in range(50)))
+    decided = [a.reservation for a in answers if isinstance(a, gw.ReserveSyncResponse)]
+    busy = [a for a in answers if not isinstance(a, gw.ReserveSyncResponse)]
+    assert set(busy) <= {grpc.StatusCode.UNAVAILABLE}  # lock not acquired in time
+    assert sum(r.status == CONFIRMED for r in decided) == 10
+    assert all(
+        (r.status, r.reject_reason) == (REJECTED, SOLD_OUT)
+        for r in decided
+        if r.status != CONFIRMED
+    )
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (0, 10)
+    # A retry gets the stored outcome, not a second decision.
+    again = await sync(0)
+    assert isinstance(again, gw.ReserveSyncResponse)
+    earlier = [r for r in decided if r.user_id == "s0"]
+    assert [r.status for r in earlier] in ([], [again.reservation.status])
+    assert again.reservation.reservation_id == reservation_id_for("s0", "k", event.event_id)
+    assert (await get_event(reservations, event.event_id)).confirmed == 10

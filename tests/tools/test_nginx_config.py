@@ -1,0 +1,38 @@
+"""The load balancer routes each service path to its own backends."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ticketing_tools.stack import nginx
+
+
+def test_each_service_path_goes_to_its_backends(tmp_path: Path) -> None:
+    conf = nginx.render(
+        listen="127.0.0.1:50051",
+        backends={
+            "gateway": ["127.0.0.1:1", "127.0.0.1:2"],
+            "reservation_service": ["127.0.0.1:3"],
+            "notifier_service": ["127.0.0.1:4"],
+        },
+        prefix=tmp_path,
+        error_log=tmp_path / "error.log",
+    )
+    assert "server 127.0.0.1:1 max_fails=0;\n        server 127.0.0.1:2" in conf
+    for path, upstream in nginx.ROUTES.items():
+        assert f"location {path} {{\n            grpc_pass grpc://{upstream};" in conf
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        pytest.fail("nginx is not installed; run `make setup`")
+    (tmp_path / "nginx.conf").write_text(conf)
+    checked = subprocess.run(
+        [binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr

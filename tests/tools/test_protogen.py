@@ -1,0 +1,22 @@
+"""The generated code in ticketing/v1 must be exactly what protos/ produces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ticketing_tools import protogen
+
+
+def test_generated_code_matches_the_protos(tmp_path: Path, pytestconfig: pytest.Config) -> None:
+    root = pytestconfig.rootpath
+    fresh = {p.name: p.read_bytes() for p in protogen.generate(root, tmp_path)}
+    committed = {p.name: p.read_bytes() for p in protogen.generated_files(root)}
+    assert sorted(committed) == sorted(fresh), "run `make proto`"
+    stale = [name for name in fresh if fresh[name] != committed[name]]
+    assert not stale, f"generated code is out of date, run `make proto`: {stale}"
+
+
+def test_the_generated_package_is_typed(pytestconfig: pytest.Config) -> None:
+    assert (pytestconfig.rootpath / "ticketing" / "py.typed").is_file()

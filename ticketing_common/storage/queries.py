@@ -1,0 +1,38 @@
+"""Read queries several services share."""
+
+from __future__ import annotations
+
+import uuid
+
+from ..domain import Event, Reservation
+from .db import Executor
+
+EVENT_COLUMNS = (
+    "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at, queue_ttl_ms"
+)
+RESERVATION_COLUMNS = (
+    "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at"
+)
+
+
+async def fetch_event(db: Executor, event_id: str) -> Event | None:
+    row = await db.fetchrow(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1", uuid.UUID(event_id)
+    )
+    return None if row is None else Event.from_row(row)
+
+
+async def fetch_reservation(db: Executor, reservation_id: str) -> Reservation | None:
+    row = await db.fetchrow(
+        f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1",
+        uuid.UUID(reservation_id),
+    )
+    return None if row is None else Reservation.from_row(row)
+
+
+async def fetch_reservations(db: Executor, reservation_ids: list[str]) -> dict[str, Reservation]:
+    rows = await db.fetch(
+        f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = ANY($1::uuid[])",
+        [uuid.UUID(r) for r in reservation_ids],
+    )
+    return {str(row["reservation_id"]): Reservation.from_row(row) for row in rows}

@@ -1,0 +1,190 @@
+"""``ticketing-admin``: the ledger and the dead-letter topic, from a shell.
+
+    ticketing-admin ledger [--event EVENT_ID] [--json]
+    ticketing-admin dlq list [--json]
+    ticketing-admin dlq show PARTITION:OFFSET
+    ticketing-admin dlq replay (--all | PARTITION:OFFSET ...)
+
+Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
+``TICKETING_POSTGRES_DSN`` (``make ledger`` and ``make dlq`` read them from
+the file the running local stack writes). ``ledger`` exits 1 when the ledger
+does not balance or a seat invariant fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+from ticketing_common.config import Env, KafkaSettings, postgres_dsn
+from ticketing_common.deadletters import DeadLetter
+from ticketing_common.kafka import new_producer
+
+from .ledger import read_topic, reconcile
+
+
+def _coordinates(text: str) -> tuple[int, int]:
+    try:
+        partition, offset = text.split(":")
+        return int(partition), int(offset)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PARTITION:OFFSET, got {text!r}") from None
+
+
+def _event_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an event id: {text!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ticketing-admin", description=__doc__.split("\n")[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    ledger = commands.add_parser(
+        "ledger", help="reconcile accepted, decided, dead-lettered, queued"
+    )
+    ledger.add_argument("--event", type=_event_id, help="only this event")
+    ledger.add_argument("--json", action="store_true", help="machine-readable output")
+    dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list")
+    listing.add_argument("--json", action="store_true")
+    show = actions.add_parser("show")
+    show.add_argument("where", type=_coordinates, help="PARTITION:OFFSET on the dead-letter topic")
+    replay = actions.add_parser("replay", help="append dead letters to the requests topic again")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true")
+    which.add_argument("where", nargs="*", type=_coordinates, default=[])
+    return root
+
+
+def _letter_dict(letter: DeadLetter) -> dict[str, object]:
+    return {
+        "partition": letter.partition,
+        "offset": letter.offset,
+        "kind": letter.kind.value,
+        "error": letter.error,
+        "original": f"{letter.original_topic}/{letter.original_partition}:{letter.original_offset}",
+        "attempts": letter.attempts,
+        "reservation_id": letter.reservation_id,
+        "dead_lettered_at": letter.dead_lettered_at.isoformat()
+        if letter.dead_lettered_at
+        else None,
+    }
+
+
+async def dead_letters(kafka: KafkaSettings) -> list[DeadLetter]:
+    return [
+        DeadLetter.from_record(r)
+        for r in await read_topic(kafka.bootstrap, kafka.dead_letter_topic)
+    ]
+
+
+async def replay(kafka: KafkaSettings, letters: Sequence[DeadLetter]) -> int:
+    """Appends each letter's original record to the requests topic again.
+
+    Idempotent: a request whose id was decided (dead-lettered requests are
+    recorded as rejected) gets its stored outcome re-published, nothing more;
+    a record that still cannot be read is dead-lettered again.
+    """
+    producer = new_producer(kafka.bootstrap, client_id="ticketing-admin")
+    await producer.start()
+    try:
+        for letter in letters:
+            await producer.send_and_wait(kafka.requests_topic, letter.value, key=letter.key)
+    finally:
+        await producer.stop()
+    return len(letters)
+
+
+async def main_async(args: argparse.Namespace, env: Env) -> int:
+    kafka = KafkaSettings.from_env(env)
+    if args.command == "ledger":
+        return await _ledger(args, kafka, postgres_dsn(env))
+    return await _dlq(args, kafka)
+
+
+async def _ledger(args: argparse.Namespace, kafka: KafkaSettings, dsn: str) -> int:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        ledger = await reconcile(kafka, pool, event_id=args.event)
+    finally:
+        await pool.close()
+    report = ledger.as_dict()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"accepted {ledger.accepted} = decided {ledger.decided} "
+            f"+ dead-lettered {ledger.dead_lettered} + queued {ledger.queued}"
+            f"  ({'balanced' if ledger.balanced else 'NOT BALANCED'}; "
+            f"{ledger.unique_reservations} distinct reservations)"
+        )
+        for entry in ledger.missing:
+            print(
+                f"  missing: partition {entry.partition} offset {entry.offset} "
+                f"reservation {entry.reservation_id} event {entry.event_id}"
+            )
+        for check in ledger.seats:
+            mark = "ok" if check.ok else "BROKEN"
+            print(
+                f"  event {check.event_id}: capacity {check.capacity} = available "
+                f"{check.available} + held {check.held} + confirmed {check.confirmed} "
+                f"[{mark}]"
+            )
+    return 0 if ledger.balanced and ledger.seats_ok else 1
+
+
+async def _dlq(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    letters = await dead_letters(kafka)
+    if args.action == "list":
+        if args.json:
+            print(json.dumps([_letter_dict(letter) for letter in letters], indent=2))
+        else:
+            for letter in letters:
+                d = _letter_dict(letter)
+                print(
+                    f"{d['partition']}:{d['offset']}  {d['kind']:<11} {d['original']}  "
+                    f"attempts={d['attempts']}  reservation={d['reservation_id']}  {d['error']}"
+                )
+            print(f"{len(letters)} dead letters")
+        return 0
+    if args.action == "show":
+        match = [x for x in letters if (x.partition, x.offset) == args.where]
+        if not match:
+            print(f"no dead letter at {args.where[0]}:{args.where[1]}", file=sys.stderr)
+            return 2
+        print(
+            json.dumps(
+                {**_letter_dict(match[0]), "value_hex": (match[0].value or b"").hex()}, indent=2
+            )
+        )
+        return 0
+    chosen = (
+        letters if args.all else [x for x in letters if (x.partition, x.offset) in set(args.where)]
+    )
+    missing = set(args.where) - {(x.partition, x.offset) for x in chosen}
+    if missing:
+        print(
+            f"no dead letter at {', '.join(f'{p}:{o}' for p, o in sorted(missing))}",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"replayed {await replay(kafka, chosen)} dead letters")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    raise SystemExit(asyncio.run(main_async(args, Env())))
+
+
+if __name__ == "__main__":
+    main()

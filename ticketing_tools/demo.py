@@ -1,0 +1,798 @@
+"""``make demo``: the seed scenario, the two designs side by side, and the
+gRPC ceiling, measured in one run on this machine.
+
+1. The ticket rush: an event with 100 seats; virtual users ramp 0 -> 500 in
+   10 s, 500 -> 2,000 in 20 s, hold 2,000 for 20 s, ramp down to 0 in 10 s.
+   Each arriving user reserves once and watches the outcome. Run against the
+   queue design (``Reserve`` + ``WatchReservation``) and against the
+   synchronous design (``ReserveSync``), each on its own event.
+2. The ceiling: ``ticketing-bench`` drives a bare grpc.aio echo server alone,
+   the same behind the stack's nginx configuration, and the real gateway
+   through nginx, with the same load.
+
+It prints the report, writes it as JSON and as a PNG chart, and exits 1 when
+an invariant fails (seats sold, seats left, an accepted request without an
+outcome, the ledger).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt
+
+from ticketing.v1 import gateway_service_pb2 as gw
+from ticketing.v1 import gateway_service_pb2_grpc as gw_grpc
+from ticketing.v1 import notifier_service_pb2 as ns
+from ticketing.v1 import notifier_service_pb2_grpc as ns_grpc
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing.v1 import reservation_service_pb2 as rs
+from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
+from ticketing_common.codecs import encode_request
+from ticketing_common.config import Env, KafkaSettings
+from ticketing_common.decisions import Request
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES
+from ticketing_common.kafka import new_producer
+
+from .ledger import committed_offsets, reconcile
+from .stack import LocalStack, StackConfig, nginx
+from .stack.processes import Child, free_port, port_open, wait_until
+
+SEATS = 100
+SPIKE_TIMEOUT_S = 300
+# (seconds, virtual users at the end of the stage); the ramp starts at 0.
+STAGES: tuple[tuple[float, int], ...] = ((10, 500), (20, 2_000), (20, 2_000), (10, 0))
+CHANNELS = 8
+
+
+def target_users(elapsed: float, stages: Sequence[tuple[float, int]] = STAGES) -> float:
+    """Virtual users the ramp asks for ``elapsed`` seconds into the scenario."""
+    start_users, start_time = 0.0, 0.0
+    for duration, users in stages:
+        if elapsed <= start_time + duration:
+            return start_users + (users - start_users) * (elapsed - start_time) / duration
+        start_users, start_time = float(users), start_time + duration
+    return start_users
+
+
+def scenario_length(stages: Sequence[tuple[float, int]] = STAGES) -> float:
+    return sum(duration for duration, _ in stages)
+
+
+@dataclass
+class UserResult:
+    sent_at: float
+    answered_at: float | None = None
+    code: str = "OK"
+    final_at: float | None = None
+    final_status: int = pb.RESERVATION_STATUS_UNSPECIFIED
+    reject_reason: int = pb.REJECT_REASON_UNSPECIFIED
+
+
+@dataclass
+class DesignRun:
+    design: str
+    event_id: str
+    started_at: float
+    users: list[UserResult] = field(default_factory=list)
+    cpu_s: float = 0.0
+    elapsed_s: float = 0.0
+
+
+async def arrivals(
+    spawn: Callable[[int], asyncio.Task[None]], stages: Sequence[tuple[float, int]]
+) -> list[asyncio.Task[None]]:
+    """Starts one user each time the ramp asks for one more than have come."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    arrived = 0
+    peak = max(users for _, users in stages)
+    total = scenario_length(stages)
+    while arrived < peak:
+        elapsed = loop.time() - started
+        wanted = peak if elapsed >= total else min(peak, math.floor(target_users(elapsed, stages)))
+        while arrived < wanted:
+            tasks.append(spawn(arrived))
+            arrived += 1
+        if elapsed >= total:
+            break
+        await asyncio.sleep(0.005)
+    return tasks
+
+
+async def queue_user(
+    n: int,
+    result: UserResult,
+    gateway: gw_grpc.GatewayServiceAsyncStub,
+    notifier: ns_grpc.NotifierServiceAsyncStub,
+    event_id: str,
+) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        reply = await gateway.Reserve(
+            gw.ReserveRequest(
+                event_id=event_id,
+                user_id=f"user-{n}",
+                quantity=1,
+                idempotency_key=uuid.uuid4().hex,
+            ),
+            timeout=10,
+        )
+    except grpc.aio.AioRpcError as exc:
+        result.answered_at, result.code = loop.time(), exc.code().name
+        return
+    result.answered_at = loop.time()
+    try:
+        async for message in notifier.WatchReservation(
+            ns.WatchReservationRequest(reservation_id=reply.reservation_id), timeout=60
+        ):
+            if message.reservation.status in TERMINAL_PROTO_STATUSES:
+                result.final_at = loop.time()
+                result.final_status = message.reservation.status
+                result.reject_reason = message.reservation.reject_reason
+    except grpc.aio.AioRpcError as exc:
+        result.code = f"WATCH_{exc.code().name}"
+
+
+async def sync_user(
+    n: int, result: UserResult, gateway: gw_grpc.GatewayServiceAsyncStub, event_id: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        reply = await gateway.ReserveSync(
+            gw.ReserveSyncRequest(
+                event_id=event_id,
+                user_id=f"user-{n}",
+                quantity=1,
+                idempotency_key=uuid.uuid4().hex,
+            ),
+            timeout=10,
+        )
+    except grpc.aio.AioRpcError as exc:
+        result.answered_at, result.code = loop.time(), exc.code().name
+        return
+    result.answered_at = result.final_at = loop.time()
+    result.final_status = reply.reservation.status
+    result.reject_reason = reply.reservation.reject_reason
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time so far of the processes and all their living
+    descendants (PostgreSQL backends, nginx workers), each counted once."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # after the name: state, ppid, ... utime (12th), stime (13th); see proc(5)
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = int(fields[11]) + int(fields[12])
+    wanted = set(pids)
+    total = 0
+    for pid, ticks_used in times.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor not in wanted:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor in wanted:
+            total += ticks_used
+    return total / ticks
+
+
+async def run_design(
+    design: str, endpoint: str, pids: Sequence[int], stages: Sequence[tuple[float, int]]
+) -> DesignRun:
+    channels = [grpc.aio.insecure_channel(endpoint) for _ in range(CHANNELS)]
+    try:
+        reservations = rs_grpc.ReservationServiceStub(channels[0])
+        event = (
+            await reservations.CreateEvent(
+                rs.CreateEventRequest(name=f"Rush ({design})", capacity=SEATS, per_user_limit=1),
+                timeout=10,
+            )
+        ).event
+        gateways = [gw_grpc.GatewayServiceStub(ch) for ch in channels]
+        notifiers = [ns_grpc.NotifierServiceStub(ch) for ch in channels]
+        loop = asyncio.get_running_loop()
+        run = DesignRun(design, event.event_id, loop.time())
+        cpu_before = cpu_seconds(pids)
+
+        def spawn(n: int) -> asyncio.Task[None]:
+            result = UserResult(sent_at=loop.time())
+            run.users.append(result)
+            lane = n % CHANNELS
+            if design == "queue":
+                return asyncio.create_task(
+                    queue_user(n, result, gateways[lane], notifiers[lane], event.event_id)
+                )
+            return asyncio.create_task(sync_user(n, result, gateways[lane], event.event_id))
+
+        tasks = await arrivals(spawn, stages)
+        await asyncio.gather(*tasks)
+        # The rest of the scenario (hold, ramp-down) brings nobody new.
+        await asyncio.sleep(max(0.0, run.started_at + scenario_length(stages) - loop.time()))
+        run.elapsed_s = loop.time() - run.started_at
+        run.cpu_s = cpu_seconds(pids) - cpu_before
+        return run
+    finally:
+        for ch in channels:
+            await ch.close(None)
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def _ms(values: Sequence[float]) -> dict[str, float | None]:
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+    }
+
+
+def summarize(run: DesignRun) -> dict[str, Any]:
+    start = run.started_at
+    users = run.users
+    answered = [u for u in users if u.answered_at is not None]
+    # Every answered call counts, refusals included: a design that answers
+    # UNAVAILABLE after a long wait must not look fast.
+    reserve_ms = [(u.answered_at - u.sent_at) * 1000 for u in answered if u.answered_at is not None]
+    finals = [u for u in users if u.final_at is not None]
+    accept_to_final = [
+        (u.final_at - u.answered_at) * 1000
+        for u in finals
+        if u.final_at is not None and u.answered_at is not None
+    ]
+    request_to_final = [(u.final_at - u.sent_at) * 1000 for u in finals if u.final_at is not None]
+    confirmed = sorted(
+        u.final_at
+        for u in finals
+        if u.final_status == pb.RESERVATION_STATUS_CONFIRMED and u.final_at is not None
+    )
+    errors: dict[str, int] = {}
+    for u in users:
+        if u.code != "OK":
+            errors[u.code] = errors.get(u.code, 0) + 1
+    seconds = math.ceil(run.elapsed_s) or 1
+    sent_per_s = [0] * seconds
+    done_per_s = [0] * seconds
+    for u in users:
+        sent_per_s[min(seconds - 1, int(u.sent_at - start))] += 1
+        if u.final_at is not None:
+            done_per_s[min(seconds - 1, int(u.final_at - start))] += 1
+    accepted = [u for u in users if u.code in ("OK",) or u.code.startswith("WATCH_")]
+    last_sent = max((u.sent_at for u in users), default=start)
+    last_final = max((u.final_at for u in finals if u.final_at is not None), default=start)
+    return {
+        "design": run.design,
+        "event_id": run.event_id,
+        "users": len(users),
+        "reserve_latency_ms": _ms(reserve_ms),
+        "accept_to_final_ms": _ms(accept_to_final),
+        "request_to_final_ms": _ms(request_to_final),
+        "errors": errors,
+        "timeouts": errors.get("DEADLINE_EXCEEDED", 0),
+        "accepted": len(accepted),
+        "accepted_without_outcome": sum(1 for u in accepted if u.final_at is None),
+        "confirmed_seen": len(confirmed),
+        "sold_out_after_s": (confirmed[SEATS - 1] - start) if len(confirmed) >= SEATS else None,
+        "last_outcome_after_last_request_s": last_final - last_sent,
+        "requests_per_s": sent_per_s,
+        "outcomes_per_s": done_per_s,
+        "cpu_s": round(run.cpu_s, 2),
+        "elapsed_s": round(run.elapsed_s, 2),
+    }
+
+
+async def event_state(endpoint: str, event_id: str) -> pb.Event:
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        reply = await rs_grpc.ReservationServiceStub(channel).GetEvent(
+            rs.GetEventRequest(event_id=event_id), timeout=10
+        )
+    return reply.event
+
+
+# -- the ceiling ------------------------------------------------------------
+
+BENCH_DATA = (
+    '{"event_id": "%s", "user_id": "bench-{{.WorkerID}}-{{.RequestNumber}}", '
+    '"quantity": 1, "idempotency_key": "{{newUUID}}"}'
+)
+
+
+def bench(
+    target: str, event_id: str, *, duration: str, concurrency: int, connections: int
+) -> dict[str, Any]:
+    """One ``ticketing-bench`` run (closed loop: as fast as answers come)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "ticketing_tools.bench.cli",
+        "--insecure",
+        "--call",
+        "ticketing.v1.GatewayService.Reserve",
+        "-d",
+        BENCH_DATA % event_id,
+        "-z",
+        duration,
+        "-c",
+        str(concurrency),
+        "--connections",
+        str(connections),
+        "-O",
+        "json",
+        "--skip-details",
+        # Let calls in flight at the end finish, rather than count them cancelled.
+        "--duration-stop",
+        "wait",
+        target,
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    report: dict[str, Any] = json.loads(out.stdout)
+    statuses: dict[str, int] = report["statusCodeDistribution"] or {}
+    if set(statuses) != {"OK"}:
+        raise RuntimeError(f"{target}: calls failed during the ceiling run: {statuses}")
+    latencies = {d["percentage"]: d["latency"] for d in report["latencyDistribution"]}
+    return {
+        "target": target,
+        "rps": round(float(report["rps"]), 1),
+        "count": report["count"],
+        "p50_ms": latencies.get(50, 0) / 1e6,
+        "p99_ms": latencies.get(99, 0) / 1e6,
+        "status": report["statusCodeDistribution"],
+    }
+
+
+class EchoFleet:
+    """Two echo servers and an nginx with the stack's configuration in front."""
+
+    def __init__(self, backends: int = 2) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="ticketing-echo-"))
+        self.children: list[Child] = []
+        self.addresses: list[str] = []
+        self.nginx_port = 0
+        try:
+            self._start(backends)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, backends: int) -> None:
+        for n in range(backends):
+            port = free_port()
+            child = Child(
+                f"echo-{n}",
+                [sys.executable, "-m", "ticketing_tools.echo", "--port", str(port)],
+                self.tmp / f"echo-{n}.log",
+                port=port,
+            )
+            child.start()
+            self.children.append(child)
+            self.addresses.append(f"127.0.0.1:{port}")
+        for child in self.children:
+            port = child.port or 0
+            wait_until(partial(port_open, port), timeout_s=20, what=child.name)
+        self.nginx_port = free_port()
+        prefix = self.tmp / "nginx"
+        prefix.mkdir()
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            nginx.render(
+                listen=f"127.0.0.1:{self.nginx_port}",
+                backends={
+                    name: self.addresses
+                    for name in ("gateway", "reservation_service", "notifier_service")
+                },
+                prefix=prefix,
+                error_log=self.tmp / "nginx-error.log",
+            )
+        )
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        proxy = Child(
+            "echo-nginx",
+            [binary, "-p", str(prefix), "-c", str(conf)],
+            self.tmp / "nginx.log",
+            port=self.nginx_port,
+        )
+        proxy.start()
+        self.children.append(proxy)
+        wait_until(lambda: port_open(self.nginx_port), timeout_s=20, what="echo nginx")
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- the spike ----------------------------------------------------------------
+
+
+async def spike(target: Target, requests: int) -> dict[str, Any]:
+    """Appends ``requests`` records for one 100-seat event straight to the
+    requests topic, then times until the consumers have decided, published
+    and committed them all."""
+    async with grpc.aio.insecure_channel(target.endpoint) as channel:
+        event = (
+            await rs_grpc.ReservationServiceStub(channel).CreateEvent(
+                rs.CreateEventRequest(name="spike", capacity=SEATS, per_user_limit=1), timeout=10
+            )
+        ).event
+    producer = new_producer(target.kafka.bootstrap, client_id="demo-spike", linger_ms=5)
+    await producer.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        pending = []
+        now = datetime.now(UTC)
+        for n in range(requests):
+            request = Request(str(uuid.uuid4()), event.event_id, f"spike-{n}", 1, "k", now)
+            pending.append(
+                await producer.send(
+                    target.kafka.requests_topic,
+                    encode_request(request),
+                    key=event.event_id.encode(),
+                )
+            )
+        acked = await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    appended = loop.time()
+    ends: dict[int, int] = {}
+    for meta in acked:
+        ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+    async with asyncio.timeout(SPIKE_TIMEOUT_S):
+        while True:
+            done = await committed_offsets(
+                target.kafka.bootstrap,
+                target.kafka.consumer_group,
+                target.kafka.requests_topic,
+                ends,
+            )
+            if all(done.get(p, 0) >= end for p, end in ends.items()):
+                break
+            await asyncio.sleep(0.05)
+    drained = loop.time()
+    final = await event_state(target.endpoint, event.event_id)
+    return {
+        "requests": requests,
+        "append_s": round(appended - started, 2),
+        "drain_after_append_s": round(drained - appended, 2),
+        "total_s": round(drained - started, 2),
+        # Over the whole spike: deciding starts while the records still arrive.
+        "decisions_per_s": round(requests / (drained - started)),
+        "seats_sold": final.confirmed,
+        "seats_left": final.available,
+        "event_id": event.event_id,
+    }
+
+
+# -- report -----------------------------------------------------------------
+
+
+def chart(runs: Sequence[DesignRun], path: Path) -> None:
+    fig, (latency, throughput) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
+    for run, colour in zip(runs, ("tab:blue", "tab:red"), strict=False):
+        points = [
+            (u.sent_at - run.started_at, (u.answered_at - u.sent_at) * 1000)
+            for u in run.users
+            if u.answered_at is not None
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            latency.scatter(
+                xs, ys, s=4, alpha=0.5, color=colour, label=f"{run.design}: Reserve latency"
+            )
+        summary = summarize(run)
+        sent = summary["requests_per_s"]
+        done = summary["outcomes_per_s"]
+        assert isinstance(sent, list) and isinstance(done, list)
+        throughput.plot(
+            range(len(sent)), sent, color=colour, linestyle="--", label=f"{run.design}: requests/s"
+        )
+        throughput.plot(range(len(done)), done, color=colour, label=f"{run.design}: outcomes/s")
+    latency.set_yscale("log")
+    latency.set_ylabel("Reserve latency (ms, log)")
+    latency.legend(loc="upper right")
+    throughput.set_xlabel("seconds into the rush")
+    throughput.set_ylabel("per second")
+    throughput.legend(loc="upper right")
+    fig.suptitle(f"Ticket rush: {SEATS} seats, users ramping 0 -> 500 -> 2,000 -> 0")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(report: dict[str, Any], runs: Sequence[DesignRun], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "demo-report.json").write_text(json.dumps(report, indent=2, default=str))
+    if runs:
+        chart(runs, out_dir / "demo-report.png")
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    designs = report["designs"]
+    assert isinstance(designs, list)
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        (
+            "Reserve latency p50 / p95 / p99 / max (ms)",
+            lambda d: " / ".join(
+                _fmt(d["reserve_latency_ms"][k]) for k in ("p50", "p95", "p99", "max")
+            ),
+        ),
+        (
+            "accept -> final p50 / p95 / p99 (ms)",
+            lambda d: (
+                "(inline)"
+                if d["design"] == "sync"
+                else " / ".join(_fmt(d["accept_to_final_ms"][k]) for k in ("p50", "p95", "p99"))
+            ),
+        ),
+        (
+            "request -> final p50 / p99 (ms)",
+            lambda d: " / ".join(_fmt(d["request_to_final_ms"][k]) for k in ("p50", "p99")),
+        ),
+        ("errors (by code)", lambda d: json.dumps(d["errors"]) if d["errors"] else "none"),
+        ("timeouts", lambda d: _fmt(d["timeouts"])),
+        ("seats sold / left", lambda d: f"{d['seats_sold']} / {d['seats_left']}"),
+        ("sold out after (s)", lambda d: _fmt(d["sold_out_after_s"])),
+        (
+            "last outcome after last request (s)",
+            lambda d: _fmt(d["last_outcome_after_last_request_s"]),
+        ),
+        ("accepted without an outcome", lambda d: _fmt(d["accepted_without_outcome"])),
+        ("CPU used by the stack (s)", lambda d: _fmt(d["cpu_s"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n" + " " * width + "  " + "  ".join(f"{d['design']:>28}" for d in designs))
+    for name, cell in rows:
+        print(f"{name:<{width}}  " + "  ".join(f"{cell(d):>28}" for d in designs))
+    ceiling = report.get("ceiling")
+    if isinstance(ceiling, dict):
+        print("\nThroughput ceiling (ticketing-bench, closed loop, same load):")
+        for name in ("echo", "echo_nginx", "gateway_nginx"):
+            run = ceiling[name]
+            print(
+                f"  {name:<14} {run['rps']:>9} req/s   "
+                f"p50 {run['p50_ms']:.1f} ms   p99 {run['p99_ms']:.1f} ms"
+            )
+        print(
+            f"  gateway through nginx = {ceiling['gateway_vs_echo_nginx']:.0%} "
+            "of the echo server behind the same nginx"
+        )
+    burst = report.get("spike")
+    if isinstance(burst, dict):
+        print(
+            f"\nSpike: {burst['requests']} requests appended in {burst['append_s']} s, all decided "
+            f"{burst['drain_after_append_s']} s later, {burst['total_s']} s in all "
+            f"({burst['decisions_per_s']} decisions/s); {burst['seats_sold']} seats sold"
+        )
+    ledger = report.get("ledger")
+    if isinstance(ledger, dict):
+        print(
+            f"\nLedger: {ledger['accepted']} accepted = {ledger['decided']} decided + "
+            f"{ledger['dead_lettered']} dead-lettered + {ledger['queued']} queued "
+            f"({'balanced' if ledger['balanced'] else 'NOT BALANCED'}; "
+            f"seats {'ok' if ledger['seats_ok'] else 'BROKEN'})"
+        )
+    failures = report["failures"]
+    assert isinstance(failures, list)
+    print("\nInvariants: " + ("all hold" if not failures else "FAILED: " + "; ".join(failures)))
+
+
+# -- main -------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    endpoint: str
+    postgres_dsn: str
+    kafka: KafkaSettings
+    pids: list[int]
+
+
+async def check_run(run: DesignRun, endpoint: str, failures: list[str]) -> dict[str, Any]:
+    """The run's summary, with the event's final seats; broken invariants are
+    added to ``failures``."""
+    summary = summarize(run)
+    event = await event_state(endpoint, run.event_id)
+    summary["seats_sold"], summary["seats_left"] = event.confirmed, event.available
+    if event.capacity != event.available + event.confirmed + event.held:
+        failures.append(f"{run.design}: capacity != available + held + confirmed")
+    if summary["confirmed_seen"] != event.confirmed:
+        failures.append(
+            f"{run.design}: {summary['confirmed_seen']} users told CONFIRMED, "
+            f"{event.confirmed} seats sold"
+        )
+    if run.design == "queue":
+        if event.confirmed != SEATS or event.available != 0:
+            failures.append(f"queue: {event.confirmed} seats sold, {event.available} left")
+        if summary["accepted_without_outcome"]:
+            failures.append(
+                f"queue: {summary['accepted_without_outcome']} accepted requests without an outcome"
+            )
+    elif event.confirmed > SEATS:
+        failures.append(f"sync: {event.confirmed} seats sold")
+    return summary
+
+
+async def ceiling(target: Target, seconds: int) -> dict[str, Any]:
+    """Echo alone, echo behind the stack's nginx configuration, gateway behind
+    the stack's nginx: the same closed-loop load against each."""
+    print(
+        f"gRPC ceiling: echo alone, echo behind nginx, gateway behind nginx ({seconds} s each)...",
+        flush=True,
+    )
+    async with grpc.aio.insecure_channel(target.endpoint) as channel:
+        event = (
+            await rs_grpc.ReservationServiceStub(channel).CreateEvent(
+                rs.CreateEventRequest(name="bench", capacity=10_000_000, per_user_limit=10_000_000),
+                timeout=10,
+            )
+        ).event
+    load = partial(
+        bench, event_id=event.event_id, duration=f"{seconds}s", concurrency=64, connections=8
+    )
+    fleet = await asyncio.to_thread(EchoFleet)
+    try:
+        echo = await asyncio.to_thread(load, fleet.addresses[0])
+        echo_nginx = await asyncio.to_thread(load, f"127.0.0.1:{fleet.nginx_port}")
+    finally:
+        await asyncio.to_thread(fleet.stop)
+    gateway = await asyncio.to_thread(load, target.endpoint)
+    return {
+        "load": {"duration_s": seconds, "concurrency": 64, "connections": 8},
+        "echo": echo,
+        "echo_nginx": echo_nginx,
+        "gateway_nginx": gateway,
+        "gateway_vs_echo_nginx": gateway["rps"] / max(echo_nginx["rps"], 1e-9),
+    }
+
+
+async def demo(
+    target: Target,
+    *,
+    out_dir: Path,
+    stages: Sequence[tuple[float, int]],
+    ceiling_s: int,
+    designs: Sequence[str] = ("queue", "sync"),
+    spike_requests: int = 0,
+) -> int:
+    runs = []
+    for design in designs:
+        print(f"rush against the {design} design ({scenario_length(stages):.0f} s)...", flush=True)
+        runs.append(await run_design(design, target.endpoint, target.pids, stages))
+    failures: list[str] = []
+    summaries = [await check_run(run, target.endpoint, failures) for run in runs]
+
+    report: dict[str, Any] = {"seats": SEATS, "stages": stages, "designs": summaries}
+    if runs:
+        pool = await asyncpg.create_pool(target.postgres_dsn, min_size=1, max_size=2)
+        try:
+            ledger = await reconcile(target.kafka, pool, event_id=runs[0].event_id)
+        finally:
+            await pool.close()
+        report["ledger"] = ledger.as_dict()
+        if not (ledger.balanced and ledger.seats_ok):
+            failures.append("the ledger does not balance")
+
+    if ceiling_s:
+        report["ceiling"] = await ceiling(target, ceiling_s)
+    if spike_requests:
+        print(f"spike: {spike_requests} requests on one event at once...", flush=True)
+        result = await spike(target, spike_requests)
+        report["spike"] = result
+        if (result["seats_sold"], result["seats_left"]) != (SEATS, 0):
+            failures.append(f"spike: {result['seats_sold']} seats sold")
+    report["failures"] = failures
+    await asyncio.to_thread(write_outputs, report, runs, out_dir)
+    print_report(report)
+    print(f"\nreport: {out_dir / 'demo-report.json'}   chart: {out_dir / 'demo-report.png'}")
+    return 1 if failures else 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out-dir", type=Path, default=Path("build/demo"))
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="scale the ramp's users and durations (e.g. 0.1 for a quick look)",
+    )
+    parser.add_argument(
+        "--ceiling-seconds",
+        type=int,
+        default=10,
+        help="seconds per ceiling measurement; 0 skips it",
+    )
+    parser.add_argument("--no-rush", action="store_true", help="measure the ceiling only")
+    parser.add_argument(
+        "--steady",
+        type=float,
+        metavar="RPS",
+        help="instead of the ramp: users arrive at RPS per second for --steady-seconds "
+        "(queue design only), to measure accept -> outcome at a steady rate",
+    )
+    parser.add_argument("--steady-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--spike",
+        type=int,
+        metavar="N",
+        help="also append N requests for one event straight to the queue and time the drain",
+    )
+    args = parser.parse_args(argv)
+    stages = tuple((d * args.scale, max(1, round(u * args.scale)) if u else 0) for d, u in STAGES)
+    designs: tuple[str, ...] = ("queue", "sync")
+    if args.steady:
+        # A linear ramp of arrived users is a constant arrival rate.
+        stages = ((args.steady_seconds, round(args.steady * args.steady_seconds)),)
+        designs = ("queue",)
+    env = os.environ
+    run = partial(
+        demo,
+        out_dir=args.out_dir,
+        stages=stages,
+        ceiling_s=args.ceiling_seconds,
+        designs=() if args.no_rush else designs,
+        spike_requests=args.spike or 0,
+    )
+    if env.get("TICKETING_ENDPOINT"):
+        target = Target(
+            endpoint=env["TICKETING_ENDPOINT"],
+            postgres_dsn=env["TICKETING_POSTGRES_DSN"],
+            kafka=KafkaSettings.from_env(Env()),
+            pids=[int(p) for p in env.get("TICKETING_STACK_PIDS", "").split(",") if p],
+        )
+        raise SystemExit(asyncio.run(run(target)))
+    print("no running stack found (make run): starting one for the demo...", flush=True)
+    with LocalStack(StackConfig(listen_port=0)) as stack:
+        target = Target(
+            stack.endpoint,
+            stack.postgres_dsn,
+            stack.kafka,
+            [c.pid for c in stack.children if c.alive()],
+        )
+        code = asyncio.run(run(target))
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

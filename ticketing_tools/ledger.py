@@ -1,0 +1,273 @@
+"""The ledger: every accepted request accounted for.
+
+For each record of the requests topic (what the gateways were acknowledged
+for), exactly one of:
+
+- **queued**: at or after the consumer group's committed offset of its
+  partition (not decided yet, or decided and not committed yet);
+- **dead-lettered**: the dead-letter topic holds it (by original partition
+  and offset);
+- **decided**: it names a reservation that PostgreSQL holds.
+
+Anything else is a break of the promise and is listed. Balanced means
+``accepted = decided + dead_lettered + queued``. The seat invariant
+``capacity = available + held + confirmed`` (and ``confirmed`` equal to the
+confirmed reservations' seats) is checked per event alongside.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from ticketing_common.codecs import UndecodableRecord, decode_request, salvage
+from ticketing_common.config import KafkaSettings
+from ticketing_common.deadletters import DeadLetter
+from ticketing_common.kafka import group_offsets
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    partition: int
+    offset: int
+    reservation_id: str | None
+    event_id: str | None
+    state: str  # queued | dead_lettered | decided | missing
+
+
+@dataclass(frozen=True, slots=True)
+class SeatCheck:
+    event_id: str
+    capacity: int
+    available: int
+    held: int
+    confirmed: int
+    confirmed_rows: int
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.capacity == self.available + self.held + self.confirmed
+            and self.confirmed == self.confirmed_rows
+        )
+
+
+@dataclass
+class Ledger:
+    accepted: int = 0
+    decided: int = 0
+    dead_lettered: int = 0
+    queued: int = 0
+    unique_reservations: int = 0
+    missing: list[Entry] = field(default_factory=list)
+    seats: list[SeatCheck] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return not self.missing and self.accepted == (
+            self.decided + self.dead_lettered + self.queued
+        )
+
+    @property
+    def seats_ok(self) -> bool:
+        return all(check.ok for check in self.seats)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "accepted": self.accepted,
+            "decided": self.decided,
+            "dead_lettered": self.dead_lettered,
+            "queued": self.queued,
+            "unique_reservations": self.unique_reservations,
+            "balanced": self.balanced,
+            "missing": [_entry(e) for e in self.missing],
+            "seats_ok": self.seats_ok,
+            "seats": [_seat(c) for c in self.seats],
+        }
+
+
+def _entry(e: Entry) -> dict[str, object]:
+    return {
+        "partition": e.partition,
+        "offset": e.offset,
+        "reservation_id": e.reservation_id,
+        "event_id": e.event_id,
+        "state": e.state,
+    }
+
+
+def _seat(c: SeatCheck) -> dict[str, object]:
+    return {
+        "event_id": c.event_id,
+        "capacity": c.capacity,
+        "available": c.available,
+        "held": c.held,
+        "confirmed": c.confirmed,
+        "confirmed_reservation_seats": c.confirmed_rows,
+        "ok": c.ok,
+    }
+
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Record]:
+    """Every record of ``topic``, from the beginning to the end offsets the
+    broker reports when called."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = await topic_partitions(consumer, topic)
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Record] = []
+        while not all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+            batch = await consumer.getmany(timeout_ms=1_000, max_records=10_000)
+            for recs in batch.values():
+                records.extend(
+                    r for r in recs if r.offset < ends[TopicPartition(topic, r.partition)]
+                )
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from fresh metadata if the client has none yet."""
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """The topic's end offset per partition, as the broker reports them."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(await topic_partitions(consumer, topic))
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: Iterable[int]
+) -> dict[int, int]:
+    found = await group_offsets(bootstrap, group, [TopicPartition(topic, p) for p in partitions])
+    return {tp.partition: offset or 0 for tp, offset in found.items()}
+
+
+async def reconcile(
+    kafka: KafkaSettings, pool: asyncpg.Pool, *, event_id: str | None = None
+) -> Ledger:
+    if event_id is not None:
+        event_id = str(uuid.UUID(event_id))  # canonical form, as stored and sent
+    # Committed offsets before the dead letters and the database: a record
+    # dead-lettered and committed after this read is then still "queued" here,
+    # never wrongly "decided" or "missing".
+    requests = await read_topic(kafka.bootstrap, kafka.requests_topic)
+    partitions = {r.partition for r in requests}
+    committed = (
+        await committed_offsets(
+            kafka.bootstrap, kafka.consumer_group, kafka.requests_topic, partitions
+        )
+        if partitions
+        else {}
+    )
+    letters = [
+        DeadLetter.from_record(r)
+        for r in await read_topic(kafka.bootstrap, kafka.dead_letter_topic)
+    ]
+    dead = {
+        (d.original_partition, d.original_offset)
+        for d in letters
+        if d.original_topic == kafka.requests_topic
+    }
+
+    parsed: list[tuple[Record, str | None, str | None]] = []
+    for record in requests:
+        try:
+            request = decode_request(record.value, partition=record.partition, offset=record.offset)
+            parsed.append((record, request.reservation_id, request.event_id))
+        except UndecodableRecord:
+            # Attributed to the reservation and event it names, if any.
+            salvaged = salvage(
+                record.value,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+            )
+            if salvaged is None:
+                parsed.append((record, None, None))
+            else:
+                parsed.append((record, salvaged.reservation_id, salvaged.event_id))
+    if event_id is not None:
+        parsed = [p for p in parsed if p[2] == event_id]
+
+    ids = sorted({rid for _, rid, _ in parsed if rid})
+    stored: set[str] = set()
+    for start in range(0, len(ids), 10_000):
+        chunk = [uuid.UUID(i) for i in ids[start : start + 10_000]]
+        rows = await pool.fetch(
+            "SELECT reservation_id FROM reservations WHERE reservation_id = ANY($1::uuid[])", chunk
+        )
+        stored.update(str(r["reservation_id"]) for r in rows)
+
+    ledger = Ledger(accepted=len(parsed), unique_reservations=len(ids))
+    states: Counter[str] = Counter()
+    for record, rid, ev in parsed:
+        partition, offset = record.partition, record.offset
+        if offset >= committed.get(partition, 0):
+            state = "queued"
+        elif (partition, offset) in dead:
+            state = "dead_lettered"
+        elif rid is not None and rid in stored:
+            state = "decided"
+        else:
+            state = "missing"
+            ledger.missing.append(Entry(partition, offset, rid, ev, state))
+        states[state] += 1
+    ledger.decided, ledger.dead_lettered, ledger.queued = (
+        states["decided"],
+        states["dead_lettered"],
+        states["queued"],
+    )
+    ledger.seats = await seat_checks(pool, event_id)
+    return ledger
+
+
+async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[SeatCheck]:
+    rows = await pool.fetch(
+        """SELECT e.event_id, e.capacity, e.available, e.held, e.confirmed,
+                  coalesce(sum(r.quantity) FILTER (WHERE r.status = 'CONFIRMED'), 0)::int
+                      AS confirmed_rows
+           FROM events e LEFT JOIN reservations r ON r.event_id = e.event_id
+           WHERE $1::uuid IS NULL OR e.event_id = $1::uuid
+           GROUP BY e.event_id ORDER BY e.created_at""",
+        uuid.UUID(event_id) if event_id else None,
+    )
+    return [
+        SeatCheck(
+            str(r["event_id"]),
+            r["capacity"],
+            r["available"],
+            r["held"],
+            r["confirmed"],
+            r["confirmed_rows"],
+        )
+        for r in rows
+    ]

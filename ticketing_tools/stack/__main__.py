@@ -1,0 +1,113 @@
+"""``make run``: the whole stack in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from aiokafka.errors import KafkaError
+
+from ticketing_common.config import ConfigError
+from ticketing_common.runtime import raise_open_file_limit
+
+from .launcher import LocalStack, StackConfig
+
+# More restarts than this within the window stop the stack.
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+
+# Where `make ledger` and `make dlq` find the running stack: in the working
+# directory, which is the repository when started by `make run`.
+ENV_FILE = Path(".ticketing-stack.env")
+
+
+def banner(stack: LocalStack) -> str:
+    """Ready-to-paste calls (one line each, so they survive any shell)."""
+    endpoint = stack.endpoint
+    venv_grpcurl = Path(sys.executable).parent / "grpcurl"
+    grpcurl = str(venv_grpcurl) if venv_grpcurl.exists() else "grpcurl"
+    event = '{"name": "Concert", "capacity": 100, "per_user_limit": 4}'
+    reserve = (
+        '{"event_id": "EVENT_ID", "user_id": "alice", "quantity": 2, "idempotency_key": "alice-1"}'
+    )
+    watch = '{"reservation_id": "RESERVATION_ID"}'
+    return f"""
+Ticketing stack ready at {endpoint}  (logs: {stack.logs})
+
+{grpcurl} -plaintext {endpoint} list
+{grpcurl} -plaintext -d '{event}' {endpoint} ticketing.v1.ReservationService/CreateEvent
+{grpcurl} -plaintext -d '{reserve}' {endpoint} ticketing.v1.GatewayService/Reserve
+{grpcurl} -plaintext -d '{watch}' {endpoint} ticketing.v1.NotifierService/WatchReservation
+
+(replace EVENT_ID and RESERVATION_ID with the ids the previous calls returned)
+Ledger and dead letters of this stack: make ledger / make dlq
+Press Ctrl-C to stop everything.
+"""
+
+
+def main() -> None:
+    raise_open_file_limit()
+    try:
+        config = StackConfig.from_env()
+    except ConfigError as exc:
+        sys.exit(f"configuration error: {exc}")
+    stopping = False
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # While starting, Ctrl-C or SIGTERM abort the start (which cleans up).
+    signal.signal(signal.SIGTERM, interrupt)
+    stack = LocalStack(config)
+    print("starting PostgreSQL, Redis, Apache Kafka, the services and nginx...", flush=True)
+    try:
+        stack.start()
+    except KeyboardInterrupt:
+        print("interrupted while starting; everything started is stopped.", flush=True)
+        sys.exit(130)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    stack.write_env_file(ENV_FILE)
+    print(banner(stack), flush=True)
+    code = 0
+    restarts: dict[str, list[float]] = defaultdict(list)
+    try:
+        # Supervise like an orchestrator would: a process that dies is
+        # restarted in place (same port, same data), so a killed consumer,
+        # notifier or Kafka node comes back while the others carry on. One
+        # that keeps dying stops the stack.
+        while not stopping and code == 0:
+            for child in [c for c in stack.children if not c.alive()]:
+                now = time.monotonic()
+                recent = [t for t in restarts[child.name] if now - t < RESTART_WINDOW_S]
+                restarts[child.name] = [*recent, now]
+                if len(recent) >= MAX_RESTARTS:
+                    print(
+                        f"{child.name} keeps exiting and is not restarted; last log "
+                        f"lines:\n{child.tail()}",
+                        file=sys.stderr,
+                    )
+                    code = 1
+                    break
+                print(f"{child.name} exited; restarting it", file=sys.stderr, flush=True)
+                try:
+                    stack.restart(child, down_s=1.0)
+                except (RuntimeError, TimeoutError, KafkaError) as exc:
+                    print(f"{child.name} did not come back: {exc}", file=sys.stderr)
+            time.sleep(0.5)
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+        print("stopped; nothing left running.", flush=True)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

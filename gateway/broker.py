@@ -29,7 +29,7 @@ from aiokafka.structs import RecordMetadata
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
-from ticketing_common.errors import BrokerUnavailable
+from ticketing_common.errors import BrokerUnavailable, Reason
 
 CIRCUIT = "broker"
 CLOSED = "closed"
@@ -69,9 +69,13 @@ class BrokerGate:
         # Per partition, when the broker last acknowledged a record of ours.
         self._last_ack: dict[int, float] = {}
 
-    def _unavailable(self, why: str) -> BrokerUnavailable:
+    def _unavailable(
+        self, why: str, reason: Reason = Reason.BROKER_UNAVAILABLE
+    ) -> BrokerUnavailable:
         return BrokerUnavailable(
-            f"{why}; retry with the same idempotency_key", retry_after_s=self.retry_after_s
+            f"{why}; retry with the same idempotency_key",
+            retry_after_s=self.retry_after_s,
+            reason=reason,
         )
 
     async def publish(self, key: bytes, value: bytes, timeout_s: float) -> RecordMetadata:
@@ -83,7 +87,7 @@ class BrokerGate:
         probing = breaker.context.state != CLOSED
         if probing:
             if self._probe_in_flight:
-                raise self._unavailable("the queue is unavailable")
+                raise self._unavailable("the queue is unavailable", Reason.BROKER_BREAKER_OPEN)
             self._probe_in_flight = True
         try:
             async with breaker:
@@ -102,7 +106,9 @@ class BrokerGate:
             # purgatory raises one shared instance: drop the traceback it
             # would otherwise grow by a few frames per fast-failed call.
             exc.__traceback__ = None
-            raise self._unavailable("the queue is unavailable") from None
+            raise self._unavailable(
+                "the queue is unavailable", Reason.BROKER_BREAKER_OPEN
+            ) from None
         except (TimeoutError, CallerDeadline, BrokerSilent, KafkaError) as exc:
             raise self._unavailable(
                 "the queue did not acknowledge the request in time (it may still be applied)"

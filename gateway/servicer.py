@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import grpc
 import structlog
 
@@ -15,12 +14,7 @@ from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.domain import Status, reservation_id_for
-from ticketing_common.errors import (
-    BrokerUnavailable,
-    DependencyUnavailable,
-    NotFound,
-    Unimplemented,
-)
+from ticketing_common.errors import BrokerUnavailable, NotFound, Reason, Unimplemented
 
 from .broker import BrokerGate
 from .events import EventDirectory
@@ -62,12 +56,14 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         return pb.ReserveSyncResponse(reservation=reservation.to_proto())
 
     async def _known_event(self, valid: ValidReserve) -> ValidReserve:
-        try:
-            known = await self._events.exists(valid.event_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DependencyUnavailable("event directory unavailable, retry") from exc
-        if not known:
-            raise NotFound(f"event {valid.event_id} not found")
+        # A PostgreSQL outage here reaches the client as UNAVAILABLE through
+        # the interceptor's one classification.
+        if not await self._events.exists(valid.event_id):
+            raise NotFound(
+                f"event {valid.event_id} not found",
+                reason=Reason.EVENT_NOT_FOUND,
+                metadata={"event_id": valid.event_id},
+            )
         return valid
 
     async def Reserve(

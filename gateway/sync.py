@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import asyncpg
-import redis.exceptions
-
 from ticketing_common.decisions import Request
 from ticketing_common.domain import Reservation, reservation_id_for
-from ticketing_common.errors import DependencyUnavailable, StaleFencingToken
+from ticketing_common.errors import DependencyUnavailable, Reason, Unavailable
+from ticketing_common.failures import is_transient
+from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
 from ticketing_common.storage.applier import Applier, decide_fenced
 from ticketing_common.storage.locks import EventLocks, LockNotAcquired
 
@@ -47,15 +46,15 @@ class SyncReserver:
                 log_batch=False,
             )
         except LockNotAcquired as exc:
-            raise DependencyUnavailable(
-                "the event is busy: its lock was not acquired in time; retry"
+            raise Unavailable(
+                "the event is busy: its lock was not acquired in time; retry",
+                reason=Reason.EVENT_BUSY,
+                retry_after_s=self._lock_wait_s,
             ) from exc
-        except (
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            redis.exceptions.RedisError,
-            StaleFencingToken,
-        ) as exc:
-            raise DependencyUnavailable("could not decide now; retry") from exc
+        except Exception as exc:
+            if is_transient(exc):  # includes a stale fencing token: decide again
+                raise DependencyUnavailable(
+                    "could not decide now; retry", retry_after_s=DEPENDENCY_RETRY_AFTER_S
+                ) from exc
+            raise
         return decided

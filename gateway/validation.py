@@ -9,7 +9,7 @@ from typing import Protocol
 
 from ticketing_common.codecs import MAX_TEXT  # one limit for the gateway and the queue
 from ticketing_common.domain import parse_uuid
-from ticketing_common.errors import InvalidArgument
+from ticketing_common.errors import InvalidArgument, Violations
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +41,21 @@ class ReserveFields(Protocol):
     def idempotency_key(self) -> str: ...
 
 
+def _quantity(field: str, value: int) -> int:
+    if value < 1:
+        raise InvalidArgument(field, f"must be at least 1, got {value}")
+    return value
+
+
 def validate_reserve(request: ReserveFields) -> ValidReserve:
-    """Returns the checked request or raises InvalidArgument for the first bad
-    field, in declaration order."""
-    event_id = parse_uuid("event_id", request.event_id)
-    user_id = _text("user_id", request.user_id)
-    if request.quantity < 1:
-        raise InvalidArgument("quantity", f"must be at least 1, got {request.quantity}")
-    key = _text("idempotency_key", request.idempotency_key)
-    return ValidReserve(event_id, user_id, request.quantity, key)
+    """Returns the checked request, or raises one InvalidArgument naming every
+    bad field, in declaration order."""
+    problems = Violations()
+    event_id = problems.check(parse_uuid, "event_id", request.event_id)
+    user_id = problems.check(_text, "user_id", request.user_id)
+    quantity = problems.check(_quantity, "quantity", request.quantity)
+    key = problems.check(_text, "idempotency_key", request.idempotency_key)
+    problems.raise_if_any()
+    assert event_id is not None and user_id is not None  # raise_if_any raised otherwise
+    assert quantity is not None and key is not None
+    return ValidReserve(event_id, user_id, quantity, key)

@@ -20,7 +20,9 @@ from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status, parse_uuid
-from ticketing_common.errors import DependencyUnavailable, NotFound, Unavailable
+from ticketing_common.errors import DependencyUnavailable, NotFound, Reason, Unavailable
+from ticketing_common.failures import is_transient
+from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
 from ticketing_common.storage.queries import fetch_reservation
 
 from .feeds import Feed
@@ -32,6 +34,8 @@ QUEUED = Status.QUEUED.to_proto()
 # How long an id unknown to us waits for its request on the live feed before
 # the (slower) catch-up with the broker.
 QUEUED_ARRIVAL_WAIT_S = 0.5
+# Advised to a watcher the notifier could not answer yet: about one catch-up.
+CATCH_UP_RETRY_AFTER_S = 0.5
 
 
 class NotifierServicer(pb_grpc.NotifierServiceServicer):
@@ -55,8 +59,13 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
     async def _stored(self, reservation_id: str) -> reservation_pb2.Reservation | None:
         try:
             stored = await fetch_reservation(self._pool, reservation_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DependencyUnavailable("reservation store unavailable; retry the watch") from exc
+        except Exception as exc:
+            if is_transient(exc):
+                raise DependencyUnavailable(
+                    "reservation store unavailable; retry the watch",
+                    retry_after_s=DEPENDENCY_RETRY_AFTER_S,
+                ) from exc
+            raise
         return None if stored is None else stored.to_proto()
 
     async def _snapshot(
@@ -80,8 +89,16 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             return current
         if not caught_up:
             # It may be queued and we are behind: do not claim it does not exist.
-            raise Unavailable("the notifier is catching up with the queue; retry the watch")
-        raise NotFound(f"reservation {reservation_id} not found")
+            raise Unavailable(
+                "the notifier is catching up with the queue; retry the watch",
+                reason=Reason.NOTIFIER_CATCHING_UP,
+                retry_after_s=CATCH_UP_RETRY_AFTER_S,
+            )
+        raise NotFound(
+            f"reservation {reservation_id} not found",
+            reason=Reason.RESERVATION_NOT_FOUND,
+            metadata={"reservation_id": reservation_id},
+        )
 
     async def WatchReservation(
         self,

@@ -11,7 +11,7 @@ import structlog
 from ticketing.v1 import reservation_service_pb2 as pb
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common.domain import parse_uuid
-from ticketing_common.errors import InvalidArgument, NotFound
+from ticketing_common.errors import NotFound, Reason, Violations
 
 from .store import Store
 
@@ -35,24 +35,26 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         request: pb.CreateEventRequest,
         context: Context,
     ) -> pb.CreateEventResponse:
+        problems = Violations()
         name = request.name.strip()
         if not name:
-            raise InvalidArgument("name", "is required")
-        if len(name) > MAX_NAME:
-            raise InvalidArgument("name", f"must be at most {MAX_NAME} characters")
+            problems.add("name", "is required")
+        elif len(name) > MAX_NAME:
+            problems.add("name", f"must be at most {MAX_NAME} characters")
         if not 1 <= request.capacity <= MAX_CAPACITY:
-            raise InvalidArgument(
+            problems.add(
                 "capacity", f"must be between 1 and {MAX_CAPACITY}, got {request.capacity}"
             )
-        if not 1 <= request.per_user_limit <= request.capacity:
-            raise InvalidArgument(
+        if not 1 <= request.per_user_limit <= max(request.capacity, 1):
+            problems.add(
                 "per_user_limit", f"must be between 1 and capacity, got {request.per_user_limit}"
             )
         queue_ttl = DEFAULT_QUEUE_TTL
         if request.HasField("queue_ttl"):
             queue_ttl = request.queue_ttl.ToTimedelta()
             if not MIN_QUEUE_TTL <= queue_ttl <= MAX_QUEUE_TTL:
-                raise InvalidArgument("queue_ttl", "must be between 1s and 24h")
+                problems.add("queue_ttl", "must be between 1s and 24h")
+        problems.raise_if_any()
         event = await self._store.create_event(
             name, request.capacity, request.per_user_limit, queue_ttl
         )
@@ -72,7 +74,11 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         event_id = parse_uuid("event_id", request.event_id)
         event = await self._store.get_event(event_id)
         if event is None:
-            raise NotFound(f"event {event_id} not found")
+            raise NotFound(
+                f"event {event_id} not found",
+                reason=Reason.EVENT_NOT_FOUND,
+                metadata={"event_id": event_id},
+            )
         return pb.GetEventResponse(event=event.to_proto())
 
     async def GetReservation(
@@ -84,7 +90,8 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         reservation = await self._store.get_reservation(reservation_id)
         if reservation is None:
             raise NotFound(
-                f"reservation {reservation_id} not found (a request still in the "
-                "queue is not decided yet: watch it with WatchReservation)"
+                f"reservation {reservation_id} not found",
+                reason=Reason.RESERVATION_NOT_FOUND,
+                metadata={"reservation_id": reservation_id},
             )
         return pb.GetReservationResponse(reservation=reservation.to_proto())

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -27,12 +25,9 @@ from ticketing.v1 import (
     reservation_service_pb2,
 )
 
-from .errors import TicketingError, Unavailable
+from .status import ErrorInterceptor
 
 log = structlog.get_logger(__name__)
-
-# Trailing metadata on UNAVAILABLE: how long a client should wait before retrying.
-RETRY_AFTER_KEY = "retry-after-ms"
 
 API_SERVICES = (
     gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name,
@@ -53,89 +48,6 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.so_reuseport", 0),
 ]
-
-
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.aio.ServerInterceptor
-
-
-class ErrorInterceptor(_Interceptor):
-    """Maps the error hierarchy to status codes, in one place.
-
-    Expected errors (``TicketingError``) abort with their code and message;
-    anything else is logged with its traceback and becomes INTERNAL without
-    leaking details to the client.
-    """
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                # In grpc.aio a streaming handler is an async generator.
-                _wrap_stream(handler.unary_stream, method),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
-
-
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
-    if isinstance(exc, TicketingError):
-        if isinstance(exc, Unavailable) and exc.retry_after_s is not None:
-            context.set_trailing_metadata(
-                ((RETRY_AFTER_KEY, str(round(exc.retry_after_s * 1000))),)
-            )
-        await context.abort(exc.code, exc.message)
-    log.exception("unhandled_error", method=method)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-
-
-def _wrap_unary(
-    behavior: Callable[..., Awaitable[Any]], method: str
-) -> Callable[..., Awaitable[Any]]:
-    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        try:
-            return await behavior(request, context)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - task boundary: _abort maps it and logs bugs
-            await _abort(context, exc, method)
-
-    return wrapped
-
-
-def _wrap_stream(
-    behavior: Callable[..., AsyncIterator[Any]], method: str
-) -> Callable[..., AsyncIterator[Any]]:
-    async def wrapped(
-        request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
-        try:
-            async for item in behavior(request, context):
-                yield item
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - task boundary: _abort maps it and logs bugs
-            await _abort(context, exc, method)
-
-    return wrapped
 
 
 class Server:

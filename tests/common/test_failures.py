@@ -1,4 +1,4 @@
-"""Which consumer failures are retried as transient."""
+"""Which failures are the environment's (retried, UNAVAILABLE) and which a request's."""
 
 from __future__ import annotations
 
@@ -30,5 +30,19 @@ def test_connection_and_server_state_failures_are_transient() -> None:
 def test_data_and_programming_errors_are_not() -> None:
     assert not is_transient(asyncpg.CheckViolationError())  # 23514: would oversell
     assert not is_transient(asyncpg.UniqueViolationError())
+    assert not is_transient(asyncpg.StringDataRightTruncationError())  # 22001
+    assert not is_transient(asyncpg.CharacterNotInRepertoireError())  # 22021
     assert not is_transient(ValueError("bug"))
     assert not is_transient(ExceptionGroup("batch", [OSError(), KeyError("bug")]))
+
+
+def test_environment_errors_of_postgresql_are_transient() -> None:
+    """A server switched read-only, a lock timeout, a revoked grant, a disk
+    error or a schema not migrated yet is nothing the request did: retrying
+    later succeeds, dead-lettering would tell its buyer INTERNAL."""
+    assert is_transient(asyncpg.ReadOnlySQLTransactionError())  # 25006
+    assert is_transient(asyncpg.LockNotAvailableError())  # 55P03
+    assert is_transient(asyncpg.InsufficientPrivilegeError())  # 42501
+    assert is_transient(asyncpg.PostgresIOError())  # 58030
+    assert is_transient(asyncpg.UndefinedTableError())  # 42P01
+    assert is_transient(asyncpg.QueryCanceledError())  # 57014, statement_timeout

@@ -10,7 +10,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import cast
 
 import asyncpg
 import grpc
@@ -19,7 +18,7 @@ from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.codecs import decode_request
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status
-from ticketing_common.grpc_server import RETRY_AFTER_KEY
+from ticketing_common.status import retry_delay_s
 from ticketing_tools.ledger import Ledger, read_topic, reconcile
 from ticketing_tools.stack import LocalStack
 
@@ -79,11 +78,8 @@ class RushLog:
 
 
 def _retry_after_ms(exc: grpc.aio.AioRpcError) -> int | None:
-    metadata = cast(Sequence[tuple[str, str | bytes]], exc.trailing_metadata() or ())
-    for key, value in metadata:
-        if key == RETRY_AFTER_KEY and isinstance(value, str):
-            return int(value)
-    return None
+    delay = retry_delay_s(exc)
+    return None if delay is None else round(delay * 1000)
 
 
 async def reserve_until_queued(
@@ -96,7 +92,7 @@ async def reserve_until_queued(
     log: RushLog | None = None,
 ) -> tuple[str, int, list[grpc.StatusCode]]:
     """Reserve, retried with the same key until QUEUED; a retry waits what
-    the server's retry-after-ms trailer advises (jittered), else 0.2 s."""
+    the server's RetryInfo advises (jittered), else 0.2 s."""
     stub = gateway_stub(channel)
     codes: list[grpc.StatusCode] = []
     loop = asyncio.get_running_loop()

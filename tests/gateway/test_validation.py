@@ -92,3 +92,17 @@ def test_reservation_id_is_stable_and_distinguishes_users_and_keys() -> None:
     # The separator keeps ("ab", "c") and ("a", "bc") apart.
     assert reservation_id_for("ab", "c", event) != reservation_id_for("a", "bc", event)
     assert uuid.UUID(reservation_id_for("alice", "k1", event)).version == 5
+
+
+def test_every_bad_field_is_named_at_once() -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        validate_reserve(request(event_id="nope", quantity=0, idempotency_key=""))
+    assert [(v.field, v.description) for v in raised.value.violations] == [
+        ("event_id", "must be a UUID, got 'nope'"),
+        ("quantity", "must be at least 1, got 0"),
+        ("idempotency_key", "is required"),
+    ]
+    assert raised.value.message == (
+        "event_id: must be a UUID, got 'nope'; quantity: must be at least 1, got 0; "
+        "idempotency_key: is required"
+    )

@@ -1,0 +1,210 @@
+"""Errors to gRPC status, in one interceptor every server installs.
+
+A status carries ``google.rpc.Status`` details in the ``grpc-status-details-bin``
+trailer (grpcio-status), the way Google APIs do:
+
+* ``ErrorInfo`` on every error: a stable ``reason`` (``errors.Reason``), the
+  domain, and the values a client needs (e.g. the event id);
+* ``BadRequest`` on INVALID_ARGUMENT, listing every field violation;
+* ``RetryInfo`` on UNAVAILABLE whenever a retry is advised, with the delay.
+
+Expected errors (``TicketingError``) keep their message. A transient dependency
+failure that reached the boundary unconverted (a PostgreSQL or Redis outage,
+classified by ``failures.is_transient``) becomes UNAVAILABLE. Anything else is
+a bug: logged with its traceback, INTERNAL to the client without details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import grpc
+import structlog
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from .errors import (
+    DOMAIN,
+    DependencyUnavailable,
+    InvalidArgument,
+    TicketingError,
+    Unavailable,
+)
+from .failures import is_transient
+
+log = structlog.get_logger(__name__)
+
+M = TypeVar("M", bound=Message)
+
+# The trailer grpcio-status puts the google.rpc.Status in.
+DETAILS_KEY = "grpc-status-details-bin"
+
+# Advised to clients when a dependency failed and nothing better is known.
+DEPENDENCY_RETRY_AFTER_S = 1.0
+
+
+def details(error: TicketingError) -> list[Message]:
+    """The ``google.rpc`` detail messages ``error`` carries."""
+    found: list[Message] = [
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    ]
+    if isinstance(error, InvalidArgument):
+        found.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+    if isinstance(error, Unavailable) and error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(max(1, round(error.retry_after_s * 1000)))
+        found.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    return found
+
+
+def to_status(error: TicketingError) -> grpc.Status:
+    packed = []
+    for detail in details(error):
+        wrapper = any_pb2.Any()
+        wrapper.Pack(detail)
+        packed.append(wrapper)
+    return rpc_status.to_status(
+        status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+    )
+
+
+# What a client learns of a bug: nothing but that it happened.
+INTERNAL = to_status(TicketingError("internal error"))
+
+
+def classify(exc: Exception) -> TicketingError | None:
+    """The client-facing error for ``exc``; None for a bug."""
+    if isinstance(exc, TicketingError):
+        return exc
+    if is_transient(exc):
+        return DependencyUnavailable(
+            "a dependency of the service is unavailable; retry",
+            retry_after_s=DEPENDENCY_RETRY_AFTER_S,
+        )
+    return None
+
+
+if TYPE_CHECKING:  # generic in the stubs only
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+
+
+class ErrorInterceptor(_Interceptor):
+    """Maps every handler's errors to a status with details, in one place."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                # In grpc.aio a streaming handler is an async generator.
+                _wrap_stream(handler.unary_stream, method),  # type: ignore[arg-type]
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
+    error = classify(exc)
+    if error is None:
+        log.exception("unhandled_error", method=method)
+        status = INTERNAL
+    else:
+        if not isinstance(exc, TicketingError):
+            log.warning("dependency_unavailable", method=method, error=repr(exc))
+        status = to_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _wrap_unary(
+    behavior: Callable[..., Awaitable[Any]], method: str
+) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - task boundary: _abort maps it and logs bugs
+            await _abort(context, exc, method)
+
+    return wrapped
+
+
+def _wrap_stream(
+    behavior: Callable[..., AsyncIterator[Any]], method: str
+) -> Callable[..., AsyncIterator[Any]]:
+    async def wrapped(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - task boundary: _abort maps it and logs bugs
+            await _abort(context, exc, method)
+
+    return wrapped
+
+
+# The client's side: what a failed call's details say.
+
+
+def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The ``google.rpc.Status`` a failed call carried, if any."""
+    metadata = cast(Sequence[tuple[str, str | bytes]], error.trailing_metadata() or ())
+    for key, value in metadata:
+        if key == DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def detail(error: grpc.aio.AioRpcError, kind: type[M]) -> M | None:
+    """The first detail of type ``kind`` (ErrorInfo, BadRequest, RetryInfo...)."""
+    status = rich_status(error)
+    for packed in status.details if status is not None else ():
+        if packed.Is(kind.DESCRIPTOR):
+            found = kind()
+            packed.Unpack(found)
+            return found
+    return None
+
+
+def retry_delay_s(error: grpc.aio.AioRpcError) -> float | None:
+    """The delay the server advised before a retry (RetryInfo), if any."""
+    info = detail(error, error_details_pb2.RetryInfo)
+    return None if info is None else info.retry_delay.ToTimedelta().total_seconds()
+
+
+def reason(error: grpc.aio.AioRpcError) -> str | None:
+    info = detail(error, error_details_pb2.ErrorInfo)
+    return None if info is None else info.reason

@@ -10,17 +10,21 @@ from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
+from ticketing_common.storage.accepted import DEFAULT_TTL_S, AcceptedRequests
 from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
 
 from .broker import BrokerGate
 from .events import EventDirectory
+from .idempotency import IdempotencyKeys
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .sync import SyncReserver
 
 SERVICES = ("ticketing.v1.GatewayService",)
+# The longest the idempotency check may take before Reserve goes on without it.
+IDEMPOTENCY_TIMEOUT_S = 0.5
 
 
 async def run(settings: GatewaySettings) -> None:
@@ -51,12 +55,25 @@ async def run(settings: GatewaySettings) -> None:
             lock_wait_s=settings.sync_lock_wait_s,
         )
 
+        # Its own client with a short timeout: a slow Redis must not hold up
+        # Reserve (the check is skipped instead, see idempotency.py).
+        keys_client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=IDEMPOTENCY_TIMEOUT_S,
+            socket_connect_timeout=IDEMPOTENCY_TIMEOUT_S,
+        )
+        stack.push_async_callback(keys_client.aclose)
+        keys = IdempotencyKeys(
+            AcceptedRequests(keys_client, ttl_s=DEFAULT_TTL_S), timeout_s=IDEMPOTENCY_TIMEOUT_S
+        )
+
         server = Server(
             "gateway", settings.server.host, settings.server.port, settings.server.shutdown_grace_s
         )
         pb_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(
                 events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),
+                keys=keys,
                 broker=BrokerGate(
                     producer,
                     settings.kafka.requests_topic,

@@ -18,6 +18,7 @@ from ticketing_common.errors import BrokerUnavailable, NotFound, Reason, Unimple
 
 from .broker import BrokerGate
 from .events import EventDirectory
+from .idempotency import IdempotencyKeys
 from .sync import SyncReserver
 from .validation import ValidReserve, validate_reserve
 
@@ -34,12 +35,14 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         *,
         events: EventDirectory,
         broker: BrokerGate,
+        keys: IdempotencyKeys,
         publish_timeout_s: float,
         fault_delay_s: float = 0.0,
         sync: SyncReserver | None = None,
     ) -> None:
         self._events = events
         self._broker = broker
+        self._keys = keys
         self._publish_timeout_s = publish_timeout_s
         self._fault_delay_s = fault_delay_s
         self._sync = sync
@@ -74,13 +77,15 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         valid = await self._known_event(validate_reserve(request))
 
         reservation_id = reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id)
-        accepted = Request(
-            reservation_id=reservation_id,
-            event_id=valid.event_id,
-            user_id=valid.user_id,
-            quantity=valid.quantity,
-            idempotency_key=valid.idempotency_key,
-            accepted_at=datetime.now(UTC),
+        accepted = await self._keys.admit(
+            Request(
+                reservation_id=reservation_id,
+                event_id=valid.event_id,
+                user_id=valid.user_id,
+                quantity=valid.quantity,
+                idempotency_key=valid.idempotency_key,
+                accepted_at=datetime.now(UTC),
+            )
         )
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
@@ -98,6 +103,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                 error=exc.message,
             )
             raise
+        await self._keys.queued(reservation_id)
         if self._fault_delay_s:
             await asyncio.sleep(self._fault_delay_s)  # acknowledged, not answered yet
         # debug, not info: at thousands of calls a second a line per call costs

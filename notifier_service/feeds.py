@@ -20,9 +20,8 @@ from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
-from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.codecs import UndecodableRecord, decode_request
-from ticketing_common.domain import Status, timestamp
+from ticketing_common.domain import Reservation
 from ticketing_common.kafka import group_offsets, start_with_retry
 
 from .hub import PendingRequests, WatchHub
@@ -33,7 +32,6 @@ ASSIGNMENT_TIMEOUT_S = 30.0
 # How often an idle feed's loop wakes (records wake it at once).
 IDLE_WAKE_MS = 5_000
 
-QUEUED = Status.QUEUED.to_proto()
 Seek = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
 
 
@@ -178,14 +176,13 @@ def on_request(
             request = decode_request(record.value, partition=record.partition, offset=record.offset)
         except UndecodableRecord:
             return  # the consumer reports it; nobody can watch it
-        queued = pb.Reservation(
-            reservation_id=request.reservation_id,
-            event_id=request.event_id,
-            user_id=request.user_id,
-            quantity=request.quantity,
-            status=QUEUED,
-            accept_time=timestamp(request.accepted_at),
-        )
+        queued = Reservation.queued(
+            request.reservation_id,
+            request.event_id,
+            request.user_id,
+            request.quantity,
+            request.accepted_at,
+        ).to_proto()
         pending.add(queued)
         # A watcher that called a moment after Reserve is usually waiting for this.
         hub.publish(queued)

@@ -19,7 +19,7 @@ import structlog
 from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status, parse_uuid
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES, parse_uuid
 from ticketing_common.errors import DependencyUnavailable, NotFound, Reason, Unavailable
 from ticketing_common.failures import is_transient
 from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
@@ -30,7 +30,6 @@ from .hub import PendingRequests, WatchHub
 
 log = structlog.get_logger(__name__)
 
-QUEUED = Status.QUEUED.to_proto()
 # How long an id unknown to us waits for its request on the live feed before
 # the (slower) catch-up with the broker.
 QUEUED_ARRIVAL_WAIT_S = 0.5
@@ -126,9 +125,9 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                     except DependencyUnavailable:
                         log.warning("recheck_failed")
                         update = None
-                # QUEUED only ever opens a stream; a late copy from the
-                # requests feed must not follow a later state.
-                if update is None or update.status in (current.status, QUEUED):
+                # Only a newer state goes out: a late QUEUED copy from the
+                # requests feed, or a state the recheck found again, does not.
+                if update is None or update.version <= current.version:
                     continue
                 current = update
                 yield pb.WatchReservationResponse(reservation=current)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 
+import redis.asyncio as redis
+
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
 from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.storage.accepted import DEFAULT_TTL_S, AcceptedRequests
 from ticketing_common.storage.db import create_pool
 
 from .servicer import ReservationServicer
@@ -27,8 +30,13 @@ async def run(settings: ReservationSettings) -> None:
             settings.server.port,
             settings.server.shutdown_grace_s,
         )
+        redis_client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        stack.push_async_callback(redis_client.aclose)
+        accepted = AcceptedRequests(redis_client, ttl_s=DEFAULT_TTL_S)
         pb_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(Store(pool)), server.grpc
+            ReservationServicer(Store(pool, accepted)), server.grpc
         )
         await server.start(SERVICES)
         # Unwound first: stop taking calls, finish those in flight, then close

@@ -1,4 +1,5 @@
-"""Events and reservations in PostgreSQL."""
+"""Events and reservations: decided ones in PostgreSQL, queued ones as the
+gateway recorded them (Redis)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from datetime import timedelta
 import asyncpg
 
 from ticketing_common.domain import Event, Reservation
+from ticketing_common.storage.accepted import AcceptedRequests, State
 from ticketing_common.storage.queries import EVENT_COLUMNS, fetch_event, fetch_reservation
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, accepted: AcceptedRequests) -> None:
         self._pool = pool
+        self._accepted = accepted
 
     async def create_event(
         self, name: str, capacity: int, per_user_limit: int, queue_ttl: timedelta
@@ -35,4 +38,13 @@ class Store:
         return await fetch_event(self._pool, event_id)
 
     async def get_reservation(self, reservation_id: str) -> Reservation | None:
-        return await fetch_reservation(self._pool, reservation_id)
+        """The decided reservation, else the queued request, else None. A
+        request whose append the broker has not acknowledged is not queued."""
+        decided = await fetch_reservation(self._pool, reservation_id)
+        if decided is not None:
+            return decided
+        accepted = await self._accepted.get(reservation_id)
+        if accepted is None or accepted.state is not State.QUEUED:
+            return None
+        # Decided in the meantime? Then that is the answer, not a stale QUEUED.
+        return await fetch_reservation(self._pool, reservation_id) or accepted.as_queued()

@@ -76,6 +76,11 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+# Versions of a reservation's first two states.
+QUEUED_VERSION = 1
+DECIDED_VERSION = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     reservation_id: str
@@ -86,6 +91,19 @@ class Reservation:
     reject_reason: RejectReason | None
     accepted_at: datetime
     decided_at: datetime | None
+    # Raised by every state change: QUEUED is 1, the decision 2, and so on.
+    version: int = QUEUED_VERSION
+    # When the reservation last changed state; None means at acceptance.
+    updated_at: datetime | None = None
+
+    @classmethod
+    def queued(
+        cls, reservation_id: str, event_id: str, user_id: str, quantity: int, accepted_at: datetime
+    ) -> Reservation:
+        """A request the broker holds and nobody has decided yet."""
+        return cls(
+            reservation_id, event_id, user_id, quantity, Status.QUEUED, None, accepted_at, None
+        )
 
     def to_proto(self) -> pb.Reservation:
         message = pb.Reservation(
@@ -95,6 +113,8 @@ class Reservation:
             quantity=self.quantity,
             status=self.status.to_proto(),
             accept_time=timestamp(self.accepted_at),
+            update_time=timestamp(self.updated_at or self.decided_at or self.accepted_at),
+            version=self.version,
         )
         if self.reject_reason is not None:
             message.reject_reason = self.reject_reason.to_proto()
@@ -113,6 +133,8 @@ class Reservation:
             reject_reason=RejectReason(row["reject_reason"]) if row["reject_reason"] else None,
             accepted_at=row["accepted_at"],
             decided_at=row["decided_at"],
+            version=row["version"],
+            updated_at=row["updated_at"],
         )
 
 

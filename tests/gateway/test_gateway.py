@@ -6,9 +6,11 @@ import asyncio
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing_common.domain import reservation_id_for
+from ticketing_common.status import detail, reason
 from ticketing_tools.ledger import end_offsets
 from ticketing_tools.stack import LocalStack
 
@@ -166,3 +168,70 @@ async def test_reserve_sync_decides_inline_with_the_same_rules(
     assert [r.status for r in earlier] in ([], [again.reservation.status])
     assert again.reservation.reservation_id == reservation_id_for("s0", "k", event.event_id)
     assert (await get_event(reservations, event.event_id)).confirmed == 10
+
+
+async def test_three_bad_fields_are_listed_together_in_bad_request(
+    stack: LocalStack, gateway: Gateway
+) -> None:
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await gateway.Reserve(
+            gw.ReserveRequest(event_id="nope", user_id="", quantity=0, idempotency_key="k"),
+            timeout=10,
+        )
+    error = caught.value
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    bad = detail(error, error_details_pb2.BadRequest)
+    assert bad is not None
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("event_id", "must be a UUID, got 'nope'"),
+        ("user_id", "is required"),
+        ("quantity", "must be at least 1, got 0"),
+    ]
+    assert reason(error) == "INVALID_REQUEST"
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+
+
+async def test_an_unknown_event_names_its_reason_and_id(gateway: Gateway) -> None:
+    missing = "00000000-0000-4000-8000-00000000000e"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reserve(gateway, missing, "alice")
+    info = detail(caught.value, error_details_pb2.ErrorInfo)
+    assert info is not None
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "EVENT_NOT_FOUND",
+        "ticketing.v1",
+        {"event_id": missing},
+    )
+
+
+async def test_a_key_reused_with_another_quantity_is_refused(
+    stack: LocalStack,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
+) -> None:
+    event = await create_event(reservations, capacity=10, per_user_limit=4)
+    first = await reserve(gateway, event.event_id, "dora", quantity=1, key="basket-7")
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    for moment in ("queued or decided", "after the outcome"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await reserve(gateway, event.event_id, "dora", quantity=3, key="basket-7")
+        error = caught.value
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, moment
+        assert error.details() == (
+            "idempotency_key 'basket-7' was used for quantity 1 on this event; "
+            "use a new key for another request"
+        )
+        info = detail(error, error_details_pb2.ErrorInfo)
+        assert info is not None
+        assert info.reason == "IDEMPOTENCY_KEY_REUSED"
+        assert dict(info.metadata) == {"reservation_id": first.reservation_id, "quantity": "1"}
+        await watch(notifier, first.reservation_id)
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    # The same key with the same parameters is still the same request.
+    again = await reserve(gateway, event.event_id, "dora", quantity=1, key="basket-7")
+    assert again.reservation_id == first.reservation_id
+    await queue_drained(stack)
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (9, 1)

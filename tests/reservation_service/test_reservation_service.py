@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 
 from ticketing.v1 import reservation_service_pb2 as rs
+from ticketing_common.status import detail, reason
+from ticketing_tools.stack import LocalStack
 
-from ..helpers import CONFIRMED, Gateway, Notifier, Reservations, create_event, reserve, watch
+from ..helpers import (
+    CONFIRMED,
+    QUEUED,
+    Gateway,
+    Notifier,
+    Reservations,
+    consumers_paused,
+    create_event,
+    reserve,
+    watch,
+)
 
 
 async def test_create_and_get_event(reservations: Reservations) -> None:
@@ -78,3 +91,63 @@ async def test_get_reservation_returns_the_decided_reservation(
     ).reservation
     assert stored == streamed
     assert (stored.status, stored.quantity, stored.user_id) == (CONFIRMED, 3, "jack")
+
+
+async def test_a_queued_request_polls_as_queued_then_as_decided(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=3, per_user_limit=3)
+    with consumers_paused(stack):
+        reply = await reserve(gateway, event.event_id, "kim", quantity=2)
+        queued = (
+            await reservations.GetReservation(
+                rs.GetReservationRequest(reservation_id=reply.reservation_id), timeout=10
+            )
+        ).reservation
+    assert (queued.status, queued.quantity, queued.user_id, queued.event_id) == (
+        QUEUED,
+        2,
+        "kim",
+        event.event_id,
+    )
+    assert queued.version == 1
+    assert queued.update_time == queued.accept_time
+    assert not queued.HasField("decide_time")
+
+    decided = (await watch(notifier, reply.reservation_id))[-1]
+    polled = (
+        await reservations.GetReservation(
+            rs.GetReservationRequest(reservation_id=reply.reservation_id), timeout=10
+        )
+    ).reservation
+    assert polled == decided
+    assert (polled.status, polled.version) == (CONFIRMED, 2)
+    assert polled.accept_time == queued.accept_time
+    assert polled.update_time == polled.decide_time
+    assert polled.update_time.ToDatetime() >= queued.update_time.ToDatetime()
+
+
+async def test_an_unknown_reservation_is_not_found_with_its_reason(
+    reservations: Reservations,
+) -> None:
+    missing = "00000000-0000-4000-8000-0000000000aa"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reservations.GetReservation(
+            rs.GetReservationRequest(reservation_id=missing), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert reason(caught.value) == "RESERVATION_NOT_FOUND"
+
+
+async def test_create_event_lists_every_bad_field(reservations: Reservations) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reservations.CreateEvent(
+            rs.CreateEventRequest(name=" ", capacity=0, per_user_limit=5), timeout=10
+        )
+    bad = detail(caught.value, error_details_pb2.BadRequest)
+    assert bad is not None
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("name", "is required"),
+        ("capacity", "must be between 1 and 10000000, got 0"),
+        ("per_user_limit", "must be between 1 and capacity, got 5"),
+    ]

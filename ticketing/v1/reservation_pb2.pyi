@@ -164,6 +164,8 @@ class Reservation(_message.Message):
     REJECT_REASON_FIELD_NUMBER: _builtins.int
     ACCEPT_TIME_FIELD_NUMBER: _builtins.int
     DECIDE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -171,6 +173,10 @@ class Reservation(_message.Message):
     status: Global___ReservationStatus.ValueType
     reject_reason: Global___RejectReason.ValueType
     """Set when status is REJECTED."""
+    version: _builtins.int
+    """Raised by every state change (QUEUED is 1, the decision 2, ...): of two
+    copies of one reservation, the higher version is the newer state.
+    """
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
         """When the gateway accepted the request (the broker acknowledged it)."""
@@ -178,6 +184,10 @@ class Reservation(_message.Message):
     @_builtins.property
     def decide_time(self) -> _timestamp_pb2.Timestamp:
         """When the consumer decided it; unset while QUEUED."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the reservation last changed state (the accept time while QUEUED)."""
 
     def __init__(
         self,
@@ -190,10 +200,12 @@ class Reservation(_message.Message):
         reject_reason: Global___RejectReason.ValueType = ...,
         accept_time: _timestamp_pb2.Timestamp | None = ...,
         decide_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "decide_time", b"decide_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "decide_time", b"decide_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "decide_time", b"decide_time", "event_id", b"event_id", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "decide_time", b"decide_time", "event_id", b"event_id", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

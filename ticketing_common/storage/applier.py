@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 
 from ..decisions import Decision, Request, Seats, decide, reject_all
-from ..domain import RejectReason, Reservation
+from ..domain import DECIDED_VERSION, RejectReason, Reservation
 from ..errors import StaleFencingToken
 from .db import Connection
 from .locks import EventLocks
@@ -181,16 +181,19 @@ class Applier:
                 d.reject_reason,
                 r.accepted_at,
                 now,
+                DECIDED_VERSION,
+                now,
             )
         conflict = "ON CONFLICT (reservation_id) DO NOTHING" if keep_existing else ""
         await conn.execute(
             f"""INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
                    reject_reason, idempotency_key, accepted_at, decided_at,
-                   source_partition, source_offset, fence_token)
-               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::text[],
-                   $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                   $10::int[], $11::bigint[], $12::bigint[])
+                   source_partition, source_offset, fence_token, updated_at)
+               SELECT *, $13::timestamptz FROM unnest($1::uuid[], $2::uuid[], $3::text[],
+                   $4::int[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
+                   $9::timestamptz[], $10::int[], $11::bigint[], $12::bigint[])
                {conflict}""",
             *columns,
+            now,
         )
         return result

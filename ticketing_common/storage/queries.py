@@ -11,7 +11,8 @@ EVENT_COLUMNS = (
     "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at, queue_ttl_ms"
 )
 RESERVATION_COLUMNS = (
-    "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at"
+    "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at,"
+    " version, updated_at"
 )
 
 

@@ -1,0 +1,124 @@
+"""Accepted requests: what each idempotency key was first used for (Redis).
+
+The gateway records a request before it appends it to the queue, and marks it
+queued once the broker acknowledged. This gives two things the queue alone
+cannot (AIP-155):
+
+* a key reused with other parameters is refused at once, instead of silently
+  standing for the first request. The reservation id already binds the user,
+  the key and the event, so the parameter left to compare is the quantity;
+* ``GetReservation`` answers a request that is queued but not decided yet as
+  QUEUED, so polling works.
+
+The record lives ``ttl`` (the longest a request can wait in the queue, and
+then some); the decided reservation in PostgreSQL is the truth after that.
+Redis being down must not stop a sale: the gateway then accepts without the
+check (the consumer still never applies one reservation id twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import redis.asyncio as redis
+
+from ..decisions import Request
+from ..domain import Reservation
+
+KEY_PREFIX = "ticketing:accepted:"
+
+# How long a key stays bound to its first request: longer than the longest
+# queue TTL an event may have (24 h). About 200 bytes of Redis per request.
+DEFAULT_TTL_S = 25 * 3600.0
+
+
+class State(StrEnum):
+    PENDING = "pending"  # recorded, the broker has not acknowledged (yet)
+    QUEUED = "queued"  # the broker acknowledged: the request is in the queue
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """One recorded request, as first sent."""
+
+    reservation_id: str
+    event_id: str
+    user_id: str
+    quantity: int
+    accepted_at: datetime
+    state: State
+
+    def as_queued(self) -> Reservation:
+        return Reservation.queued(
+            self.reservation_id, self.event_id, self.user_id, self.quantity, self.accepted_at
+        )
+
+
+# Records the request unless its id is known; either way returns what is
+# recorded now, so the caller compares the first request's parameters with its own.
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'event_id', ARGV[1], 'user_id', ARGV[2], 'quantity', ARGV[3],
+             'accept_us', ARGV[4], 'state', 'pending')
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return redis.call('HMGET', KEYS[1], 'event_id', 'user_id', 'quantity', 'accept_us', 'state')
+"""
+
+# Marks a recorded request queued; a record that expired meanwhile stays gone.
+_MARK_QUEUED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'state', 'queued')
+end
+return 0
+"""
+
+
+class AcceptedRequests:
+    def __init__(self, client: redis.Redis, *, ttl_s: float) -> None:
+        self._client = client
+        self._ttl_ms = round(ttl_s * 1000)
+        self._claim = client.register_script(_CLAIM)
+        self._mark_queued = client.register_script(_MARK_QUEUED)
+
+    async def claim(self, request: Request) -> Accepted:
+        """Records ``request`` if its reservation id is new, and returns the
+        request recorded under that id: this one, or the first one sent."""
+        micros = round(request.accepted_at.timestamp() * 1_000_000)
+        found = await self._claim(
+            keys=[KEY_PREFIX + request.reservation_id],
+            args=[request.event_id, request.user_id, request.quantity, micros, self._ttl_ms],
+        )
+        accepted = _parse(request.reservation_id, found)
+        if accepted is None:  # pragma: no cover - the script always returns the fields
+            raise RuntimeError(f"accepted request {request.reservation_id} vanished")
+        return accepted
+
+    async def mark_queued(self, reservation_id: str) -> None:
+        await self._mark_queued(keys=[KEY_PREFIX + reservation_id], args=[])
+
+    async def get(self, reservation_id: str) -> Accepted | None:
+        found = await self._client.hmget(
+            KEY_PREFIX + reservation_id, ["event_id", "user_id", "quantity", "accept_us", "state"]
+        )
+        return _parse(reservation_id, found)
+
+
+def _parse(reservation_id: str, fields: list[bytes | str | None]) -> Accepted | None:
+    event_id, user_id, quantity, accept_us, state = fields
+    if event_id is None or user_id is None or quantity is None or accept_us is None:
+        return None
+    return Accepted(
+        reservation_id=reservation_id,
+        event_id=_text(event_id),
+        user_id=_text(user_id),
+        quantity=int(quantity),
+        accepted_at=datetime.fromtimestamp(int(accept_us) / 1_000_000, UTC),
+        state=State(_text(state or State.PENDING)),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,5 +1,6 @@
-"""``ticketing-admin``: the ledger and the dead-letter topic, from a shell.
+"""``ticketing-admin``: the schema, the ledger and the dead-letter topic, from a shell.
 
+    ticketing-admin migrate
     ticketing-admin ledger [--event EVENT_ID] [--json]
     ticketing-admin dlq list [--json]
     ticketing-admin dlq show PARTITION:OFFSET
@@ -7,7 +8,9 @@
 
 Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 ``TICKETING_POSTGRES_DSN`` (``make ledger`` and ``make dlq`` read them from
-the file the running local stack writes). ``ledger`` exits 1 when the ledger
+the file the running local stack writes). ``migrate`` is the deployment step
+that brings the database schema up to this build (services only check it);
+it is safe to run concurrently and again. ``ledger`` exits 1 when the ledger
 does not balance or a seat invariant fails.
 """
 
@@ -25,6 +28,7 @@ import asyncpg
 from ticketing_common.config import Env, KafkaSettings, postgres_dsn
 from ticketing_common.deadletters import DeadLetter
 from ticketing_common.kafka import new_producer
+from ticketing_common.storage.db import migrate_database
 
 from .ledger import read_topic, reconcile
 
@@ -47,6 +51,7 @@ def _event_id(text: str) -> str:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ticketing-admin", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply the pending database migrations")
     ledger = commands.add_parser(
         "ledger", help="reconcile accepted, decided, dead-lettered, queued"
     )
@@ -105,6 +110,10 @@ async def replay(kafka: KafkaSettings, letters: Sequence[DeadLetter]) -> int:
 
 
 async def main_async(args: argparse.Namespace, env: Env) -> int:
+    if args.command == "migrate":
+        applied = await migrate_database(postgres_dsn(env))
+        print(f"applied migrations {applied}" if applied else "the schema is up to date")
+        return 0
     kafka = KafkaSettings.from_env(env)
     if args.command == "ledger":
         return await _ledger(args, kafka, postgres_dsn(env))

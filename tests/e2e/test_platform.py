@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ticketing_common.storage.db import migrate, migrations
+from ticketing_common.storage.db import migrate, migrations, require_schema
 from ticketing_tools.stack import LocalStack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -77,6 +77,48 @@ async def test_migrations_apply_once_when_many_processes_start_together(
     finally:
         for conn in connections:
             await conn.close()
+
+
+async def test_services_refuse_an_unmigrated_schema_until_the_admin_migrates_it(
+    stack: LocalStack,
+) -> None:
+    admin = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS not_migrated")
+        await admin.execute("CREATE DATABASE not_migrated")
+    finally:
+        await admin.close()
+    dsn = stack.postgres_dsn.rsplit("/", 1)[0] + "/not_migrated"
+    env = {**os.environ, "TICKETING_POSTGRES_DSN": dsn, "TICKETING_PORT": "0"}
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "reservation_service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode != 0
+    expected = ", ".join(f"{m.version:04d}_{m.name}" for m in migrations())
+    assert f"the database schema lacks migrations {expected}" in refused.stderr
+    assert "run `ticketing-admin migrate`" in refused.stderr
+
+    admin_cli = [sys.executable, "-m", "ticketing_tools.admin", "migrate"]
+    first = await asyncio.to_thread(
+        subprocess.run, admin_cli, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"applied migrations {[m.version for m in migrations()]}"
+    again = await asyncio.to_thread(
+        subprocess.run, admin_cli, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (again.returncode, again.stdout.strip()) == (0, "the schema is up to date")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await require_schema(conn)  # what a service checks at start-up
+    finally:
+        await conn.close()
 
 
 def test_a_bad_setting_stops_a_service_with_a_clear_message() -> None:

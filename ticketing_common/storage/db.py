@@ -73,6 +73,39 @@ async def migrate(conn: Connection) -> list[int]:
     return applied
 
 
+class SchemaNotMigrated(RuntimeError):
+    """The database lacks migrations this build needs."""
+
+
+async def pending_migrations(conn: Connection) -> list[Migration]:
+    recorded = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = (
+        {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        if recorded
+        else set()
+    )
+    return [m for m in migrations() if m.version not in done]
+
+
+async def require_schema(conn: Connection) -> None:
+    pending = await pending_migrations(conn)
+    if pending:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+        raise SchemaNotMigrated(
+            f"the database schema lacks migrations {names}: run `ticketing-admin migrate`"
+        )
+
+
+async def migrate_database(dsn: str, *, connect_timeout_s: float = 10.0) -> list[int]:
+    """Connects to ``dsn`` and applies the pending migrations (the deployment
+    step ``ticketing-admin migrate``, and the local stack, run this)."""
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout_s)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
 # asyncpg prepares every statement, and after five runs PostgreSQL may switch
 # a prepared statement to a generic plan, made without the parameters' values.
 # For the decision statements (arrays of a batch's ids and users, unnested)
@@ -90,7 +123,9 @@ async def create_pool(
     connect_timeout_s: float = 10.0,
     retry_for_s: float = 30.0,
 ) -> asyncpg.Pool:
-    """Opens a pool, retrying while the server is still starting, then migrates."""
+    """Opens a pool, retrying while the server is still starting, and checks
+    that the schema is migrated (services never migrate: one deployment step
+    does, ``ticketing-admin migrate``)."""
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
         try:
@@ -108,6 +143,10 @@ async def create_pool(
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.5)
-    async with pool.acquire() as conn:
-        await migrate(conn)
+    try:
+        async with pool.acquire() as conn:
+            await require_schema(conn)
+    except BaseException:
+        await pool.close()
+        raise
     return pool

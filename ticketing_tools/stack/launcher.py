@@ -27,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing_common.config import Env, KafkaSettings
 from ticketing_common.kafka import ensure_topics
+from ticketing_common.storage.db import migrate_database
 
 from . import kafka_broker, nginx
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
@@ -138,6 +139,8 @@ class LocalStack:
     def start(self) -> LocalStack:
         try:
             self.postgres_dsn = self.config.postgres_dsn or self._start_postgres()
+            # Once, before any service starts (services only check the schema).
+            asyncio.run(migrate_database(self.postgres_dsn))
             self.redis_url = self.config.redis_url or self._start_redis()
             self.kafka = KafkaSettings.from_env(Env())
             if self.config.kafka_bootstrap:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -36,3 +37,13 @@ def test_each_service_path_goes_to_its_backends(tmp_path: Path) -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_production_config_routes_exactly_like_the_stack(pytestconfig: pytest.Config) -> None:
+    """The routes have one home (``nginx.ROUTES``); deploy/nginx.conf is the
+    production copy and must not drift from it."""
+    conf = (pytestconfig.rootpath / "deploy" / "nginx.conf").read_text()
+    routes = dict(
+        re.findall(r"location (\S+) \{\s*grpc_pass grpc://(\w+);", conf, flags=re.MULTILINE)
+    )
+    assert routes == nginx.ROUTES

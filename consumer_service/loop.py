@@ -75,6 +75,45 @@ class DependencyBreaker:
         return True
 
 
+class Isolation:
+    """Finding the record at fault after a batch failed for no transient
+    reason: its partitions are re-read one record at a time up to where the
+    batch ended, and each record re-read counts its attempts."""
+
+    def __init__(self) -> None:
+        # Per partition being re-read: the offset where the failed batch ended.
+        self._until: dict[TopicPartition, int] = {}
+        self._attempts: dict[tuple[TopicPartition, int], int] = {}
+
+    @property
+    def active(self) -> bool:
+        return bool(self._until)
+
+    def begin(self, batch: Batch) -> None:
+        for tp, records in batch.items():
+            if records:
+                self._until[tp] = max(self._until.get(tp, 0), records[-1].offset + 1)
+
+    def attempt(self, tp: TopicPartition, offset: int) -> int:
+        """Counts one more failed try of the record at ``offset``; returns the count."""
+        key = (tp, offset)
+        self._attempts[key] = self._attempts.get(key, 0) + 1
+        return self._attempts[key]
+
+    def committed(self, tp: TopicPartition, offset: int) -> None:
+        """Everything before ``offset`` is settled: isolation there may end."""
+        if self._until.get(tp, 0) <= offset:
+            self._until.pop(tp, None)
+        for key in [k for k in self._attempts if k[0] == tp and k[1] < offset]:
+            del self._attempts[key]
+
+    def forget(self, partitions: Sequence[TopicPartition]) -> None:
+        """Revoked partitions are someone else's to re-read."""
+        for tp in partitions:
+            self._until.pop(tp, None)
+        self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in partitions}
+
+
 class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self,
@@ -104,15 +143,11 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._linger_s = linger_s
         self._in_batch = asyncio.Lock()
         self._stopping = asyncio.Event()
-        # Partitions being re-read one record at a time, up to these offsets.
-        self._isolating: dict[TopicPartition, int] = {}
-        self._attempts: dict[tuple[TopicPartition, int], int] = {}
+        self._isolation = Isolation()
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._in_batch:
-            for tp in revoked:
-                self._isolating.pop(tp, None)
-            self._attempts = {k: v for k, v in self._attempts.items() if k[0] not in revoked}
+            self._isolation.forget(revoked)
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -129,7 +164,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 continue
             batch = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms,
-                max_records=1 if self._isolating else self._max_batch,
+                max_records=1 if self._isolation.active else self._max_batch,
             )
             if not batch:
                 continue
@@ -141,7 +176,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             if failures:
                 # Outside the batch lock: a rebalance need not wait for our backoff.
                 await self._sleep(min(MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (failures - 1)))
-            elif self._linger_s and not self._isolating:
+            elif self._linger_s and not self._isolation.active:
                 # Let the next records gather (see KafkaSettings.fetch_linger_ms).
                 await self._sleep(self._linger_s)
 
@@ -176,15 +211,12 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _on_persistent_failure(self, batch: Batch, exc: Exception) -> bool:
         log.error("batch_failed", records=sum(len(r) for r in batch.values()), exc_info=exc)
-        if not self._isolating or sum(len(r) for r in batch.values()) > 1:
+        if not self._isolation.active or sum(len(r) for r in batch.values()) > 1:
             # Find the record at fault: re-read what this batch held one by one.
-            for tp, recs in batch.items():
-                if recs:
-                    self._isolating[tp] = max(self._isolating.get(tp, 0), recs[-1].offset + 1)
+            self._isolation.begin(batch)
             return False
         (tp, (record,)), *_ = batch.items()
-        key = (tp, record.offset)
-        self._attempts[key] = attempts = self._attempts.get(key, 0) + 1
+        attempts = self._isolation.attempt(tp, record.offset)
         if attempts < self._max_attempts:
             return False
         try:
@@ -192,7 +224,6 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         except Exception as dead_letter_exc:  # noqa: BLE001 - retried like the batch
             log.warning("dead_letter_failed", error=_describe(dead_letter_exc))
             return False
-        del self._attempts[key]
         # The batch was rewound onto this record: move past it.
         self._consumer.seek(tp, record.offset + 1)
         await self._commit({tp: record.offset + 1})
@@ -207,11 +238,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("commit_failed", error=str(exc))
             return
         for tp, offset in offsets.items():
-            if self._isolating.get(tp, 0) <= offset:
-                self._isolating.pop(tp, None)
-            # Attempts of records now behind us are settled.
-            for key in [k for k in self._attempts if k[0] == tp and k[1] < offset]:
-                del self._attempts[key]
+            self._isolation.committed(tp, offset)
 
     async def _throttle(self, records: int) -> None:
         if self._limiter is None:

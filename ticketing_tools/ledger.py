@@ -171,9 +171,21 @@ async def committed_offsets(
     return {tp.partition: offset or 0 for tp, offset in found.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class Attributed:
+    """A requests-topic record and the reservation and event it names, if any."""
+
+    partition: int
+    offset: int
+    reservation_id: str | None
+    event_id: str | None
+
+
 async def reconcile(
     kafka: KafkaSettings, pool: asyncpg.Pool, *, event_id: str | None = None
 ) -> Ledger:
+    """Accounts for every record of the requests topic (optionally of one
+    event): decided, dead-lettered, queued, or missing."""
     if event_id is not None:
         event_id = str(uuid.UUID(event_id))  # canonical form, as stored and sent
     # Committed offsets before the dead letters and the database: a record
@@ -188,66 +200,83 @@ async def reconcile(
         if partitions
         else {}
     )
+    dead = await _dead_lettered(kafka)
+    records = [attribute(record) for record in requests]
+    if event_id is not None:
+        records = [r for r in records if r.event_id == event_id]
+    ids = sorted({r.reservation_id for r in records if r.reservation_id})
+    stored = await _stored(pool, ids)
+
+    ledger = Ledger(accepted=len(records), unique_reservations=len(ids))
+    states: Counter[str] = Counter()
+    for r in records:
+        state = _state(r, committed, dead, stored)
+        if state == "missing":
+            ledger.missing.append(Entry(r.partition, r.offset, r.reservation_id, r.event_id, state))
+        states[state] += 1
+    ledger.decided = states["decided"]
+    ledger.dead_lettered = states["dead_lettered"]
+    ledger.queued = states["queued"]
+    ledger.seats = await seat_checks(pool, event_id)
+    return ledger
+
+
+def attribute(record: Record) -> Attributed:
+    """What a record names; a record the consumer could not decode is
+    attributed to whatever it salvages."""
+    try:
+        request = decode_request(record.value, partition=record.partition, offset=record.offset)
+        return Attributed(record.partition, record.offset, request.reservation_id, request.event_id)
+    except UndecodableRecord:
+        salvaged = salvage(
+            record.value,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+        )
+    if salvaged is None:
+        return Attributed(record.partition, record.offset, None, None)
+    return Attributed(record.partition, record.offset, salvaged.reservation_id, salvaged.event_id)
+
+
+def _state(
+    record: Attributed,
+    committed: dict[int, int],
+    dead: set[tuple[int, int]],
+    stored: set[str],
+) -> str:
+    if record.offset >= committed.get(record.partition, 0):
+        return "queued"
+    if (record.partition, record.offset) in dead:
+        return "dead_lettered"
+    if record.reservation_id is not None and record.reservation_id in stored:
+        return "decided"
+    return "missing"
+
+
+async def _dead_lettered(kafka: KafkaSettings) -> set[tuple[int, int]]:
+    """Where in the requests topic each dead letter came from."""
     letters = [
         DeadLetter.from_record(r)
         for r in await read_topic(kafka.bootstrap, kafka.dead_letter_topic)
     ]
-    dead = {
+    return {
         (d.original_partition, d.original_offset)
         for d in letters
         if d.original_topic == kafka.requests_topic
     }
 
-    parsed: list[tuple[Record, str | None, str | None]] = []
-    for record in requests:
-        try:
-            request = decode_request(record.value, partition=record.partition, offset=record.offset)
-            parsed.append((record, request.reservation_id, request.event_id))
-        except UndecodableRecord:
-            # Attributed to the reservation and event it names, if any.
-            salvaged = salvage(
-                record.value,
-                partition=record.partition,
-                offset=record.offset,
-                timestamp_ms=record.timestamp,
-            )
-            if salvaged is None:
-                parsed.append((record, None, None))
-            else:
-                parsed.append((record, salvaged.reservation_id, salvaged.event_id))
-    if event_id is not None:
-        parsed = [p for p in parsed if p[2] == event_id]
 
-    ids = sorted({rid for _, rid, _ in parsed if rid})
+async def _stored(pool: asyncpg.Pool, ids: list[str], chunk_size: int = 10_000) -> set[str]:
+    """Which of ``ids`` have a reservation row."""
     stored: set[str] = set()
-    for start in range(0, len(ids), 10_000):
-        chunk = [uuid.UUID(i) for i in ids[start : start + 10_000]]
+    for start in range(0, len(ids), chunk_size):
+        chunk = [uuid.UUID(i) for i in ids[start : start + chunk_size]]
         rows = await pool.fetch(
             "SELECT reservation_id FROM reservations WHERE reservation_id = ANY($1::uuid[])", chunk
         )
         stored.update(str(r["reservation_id"]) for r in rows)
-
-    ledger = Ledger(accepted=len(parsed), unique_reservations=len(ids))
-    states: Counter[str] = Counter()
-    for record, rid, ev in parsed:
-        partition, offset = record.partition, record.offset
-        if offset >= committed.get(partition, 0):
-            state = "queued"
-        elif (partition, offset) in dead:
-            state = "dead_lettered"
-        elif rid is not None and rid in stored:
-            state = "decided"
-        else:
-            state = "missing"
-            ledger.missing.append(Entry(partition, offset, rid, ev, state))
-        states[state] += 1
-    ledger.decided, ledger.dead_lettered, ledger.queued = (
-        states["decided"],
-        states["dead_lettered"],
-        states["queued"],
-    )
-    ledger.seats = await seat_checks(pool, event_id)
-    return ledger
+    return stored
 
 
 async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[SeatCheck]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import asyncpg
+
+from ticketing_common.storage.queries import event_exists
 
 
 class EventDirectory:
@@ -52,7 +53,4 @@ class EventDirectory:
 
     async def _query(self, event_id: str) -> bool:
         async with self._pool.acquire(timeout=5) as conn:
-            row = await conn.fetchval(
-                "SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id), timeout=5
-            )
-        return row is not None
+            return await event_exists(conn, event_id)

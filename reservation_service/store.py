@@ -3,14 +3,13 @@ gateway recorded them (Redis)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import asyncpg
 
 from ticketing_common.domain import Event, Reservation
 from ticketing_common.storage.accepted import AcceptedRequests, State
-from ticketing_common.storage.queries import EVENT_COLUMNS, fetch_event, fetch_reservation
+from ticketing_common.storage.queries import fetch_event, fetch_reservation, insert_event
 
 
 class Store:
@@ -21,18 +20,7 @@ class Store:
     async def create_event(
         self, name: str, capacity: int, per_user_limit: int, queue_ttl: timedelta
     ) -> Event:
-        row = await self._pool.fetchrow(
-            f"""INSERT INTO events
-                    (event_id, name, capacity, available, per_user_limit, queue_ttl_ms)
-                VALUES ($1, $2, $3, $3, $4, $5) RETURNING {EVENT_COLUMNS}""",
-            uuid.uuid4(),
-            name,
-            capacity,
-            per_user_limit,
-            int(queue_ttl.total_seconds() * 1000),
-        )
-        assert row is not None  # INSERT ... RETURNING always returns the row
-        return Event.from_row(row)
+        return await insert_event(self._pool, name, capacity, per_user_limit, queue_ttl)
 
     async def get_event(self, event_id: str) -> Event | None:
         return await fetch_event(self._pool, event_id)

@@ -1,8 +1,11 @@
-"""Read queries several services share."""
+"""The services' queries outside the decision transaction, as functions of an
+``Executor`` (a pool or a connection): one style of database access, with the
+fenced writes of decisions in ``applier``."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from ..domain import Event, Reservation
 from .db import Executor
@@ -37,3 +40,27 @@ async def fetch_reservations(db: Executor, reservation_ids: list[str]) -> dict[s
         [uuid.UUID(r) for r in reservation_ids],
     )
     return {str(row["reservation_id"]): Reservation.from_row(row) for row in rows}
+
+
+async def event_exists(db: Executor, event_id: str) -> bool:
+    found = await db.fetchval("SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id))
+    return found is not None
+
+
+async def insert_event(
+    db: Executor, name: str, capacity: int, per_user_limit: int, queue_ttl: timedelta
+) -> Event:
+    """A new event with every seat available."""
+    row = await db.fetchrow(
+        f"""INSERT INTO events
+                (event_id, name, capacity, available, per_user_limit, queue_ttl_ms)
+            VALUES ($1, $2, $3, $3, $4, $5) RETURNING {EVENT_COLUMNS}""",
+        uuid.uuid4(),
+        name,
+        capacity,
+        per_user_limit,
+        int(queue_ttl.total_seconds() * 1000),
+    )
+    if row is None:  # pragma: no cover - INSERT ... RETURNING returns the row
+        raise RuntimeError("INSERT ... RETURNING returned no row")
+    return Event.from_row(row)

@@ -56,16 +56,21 @@ async def test_sigterm_drains_and_exits_cleanly(stack: LocalStack, service: str)
     assert "Traceback" not in log
 
 
+async def empty_database(stack: LocalStack, name: str) -> str:
+    """A new, empty database on the stack's PostgreSQL; returns its DSN."""
+    admin = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    return stack.postgres_dsn.rsplit("/", 1)[0] + "/" + name
+
+
 async def test_migrations_apply_once_when_many_processes_start_together(
     stack: LocalStack,
 ) -> None:
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS migration_race")
-        await admin.execute("CREATE DATABASE migration_race")
-    finally:
-        await admin.close()
-    dsn = stack.postgres_dsn.rsplit("/", 1)[0] + "/migration_race"
+    dsn = await empty_database(stack, "migration_race")
     connections = [await asyncpg.connect(dsn) for _ in range(6)]
     try:
         applied = await asyncio.gather(*(migrate(conn) for conn in connections))
@@ -82,13 +87,7 @@ async def test_migrations_apply_once_when_many_processes_start_together(
 async def test_services_refuse_an_unmigrated_schema_until_the_admin_migrates_it(
     stack: LocalStack,
 ) -> None:
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        await admin.execute("DROP DATABASE IF EXISTS not_migrated")
-        await admin.execute("CREATE DATABASE not_migrated")
-    finally:
-        await admin.close()
-    dsn = stack.postgres_dsn.rsplit("/", 1)[0] + "/not_migrated"
+    dsn = await empty_database(stack, "not_migrated")
     env = {**os.environ, "TICKETING_POSTGRES_DSN": dsn, "TICKETING_PORT": "0"}
     refused = await asyncio.to_thread(
         subprocess.run,
@@ -122,7 +121,11 @@ async def test_services_refuse_an_unmigrated_schema_until_the_admin_migrates_it(
 
 
 def test_a_bad_setting_stops_a_service_with_a_clear_message() -> None:
-    env = {**os.environ, "TICKETING_LOCK_TTL_MS": "soon"}
+    env = {
+        **os.environ,
+        "TICKETING_CONSUMER_LOCK_TTL_MS": "soon",
+        "TICKETING_CONSUMER_MAX_BATCH": "0",
+    }
     result = subprocess.run(
         [sys.executable, "-m", "consumer_service"],
         env=env,
@@ -132,6 +135,7 @@ def test_a_bad_setting_stops_a_service_with_a_clear_message() -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "configuration error: TICKETING_LOCK_TTL_MS must be an integer, got 'soon'"
-    )
+    assert result.stderr.splitlines() == [
+        "configuration error: TICKETING_CONSUMER_MAX_BATCH must be >= 1, got 0",
+        "configuration error: TICKETING_CONSUMER_LOCK_TTL_MS must be an integer, got soon",
+    ]

@@ -21,10 +21,13 @@ from ticketing_common.domain import reservation_id_for
 from ticketing_common.errors import StaleFencingToken
 from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.locks import EventLocks, LockNotAcquired
+from ticketing_tools.ledger import end_offsets
 from ticketing_tools.stack import LocalStack
 
 from ..helpers import (
     CONFIRMED,
+    REJECTED,
+    SOLD_OUT,
     Gateway,
     Notifier,
     Reservations,
@@ -35,6 +38,9 @@ from ..helpers import (
     reserve,
     watch,
 )
+
+# How a consumer logs a batch PostgreSQL refused for being read-only.
+READ_ONLY_REFUSAL = "ReadOnlySQLTransactionError"
 
 
 @pytest.fixture
@@ -193,3 +199,45 @@ async def test_sale_goes_on_after_redis_lost_its_fencing_counters(
     assert token_after > token_before
     after = await get_event(reservations, event.event_id)
     assert (after.available, after.confirmed) == (6, 4)
+
+
+async def test_a_read_only_database_delays_decisions_and_dead_letters_nothing(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    """PostgreSQL switched read-only (a failover in progress, an operator's
+    hand) is the environment's failure, not the requests': the consumer keeps
+    retrying, and once writes are back every request gets its real outcome."""
+    event = await create_event(reservations, capacity=5, per_user_limit=1)
+    dead_before = await end_offsets(stack.kafka_bootstrap, stack.kafka.dead_letter_topic)
+    logs = [child.log for child in stack.services["consumer_service"]]
+    refusals_before = sum(log.read_text().count(READ_ONLY_REFUSAL) for log in logs)
+    admin = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        await admin.execute("SET default_transaction_read_only = off")  # this session writes
+        await admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        await admin.execute("SELECT pg_reload_conf()")
+        try:
+            replies = [
+                await reserve(gateway, event.event_id, f"ro-{i}", key=f"ro-{i}") for i in range(8)
+            ]
+            # The fault hit the window: decisions were tried and refused.
+            async with asyncio.timeout(30):
+                while sum(log.read_text().count(READ_ONLY_REFUSAL) for log in logs) <= (
+                    refusals_before
+                ):
+                    await asyncio.sleep(0.1)
+            for reply in replies:
+                assert await reservation_rows(stack.postgres_dsn, reply.reservation_id) == []
+        finally:
+            await admin.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
+
+    outcomes = [(await watch(notifier, r.reservation_id))[-1] for r in replies]
+    assert sorted(o.status for o in outcomes) == [CONFIRMED] * 5 + [REJECTED] * 3
+    assert {o.reject_reason for o in outcomes if o.status == REJECTED} == {SOLD_OUT}
+    await queue_drained(stack)
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.dead_letter_topic) == dead_before
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (0, 5)

@@ -13,12 +13,15 @@ import uuid
 
 import asyncpg
 import grpc
+import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing.v1 import reservation_pb2 as pb
+from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.domain import reservation_id_for
+from ticketing_common.status import reason, retry_delay_s
 from ticketing_common.storage.locks import EventLocks
 from ticketing_tools.ledger import committed_offsets, read_topic, topic_partitions
 from ticketing_tools.stack import LocalStack
@@ -201,6 +204,14 @@ async def test_postgres_restarted_in_the_middle_of_a_rush(
         await first_decisions(pool, event_id)
     postgres = fault_stack.find("postgres")
     await asyncio.to_thread(postgres.stop)
+    # A client of the reservation service is told to retry, not that it hit a bug.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reservations_stub(fault_channel).GetEvent(
+            rs.GetEventRequest(event_id=event_id), timeout=10
+        )
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert reason(caught.value) == "DEPENDENCY_UNAVAILABLE"
+    assert retry_delay_s(caught.value) == 1.0
     second = asyncio.create_task(rush(fault_stack, event_id, USERS // 2, prefix="late-"))
     restarting = asyncio.create_task(asyncio.to_thread(fault_stack.restart, postgres, down_s=8.0))
     seen: set[int] = set()

@@ -134,7 +134,7 @@ async def test_open_loop_rate_sends_on_the_clock_for_the_duration(
             RESERVE,
             "-d",
             reserve_data(event.event_id),
-            "--rps",
+            "--arrival-rate",
             "100",
             "-z",
             "2s",
@@ -152,7 +152,8 @@ async def test_open_loop_rate_sends_on_the_clock_for_the_duration(
     assert set(statuses) <= {"OK", "Canceled"}  # calls in flight at 2 s are cancelled, as in ghz
     assert statuses["OK"] >= 150
     assert report["details"] is None
-    assert (report["options"]["rps"], report["options"]["duration"]) == (100, 2_000_000_000)
+    options = report["options"]
+    assert (options["rps"], options["async"], options["duration"]) == (100, True, 2_000_000_000)
     assert_ghz_shape(report)
 
 
@@ -192,28 +193,22 @@ async def test_open_loop_keeps_sending_while_every_answer_is_pending(
     with consumers_paused(stack):
         # Undecided while the consumers are stopped: every watch stays open.
         reply = await reserve(gateway, event.event_id, "patient")
-        ran = await bench(
-            stack,
-            "--call",
-            WATCH,
-            "-d",
-            f'{{"reservation_id":"{reply.reservation_id}"}}',
-            "--rps",
-            "50",
-            "-z",
-            "1s",
-            "-c",
-            "1",
-            "-O",
-            "json",
-        )
-    report = ran.report()
+        data = f'{{"reservation_id":"{reply.reservation_id}"}}'
+        flags = ("--call", WATCH, "-d", data, "-z", "1s", "-c", "1", "-O", "json")
+        arrivals = await bench(stack, *flags, "--arrival-rate", "50")
+        limited = await bench(stack, *flags, "--rps", "50")
+    report = arrivals.report()
     # One worker, no answer ever, and still about 50 calls: arrivals follow the
     # clock, not the replies. At the end of -z they are cancelled, as in ghz.
     assert 40 <= report["count"] <= 60
     assert report["statusCodeDistribution"] == {"Canceled": report["count"]}
     assert report["endReason"] == "timeout"
     assert report["latencyDistribution"] is None
+    # --rps is ghz's rate limit on the closed loop: the one worker waits for
+    # its answer, so one call is all it makes.
+    report = limited.report()
+    assert report["statusCodeDistribution"] == {"Canceled": 1}
+    assert report["endReason"] == "timeout"
 
 
 async def test_several_processes_merge_into_one_report(

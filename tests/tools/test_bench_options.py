@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
-from ticketing_tools.bench import cli
+from ticketing_tools.bench import cli, report
 from ticketing_tools.bench.engine import ProcessPlan
 from ticketing_tools.bench.methods import CallName, MethodError, MethodSpec, builtin_file_set
 from ticketing_tools.bench.options import Options, OptionsError
@@ -61,8 +62,50 @@ def test_ghz_flags_map_to_options() -> None:
     assert options.format == "pretty"
     assert options.skip_first == 10
     assert options.tags == (("env", "ci"),)
-    assert options.open_loop
+    assert not options.open_loop  # as in ghz, --rps limits the workers; only --async opens the loop
     assert options.keep_details
+
+
+@pytest.mark.parametrize(
+    ("flags", "open_loop", "rate"),
+    [
+        (["--rps", "100"], False, 100),
+        (["--load-schedule", "line", "--load-start", "10", "--load-step", "5"], False, 10),
+        (["--async"], True, math.inf),
+        (["--async", "--rps", "100"], True, 100),
+        (["--arrival-rate", "100"], True, 100),
+        (
+            [
+                "--async",
+                "--load-schedule",
+                "step",
+                "--load-start",
+                "50",
+                "--load-step",
+                "10",
+                "--load-step-duration",
+                "5s",
+            ],
+            True,
+            50,
+        ),
+    ],
+)
+def test_only_async_or_an_arrival_rate_opens_the_loop(
+    flags: list[str], open_loop: bool, rate: float
+) -> None:
+    options = parse("--call", CALL, *flags)
+    assert options.open_loop is open_loop
+    assert options.load().rate(0) == rate
+
+
+def test_an_arrival_rate_is_reported_as_ghz_would_run_it() -> None:
+    arrival = report.ghz_options(parse("--call", CALL, "--arrival-rate", "100"))
+    assert (arrival["rps"], arrival["async"]) == (100, True)
+    assert report.ghz_options(parse("--call", CALL, "--async", "--rps", "100")) == arrival
+    limited = report.ghz_options(parse("--call", CALL, "--rps", "100"))
+    assert limited["rps"] == 100
+    assert "async" not in limited  # omitempty, like ghz
 
 
 def test_defaults_are_ghz_defaults() -> None:
@@ -90,6 +133,12 @@ def test_a_duration_ignores_the_total() -> None:
         ({"concurrency": 0}, "-c/--concurrency must be at least 1"),
         ({"concurrency": 2, "connections": 3}, "cannot be greater than -c/--concurrency"),
         ({"rps": -1}, "--rps must be at least 0"),
+        ({"arrival_rate": -1}, "--arrival-rate must be at least 0"),
+        ({"arrival_rate": 10, "rps": 10}, "--arrival-rate and --rps exclude each other"),
+        (
+            {"arrival_rate": 10, "load_schedule": "line", "load_start": 10, "load_step": 5},
+            "use --async with --load-schedule line",
+        ),
         ({"timeout_ns": -1}, "-t/--timeout must be at least 0"),
         ({"duration_ns": 1, "max_duration_ns": 1}, "exclude each other"),
         ({"format": "html"}, "-O/--format must be one of"),

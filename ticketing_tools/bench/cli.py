@@ -4,9 +4,13 @@ Flags, defaults and output are ghz's (https://ghz.sh/docs/usage), so a ghz
 command line works as is, for the flags listed in ``--help``. Differences:
 
 * ``--cpus`` defaults to 1 (ghz: every core); ``--cpus N`` runs N processes.
-* ``--rps``, ``--load-schedule step|line`` and ``--async`` all mean open loop:
-  calls start when due, answered or not, up to ``--max-in-flight``
-  outstanding calls per process (extension). See ``engine.py``.
+* ``--rps`` and ``--load-schedule step|line`` are ghz's: a rate limit, the
+  run's total, on the ``-c`` workers, each of which still waits for its
+  answer before its next call. ``--async`` (open loop: calls start when due,
+  answered or not) is bounded by ``--max-in-flight`` outstanding calls per
+  process (extension; ghz has no bound). ``--arrival-rate N`` (extension)
+  names the open loop at ``N`` calls a second: ``--async --rps N``. See
+  ``engine.py``.
 * ``-O json``/``pretty`` include ``details`` like ghz; ``--skip-details``
   (extension) leaves them out (``"details": null``) to keep files small.
 * Server-streaming calls add ``firstMessage*`` fields (see ``report.py``).
@@ -45,12 +49,20 @@ EXIT_INTERRUPTED = 130
 _EPILOG = """\
 Durations are Go durations: 500ms, 10s, 1m30s.
 
-Closed loop (default): -c workers each send a call when their previous one is
-answered. Open loop (--rps, --load-schedule step|line, --async): calls start
-when the schedule says they are due, answered or not, up to --max-in-flight
-outstanding calls per process; workers then only name the calls (WorkerID)
-and pick their connection. Workers share the --connections round-robin.
---cpus N splits calls, workers and connections over N processes.
+Closed loop (default, as in ghz): -c workers each send a call when their
+previous one is answered, so at most -c calls are in flight. --rps and
+--load-schedule step|line limit the rate at which they may start calls: the
+run's total, shared by the workers; slow answers make the run slower than
+the rate.
+
+Open loop (--arrival-rate N, or ghz's --async with --rps or --load-schedule):
+calls start when the schedule says they are due, answered or not, up to
+--max-in-flight outstanding calls per process; workers then only name the
+calls (WorkerID) and pick their connection. --arrival-rate N is --async
+--rps N; a step or line open loop is --async --load-schedule step|line.
+
+Workers share the --connections round-robin. --cpus N splits calls, workers,
+connections and the rate over N processes.
 """
 
 
@@ -126,9 +138,25 @@ def _load_flags(p: argparse.ArgumentParser) -> None:
         default="close",
         help="calls in flight when -z ends: close (cancel, count), wait, ignore (cancel, drop)",
     )
-    load.add_argument("-r", "--rps", type=int, default=0, help="calls per second (open loop)")
     load.add_argument(
-        "--async", dest="async_", action="store_true", help="open loop even without a rate"
+        "-r",
+        "--rps",
+        type=int,
+        default=0,
+        help="rate limit: calls per second in total, shared by the workers (0: none)",
+    )
+    load.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="open loop: send calls when due without waiting for answers",
+    )
+    load.add_argument(
+        "--arrival-rate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="open loop at N calls per second, answered or not (--async --rps N)",
     )
     load.add_argument(
         "--max-in-flight",
@@ -136,7 +164,12 @@ def _load_flags(p: argparse.ArgumentParser) -> None:
         default=10_000,
         help="open loop: most outstanding calls per process (10000)",
     )
-    load.add_argument("--load-schedule", choices=SCHEDULE_KINDS, default="const")
+    load.add_argument(
+        "--load-schedule",
+        choices=SCHEDULE_KINDS,
+        default="const",
+        help="shape of the rate: const (--rps), step, line",
+    )
     load.add_argument("--load-start", type=int, default=0, help="step/line: starting rate")
     load.add_argument("--load-end", type=int, default=0, help="step/line: final rate")
     load.add_argument("--load-step", type=int, default=0, help="step/line: rate change per step")
@@ -206,6 +239,7 @@ def options_from(args: argparse.Namespace) -> Options:
         connections=args.connections,
         async_=args.async_,
         max_in_flight=args.max_in_flight,
+        arrival_rate=args.arrival_rate,
         rps=args.rps,
         load_schedule=args.load_schedule,
         load_start=args.load_start,

@@ -1,24 +1,33 @@
 """The load of one process: workers, the arrival clock, the calls.
 
-Two ways to drive calls, chosen by the options:
+Two ways to drive calls, chosen by the options, as in ghz:
 
-* **Closed loop** (no rate, ghz's default): ``-c`` workers each make one call
-  after another; a worker sends its next call when its previous one is
-  answered. Throughput is whatever the server allows.
-* **Open loop** (``--rps``, ``--load-schedule step|line`` or ``--async``):
-  a scheduler starts each call when the load schedule says it is due,
-  whether or not earlier calls have been answered (ghz's ``--async``), so a
-  slow server does not slow the arrivals down and its latency is not hidden
-  (no coordinated omission). Workers then are identities: each call is given
-  to the next active worker in turn, which picks its ``WorkerID`` and its
-  connection. The only brake is ``--max-in-flight`` outstanding calls per
-  process (default 10,000); a scheduler held back by it catches up at once,
-  like ghz's pacer when it runs behind.
+* **Closed loop** (ghz's default, with or without ``--rps`` or a load
+  schedule): ``-c`` workers each make one call after another; a worker sends
+  its next call only when its previous one is answered, so at most ``-c``
+  calls are ever in flight. With a rate (``--rps``, ``--load-schedule
+  step|line``) the workers also take turns at one pacer, as ghz's workers
+  take ticks from its single pacer goroutine: a call may start no earlier
+  than the schedule's next due time. The rate is the run's total, shared by
+  the workers whatever their number. When the workers cannot keep up (slow
+  answers) the pacer falls behind and lets the next calls go at once, like
+  ghz's; the rate is then a ceiling the run does not reach, and latency
+  hides the backlog (coordinated omission), as it does in ghz.
+* **Open loop** (``--async``, or ``--arrival-rate N``, which is ``--async
+  --rps N``): a scheduler starts each call when the load schedule says it is
+  due, whether or not earlier calls have been answered, so a slow server
+  does not slow the arrivals down and its latency is not hidden. Workers
+  then are identities: each call is given to the next active worker in turn,
+  which picks its ``WorkerID`` and its connection. The only brake is
+  ``--max-in-flight`` outstanding calls per process (default 10,000; ghz has
+  none); a scheduler held back by it catches up at once, like ghz's pacer
+  when it runs behind.
 
 In both modes workers are spread round-robin over the connections, and the
 concurrency schedule adds or stops workers over time (a stopped worker
 finishes its current call). Request numbers are global across processes:
-process ``i`` of ``P`` makes calls ``i, i + P, i + 2P, ...``.
+process ``i`` of ``P`` makes calls ``i, i + P, i + 2P, ...`` at the due times
+of the schedule's arrivals ``i, i + P, ...``, so the rate is the run's.
 
 The run ends when every call is answered (``normal``), at ``-z``/``-x``
 (``timeout``) or on SIGINT/SIGTERM (``cancel``). ``--duration-stop`` says
@@ -30,6 +39,7 @@ counts them (status ``Canceled``), ``ignore`` cancels and drops them,
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -129,6 +139,13 @@ class Engine:
         self._total = plan.total
         self._issued = 0
         self._exhausted = False
+        load = options.load()
+        self._paced = not load.unlimited
+        # This process's share of the schedule: arrivals index, index + P, ...
+        self._due = itertools.islice(load.arrival_times(), plan.index, None, plan.processes)
+        # One closed-loop worker at a time waits for the next due time.
+        self._pacer_turn = asyncio.Lock()
+        self._started_s = 0.0  # time.perf_counter() at the start of the run
         self._in_flight = 0
         self._calls: set[Any] = set()
         self._finished = asyncio.Event()
@@ -147,6 +164,7 @@ class Engine:
 
     async def run(self) -> ProcessResult:
         started = time.perf_counter_ns()
+        self._started_s = started / NANOS_PER_SECOND
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
             changes = self._options.workers().changes()
@@ -154,7 +172,7 @@ class Engine:
             self._resize(self._plan.local_workers(initial))
             controls = [tasks.create_task(self._follow_worker_schedule(changes))]
             if self._options.open_loop:
-                controls.append(tasks.create_task(self._schedule_arrivals(started)))
+                controls.append(tasks.create_task(self._schedule_arrivals()))
             if self._options.run_ns:
                 controls.append(tasks.create_task(self._deadline()))
             self._check_done()
@@ -179,14 +197,39 @@ class Engine:
         if self._exhausted and self._in_flight == 0:
             self._finished.set()
 
-    def _next_number(self) -> int | None:
-        """The next request number of this process, or None when done."""
+    def _out_of_calls(self) -> bool:
+        """True, and remembered, once this process has no call left to make."""
         if self._stopping or (self._total is not None and self._issued >= self._total):
             self._exhausted = True
+        return self._exhausted
+
+    def _next_number(self) -> int | None:
+        """The next request number of this process, or None when done."""
+        if self._out_of_calls():
             return None
         number = self._issued * self._plan.processes + self._plan.index
         self._issued += 1
         return number
+
+    def _next_due(self) -> float | None:
+        """Seconds into the run when this process's next call is due; None
+        (and out of calls) when the schedule's rate fell to zero for good."""
+        due = next(self._due, None)
+        if due is None:
+            self._exhausted = True
+        return due
+
+    async def _until(self, due: float) -> bool:
+        """Waits until ``due`` seconds into the run; False if the run ends first."""
+        delay = self._started_s + due - time.perf_counter()
+        if delay <= 0:
+            return not self._finished.is_set()
+        try:
+            async with asyncio.timeout(delay):
+                await self._finished.wait()
+        except TimeoutError:
+            return True
+        return False
 
     # ---- workers -------------------------------------------------------------
 
@@ -219,23 +262,35 @@ class Engine:
     async def _work(self, worker: _Worker) -> None:
         """Closed loop: one call after another until the work runs out."""
         while not worker.stopped:
-            number = self._next_number()
+            number = await self._paced_number(worker) if self._paced else self._next_number()
             if number is None:
                 self._check_done()
                 return
             await self._call(number, worker)
 
-    async def _schedule_arrivals(self, started_ns: int) -> None:
+    async def _paced_number(self, worker: _Worker) -> int | None:
+        """Closed loop with a rate: the worker's next request number, once the
+        schedule lets the next call start; None when the worker should stop.
+
+        Free workers queue for their turn, as ghz's take ticks from its one
+        pacer: only the first in line waits on the clock, and it looks for
+        work left (``-n``, a stop) before it waits, so the run ends with its
+        last call instead of idling until a due time no call will use."""
+        async with self._pacer_turn:
+            if worker.stopped or self._out_of_calls():
+                return None
+            due = self._next_due()
+            if due is None or not await self._until(due):
+                return None
+            return self._next_number()
+
+    async def _schedule_arrivals(self) -> None:
         """Open loop: each call starts when due, answered or not."""
         slots = asyncio.Semaphore(self._options.max_in_flight)
-        started = started_ns / NANOS_PER_SECOND
-        processes, index = self._plan.processes, self._plan.index
-        for arrival, due in enumerate(self._options.load().arrival_times()):
-            if arrival % processes != index:
-                continue
-            delay = started + due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        while True:
+            due = self._next_due()
+            if due is None or not await self._until(due):
+                break
             await slots.acquire()
             number = self._next_number()
             if number is None:
@@ -243,7 +298,9 @@ class Engine:
                 break
             worker = self._workers[self._issued % len(self._workers)]
             assert self._tasks is not None
-            self._tasks.create_task(self._released(self._call(number, worker), slots))
+            # Counted before its task runs, so the run cannot end in between.
+            self._in_flight += 1
+            self._tasks.create_task(self._released(self._counted_call(number, worker), slots))
         self._exhausted = True
         self._check_done()
 
@@ -257,10 +314,14 @@ class Engine:
     # ---- calls ---------------------------------------------------------------
 
     async def _call(self, number: int, worker: _Worker) -> None:
-        if self._stopping and self._options.duration_stop != "wait":
-            return  # due before the stop but not sent yet: it never happened
         self._in_flight += 1
+        await self._counted_call(number, worker)
+
+    async def _counted_call(self, number: int, worker: _Worker) -> None:
+        """A call already counted in ``_in_flight``."""
         try:
+            if self._stopping and self._options.duration_stop != "wait":
+                return  # due before the stop but not sent yet: it never happened
             context = new_context(worker.id, number, self._names) if self._templated else None
             try:
                 payload = self._payloads.build(number, context)

@@ -3,6 +3,13 @@
 Names, defaults and rules follow ghz (``runner/options.go``,
 ``cmd/ghz/main.go``); the exceptions are listed on the fields. Durations are
 integer nanoseconds, like Go's ``time.Duration``.
+
+The rate options mean what they mean in ghz: ``--rps`` and the
+``--load-*`` schedule limit how fast the ``-c`` workers may start calls, and
+each worker still waits for its answer before it sends again (closed loop).
+Only ``--async`` sends without waiting (open loop); ``--arrival-rate N``
+(extension) is a name of its own for the open loop at ``N`` calls a second,
+the same run as ``--async --rps N``.
 """
 
 from __future__ import annotations
@@ -41,8 +48,9 @@ class Options:
     # Open loop: calls start when due, not when a worker is free (see engine).
     async_: bool = False
     max_in_flight: int = 10_000  # extension: cap on outstanding calls per process
+    arrival_rate: int = 0  # extension: open loop at this many calls a second
 
-    rps: int = 0
+    rps: int = 0  # rate limit of the run, shared by the workers; open loop only with async_
     load_schedule: str = "const"
     load_start: int = 0
     load_end: int = 0
@@ -97,8 +105,15 @@ class Options:
 
     @property
     def open_loop(self) -> bool:
-        """Calls are scheduled on a clock instead of by free workers."""
-        return self.async_ or self.rps > 0 or self.load_schedule != "const"
+        """Calls start when due, answered or not (ghz's ``--async``), instead
+        of when a worker's previous call is answered."""
+        return self.async_ or self.arrival_rate > 0
+
+    @property
+    def const_rate(self) -> int:
+        """Calls a second of the const schedule (0: no limit), whichever flag
+        gave it: a limit on the workers (``--rps``) or an arrival rate."""
+        return self.rps or self.arrival_rate
 
     @property
     def keep_details(self) -> bool:
@@ -107,7 +122,7 @@ class Options:
     def load(self) -> LoadSchedule:
         return LoadSchedule(
             kind=cast(ScheduleKind, self.load_schedule),  # validated
-            rps=float(self.rps),
+            rps=float(self.const_rate),
             start=float(self.load_start),
             end=float(self.load_end),
             step=float(self.load_step),
@@ -153,6 +168,7 @@ class Options:
             ("--connect-timeout", self.connect_timeout_ns),
             ("--keepalive", self.keepalive_ns),
             ("--rps", self.rps),
+            ("--arrival-rate", self.arrival_rate),
             ("--skipFirst", self.skip_first),
         ):
             _at_least(flag, value, 0)
@@ -191,6 +207,17 @@ class Options:
         schedule = self.load_schedule
         if schedule not in SCHEDULE_KINDS:
             raise OptionsError(f"--load-schedule must be one of {', '.join(SCHEDULE_KINDS)}")
+        if self.arrival_rate and self.rps:
+            raise OptionsError(
+                "--arrival-rate and --rps exclude each other: --rps limits the rate of the "
+                "-c workers, who wait for each answer; --arrival-rate starts calls on the "
+                "clock, answered or not"
+            )
+        if self.arrival_rate and schedule != "const":
+            raise OptionsError(
+                "--arrival-rate is a constant rate; for a step or line open loop use "
+                f"--async with --load-schedule {schedule}"
+            )
         shaped = (
             self.load_start,
             self.load_end,

@@ -136,7 +136,8 @@ def _go_offset(moment: datetime) -> str:
 
 def ghz_options(options: Options) -> dict[str, Any]:
     """ghz's runner.Options, field for field (``omitempty`` fields left out
-    when zero, as Go's encoder does)."""
+    when zero, as Go's encoder does). ``--arrival-rate N`` is reported as what
+    ghz would have run: ``"rps": N, "async": true``."""
     fields: list[tuple[str, Any, bool]] = [
         # (name, value, omit when empty)
         ("call", options.call, True),
@@ -148,7 +149,7 @@ def ghz_options(options: Options) -> dict[str, Any]:
         ("cname", options.cname, True),
         ("insecure", options.insecure, False),
         ("authority", options.authority, True),
-        ("rps", options.rps, True),
+        ("rps", options.const_rate, True),
         ("load-schedule", options.load_schedule, False),
         ("load-start", options.load_start, False),
         ("load-end", options.load_end, False),
@@ -171,7 +172,7 @@ def ghz_options(options: Options) -> dict[str, Any]:
         ),
         ("concurrency-max-duration", options.concurrency_max_duration_ns, False),
         ("total", options.reported_total, True),
-        ("async", options.async_, True),
+        ("async", options.open_loop, True),
         ("connections", options.connections, True),
         ("duration", options.run_ns, True),
         ("timeout", options.timeout_ns, True),

@@ -1,8 +1,11 @@
 """Load and concurrency schedules as pure functions of elapsed time.
 
-The load schedule follows ghz's pacers (``load/pacer.go``):
+The load schedule follows ghz's pacers (``load/pacer.go``). It says when
+calls are due; whether a due call waits for a free worker (closed loop, the
+default) or starts anyway (open loop) is the engine's business.
 
-* ``const``: ``--rps`` calls per second; 0 means no rate limit.
+* ``const``: ``--rps`` (or ``--arrival-rate``) calls per second; 0 means no
+  rate limit.
 * ``step``: ``--load-start``, changed by ``--load-step`` every
   ``--load-step-duration``. The rate holds at ``--load-end`` once it gets
   there; after ``--load-max-duration`` it jumps to ``--load-end`` (or, with no

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto clean ledger dlq demo idle
+.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq demo idle
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | setup | clean | ledger | dlq | demo | idle"
+	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | demo | idle"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -95,6 +95,11 @@ idle: setup
 
 proto: setup
 	$(BIN)/python -m ticketing_tools.protogen
+
+# The README's configuration tables and deploy/env.example, from the settings
+# declarations (a test fails when they differ).
+settings-doc: setup
+	$(BIN)/python -m ticketing_tools.settings_doc --write
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

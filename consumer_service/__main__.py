@@ -4,4 +4,4 @@ from .app import run
 from .settings import ConsumerSettings
 
 if __name__ == "__main__":
-    runtime.run(run, ConsumerSettings.from_env)
+    runtime.run(run, ConsumerSettings)

@@ -1,61 +1,81 @@
+"""The consumer's settings (``TICKETING_CONSUMER_*``, and the shared ones)."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import Field
 
-from ticketing_common.config import Env, KafkaSettings, ServerSettings, postgres_dsn, redis_url
+from ticketing_common.config import (
+    KafkaSettings,
+    PostgresClient,
+    RedisClient,
+    ServerSettings,
+    settings_config,
+)
 
 
-@dataclass(frozen=True)
-class ConsumerSettings:
-    server: ServerSettings
-    kafka: KafkaSettings
-    postgres_dsn: str
-    redis_url: str
-    max_batch: int = 1_000
-    # How often an idle consume loop wakes (a record wakes it at once).
-    poll_timeout_ms: int = 1_000
-    # The lock must outlive a batch by far; fencing covers the case where it does not.
-    lock_ttl_ms: int = 10_000
-    lock_wait_s: float = 5.0
-    retry_backoff_s: float = 0.5
-    pool_size: int = 6
-    # A record whose processing keeps failing (not a transient failure) is
-    # dead-lettered after this many attempts.
-    max_attempts: int = 5
-    # Consecutive transient batch failures that open the circuit breaker, and
-    # how long it stays open before a half-open probe.
-    breaker_threshold: int = 5
-    breaker_reset_s: float = 5.0
-    # Ceiling on decisions per second for this consumer; 0 means unlimited.
-    max_decisions_per_s: int = 0
-    session_timeout_ms: int = 10_000
-    # Fault-injection aid for tests, 0 in production: a pause after taking an
-    # event's lock and after publishing a batch's results, widening the windows
-    # in which a crash or a stall matters most.
-    fault_delay_ms: int = 0
+class ConsumerSettings(PostgresClient, RedisClient):
+    model_config = settings_config("CONSUMER")
 
-    @classmethod
-    def from_env(cls, env: Env | None = None) -> ConsumerSettings:
-        env = env or Env()
-        return cls(
-            server=ServerSettings.from_env(env, default_port=50081),
-            kafka=KafkaSettings.from_env(env),
-            postgres_dsn=postgres_dsn(env),
-            redis_url=redis_url(env),
-            max_batch=env.integer("CONSUMER_MAX_BATCH", cls.max_batch, minimum=1),
-            poll_timeout_ms=env.integer("CONSUMER_POLL_TIMEOUT_MS", cls.poll_timeout_ms, minimum=1),
-            lock_ttl_ms=env.integer("LOCK_TTL_MS", cls.lock_ttl_ms, minimum=100),
-            lock_wait_s=env.number("LOCK_WAIT_S", cls.lock_wait_s, minimum=0.01),
-            retry_backoff_s=env.number("CONSUMER_RETRY_BACKOFF_S", cls.retry_backoff_s, minimum=0),
-            pool_size=env.integer("PG_POOL_SIZE", cls.pool_size, minimum=1),
-            max_attempts=env.integer("CONSUMER_MAX_ATTEMPTS", cls.max_attempts, minimum=1),
-            breaker_threshold=env.integer("BREAKER_THRESHOLD", cls.breaker_threshold, minimum=1),
-            breaker_reset_s=env.number("BREAKER_RESET_S", cls.breaker_reset_s, minimum=0.1),
-            max_decisions_per_s=env.integer(
-                "MAX_DECISIONS_PER_S", cls.max_decisions_per_s, minimum=0
-            ),
-            session_timeout_ms=env.integer(
-                "CONSUMER_SESSION_TIMEOUT_MS", cls.session_timeout_ms, minimum=1_000
-            ),
-            fault_delay_ms=env.integer("CONSUMER_FAULT_DELAY_MS", cls.fault_delay_ms, minimum=0),
-        )
+    server: ServerSettings = ServerSettings.with_defaults(port=50081)
+    kafka: KafkaSettings = KafkaSettings.with_defaults()
+    pool_size: int = Field(
+        6, ge=1, description="PostgreSQL pool size per process (also the decision concurrency)"
+    )
+    max_batch: int = Field(1_000, ge=1, description="most records per polled batch")
+    poll_timeout_ms: int = Field(
+        1_000,
+        ge=1,
+        description="how often an idle consume loop wakes (a record wakes it at once)",
+    )
+    # Fencing tokens cover a holder that pauses past the expiry.
+    lock_ttl_ms: int = Field(
+        10_000,
+        ge=100,
+        description="Redis lock expiry; must outlive a batch by far (fencing covers the case "
+        "where it does not)",
+    )
+    lock_wait_s: float = Field(
+        5.0,
+        ge=0.01,
+        description="longest wait for an event's lock before the batch is retried",
+    )
+    retry_backoff_s: float = Field(
+        0.5,
+        ge=0,
+        description="first pause before retrying a failed batch; doubles up to 10 s",
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="tries a record gets when its processing keeps failing (not transiently) "
+        "before it is dead-lettered",
+    )
+    breaker_threshold: int = Field(
+        5,
+        ge=1,
+        description="transient batch failures in a row that open the circuit breaker",
+    )
+    breaker_reset_s: float = Field(
+        5.0,
+        ge=0.1,
+        description="how long the breaker stays open before a half-open probe of PostgreSQL "
+        "and Redis",
+    )
+    max_decisions_per_s: int = Field(
+        0,
+        ge=0,
+        description="ceiling on decisions per second for this consumer (protects the "
+        "database); `0` = unlimited",
+    )
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1_000,
+        description="Kafka group session: how soon a dead consumer's partitions move",
+    )
+    # Widens the windows in which a crash or a stall matters most.
+    fault_delay_ms: int = Field(
+        0,
+        ge=0,
+        description="fault-injection tests only, 0 in production: pause after taking an "
+        "event's lock and after publishing a batch's results",
+    )

@@ -8,12 +8,13 @@
 # count is never changed here; see deploy/README.md before adding partitions).
 #
 # Settings (environment):
-#   TICKETING_KAFKA_BOOTSTRAP  bootstrap servers              (required)
-#   TICKETING_REQUESTS_TOPIC   requests topic                 (ticketing.reservation-requests)
-#   TICKETING_RESULTS_TOPIC    results topic                  (ticketing.reservation-results)
-#   TICKETING_DEAD_LETTER_TOPIC dead-letter topic             (ticketing.reservation-requests.dlq)
-#   PARTITIONS                 partitions of each topic       ($TICKETING_TOPIC_PARTITIONS, else 6)
-#   REPLICATION_FACTOR         replicas of each partition     ($TICKETING_TOPIC_REPLICATION, else 3)
+#   TICKETING_KAFKA_BOOTSTRAP          bootstrap servers   (required)
+#   TICKETING_KAFKA_REQUESTS_TOPIC     requests topic      (ticketing.reservation-requests)
+#   TICKETING_KAFKA_RESULTS_TOPIC      results topic       (ticketing.reservation-results)
+#   TICKETING_KAFKA_DEAD_LETTER_TOPIC  dead-letter topic   (ticketing.reservation-requests.dlq)
+#   PARTITIONS                 partitions of each topic  ($TICKETING_KAFKA_PARTITIONS, else 6)
+#   REPLICATION_FACTOR         replicas of each partition
+#                              ($TICKETING_KAFKA_REPLICATION_FACTOR, else 3)
 #   MIN_INSYNC_REPLICAS        replicas an acks=all write needs (2)
 #   KAFKA_TOPICS               path of kafka-topics.sh        ($KAFKA_HOME/bin/kafka-topics.sh,
 #                                                              else kafka-topics.sh on PATH,
@@ -23,11 +24,11 @@
 set -euo pipefail
 
 bootstrap="${TICKETING_KAFKA_BOOTSTRAP:?set TICKETING_KAFKA_BOOTSTRAP (host:port,...)}"
-requests_topic="${TICKETING_REQUESTS_TOPIC:-ticketing.reservation-requests}"
-results_topic="${TICKETING_RESULTS_TOPIC:-ticketing.reservation-results}"
-dead_letter_topic="${TICKETING_DEAD_LETTER_TOPIC:-ticketing.reservation-requests.dlq}"
-partitions="${PARTITIONS:-${TICKETING_TOPIC_PARTITIONS:-6}}"
-replication="${REPLICATION_FACTOR:-${TICKETING_TOPIC_REPLICATION:-3}}"
+requests_topic="${TICKETING_KAFKA_REQUESTS_TOPIC:-ticketing.reservation-requests}"
+results_topic="${TICKETING_KAFKA_RESULTS_TOPIC:-ticketing.reservation-results}"
+dead_letter_topic="${TICKETING_KAFKA_DEAD_LETTER_TOPIC:-ticketing.reservation-requests.dlq}"
+partitions="${PARTITIONS:-${TICKETING_KAFKA_PARTITIONS:-6}}"
+replication="${REPLICATION_FACTOR:-${TICKETING_KAFKA_REPLICATION_FACTOR:-3}}"
 min_isr="${MIN_INSYNC_REPLICAS:-2}"
 
 libs="$(cd "$(dirname "$0")/.." && pwd)/.tools/kafka/libs"

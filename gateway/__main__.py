@@ -4,4 +4,4 @@ from .app import run
 from .settings import GatewaySettings
 
 if __name__ == "__main__":
-    runtime.run(run, GatewaySettings.from_env)
+    runtime.run(run, GatewaySettings)

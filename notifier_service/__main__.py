@@ -4,4 +4,4 @@ from .app import run
 from .settings import NotifierSettings
 
 if __name__ == "__main__":
-    runtime.run(run, NotifierSettings.from_env)
+    runtime.run(run, NotifierSettings)

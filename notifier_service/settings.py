@@ -1,36 +1,32 @@
+"""The notifier's settings (``TICKETING_NOTIFIER_*``, and the shared ones)."""
+
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import Field
 
-from ticketing_common.config import Env, KafkaSettings, ServerSettings, postgres_dsn
+from ticketing_common.config import KafkaSettings, PostgresClient, ServerSettings, settings_config
 
 
-@dataclass(frozen=True)
-class NotifierSettings:
-    server: ServerSettings
-    kafka: KafkaSettings
-    postgres_dsn: str
-    # While a watched request is undecided, PostgreSQL is re-read this often as
-    # a safety net under the live feed.
-    recheck_s: float = 5.0
-    # Accepted-but-undecided requests are remembered this long.
-    pending_ttl_s: float = 3_600.0
-    # An id seen nowhere waits this long for the requests feed to catch up
-    # with the broker before the answer is NOT_FOUND.
-    catch_up_timeout_s: float = 3.0
-    pool_size: int = 8
+class NotifierSettings(PostgresClient):
+    model_config = settings_config("NOTIFIER")
 
-    @classmethod
-    def from_env(cls, env: Env | None = None) -> NotifierSettings:
-        env = env or Env()
-        return cls(
-            server=ServerSettings.from_env(env, default_port=50091),
-            kafka=KafkaSettings.from_env(env),
-            postgres_dsn=postgres_dsn(env),
-            recheck_s=env.number("NOTIFIER_RECHECK_S", cls.recheck_s, minimum=0.1),
-            pending_ttl_s=env.number("NOTIFIER_PENDING_TTL_S", cls.pending_ttl_s, minimum=1),
-            catch_up_timeout_s=env.number(
-                "NOTIFIER_CATCH_UP_TIMEOUT_S", cls.catch_up_timeout_s, minimum=0
-            ),
-            pool_size=env.integer("PG_POOL_SIZE", cls.pool_size, minimum=1),
-        )
+    server: ServerSettings = ServerSettings.with_defaults(port=50091)
+    kafka: KafkaSettings = KafkaSettings.with_defaults()
+    pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
+    # A safety net under the live feed.
+    recheck_s: float = Field(
+        5.0,
+        ge=0.1,
+        description="how often PostgreSQL is re-read for a watched, undecided request",
+    )
+    pending_ttl_s: float = Field(
+        3_600.0, ge=1, description="how long an accepted, undecided request is remembered"
+    )
+    # An id seen nowhere may be in a part of the requests topic the feed has
+    # not read yet.
+    catch_up_timeout_s: float = Field(
+        3.0,
+        ge=0,
+        description="longest wait for the requests feed to catch up with the broker before "
+        "`NOT_FOUND`",
+    )

@@ -4,4 +4,4 @@ from .app import run
 from .settings import ReservationSettings
 
 if __name__ == "__main__":
-    runtime.run(run, ReservationSettings.from_env)
+    runtime.run(run, ReservationSettings)

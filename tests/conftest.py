@@ -4,7 +4,7 @@ by the same launcher as ``make run``, on free ports."""
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -32,11 +32,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.stack)
 
 
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """For settings tests: an environment without the caller's ``TICKETING_*``
+    variables; ``setenv`` on the returned patch sets some for the test."""
+    for name in [name for name in os.environ if name.startswith("TICKETING_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     # TICKETING_STACK_KEEP_LOGS=/some/dir keeps the services' logs for a look.
-    config = StackConfig.from_env()
-    with LocalStack(dataclasses.replace(config, listen_port=0)) as running:
+    with LocalStack(StackConfig(listen_port=0)) as running:
         yield running
 
 

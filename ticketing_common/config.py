@@ -1,129 +1,376 @@
-"""Settings are data: one frozen dataclass per service, read from ``TICKETING_*``.
+"""Settings are data: each one declared once, read from the environment here.
 
-This module is the only place that reads the environment; composition roots
-call ``from_env`` once and pass the result down.
+A setting is a field of a frozen settings class (pydantic-settings): its type,
+default, bounds and ``description`` are written once, on the field, and the
+README's configuration tables and ``deploy/env.example`` are generated from
+them (``make settings-doc``). This module is the only place that reads the
+environment; composition roots build their settings object once
+(``runtime.run``) and pass it down.
+
+Variable names follow one rule: ``TICKETING_``, then the component of the
+class that declares the setting, then the field's name, all upper case. The
+component is empty for what every service shares (its gRPC server,
+PostgreSQL, Redis: ``TICKETING_PORT``, ``TICKETING_POSTGRES_DSN``), ``KAFKA``
+for the Kafka client settings (``TICKETING_KAFKA_BOOTSTRAP``), the service's
+name for one service's own settings (``TICKETING_CONSUMER_MAX_BATCH``,
+``TICKETING_GATEWAY_POOL_SIZE``) and ``STACK`` for the local stack launcher.
+A class carries its component as ``env_prefix`` (``settings_config``); a
+setting keeps the name of the class that declares it wherever that class is
+mixed in or nested, so one setting has one name.
+
+Groups of settings (``server``, ``kafka``) are nested settings classes whose
+variables stay flat (``TICKETING_KAFKA_BOOTSTRAP``, not
+``TICKETING_KAFKA__BOOTSTRAP``); a service gives a group its own defaults with
+``with_defaults`` (each service's default port). An empty variable counts as
+unset; variables no class declares are ignored, except the names used before
+the rule, which stop the process with their new name (``RENAMED``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Self, cast
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PREFIX = "TICKETING_"
 
-DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/ticketing"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-
 
 class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
+    """A setting cannot be read; the message names the variable."""
 
 
-class Env:
-    """Typed reads of ``TICKETING_*`` variables from one mapping."""
-
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._environ = os.environ if environ is None else environ
-
-    def raw(self, name: str) -> str | None:
-        value = self._environ.get(PREFIX + name)
-        return None if value is None or value == "" else value
-
-    def text(self, name: str, default: str) -> str:
-        value = self.raw(name)
-        return default if value is None else value
-
-    def integer(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            parsed = int(value)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be an integer, got {value!r}") from None
-        if minimum is not None and parsed < minimum:
-            raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {parsed}")
-        if maximum is not None and parsed > maximum:
-            raise ConfigError(f"{PREFIX}{name} must be <= {maximum}, got {parsed}")
-        return parsed
-
-    def number(self, name: str, default: float, *, minimum: float | None = None) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            parsed = float(value)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name} must be a number, got {value!r}") from None
-        if minimum is not None and parsed < minimum:
-            raise ConfigError(f"{PREFIX}{name} must be >= {minimum}, got {parsed}")
-        return parsed
+def settings_config(component: str = "") -> SettingsConfigDict:
+    """The configuration of a settings class of ``component`` (see the rule above)."""
+    return SettingsConfigDict(env_prefix=f"{PREFIX}{component}_" if component else PREFIX)
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
-    requests_topic: str = "ticketing.reservation-requests"
-    results_topic: str = "ticketing.reservation-results"
-    dead_letter_topic: str = "ticketing.reservation-requests.dlq"
-    consumer_group: str = "ticketing-consumer"
-    partitions: int = 6
-    replication_factor: int = 1
-    # Readers (consumers, notifier feeds) long-poll: the broker holds a fetch
-    # that finds nothing this long, and answers as soon as a record arrives.
-    fetch_max_wait_ms: int = 500
-    # After handling a batch, a reader lets records gather this long before
-    # it takes the next: under load that is one fetch (and one decision
-    # transaction) per many records instead of one per few, at a cost of at
-    # most this much latency per reader (a request passes two: the consumer
-    # and the notifier's results feed).
-    fetch_linger_ms: int = 5
+class Settings(BaseSettings):
+    """Base of every settings class: frozen, bounds checked on defaults too,
+    read from the environment by the naming rule only."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        validate_default=True,
+        extra="forbid",
+        case_sensitive=True,
+        env_prefix=PREFIX,
+    )
 
     @classmethod
-    def from_env(cls, env: Env) -> KafkaSettings:
-        return cls(
-            bootstrap=env.text("KAFKA_BOOTSTRAP", DEFAULT_KAFKA_BOOTSTRAP),
-            requests_topic=env.text("REQUESTS_TOPIC", cls.requests_topic),
-            results_topic=env.text("RESULTS_TOPIC", cls.results_topic),
-            dead_letter_topic=env.text("DEAD_LETTER_TOPIC", cls.dead_letter_topic),
-            consumer_group=env.text("CONSUMER_GROUP", cls.consumer_group),
-            partitions=env.integer("TOPIC_PARTITIONS", cls.partitions, minimum=1),
-            replication_factor=env.integer("TOPIC_REPLICATION", cls.replication_factor, minimum=1),
-            fetch_max_wait_ms=env.integer("FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms, minimum=1),
-            fetch_linger_ms=env.integer(
-                "FETCH_LINGER_MS", cls.fetch_linger_ms, minimum=0, maximum=1_000
-            ),
-        )
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Values given to the constructor win over the environment; no
+        # dotenv or secrets files: the environment is the one source.
+        return (init_settings, _Environment(settings_cls))
+
+    @classmethod
+    def with_defaults(cls, **defaults: Any) -> Self:
+        """This group as a field's default: ``defaults`` replace the declared
+        defaults, and the environment still overrides both."""
+        # The pydantic plugin types model_construct as returning the base class.
+        return cast(Self, cls.model_construct(**defaults))
 
 
-@dataclass(frozen=True)
-class ServerSettings:
+def group_of(field: FieldInfo) -> type[Settings] | None:
+    """The settings class of a nested group field, else None."""
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, Settings):
+        return annotation
+    return None
+
+
+def declaring_class(cls: type[Settings], name: str) -> type[Settings]:
+    """The class that declares field ``name`` of ``cls`` (itself or a mixin)."""
+    for klass in cls.__mro__:
+        if issubclass(klass, Settings) and name in vars(klass).get("__annotations__", {}):
+            return klass
+    raise KeyError(f"{cls.__name__} has no setting {name!r}")
+
+
+def variable(cls: type[Settings], name: str) -> str:
+    """The environment variable of field ``name`` of ``cls``: named by the
+    class that declares the field."""
+    return f"{declaring_class(cls, name).model_config.get('env_prefix', PREFIX)}{name.upper()}"
+
+
+def group_defaults(field: FieldInfo) -> dict[str, Any]:
+    """What a group field's default (``with_defaults``) sets."""
+    default = field.default
+    if isinstance(default, Settings):
+        return {name: getattr(default, name) for name in default.model_fields_set}
+    return {}
+
+
+def read_environment(cls: type[Settings], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The raw values ``environ`` gives ``cls``'s fields (groups as nested
+    dicts); empty values are left out, as unset."""
+    values: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        group = group_of(field)
+        if group is not None:
+            values[name] = group_defaults(field) | read_environment(group, environ)
+        elif raw := environ.get(variable(cls, name)):
+            values[name] = raw
+    return values
+
+
+# Names used before the naming rule; still set, they would be ignored without
+# a word, so they stop the process instead.
+RENAMED: Mapping[str, tuple[str, ...]] = {
+    "TICKETING_REQUESTS_TOPIC": ("TICKETING_KAFKA_REQUESTS_TOPIC",),
+    "TICKETING_RESULTS_TOPIC": ("TICKETING_KAFKA_RESULTS_TOPIC",),
+    "TICKETING_DEAD_LETTER_TOPIC": ("TICKETING_KAFKA_DEAD_LETTER_TOPIC",),
+    "TICKETING_CONSUMER_GROUP": ("TICKETING_KAFKA_CONSUMER_GROUP",),
+    "TICKETING_TOPIC_PARTITIONS": ("TICKETING_KAFKA_PARTITIONS",),
+    "TICKETING_TOPIC_REPLICATION": ("TICKETING_KAFKA_REPLICATION_FACTOR",),
+    "TICKETING_FETCH_MAX_WAIT_MS": ("TICKETING_KAFKA_FETCH_MAX_WAIT_MS",),
+    "TICKETING_FETCH_LINGER_MS": ("TICKETING_KAFKA_FETCH_LINGER_MS",),
+    "TICKETING_PUBLISH_TIMEOUT_S": ("TICKETING_GATEWAY_PUBLISH_TIMEOUT_S",),
+    "TICKETING_UNKNOWN_EVENT_TTL_S": ("TICKETING_GATEWAY_UNKNOWN_EVENT_TTL_S",),
+    "TICKETING_PRODUCER_LINGER_MS": ("TICKETING_GATEWAY_PRODUCER_LINGER_MS",),
+    "TICKETING_BROKER_BREAKER_THRESHOLD": ("TICKETING_GATEWAY_BROKER_BREAKER_THRESHOLD",),
+    "TICKETING_BROKER_BREAKER_RESET_S": ("TICKETING_GATEWAY_BROKER_BREAKER_RESET_S",),
+    "TICKETING_BROKER_SILENCE_S": ("TICKETING_GATEWAY_BROKER_SILENCE_S",),
+    "TICKETING_SYNC_LOCK_WAIT_S": ("TICKETING_GATEWAY_SYNC_LOCK_WAIT_S",),
+    "TICKETING_LOCK_TTL_MS": ("TICKETING_CONSUMER_LOCK_TTL_MS", "TICKETING_GATEWAY_LOCK_TTL_MS"),
+    "TICKETING_LOCK_WAIT_S": ("TICKETING_CONSUMER_LOCK_WAIT_S",),
+    "TICKETING_BREAKER_THRESHOLD": ("TICKETING_CONSUMER_BREAKER_THRESHOLD",),
+    "TICKETING_BREAKER_RESET_S": ("TICKETING_CONSUMER_BREAKER_RESET_S",),
+    "TICKETING_MAX_DECISIONS_PER_S": ("TICKETING_CONSUMER_MAX_DECISIONS_PER_S",),
+    "TICKETING_PG_POOL_SIZE": (
+        "TICKETING_CONSUMER_POOL_SIZE",
+        "TICKETING_GATEWAY_POOL_SIZE",
+        "TICKETING_NOTIFIER_POOL_SIZE",
+        "TICKETING_RESERVATION_POOL_SIZE",
+    ),
+    "TICKETING_LISTEN_HOST": ("TICKETING_STACK_LISTEN_HOST",),
+    "TICKETING_LISTEN_PORT": ("TICKETING_STACK_LISTEN_PORT",),
+    "TICKETING_GATEWAYS": ("TICKETING_STACK_GATEWAYS",),
+    "TICKETING_CONSUMERS": ("TICKETING_STACK_CONSUMERS",),
+    "TICKETING_RESERVATION_SERVICES": ("TICKETING_STACK_RESERVATION_SERVICES",),
+    "TICKETING_NOTIFIERS": ("TICKETING_STACK_NOTIFIERS",),
+    "TICKETING_KAFKA_NODES": ("TICKETING_STACK_KAFKA_NODES",),
+    "TICKETING_KAFKA_HEAP": ("TICKETING_STACK_KAFKA_HEAP",),
+    "TICKETING_KAFKA_LIBS": ("TICKETING_STACK_KAFKA_LIBS",),
+    "TICKETING_ENDPOINT": ("TICKETING_STACK_ENDPOINT",),
+}
+
+
+def renamed_in(environ: Mapping[str, str]) -> list[str]:
+    """One line per old variable name set in ``environ``."""
+    return [
+        f"{old} was renamed {' / '.join(new)}" for old, new in RENAMED.items() if environ.get(old)
+    ]
+
+
+class _Environment(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        if not issubclass(settings_cls, Settings):
+            raise TypeError(f"{settings_cls.__name__} is not a ticketing Settings class")
+        self._settings_cls: type[Settings] = settings_cls
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return os.environ.get(variable(self._settings_cls, field_name)), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        renamed = renamed_in(os.environ)
+        if renamed:
+            raise ConfigError("\n".join(renamed))
+        return read_environment(self._settings_cls, os.environ)
+
+
+# -- errors ----------------------------------------------------------------
+
+
+def _variable_at(cls: type[Settings], loc: tuple[int | str, ...]) -> str:
+    name = loc[0] if loc else None
+    field = cls.model_fields.get(name) if isinstance(name, str) else None
+    if field is None or not isinstance(name, str):
+        return ".".join(str(part) for part in loc) or cls.__name__
+    group = group_of(field)
+    if group is not None and len(loc) > 1:
+        return _variable_at(group, loc[1:])
+    return variable(cls, name)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str) and value and value.strip() == value and " " not in value:
+        return value
+    return repr(value)
+
+
+def _problem(error: ErrorDetails) -> str:
+    ctx = error.get("ctx", {})
+    kind = error["type"]
+    bounds = {
+        "greater_than_equal": (">=", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("<=", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"must be {sign} {ctx[key]}"
+    if kind in {"int_parsing", "int_type", "int_from_float"}:
+        return "must be an integer"
+    if kind in {"float_parsing", "float_type"}:
+        return "must be a number"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}"
+    return str(error["msg"][:1].lower() + error["msg"][1:])
+
+
+def explain(cls: type[Settings], error: ValidationError) -> list[str]:
+    """One line per bad variable, e.g.
+    ``TICKETING_CONSUMER_MAX_BATCH must be >= 1, got 0``."""
+    return [
+        f"{_variable_at(cls, tuple(detail['loc']))} {_problem(detail)}, "
+        f"got {_shown(detail['input'])}"
+        for detail in error.errors()
+    ]
+
+
+# -- what every service shares ---------------------------------------------
+
+DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/ticketing"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error"],
+    BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value),
+]
+
+
+def _instance_id() -> str:
+    return f"{os.uname().nodename}-{os.getpid()}"
+
+
+class ServerSettings(Settings):
     """What every gRPC server shares: where it listens, how long it drains."""
 
-    host: str = "127.0.0.1"
-    port: int = 0
-    shutdown_grace_s: float = 10.0
-    log_level: str = "info"
-    instance_id: str = field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    model_config = settings_config()
 
-    @classmethod
-    def from_env(cls, env: Env, default_port: int) -> ServerSettings:
-        return cls(
-            host=env.text("HOST", cls.host),
-            port=env.integer("PORT", default_port, minimum=0),
-            shutdown_grace_s=env.number("SHUTDOWN_GRACE_S", cls.shutdown_grace_s, minimum=0),
-            log_level=env.text("LOG_LEVEL", cls.log_level),
-            instance_id=env.text("INSTANCE_ID", f"{os.uname().nodename}-{os.getpid()}"),
-        )
+    host: str = Field(
+        "127.0.0.1",
+        description="address the gRPC server binds; in production one nginx can reach",
+        examples=["0.0.0.0"],
+    )
+    port: int = Field(
+        0,
+        ge=0,
+        le=65_535,
+        description="gRPC port; `0` picks a free port. The consumer serves health checks only",
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="time in-flight calls get after SIGTERM; keep it below the orchestrator's "
+        "stop timeout",
+    )
+    log_level: LogLevel = Field(
+        "info",
+        description="how much is logged, as JSON lines on stderr; the libraries' own "
+        "(aiokafka, asyncpg, grpc) at warning and above, with a `logger` field",
+    )
+    instance_id: str = Field(
+        default_factory=_instance_id,
+        description="names the instance in logs, Kafka client ids and the Redis lock owner; "
+        "keep it unique per process",
+        json_schema_extra={"shown_default": "<hostname>-<pid>"},
+    )
 
 
-def postgres_dsn(env: Env) -> str:
-    return env.text("POSTGRES_DSN", DEFAULT_POSTGRES_DSN)
+class PostgresClient(Settings):
+    """Mixed into the settings of every process that opens PostgreSQL."""
+
+    model_config = settings_config()
+
+    postgres_dsn: str = Field(
+        DEFAULT_POSTGRES_DSN,
+        description="PostgreSQL; the schema must be migrated (`ticketing-admin migrate`; the "
+        "services only check it)",
+        examples=["postgresql://ticketing:change-me@db.internal:5432/ticketing"],
+    )
 
 
-def redis_url(env: Env) -> str:
-    return env.text("REDIS_URL", DEFAULT_REDIS_URL)
+class RedisClient(Settings):
+    """Mixed into the settings of every process that uses Redis."""
+
+    model_config = settings_config()
+
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL,
+        description="Redis: event locks and fencing tokens, and the record of accepted "
+        "requests (idempotency keys, queued requests)",
+        examples=["redis://redis.internal:6379/0"],
+    )
+
+
+class KafkaSettings(Settings):
+    """The Kafka client settings: where the broker is, the topics, the group."""
+
+    model_config = settings_config("KAFKA")
+
+    bootstrap: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma-separated",
+        examples=["kafka-1.internal:9092,kafka-2.internal:9092,kafka-3.internal:9092"],
+    )
+    requests_topic: str = Field("ticketing.reservation-requests", description="requests topic")
+    results_topic: str = Field("ticketing.reservation-results", description="results topic")
+    dead_letter_topic: str = Field(
+        "ticketing.reservation-requests.dlq", description="dead-letter topic"
+    )
+    consumer_group: str = Field(
+        "ticketing-consumer",
+        description="consumer group; the notifier reads its committed offsets, so consumers "
+        "and notifiers must agree",
+    )
+    partitions: int = Field(
+        6,
+        ge=1,
+        description="partitions of each topic; only the launcher and `deploy/kafka-topics.sh` "
+        "create topics, the services never do",
+    )
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="replicas of each partition of the topics the launcher creates (unset, "
+        "with a local cluster: its size, at most 3); `deploy/kafka-topics.sh` defaults to 3",
+        examples=[3],
+    )
+    # Readers (consumers, notifier feeds) long-poll: the broker holds a fetch
+    # that finds nothing this long, and answers as soon as a record arrives.
+    fetch_max_wait_ms: int = Field(
+        500,
+        ge=1,
+        description="how long the broker holds a fetch that finds nothing (a long-poll: a "
+        "record arriving answers it at once)",
+    )
+    # Under load a linger means one fetch (and one decision transaction) per
+    # many records instead of one per few; a request passes two readers (the
+    # consumer and the notifier's results feed), so it costs twice this at most.
+    fetch_linger_ms: int = Field(
+        5,
+        ge=0,
+        le=1_000,
+        description="after handling a batch, how long a reader lets records gather before "
+        "taking the next: one fetch and one decision transaction per many records under "
+        "load, at most this much added latency per reader",
+    )

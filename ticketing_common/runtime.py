@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import uvloop
+from pydantic import ValidationError
 
-from .config import ConfigError
+from .config import ConfigError, Settings, explain
 
 
 def raise_open_file_limit() -> None:
@@ -20,17 +22,31 @@ def raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-S = TypeVar("S")
+S = TypeVar("S", bound=Settings)
 
 
-def run(app: Callable[[S], Coroutine[Any, Any, None]], settings: Callable[[], S]) -> None:
-    """Reads the settings, then runs ``app`` on uvloop until it returns; a bad
-    setting ends the process with its message and exit code 2."""
-    raise_open_file_limit()
+def settings_or_exit(settings: type[S]) -> S:
+    """``settings`` read from the environment; a bad value ends the process
+    with exit code 2 and one line per bad variable on stderr."""
     try:
-        uvloop.run(app(settings()))
+        return settings()
+    except ValidationError as exc:
+        problems = explain(settings, exc)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        pass
+        problems = str(exc).splitlines()
+    for problem in problems:
+        print(f"configuration error: {problem}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def run_until_done(main: Coroutine[Any, Any, None]) -> None:
+    """Runs ``main`` on uvloop until it returns; Ctrl-C ends it quietly."""
+    raise_open_file_limit()
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(main)
+
+
+def run(app: Callable[[S], Coroutine[Any, Any, None]], settings: type[S]) -> None:
+    """Reads the settings (see ``settings_or_exit``), then runs ``app`` with
+    them until it returns."""
+    run_until_done(app(settings_or_exit(settings)))

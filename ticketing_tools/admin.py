@@ -25,9 +25,10 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from ticketing_common.config import Env, KafkaSettings, postgres_dsn
+from ticketing_common.config import KafkaSettings, PostgresClient, settings_config
 from ticketing_common.deadletters import DeadLetter
 from ticketing_common.kafka import new_producer
+from ticketing_common.runtime import settings_or_exit
 from ticketing_common.storage.db import migrate_database
 
 from .ledger import read_topic, reconcile
@@ -109,15 +110,22 @@ async def replay(kafka: KafkaSettings, letters: Sequence[DeadLetter]) -> int:
     return len(letters)
 
 
-async def main_async(args: argparse.Namespace, env: Env) -> int:
+class AdminSettings(PostgresClient):
+    """What ``ticketing-admin`` connects to (only settings shared with the services)."""
+
+    model_config = settings_config("ADMIN")
+
+    kafka: KafkaSettings = KafkaSettings.with_defaults()
+
+
+async def main_async(args: argparse.Namespace, settings: AdminSettings) -> int:
     if args.command == "migrate":
-        applied = await migrate_database(postgres_dsn(env))
+        applied = await migrate_database(settings.postgres_dsn)
         print(f"applied migrations {applied}" if applied else "the schema is up to date")
         return 0
-    kafka = KafkaSettings.from_env(env)
     if args.command == "ledger":
-        return await _ledger(args, kafka, postgres_dsn(env))
-    return await _dlq(args, kafka)
+        return await _ledger(args, settings.kafka, settings.postgres_dsn)
+    return await _dlq(args, settings.kafka)
 
 
 async def _ledger(args: argparse.Namespace, kafka: KafkaSettings, dsn: str) -> int:
@@ -192,7 +200,7 @@ async def _dlq(args: argparse.Namespace, kafka: KafkaSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    raise SystemExit(asyncio.run(main_async(args, Env())))
+    raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))
 
 
 if __name__ == "__main__":

@@ -49,13 +49,14 @@ from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
 from ticketing_common.codecs import encode_request
-from ticketing_common.config import Env, KafkaSettings
+from ticketing_common.config import KafkaSettings
 from ticketing_common.decisions import Request
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
 from ticketing_common.kafka import new_producer
+from ticketing_common.runtime import settings_or_exit
 
 from .ledger import committed_offsets, reconcile
-from .stack import LocalStack, StackConfig, nginx
+from .stack import LocalStack, RunningStack, StackConfig, nginx
 from .stack.processes import Child, free_port, port_open, wait_until
 
 SEATS = 100
@@ -765,7 +766,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         # A linear ramp of arrived users is a constant arrival rate.
         stages = ((args.steady_seconds, round(args.steady * args.steady_seconds)),)
         designs = ("queue",)
-    env = os.environ
     run = partial(
         demo,
         out_dir=args.out_dir,
@@ -774,16 +774,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         designs=() if args.no_rush else designs,
         spike_requests=args.spike or 0,
     )
-    if env.get("TICKETING_ENDPOINT"):
+    running = settings_or_exit(RunningStack)
+    if running.endpoint:
         target = Target(
-            endpoint=env["TICKETING_ENDPOINT"],
-            postgres_dsn=env["TICKETING_POSTGRES_DSN"],
-            kafka=KafkaSettings.from_env(Env()),
-            pids=[int(p) for p in env.get("TICKETING_STACK_PIDS", "").split(",") if p],
+            endpoint=running.endpoint,
+            postgres_dsn=running.postgres_dsn,
+            kafka=running.kafka,
+            pids=list(running.pids),
         )
         raise SystemExit(asyncio.run(run(target)))
     print("no running stack found (make run): starting one for the demo...", flush=True)
-    with LocalStack(StackConfig(listen_port=0)) as stack:
+    config = settings_or_exit(StackConfig).model_copy(update={"listen_port": 0})
+    with LocalStack(config) as stack:
         target = Target(
             stack.endpoint,
             stack.postgres_dsn,

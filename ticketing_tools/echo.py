@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    runtime.run(lambda port: serve(args.host, port), lambda: args.port)
+    runtime.run_until_done(serve(args.host, args.port))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ticketing_common.runtime import settings_or_exit
+
 from .demo import cpu_seconds
 from .stack import LocalStack, StackConfig
 
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    config = dataclasses.replace(StackConfig.from_env(), listen_port=0)
+    config = settings_or_exit(StackConfig).model_copy(update={"listen_port": 0})
     with LocalStack(config) as stack:
         report = measure(stack, settle_s=args.settle_seconds, window_s=args.seconds)
     if args.json:

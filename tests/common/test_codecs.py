@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from ticketing.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.codecs import UndecodableRecord, decode_request, encode_request
-from ticketing_common.config import ConfigError, Env
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Reservation, Status
 
@@ -86,15 +85,6 @@ def test_reservation_to_proto() -> None:
     queued = Reservation("r", "e", "u", 2, Status.QUEUED, None, moment, None).to_proto()
     assert not queued.HasField("decide_time")
     assert queued.reject_reason == pb.REJECT_REASON_UNSPECIFIED
-
-
-def test_settings_errors_name_the_variable() -> None:
-    env = Env({"TICKETING_PORT": "eighty", "TICKETING_LOCK_WAIT_S": "-1", "TICKETING_X": ""})
-    with pytest.raises(ConfigError, match="TICKETING_PORT must be an integer, got 'eighty'"):
-        env.integer("PORT", 1)
-    with pytest.raises(ConfigError, match="TICKETING_LOCK_WAIT_S must be >= 0"):
-        env.number("LOCK_WAIT_S", 1.0, minimum=0)
-    assert env.text("X", "default") == "default"  # empty means unset
 
 
 def test_salvage_keeps_only_what_postgresql_can_store() -> None:

@@ -36,9 +36,9 @@ async def test_the_topic_script_creates_the_three_topics_and_can_run_again(
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
     names = {
-        "TICKETING_REQUESTS_TOPIC": f"script-requests-{suffix}",
-        "TICKETING_RESULTS_TOPIC": f"script-results-{suffix}",
-        "TICKETING_DEAD_LETTER_TOPIC": f"script-dlq-{suffix}",
+        "TICKETING_KAFKA_REQUESTS_TOPIC": f"script-requests-{suffix}",
+        "TICKETING_KAFKA_RESULTS_TOPIC": f"script-results-{suffix}",
+        "TICKETING_KAFKA_DEAD_LETTER_TOPIC": f"script-dlq-{suffix}",
     }
     env = {
         "PATH": os.environ["PATH"],

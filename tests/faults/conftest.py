@@ -5,7 +5,6 @@ and failure detection quick (short lock TTL and consumer session)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
@@ -17,31 +16,24 @@ from ticketing_tools.stack import LocalStack, StackConfig
 FAULT_SETTINGS = {
     "TICKETING_CONSUMER_FAULT_DELAY_MS": "300",
     "TICKETING_GATEWAY_FAULT_DELAY_MS": "300",
-    "TICKETING_LOCK_TTL_MS": "1000",
+    "TICKETING_CONSUMER_LOCK_TTL_MS": "1000",
+    "TICKETING_GATEWAY_LOCK_TTL_MS": "1000",
     "TICKETING_CONSUMER_SESSION_TIMEOUT_MS": "3000",
-    "TICKETING_BREAKER_RESET_S": "1",
+    "TICKETING_CONSUMER_BREAKER_RESET_S": "1",
     "TICKETING_CONSUMER_RETRY_BACKOFF_S": "0.2",
     "TICKETING_NOTIFIER_RECHECK_S": "1",
 }
 
 
-def own_servers(config: StackConfig) -> StackConfig:
+def fault_stack_of(config: StackConfig) -> LocalStack:
     """The fault tests kill and restart PostgreSQL, Redis and Kafka: they
-    always start their own, whatever TICKETING_*_DSN/URL/BOOTSTRAP name."""
-    return dataclasses.replace(
-        config,
-        listen_port=0,
-        postgres_dsn=None,
-        redis_url=None,
-        kafka_bootstrap=None,
-        service_env=dict(FAULT_SETTINGS),
-    )
+    always start their own, whatever the connection settings name."""
+    return LocalStack(config, service_env=FAULT_SETTINGS, own_servers=True)
 
 
 @pytest.fixture(scope="module")
 def fault_stack() -> Iterator[LocalStack]:
-    config = own_servers(StackConfig.from_env())
-    with LocalStack(config) as running:
+    with fault_stack_of(StackConfig(listen_port=0)) as running:
         yield running
 
 

@@ -6,7 +6,6 @@ the new leader: exactly 100 seats sold to 2,000 users, every tenth retrying."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -31,7 +30,7 @@ from .client import (
     finals_of,
     rush,
 )
-from .conftest import own_servers
+from .conftest import fault_stack_of
 
 KILL_AFTER = 300
 
@@ -41,10 +40,8 @@ pytestmark = pytest.mark.timeout(600)
 
 @pytest.fixture(scope="module")
 def cluster_stack() -> Iterator[LocalStack]:
-    config = dataclasses.replace(
-        own_servers(StackConfig.from_env()), kafka_nodes=3, kafka_heap="256m"
-    )
-    with LocalStack(config) as running:
+    config = StackConfig(listen_port=0, kafka_nodes=3, kafka_heap="256m")
+    with fault_stack_of(config) as running:
         yield running
 
 

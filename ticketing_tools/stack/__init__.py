@@ -2,6 +2,6 @@
 temporary directory, started and stopped by one launcher (``make run``, and
 the tests' session fixture)."""
 
-from .launcher import LocalStack, StackConfig
+from .launcher import LocalStack, RunningStack, StackConfig
 
-__all__ = ["LocalStack", "StackConfig"]
+__all__ = ["LocalStack", "RunningStack", "StackConfig"]

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError
 
-from ticketing_common.config import ConfigError
-from ticketing_common.runtime import raise_open_file_limit
+from ticketing_common.runtime import raise_open_file_limit, settings_or_exit
 
 from .launcher import LocalStack, StackConfig
 
@@ -50,10 +49,7 @@ Press Ctrl-C to stop everything.
 
 def main() -> None:
     raise_open_file_limit()
-    try:
-        config = StackConfig.from_env()
-    except ConfigError as exc:
-        sys.exit(f"configuration error: {exc}")
+    config = settings_or_exit(StackConfig)
     stopping = False
 
     def interrupt(signum: int, frame: object) -> None:

@@ -1,16 +1,15 @@
 """Starts and stops the whole local stack.
 
 PostgreSQL (own cluster), Redis and Apache Kafka (KRaft, one node or a
-three-node cluster) are started unless ``TICKETING_POSTGRES_DSN`` / ``TICKETING_REDIS_URL`` /
-``TICKETING_KAFKA_BOOTSTRAP`` point at existing servers; then the topics, the
-services (2 gateways, 2 consumers, 1 reservation service, 1 notifier) and nginx
-in front of them.
+three-node cluster) are started unless ``TICKETING_POSTGRES_DSN`` /
+``TICKETING_REDIS_URL`` / ``TICKETING_KAFKA_BOOTSTRAP`` point at existing
+servers; then the topics, the services (2 gateways, 2 consumers, 1
+reservation service, 1 notifier) and nginx in front of them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import glob
 import os
 import resource
@@ -19,65 +18,87 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import Field, field_validator
 
-from ticketing_common.config import Env, KafkaSettings
+from ticketing_common.config import (
+    KafkaSettings,
+    PostgresClient,
+    RedisClient,
+    ServerSettings,
+    settings_config,
+    variable,
+)
 from ticketing_common.kafka import ensure_topics
 from ticketing_common.storage.db import migrate_database
 
 from . import kafka_broker, nginx
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
 
-# Where `make setup` assembles the broker's jars, relative to the working
-# directory (the repository when run by make); TICKETING_KAFKA_LIBS overrides.
-DEFAULT_KAFKA_LIBS = Path(".tools") / "kafka" / "libs"
+
+class StackConfig(PostgresClient, RedisClient):
+    """The launcher's settings (``TICKETING_STACK_*``). The connection
+    settings it shares with the services name servers to use instead of
+    starting its own when they are set."""
+
+    model_config = settings_config("STACK")
+
+    kafka: KafkaSettings = KafkaSettings.with_defaults()
+    listen_host: str = Field("127.0.0.1", description="address nginx listens on")
+    listen_port: int = Field(
+        50051,
+        ge=0,
+        le=65_535,
+        description="port nginx listens on; `0` picks a free port (the tests always do)",
+    )
+    gateways: int = Field(2, ge=1, description="gateway processes")
+    consumers: int = Field(2, ge=1, description="consumer processes")
+    reservation_services: int = Field(1, ge=1, description="reservation service processes")
+    notifiers: int = Field(1, ge=1, description="notifier processes")
+    kafka_nodes: int = Field(
+        1,
+        ge=1,
+        description="local Kafka: KRaft nodes (each a controller and a broker); 3 gives "
+        "replication factor 3 and `min.insync.replicas=2`",
+    )
+    kafka_heap: str = Field("384m", description="local Kafka: JVM heap of each node")
+    # Relative to the working directory: the repository when run by make.
+    kafka_libs: str = Field(
+        str(Path(".tools") / "kafka" / "libs"),
+        description="local Kafka: the jars `make setup` assembled",
+    )
+    keep_logs: str | None = Field(
+        None, description="directory to copy all process logs to when the stack stops"
+    )
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    listen_host: str = "127.0.0.1"
-    listen_port: int = 50051
-    gateways: int = 2
-    consumers: int = 2
-    reservation_services: int = 1
-    notifiers: int = 1
-    postgres_dsn: str | None = None
-    redis_url: str | None = None
-    kafka_bootstrap: str | None = None
-    # Extra TICKETING_* settings handed to every service.
-    service_env: dict[str, str] = field(default_factory=dict)
-    # Local Kafka: how many KRaft nodes (3 gives replication factor 3 with
-    # min.insync.replicas=2), each node's JVM heap, and where the jars are.
-    kafka_nodes: int = 1
-    kafka_heap: str = "384m"
-    kafka_libs: str = str(DEFAULT_KAFKA_LIBS)
-    # Where to copy the processes' logs when the stack stops (kept nowhere if unset).
-    keep_logs: str | None = None
+class RunningStack(PostgresClient, RedisClient):
+    """Where a running stack is: ``make run`` writes these settings to
+    ``.ticketing-stack.env`` for the tools (``make demo``, ``make ledger``,
+    ``make dlq``)."""
 
+    model_config = settings_config("STACK")
+
+    kafka: KafkaSettings = KafkaSettings.with_defaults()
+    endpoint: str | None = Field(
+        None,
+        description="the running stack's nginx, written by `make run`; unset, `make demo` "
+        "starts a stack of its own",
+    )
+    pids: tuple[int, ...] = Field(
+        (),
+        description="the running stack's process ids, comma-separated, written by `make run` "
+        "for `make demo`'s CPU accounting",
+    )
+
+    @field_validator("pids", mode="before")
     @classmethod
-    def from_env(cls, env: Env | None = None) -> StackConfig:
-        env = env or Env()
-        return cls(
-            listen_host=env.text("LISTEN_HOST", cls.listen_host),
-            listen_port=env.integer("LISTEN_PORT", cls.listen_port, minimum=0),
-            gateways=env.integer("GATEWAYS", cls.gateways, minimum=1),
-            consumers=env.integer("CONSUMERS", cls.consumers, minimum=1),
-            reservation_services=env.integer(
-                "RESERVATION_SERVICES", cls.reservation_services, minimum=1
-            ),
-            notifiers=env.integer("NOTIFIERS", cls.notifiers, minimum=1),
-            postgres_dsn=env.raw("POSTGRES_DSN"),
-            redis_url=env.raw("REDIS_URL"),
-            kafka_bootstrap=env.raw("KAFKA_BOOTSTRAP"),
-            kafka_nodes=env.integer("KAFKA_NODES", cls.kafka_nodes, minimum=1),
-            kafka_heap=env.text("KAFKA_HEAP", cls.kafka_heap),
-            kafka_libs=env.text("KAFKA_LIBS", cls.kafka_libs),
-            keep_logs=env.raw("STACK_KEEP_LOGS"),
-        )
+    def _comma_separated(cls, value: object) -> object:
+        return tuple(p for p in value.split(",") if p) if isinstance(value, str) else value
 
 
 def _find_binary(name: str, *candidates: str) -> str:
@@ -117,8 +138,23 @@ def _healthy(address: str) -> bool:
 
 
 class LocalStack:
-    def __init__(self, config: StackConfig | None = None) -> None:
+    """``service_env``: extra ``TICKETING_*`` settings handed to every
+    service. ``own_servers``: start PostgreSQL, Redis and Kafka even when the
+    settings name existing ones (the fault tests kill and restart them)."""
+
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        *,
+        service_env: Mapping[str, str] | None = None,
+        own_servers: bool = False,
+    ) -> None:
         self.config = config or StackConfig()
+        self.service_env = dict(service_env or {})
+        # The connection settings given explicitly, by the environment or the
+        # caller, name servers to use; the others are started.
+        self._given = set() if own_servers else self.config.model_fields_set
+        self._given_kafka = set() if own_servers else self.config.kafka.model_fields_set
         self.tmp = Path(tempfile.mkdtemp(prefix="ticketing-stack-"))
         self.tmp.chmod(0o755)
         self.logs = self.tmp / "logs"
@@ -131,30 +167,36 @@ class LocalStack:
         self.redis_url = ""
         self.kafka_bootstrap = ""
         self.endpoint = ""
-        self.kafka = KafkaSettings.from_env(Env())
+        self.kafka = self.config.kafka
         self._env_file: Path | None = None
 
     # -- start -----------------------------------------------------------
 
     def start(self) -> LocalStack:
         try:
-            self.postgres_dsn = self.config.postgres_dsn or self._start_postgres()
+            self.postgres_dsn = (
+                self.config.postgres_dsn
+                if "postgres_dsn" in self._given
+                else self._start_postgres()
+            )
             # Once, before any service starts (services only check the schema).
             asyncio.run(migrate_database(self.postgres_dsn))
-            self.redis_url = self.config.redis_url or self._start_redis()
-            self.kafka = KafkaSettings.from_env(Env())
-            if self.config.kafka_bootstrap:
-                self.kafka_bootstrap = self.config.kafka_bootstrap
+            self.redis_url = (
+                self.config.redis_url if "redis_url" in self._given else self._start_redis()
+            )
+            if "bootstrap" in self._given_kafka:
+                self.kafka_bootstrap = self.config.kafka.bootstrap
             else:
                 self.kafka_bootstrap = self._start_kafka()
                 # Topics as replicated as the local cluster allows (3 copies
                 # at most), or as set, but never more than it has nodes.
-                nodes = self.config.kafka_nodes
                 wanted = self.kafka.replication_factor
-                if Env().raw("TOPIC_REPLICATION") is None:
+                if "replication_factor" not in self.config.kafka.model_fields_set:
                     wanted = 3
-                self.kafka = dataclasses.replace(self.kafka, replication_factor=min(wanted, nodes))
-            self.kafka = dataclasses.replace(self.kafka, bootstrap=self.kafka_bootstrap)
+                self.kafka = self.kafka.model_copy(
+                    update={"replication_factor": min(wanted, self.config.kafka_nodes)}
+                )
+            self.kafka = self.kafka.model_copy(update={"bootstrap": self.kafka_bootstrap})
             asyncio.run(ensure_topics(self.kafka))
             self._start_services()
             self._start_nginx()
@@ -277,16 +319,16 @@ class LocalStack:
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         # Every TICKETING_* setting of the caller reaches the services; only
         # what the launcher owns (address, identity, connections) is replaced.
-        env = {**os.environ, **self.config.service_env}
+        env = {**os.environ, **self.service_env}
         env.update(
             {
-                "TICKETING_HOST": "127.0.0.1",
-                "TICKETING_PORT": str(port),
-                "TICKETING_INSTANCE_ID": f"{name}-{index}",
-                "TICKETING_POSTGRES_DSN": self.postgres_dsn,
-                "TICKETING_REDIS_URL": self.redis_url,
-                "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-                "TICKETING_TOPIC_REPLICATION": str(self.kafka.replication_factor),
+                variable(ServerSettings, "host"): "127.0.0.1",
+                variable(ServerSettings, "port"): str(port),
+                variable(ServerSettings, "instance_id"): f"{name}-{index}",
+                variable(PostgresClient, "postgres_dsn"): self.postgres_dsn,
+                variable(RedisClient, "redis_url"): self.redis_url,
+                variable(KafkaSettings, "bootstrap"): self.kafka_bootstrap,
+                variable(KafkaSettings, "replication_factor"): str(self.kafka.replication_factor),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -398,17 +440,22 @@ class LocalStack:
     def connection_env(self) -> dict[str, str]:
         """The settings a client of this stack needs (also written to
         ``env_file`` while the stack runs, for ``make ledger`` / ``make dlq``)."""
+        kafka = (
+            "bootstrap",
+            "requests_topic",
+            "results_topic",
+            "dead_letter_topic",
+            "consumer_group",
+        )
         return {
-            "TICKETING_ENDPOINT": self.endpoint,
-            "TICKETING_POSTGRES_DSN": self.postgres_dsn,
-            "TICKETING_REDIS_URL": self.redis_url,
-            "TICKETING_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
-            "TICKETING_REQUESTS_TOPIC": self.kafka.requests_topic,
-            "TICKETING_RESULTS_TOPIC": self.kafka.results_topic,
-            "TICKETING_DEAD_LETTER_TOPIC": self.kafka.dead_letter_topic,
-            "TICKETING_CONSUMER_GROUP": self.kafka.consumer_group,
-            # For CPU accounting (make demo): the stack's processes right now.
-            "TICKETING_STACK_PIDS": ",".join(str(c.pid) for c in self.children if c.alive()),
+            variable(RunningStack, "endpoint"): self.endpoint,
+            variable(RunningStack, "postgres_dsn"): self.postgres_dsn,
+            variable(RunningStack, "redis_url"): self.redis_url,
+            **{variable(KafkaSettings, name): str(getattr(self.kafka, name)) for name in kafka},
+            # The stack's processes right now.
+            variable(RunningStack, "pids"): ",".join(
+                str(c.pid) for c in self.children if c.alive()
+            ),
         }
 
     def write_env_file(self, path: Path) -> None:

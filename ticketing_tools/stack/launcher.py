@@ -438,8 +438,9 @@ class LocalStack:
             _wait_listening(child, timeout_s)
 
     def connection_env(self) -> dict[str, str]:
-        """The settings a client of this stack needs (also written to
-        ``env_file`` while the stack runs, for ``make ledger`` / ``make dlq``)."""
+        """The settings a client of this stack needs, as ``RunningStack``
+        reads them (also written to ``env_file`` while the stack runs, for
+        ``make demo``, ``make ledger`` and ``make dlq``)."""
         kafka = (
             "bootstrap",
             "requests_topic",

@@ -12,6 +12,7 @@ import uvloop
 from pydantic import ValidationError
 
 from .config import ConfigError, Settings, explain
+from .storage.db import SchemaNotMigrated
 
 
 def raise_open_file_limit() -> None:
@@ -40,10 +41,15 @@ def settings_or_exit(settings: type[S]) -> S:
 
 
 def run_until_done(main: Coroutine[Any, Any, None]) -> None:
-    """Runs ``main`` on uvloop until it returns; Ctrl-C ends it quietly."""
+    """Runs ``main`` on uvloop until it returns; Ctrl-C ends it quietly, and a
+    schema this build cannot run on ends it with exit code 2 and why."""
     raise_open_file_limit()
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(main)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvloop.run(main)
+    except SchemaNotMigrated as exc:
+        print(f"start-up error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run(app: Callable[[S], Coroutine[Any, Any, None]], settings: type[S]) -> None:

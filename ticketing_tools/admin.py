@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from ticketing_common import logs
 from ticketing_common.config import KafkaSettings, PostgresClient, settings_config
 from ticketing_common.deadletters import DeadLetter
 from ticketing_common.kafka import new_producer
@@ -200,6 +201,9 @@ async def _dlq(args: argparse.Namespace, kafka: KafkaSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    # Output is for people and scripts on stdout; log lines (warnings) go to
+    # stderr as JSON, like the services'.
+    logs.configure("ticketing-admin", "warning")
     raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))
 
 

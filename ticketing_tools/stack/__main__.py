@@ -47,6 +47,40 @@ Press Ctrl-C to stop everything.
 """
 
 
+class Supervisor:
+    """Supervises like an orchestrator would: a process that dies is
+    restarted in place (same port, same data), so a killed consumer, notifier
+    or Kafka node comes back while the others carry on. One that keeps dying
+    (``MAX_RESTARTS`` within ``RESTART_WINDOW_S``) stops the stack."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._stack = stack
+        self._restarts: dict[str, list[float]] = defaultdict(list)
+
+    def restart_the_dead(self) -> int:
+        """Restarts every child that exited; 1 if one keeps dying, else 0."""
+        for child in [c for c in self._stack.children if not c.alive()]:
+            if self._too_often(child.name):
+                print(
+                    f"{child.name} keeps exiting and is not restarted; last log "
+                    f"lines:\n{child.tail()}",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"{child.name} exited; restarting it", file=sys.stderr, flush=True)
+            try:
+                self._stack.restart(child, down_s=1.0)
+            except (RuntimeError, TimeoutError, KafkaError) as exc:
+                print(f"{child.name} did not come back: {exc}", file=sys.stderr)
+        return 0
+
+    def _too_often(self, name: str) -> bool:
+        now = time.monotonic()
+        recent = [t for t in self._restarts[name] if now - t < RESTART_WINDOW_S]
+        self._restarts[name] = [*recent, now]
+        return len(recent) >= MAX_RESTARTS
+
+
 def main() -> None:
     raise_open_file_limit()
     config = settings_or_exit(StackConfig)
@@ -72,31 +106,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     stack.write_env_file(ENV_FILE)
     print(banner(stack), flush=True)
+    supervisor = Supervisor(stack)
     code = 0
-    restarts: dict[str, list[float]] = defaultdict(list)
     try:
-        # Supervise like an orchestrator would: a process that dies is
-        # restarted in place (same port, same data), so a killed consumer,
-        # notifier or Kafka node comes back while the others carry on. One
-        # that keeps dying stops the stack.
         while not stopping and code == 0:
-            for child in [c for c in stack.children if not c.alive()]:
-                now = time.monotonic()
-                recent = [t for t in restarts[child.name] if now - t < RESTART_WINDOW_S]
-                restarts[child.name] = [*recent, now]
-                if len(recent) >= MAX_RESTARTS:
-                    print(
-                        f"{child.name} keeps exiting and is not restarted; last log "
-                        f"lines:\n{child.tail()}",
-                        file=sys.stderr,
-                    )
-                    code = 1
-                    break
-                print(f"{child.name} exited; restarting it", file=sys.stderr, flush=True)
-                try:
-                    stack.restart(child, down_s=1.0)
-                except (RuntimeError, TimeoutError, KafkaError) as exc:
-                    print(f"{child.name} did not come back: {exc}", file=sys.stderr)
+            code = supervisor.restart_the_dead()
             time.sleep(0.5)
     finally:
         print("stopping...", flush=True)

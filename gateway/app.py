@@ -10,7 +10,7 @@ from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
-from ticketing_common.storage.accepted import DEFAULT_TTL_S, AcceptedRequests
+from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
@@ -23,8 +23,6 @@ from .settings import GatewaySettings
 from .sync import SyncReserver
 
 SERVICES = ("ticketing.v1.GatewayService",)
-# The longest the idempotency check may take before Reserve goes on without it.
-IDEMPOTENCY_TIMEOUT_S = 0.5
 
 
 async def run(settings: GatewaySettings) -> None:
@@ -59,12 +57,13 @@ async def run(settings: GatewaySettings) -> None:
         # Reserve (the check is skipped instead, see idempotency.py).
         keys_client = redis.Redis.from_url(
             settings.redis_url,
-            socket_timeout=IDEMPOTENCY_TIMEOUT_S,
-            socket_connect_timeout=IDEMPOTENCY_TIMEOUT_S,
+            socket_timeout=settings.idempotency_timeout_s,
+            socket_connect_timeout=settings.idempotency_timeout_s,
         )
         stack.push_async_callback(keys_client.aclose)
         keys = IdempotencyKeys(
-            AcceptedRequests(keys_client, ttl_s=DEFAULT_TTL_S), timeout_s=IDEMPOTENCY_TIMEOUT_S
+            AcceptedRequests(keys_client, ttl_s=settings.idempotency_ttl_s),
+            timeout_s=settings.idempotency_timeout_s,
         )
 
         server = Server(

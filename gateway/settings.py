@@ -41,6 +41,18 @@ class GatewaySettings(PostgresClient, RedisClient):
         description="a `Reserve` stops waiting (`UNAVAILABLE`) once its partition has had no "
         "acknowledgement this long: the broker, or the partition's leader, is gone",
     )
+    idempotency_ttl_s: float = Field(
+        25 * 3600.0,
+        ge=60,
+        description="how long an `idempotency_key` stays bound to its first request's "
+        "parameters (Redis, about 200 bytes per request); keep it above the longest queue TTL",
+    )
+    idempotency_timeout_s: float = Field(
+        0.5,
+        ge=0.01,
+        description="longest wait for Redis in the idempotency check; past it `Reserve` "
+        "goes on without the check rather than stop the sale",
+    )
     lock_ttl_ms: int = Field(
         10_000,
         ge=100,

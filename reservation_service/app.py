@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
 from ticketing_common.grpc_server import Server, wait_for_signal
-from ticketing_common.storage.accepted import DEFAULT_TTL_S, AcceptedRequests
+from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.db import create_pool
 
 from .servicer import ReservationServicer
@@ -34,7 +34,7 @@ async def run(settings: ReservationSettings) -> None:
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5
         )
         stack.push_async_callback(redis_client.aclose)
-        accepted = AcceptedRequests(redis_client, ttl_s=DEFAULT_TTL_S)
+        accepted = AcceptedRequests(redis_client)  # read only
         pb_grpc.add_ReservationServiceServicer_to_server(
             ReservationServicer(Store(pool, accepted)), server.grpc
         )

@@ -10,8 +10,9 @@ cannot (AIP-155):
 * ``GetReservation`` answers a request that is queued but not decided yet as
   QUEUED, so polling works.
 
-The record lives ``ttl`` (the longest a request can wait in the queue, and
-then some); the decided reservation in PostgreSQL is the truth after that.
+The record lives ``ttl_s`` (``TICKETING_GATEWAY_IDEMPOTENCY_TTL_S``: longer
+than a request can wait in the queue); the decided reservation in PostgreSQL
+is the truth after that.
 Redis being down must not stop a sale: the gateway then accepts without the
 check (the consumer still never applies one reservation id twice).
 """
@@ -28,10 +29,6 @@ from ..decisions import Request
 from ..domain import Reservation
 
 KEY_PREFIX = "ticketing:accepted:"
-
-# How long a key stays bound to its first request: longer than the longest
-# queue TTL an event may have (24 h). About 200 bytes of Redis per request.
-DEFAULT_TTL_S = 25 * 3600.0
 
 
 class State(StrEnum):
@@ -77,15 +74,19 @@ return 0
 
 
 class AcceptedRequests:
-    def __init__(self, client: redis.Redis, *, ttl_s: float) -> None:
+    """The gateway writes (with ``ttl_s``); the reservation service only reads."""
+
+    def __init__(self, client: redis.Redis, *, ttl_s: float | None = None) -> None:
         self._client = client
-        self._ttl_ms = round(ttl_s * 1000)
+        self._ttl_ms = None if ttl_s is None else round(ttl_s * 1000)
         self._claim = client.register_script(_CLAIM)
         self._mark_queued = client.register_script(_MARK_QUEUED)
 
     async def claim(self, request: Request) -> Accepted:
         """Records ``request`` if its reservation id is new, and returns the
         request recorded under that id: this one, or the first one sent."""
+        if self._ttl_ms is None:
+            raise RuntimeError("a read-only AcceptedRequests records nothing")
         micros = round(request.accepted_at.timestamp() * 1_000_000)
         found = await self._claim(
             keys=[KEY_PREFIX + request.reservation_id],

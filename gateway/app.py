@@ -56,7 +56,7 @@ async def run(settings: GatewaySettings) -> None:
         # Its own client with a short timeout: a slow Redis must not hold up
         # Reserve (the check is skipped instead, see idempotency.py).
         keys_client = redis.Redis.from_url(
-            settings.redis_url,
+            settings.accepted_redis_url or settings.redis_url,
             socket_timeout=settings.idempotency_timeout_s,
             socket_connect_timeout=settings.idempotency_timeout_s,
         )

@@ -53,4 +53,4 @@ class EventDirectory:
 
     async def _query(self, event_id: str) -> bool:
         async with self._pool.acquire(timeout=5) as conn:
-            return await event_exists(conn, event_id)
+            return await event_exists(conn, event_id, timeout_s=5)

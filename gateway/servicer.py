@@ -55,7 +55,8 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         if self._sync is None:
             raise Unimplemented("ReserveSync is not enabled on this gateway")
         valid = await self._known_event(validate_reserve(request))
-        reservation = await self._sync.reserve(valid)
+        # The same key rules as Reserve: another quantity under it is refused.
+        reservation = await self._sync.reserve(await self._keys.admit(_request(valid)))
         return pb.ReserveSyncResponse(reservation=reservation.to_proto())
 
     async def _known_event(self, valid: ValidReserve) -> ValidReserve:
@@ -76,17 +77,8 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     ) -> pb.ReserveResponse:
         valid = await self._known_event(validate_reserve(request))
 
-        reservation_id = reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id)
-        accepted = await self._keys.admit(
-            Request(
-                reservation_id=reservation_id,
-                event_id=valid.event_id,
-                user_id=valid.user_id,
-                quantity=valid.quantity,
-                idempotency_key=valid.idempotency_key,
-                accepted_at=datetime.now(UTC),
-            )
-        )
+        accepted = await self._keys.admit(_request(valid))
+        reservation_id = accepted.reservation_id
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
         if remaining is not None:
@@ -116,3 +108,16 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             offset=metadata.offset,
         )
         return pb.ReserveResponse(reservation_id=reservation_id, status=QUEUED)
+
+
+def _request(valid: ValidReserve) -> Request:
+    """The request a valid call stands for, accepted now; its id binds the
+    user, the key and the event (a retry gets the same one)."""
+    return Request(
+        reservation_id=reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id),
+        event_id=valid.event_id,
+        user_id=valid.user_id,
+        quantity=valid.quantity,
+        idempotency_key=valid.idempotency_key,
+        accepted_at=datetime.now(UTC),
+    )

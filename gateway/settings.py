@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ticketing_common.config import (
+    AcceptedRequestsStore,
     KafkaSettings,
     PostgresClient,
     RedisClient,
@@ -13,7 +14,7 @@ from ticketing_common.config import (
 )
 
 
-class GatewaySettings(PostgresClient, RedisClient):
+class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore):
     model_config = settings_config("GATEWAY")
 
     server: ServerSettings = ServerSettings.with_defaults(port=50061)

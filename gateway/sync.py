@@ -8,17 +8,13 @@ that event's lock; under a spike most wait past their patience.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from ticketing_common.decisions import Request
-from ticketing_common.domain import Reservation, reservation_id_for
+from ticketing_common.domain import Reservation
 from ticketing_common.errors import DependencyUnavailable, Reason, Unavailable
 from ticketing_common.failures import is_transient
 from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
 from ticketing_common.storage.applier import Applier, decide_fenced
 from ticketing_common.storage.locks import EventLocks, LockNotAcquired
-
-from .validation import ValidReserve
 
 
 class SyncReserver:
@@ -27,20 +23,13 @@ class SyncReserver:
         self._applier = applier
         self._lock_wait_s = lock_wait_s
 
-    async def reserve(self, valid: ValidReserve) -> Reservation:
-        request = Request(
-            reservation_id=reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id),
-            event_id=valid.event_id,
-            user_id=valid.user_id,
-            quantity=valid.quantity,
-            idempotency_key=valid.idempotency_key,
-            accepted_at=datetime.now(UTC),
-        )
+    async def reserve(self, request: Request) -> Reservation:
+        """Decides ``request`` now, under the event's fenced lock."""
         try:
             (decided,) = await decide_fenced(
                 self._locks,
                 self._applier,
-                valid.event_id,
+                request.event_id,
                 [request],
                 lock_wait_s=self._lock_wait_s,
                 log_batch=False,

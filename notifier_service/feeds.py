@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
 from ticketing_common.codecs import UndecodableRecord, decode_request
-from ticketing_common.domain import Reservation
+from ticketing_common.domain import DECIDED_VERSION, Reservation
 from ticketing_common.kafka import group_offsets, start_with_retry
 
 from .hub import PendingRequests, WatchHub
@@ -162,6 +162,9 @@ def on_result(
         except DecodeError:
             log.error("undecodable_result", partition=record.partition, offset=record.offset)
             return
+        if message.reservation.version == 0:
+            # Decided by a consumer older than versions (a rollout, a replay).
+            message.reservation.version = DECIDED_VERSION
         pending.discard(message.reservation.reservation_id)
         hub.publish(message.reservation)
 

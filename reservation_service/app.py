@@ -31,7 +31,9 @@ async def run(settings: ReservationSettings) -> None:
             settings.server.shutdown_grace_s,
         )
         redis_client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+            settings.accepted_redis_url or settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=5,
         )
         stack.push_async_callback(redis_client.aclose)
         accepted = AcceptedRequests(redis_client)  # read only

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ticketing_common.config import PostgresClient, RedisClient, ServerSettings, settings_config
+from ticketing_common.config import (
+    AcceptedRequestsStore,
+    PostgresClient,
+    RedisClient,
+    ServerSettings,
+    settings_config,
+)
 
 
 # Redis: where the gateway records accepted requests; GetReservation answers
 # a queued request from there.
-class ReservationSettings(PostgresClient, RedisClient):
+class ReservationSettings(PostgresClient, RedisClient, AcceptedRequestsStore):
     model_config = settings_config("RESERVATION")
 
     server: ServerSettings = ServerSettings.with_defaults(port=50071)

@@ -322,6 +322,22 @@ class RedisClient(Settings):
     )
 
 
+class AcceptedRequestsStore(Settings):
+    """Mixed into the settings of the processes that keep or read the record
+    of accepted requests (the gateway writes it, the reservation service reads it)."""
+
+    model_config = settings_config()
+
+    accepted_redis_url: str | None = Field(
+        None,
+        description="Redis for the record of accepted requests (idempotency keys, queued "
+        "requests), if not `TICKETING_REDIS_URL`: it grows with the requests (about 200 "
+        "bytes each, for `TICKETING_GATEWAY_IDEMPOTENCY_TTL_S`), and a separate Redis keeps "
+        "that growth away from the event locks and fencing tokens",
+        examples=["redis://redis-accepted.internal:6379/0"],
+    )
+
+
 class KafkaSettings(Settings):
     """The Kafka client settings: where the broker is, the topics, the group."""
 

@@ -15,16 +15,17 @@ import asyncpg
 import redis.exceptions
 from aiokafka.errors import KafkaTimeoutError
 
-# SQLSTATE classes that can be a request's own fault: 22 data exception (a
-# value PostgreSQL cannot take) and 23 integrity constraint violation. Our SQL
-# is fixed and every value is bound, so every other class describes the
-# server, the connection or the deployment: 08 connection, 25006 read-only
-# transaction, 40 rollback (deadlock, serialization), 42501 permission, 42P01
-# a missing table (migrations not run), 53 resources, 55P03 lock timeout, 57
-# operator intervention and statement timeouts, 58 I/O, XX internal. A retry
-# after the operator fixed it succeeds; a dead letter would have told a buyer
-# "INTERNAL" for a request that was fine.
-REQUEST_FAULT_SQLSTATE_CLASSES = frozenset({"22", "23"})
+# SQLSTATEs that describe the server, the connection or the deployment, not
+# the request: classes 08 connection, 40 rollback (deadlock, serialization),
+# 53 resources, 57 operator intervention (shutdown, statement timeout), 58
+# system (I/O), and single states of other classes: 25006 read-only
+# transaction (a failover in progress), 42501 permission, 42P01 a table
+# missing (migrations not run), 55P03 lock timeout, 55006 object in use. A
+# retry after the operator fixed it succeeds; a dead letter would have told a
+# buyer INTERNAL for a request that was fine. Anything else (a syntax error,
+# a constraint) is a bug or the data's fault, and shows as one.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+TRANSIENT_SQLSTATES = frozenset({"25006", "42501", "42P01", "55P03", "55006"})
 
 TRANSIENT_TYPES = (
     OSError,  # includes ConnectionError and the builtin TimeoutError
@@ -44,5 +45,5 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", None) or ""
-        return state[:2] not in REQUEST_FAULT_SQLSTATE_CLASSES
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
     return isinstance(exc, TRANSIENT_TYPES)

@@ -11,7 +11,8 @@ trailer (grpcio-status), the way Google APIs do:
 Expected errors (``TicketingError``) keep their message. A transient dependency
 failure that reached the boundary unconverted (a PostgreSQL or Redis outage,
 classified by ``failures.is_transient``) becomes UNAVAILABLE. Anything else is
-a bug: logged with its traceback, INTERNAL to the client without details.
+a bug: logged with its traceback, INTERNAL to the client with nothing but
+the ``INTERNAL`` reason.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from gateway.settings import GatewaySettings
 from notifier_service.settings import NotifierSettings
 from reservation_service.settings import ReservationSettings
 from ticketing_common.config import (
+    AcceptedRequestsStore,
     KafkaSettings,
     PostgresClient,
     RedisClient,
@@ -60,6 +61,7 @@ SECTIONS: tuple[type[Settings], ...] = (
     ServerSettings,
     PostgresClient,
     RedisClient,
+    AcceptedRequestsStore,
     KafkaSettings,
     GatewaySettings,
     ReservationSettings,
@@ -73,6 +75,7 @@ SHARED_TITLES: Mapping[type[Settings], str] = {
     ServerSettings: "gRPC server",
     PostgresClient: "PostgreSQL",
     RedisClient: "Redis",
+    AcceptedRequestsStore: "Accepted requests",
     KafkaSettings: "Kafka",
 }
 

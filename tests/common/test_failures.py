@@ -32,6 +32,9 @@ def test_data_and_programming_errors_are_not() -> None:
     assert not is_transient(asyncpg.UniqueViolationError())
     assert not is_transient(asyncpg.StringDataRightTruncationError())  # 22001
     assert not is_transient(asyncpg.CharacterNotInRepertoireError())  # 22021
+    assert not is_transient(asyncpg.PostgresSyntaxError())  # 42601: our bug, not an outage
+    assert not is_transient(asyncpg.UndefinedColumnError())  # 42703
+    assert not is_transient(asyncpg.RaiseError())  # P0001
     assert not is_transient(ValueError("bug"))
     assert not is_transient(ExceptionGroup("batch", [OSError(), KeyError("bug")]))
 

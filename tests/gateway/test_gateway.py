@@ -228,6 +228,15 @@ async def test_a_key_reused_with_another_quantity_is_refused(
         assert info.reason == "IDEMPOTENCY_KEY_REUSED"
         assert dict(info.metadata) == {"reservation_id": first.reservation_id, "quantity": "1"}
         await watch(notifier, first.reservation_id)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await gateway.ReserveSync(
+            gw.ReserveSyncRequest(
+                event_id=event.event_id, user_id="dora", quantity=3, idempotency_key="basket-7"
+            ),
+            timeout=10,
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(caught.value) == "IDEMPOTENCY_KEY_REUSED"
     assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
     # The same key with the same parameters is still the same request.
     again = await reserve(gateway, event.event_id, "dora", quantity=1, key="basket-7")

@@ -188,12 +188,13 @@ class Applier:
         await conn.execute(
             f"""INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
                    reject_reason, idempotency_key, accepted_at, decided_at,
-                   source_partition, source_offset, fence_token, updated_at)
-               SELECT *, $13::timestamptz FROM unnest($1::uuid[], $2::uuid[], $3::text[],
+                   source_partition, source_offset, fence_token, updated_at, version)
+               SELECT *, $13::timestamptz, $14::int FROM unnest($1::uuid[], $2::uuid[], $3::text[],
                    $4::int[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                    $9::timestamptz[], $10::int[], $11::bigint[], $12::bigint[])
                {conflict}""",
             *columns,
             now,
+            DECIDED_VERSION,
         )
         return result

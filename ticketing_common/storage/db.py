@@ -1,9 +1,11 @@
 """PostgreSQL: pools and versioned migrations.
 
-Migrations are the ``NNNN_name.sql`` files next to this module, applied in
-order at service start-up. Several processes may start at once: each takes a
-transaction-scoped advisory lock first, so exactly one applies a version and
-the others see it recorded when they get the lock.
+Migrations are the ``NNNN_name.sql`` files of the ``migrations`` package
+(package data), applied in order by one deployment step
+(``ticketing-admin migrate``, or the local stack before it starts the
+services); services only check that none is missing. Several runs may
+overlap: each takes a transaction-scoped advisory lock first, so exactly one
+applies a version and the others see it recorded when they get the lock.
 """
 
 from __future__ import annotations

@@ -42,8 +42,10 @@ async def fetch_reservations(db: Executor, reservation_ids: list[str]) -> dict[s
     return {str(row["reservation_id"]): Reservation.from_row(row) for row in rows}
 
 
-async def event_exists(db: Executor, event_id: str) -> bool:
-    found = await db.fetchval("SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id))
+async def event_exists(db: Executor, event_id: str, *, timeout_s: float | None = None) -> bool:
+    found = await db.fetchval(
+        "SELECT 1 FROM events WHERE event_id = $1", uuid.UUID(event_id), timeout=timeout_s
+    )
     return found is not None
 
 

@@ -7,4 +7,8 @@ ALTER TABLE reservations
 
 UPDATE reservations SET updated_at = decided_at;
 
-ALTER TABLE reservations ALTER COLUMN updated_at SET NOT NULL;
+-- The default keeps consumers of the previous release writing while a
+-- rollout replaces them (their INSERT does not name the new columns).
+ALTER TABLE reservations
+    ALTER COLUMN updated_at SET NOT NULL,
+    ALTER COLUMN updated_at SET DEFAULT now();

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 
 import redis.asyncio as redis
@@ -61,10 +63,10 @@ async def run(settings: GatewaySettings) -> None:
             socket_connect_timeout=settings.idempotency_timeout_s,
         )
         stack.push_async_callback(keys_client.aclose)
-        keys = IdempotencyKeys(
-            AcceptedRequests(keys_client, ttl_s=settings.idempotency_ttl_s),
-            timeout_s=settings.idempotency_timeout_s,
-        )
+        accepted = AcceptedRequests(keys_client, ttl_s=settings.idempotency_ttl_s)
+        # Pipelines the records' writes; cancelled after the server stopped.
+        stack.push_async_callback(_cancelled, asyncio.create_task(accepted.run()))
+        keys = IdempotencyKeys(accepted, timeout_s=settings.idempotency_timeout_s)
 
         server = Server(
             "gateway", settings.server.host, settings.server.port, settings.server.shutdown_grace_s
@@ -92,3 +94,9 @@ async def run(settings: GatewaySettings) -> None:
         # what they use.
         stack.push_async_callback(server.stop, SERVICES)
         await wait_for_signal()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

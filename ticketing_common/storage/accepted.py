@@ -19,9 +19,11 @@ check (the consumer still never applies one reservation id twice).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 import redis.asyncio as redis
 
@@ -53,34 +55,117 @@ class Accepted:
         )
 
 
-# Records the request unless its id is known; either way returns what is
-# recorded now, so the caller compares the first request's parameters with its own.
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'event_id', ARGV[1], 'user_id', ARGV[2], 'quantity', ARGV[3],
-             'accept_us', ARGV[4], 'state', 'pending')
-  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+FIELDS = ("event_id", "user_id", "quantity", "accept_us", "state")
+
+# Most writes per round trip: a script runs alone on Redis, so a spike's
+# backlog goes in slices that each hold Redis for a few milliseconds at most.
+MAX_BATCH = 500
+
+# For each key: records the request (four ARGV values each; the TTL is the
+# last ARGV) unless the id is known, then returns what is recorded now, so
+# the caller compares the first request's parameters with its own. One call
+# for a whole batch of Reserve calls.
+_CLAIM_MANY = """
+local ttl = ARGV[#ARGV]
+local out = {}
+for i, key in ipairs(KEYS) do
+  local a = (i - 1) * 4
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'event_id', ARGV[a + 1], 'user_id', ARGV[a + 2],
+               'quantity', ARGV[a + 3], 'accept_us', ARGV[a + 4], 'state', 'pending')
+    redis.call('PEXPIRE', key, ttl)
+  end
+  for _, value in ipairs(redis.call('HMGET', key, 'event_id', 'user_id', 'quantity',
+                                    'accept_us', 'state')) do
+    table.insert(out, value)
+  end
 end
-return redis.call('HMGET', KEYS[1], 'event_id', 'user_id', 'quantity', 'accept_us', 'state')
+return out
 """
 
-# Marks a recorded request queued; a record that expired meanwhile stays gone.
-_MARK_QUEUED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'state', 'queued')
+# Marks recorded requests queued; a record that expired meanwhile stays gone.
+_MARK_MANY = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'state', 'queued')
+  end
 end
-return 0
+return #KEYS
 """
 
 
 class AcceptedRequests:
-    """The gateway writes (with ``ttl_s``); the reservation service only reads."""
+    """The gateway writes (with ``ttl_s``, and ``run`` going); the reservation
+    service only reads.
+
+    Writes are pipelined: calls that arrive while a round trip is out go
+    together in the next one. On the hot path of every ``Reserve`` that is one
+    Redis round trip per batch instead of two per call, and a fixed handful of
+    connections instead of one per concurrent call (measured at 1,000
+    Reserve/s: without batching, these two calls raised the gateway's p50
+    from 14 ms to 69 ms).
+    """
 
     def __init__(self, client: redis.Redis, *, ttl_s: float | None = None) -> None:
         self._client = client
         self._ttl_ms = None if ttl_s is None else round(ttl_s * 1000)
-        self._claim = client.register_script(_CLAIM)
-        self._mark_queued = client.register_script(_MARK_QUEUED)
+        self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._running = False
+
+    async def run(self) -> None:
+        """Sends the pipelined writes until cancelled (the composition root
+        owns this task)."""
+        self._running = True
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                batch = self._waiting[:MAX_BATCH]
+                del self._waiting[:MAX_BATCH]
+                if self._waiting:
+                    self._wake.set()
+                if batch:
+                    await self._send(batch)
+        finally:
+            self._running = False
+            for _, future in self._waiting:
+                future.cancel()
+
+    async def _send(self, batch: list[tuple[_Write, asyncio.Future[Any]]]) -> None:
+        claims = [(w, f) for w, f in batch if w.kind is _Kind.CLAIM]
+        marks = [(w, f) for w, f in batch if w.kind is _Kind.MARK]
+        pipe = self._client.pipeline(transaction=False)
+        if claims and self._ttl_ms is not None:  # claim() refuses without a TTL
+            args = [value for w, _ in claims for value in w.args]
+            pipe.eval(_CLAIM_MANY, len(claims), *(w.key for w, _ in claims), *args, self._ttl_ms)
+        if marks:
+            pipe.eval(_MARK_MANY, len(marks), *(w.key for w, _ in marks))
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:  # noqa: BLE001 - the batch's callers get it and decide
+            results = [exc, exc]
+        if claims:
+            found = results.pop(0)
+            width = len(FIELDS)
+            for i, (_, future) in enumerate(claims):
+                _settle(
+                    future,
+                    found
+                    if isinstance(found, BaseException)
+                    else found[i * width : (i + 1) * width],
+                )
+        if marks:
+            for _, future in marks:
+                _settle(future, results[0])
+
+    async def _call(self, write: _Write) -> Any:
+        if not self._running:
+            raise RuntimeError("AcceptedRequests.run() is not running: nothing would be sent")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((write, future))
+        self._wake.set()
+        return await future
 
     async def claim(self, request: Request) -> Accepted:
         """Records ``request`` if its reservation id is new, and returns the
@@ -88,9 +173,12 @@ class AcceptedRequests:
         if self._ttl_ms is None:
             raise RuntimeError("a read-only AcceptedRequests records nothing")
         micros = round(request.accepted_at.timestamp() * 1_000_000)
-        found = await self._claim(
-            keys=[KEY_PREFIX + request.reservation_id],
-            args=[request.event_id, request.user_id, request.quantity, micros, self._ttl_ms],
+        found = await self._call(
+            _Write(
+                _Kind.CLAIM,
+                KEY_PREFIX + request.reservation_id,
+                (request.event_id, request.user_id, request.quantity, micros),
+            )
         )
         accepted = _parse(request.reservation_id, found)
         if accepted is None:  # pragma: no cover - the script always returns the fields
@@ -98,13 +186,32 @@ class AcceptedRequests:
         return accepted
 
     async def mark_queued(self, reservation_id: str) -> None:
-        await self._mark_queued(keys=[KEY_PREFIX + reservation_id], args=[])
+        await self._call(_Write(_Kind.MARK, KEY_PREFIX + reservation_id))
 
     async def get(self, reservation_id: str) -> Accepted | None:
-        found = await self._client.hmget(
-            KEY_PREFIX + reservation_id, ["event_id", "user_id", "quantity", "accept_us", "state"]
-        )
+        found = await self._client.hmget(KEY_PREFIX + reservation_id, list(FIELDS))
         return _parse(reservation_id, found)
+
+
+class _Kind(StrEnum):
+    CLAIM = "claim"
+    MARK = "mark"
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    kind: _Kind
+    key: str
+    args: tuple[str | int, ...] = ()
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # its caller gave up waiting
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _parse(reservation_id: str, fields: list[bytes | str | None]) -> Accepted | None:

@@ -100,10 +100,9 @@ class AcceptedRequests:
 
     Writes are pipelined: calls that arrive while a round trip is out go
     together in the next one. On the hot path of every ``Reserve`` that is one
-    Redis round trip per batch instead of two per call, and a fixed handful of
-    connections instead of one per concurrent call (measured at 1,000
-    Reserve/s: without batching, these two calls raised the gateway's p50
-    from 14 ms to 69 ms).
+    Redis round trip per batch instead of two per call, on one connection
+    instead of one per concurrent call (which, at 1,000 Reserve/s, ran out of
+    connections and skipped the check for some calls; BENCHMARKS.md, section 5).
     """
 
     def __init__(self, client: redis.Redis, *, ttl_s: float | None = None) -> None:
@@ -112,6 +111,7 @@ class AcceptedRequests:
         self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._running = False
+        self._sending: list[tuple[_Write, asyncio.Future[Any]]] = []
 
     async def run(self) -> None:
         """Sends the pipelined writes until cancelled (the composition root
@@ -126,10 +126,13 @@ class AcceptedRequests:
                 if self._waiting:
                     self._wake.set()
                 if batch:
+                    self._sending = batch
                     await self._send(batch)
+                    self._sending = []
         finally:
+            # Stopped: nobody is left to answer these callers.
             self._running = False
-            for _, future in self._waiting:
+            for _, future in [*self._sending, *self._waiting]:
                 future.cancel()
 
     async def _send(self, batch: list[tuple[_Write, asyncio.Future[Any]]]) -> None:

@@ -56,6 +56,20 @@ async def test_sigterm_drains_and_exits_cleanly(stack: LocalStack, service: str)
     assert "Traceback" not in log
 
 
+async def run_module(
+    module: str, *args: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", module, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 async def empty_database(stack: LocalStack, name: str) -> str:
     """A new, empty database on the stack's PostgreSQL; returns its DSN."""
     admin = await asyncpg.connect(stack.postgres_dsn)
@@ -89,15 +103,7 @@ async def test_services_refuse_an_unmigrated_schema_until_the_admin_migrates_it(
 ) -> None:
     dsn = await empty_database(stack, "not_migrated")
     env = {**os.environ, "TICKETING_POSTGRES_DSN": dsn, "TICKETING_PORT": "0"}
-    refused = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "reservation_service"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = await run_module("reservation_service", env=env)
     expected = ", ".join(f"{m.version:04d}_{m.name}" for m in migrations())
     assert (refused.returncode, refused.stderr.strip()) == (
         2,
@@ -105,15 +111,10 @@ async def test_services_refuse_an_unmigrated_schema_until_the_admin_migrates_it(
         "run `ticketing-admin migrate`",
     )
 
-    admin_cli = [sys.executable, "-m", "ticketing_tools.admin", "migrate"]
-    first = await asyncio.to_thread(
-        subprocess.run, admin_cli, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    first = await run_module("ticketing_tools.admin", "migrate", env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == f"applied migrations {[m.version for m in migrations()]}"
-    again = await asyncio.to_thread(
-        subprocess.run, admin_cli, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    again = await run_module("ticketing_tools.admin", "migrate", env=env)
     assert (again.returncode, again.stdout.strip()) == (0, "the schema is up to date")
     conn = await asyncpg.connect(dsn)
     try:

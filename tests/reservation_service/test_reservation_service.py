@@ -6,6 +6,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.status import detail, reason
 from ticketing_tools.stack import LocalStack
@@ -21,6 +22,13 @@ from ..helpers import (
     reserve,
     watch,
 )
+
+
+async def get_reservation(reservations: Reservations, reservation_id: str) -> pb.Reservation:
+    reply = await reservations.GetReservation(
+        rs.GetReservationRequest(reservation_id=reservation_id), timeout=10
+    )
+    return reply.reservation
 
 
 async def test_create_and_get_event(reservations: Reservations) -> None:
@@ -84,11 +92,7 @@ async def test_get_reservation_returns_the_decided_reservation(
     event = await create_event(reservations, capacity=3, per_user_limit=3)
     reply = await reserve(gateway, event.event_id, "jack", quantity=3)
     streamed = (await watch(notifier, reply.reservation_id))[-1]
-    stored = (
-        await reservations.GetReservation(
-            rs.GetReservationRequest(reservation_id=reply.reservation_id), timeout=10
-        )
-    ).reservation
+    stored = await get_reservation(reservations, reply.reservation_id)
     assert stored == streamed
     assert (stored.status, stored.quantity, stored.user_id) == (CONFIRMED, 3, "jack")
 
@@ -99,11 +103,7 @@ async def test_a_queued_request_polls_as_queued_then_as_decided(
     event = await create_event(reservations, capacity=3, per_user_limit=3)
     with consumers_paused(stack):
         reply = await reserve(gateway, event.event_id, "kim", quantity=2)
-        queued = (
-            await reservations.GetReservation(
-                rs.GetReservationRequest(reservation_id=reply.reservation_id), timeout=10
-            )
-        ).reservation
+        queued = await get_reservation(reservations, reply.reservation_id)
     assert (queued.status, queued.quantity, queued.user_id, queued.event_id) == (
         QUEUED,
         2,
@@ -115,11 +115,7 @@ async def test_a_queued_request_polls_as_queued_then_as_decided(
     assert not queued.HasField("decide_time")
 
     decided = (await watch(notifier, reply.reservation_id))[-1]
-    polled = (
-        await reservations.GetReservation(
-            rs.GetReservationRequest(reservation_id=reply.reservation_id), timeout=10
-        )
-    ).reservation
+    polled = await get_reservation(reservations, reply.reservation_id)
     assert polled == decided
     assert (polled.status, polled.version) == (CONFIRMED, 2)
     assert polled.accept_time == queued.accept_time

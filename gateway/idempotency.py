@@ -57,11 +57,17 @@ class IdempotencyKeys:
             )
         return dataclasses.replace(request, accepted_at=first.accepted_at)
 
-    async def queued(self, reservation_id: str) -> None:
-        """Marks the request as in the queue (polls now answer QUEUED)."""
+    async def queued(self, reservation_id: str, *, within_s: float | None = None) -> None:
+        """Marks the request as in the queue (polls now answer QUEUED),
+        waiting at most ``within_s`` (what is left of the caller's deadline):
+        the mark is sent even when the caller stops waiting for it."""
+        wait_s = self._timeout_s if within_s is None else max(0.0, min(self._timeout_s, within_s))
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(wait_s):
                 await self._accepted.mark_queued(reservation_id)
+        except TimeoutError:
+            # Still sent with its batch; only its confirmation is not awaited.
+            log.warning("queued_mark_unconfirmed", reservation_id=reservation_id)
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -95,7 +95,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                 error=exc.message,
             )
             raise
-        await self._keys.queued(reservation_id)
+        remaining = context.time_remaining()
+        await self._keys.queued(
+            reservation_id, within_s=None if remaining is None else remaining - DEADLINE_MARGIN_S
+        )
         if self._fault_delay_s:
             await asyncio.sleep(self._fault_delay_s)  # acknowledged, not answered yet
         # debug, not info: at thousands of calls a second a line per call costs

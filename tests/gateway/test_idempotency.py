@@ -37,6 +37,7 @@ class Recorded:
         self.first = first
         self.failure = failure
         self.hang = False
+        self.marked: list[str] = []
 
     async def claim(self, sent: Request) -> Accepted:
         if self.hang:
@@ -52,6 +53,11 @@ class Recorded:
             first.accepted_at,
             State.QUEUED,
         )
+
+    async def mark_queued(self, reservation_id: str) -> None:
+        if self.hang:
+            await asyncio.Event().wait()
+        self.marked.append(reservation_id)
 
 
 def keys(recorded: Recorded, timeout_s: float = 5.0) -> IdempotencyKeys:
@@ -97,3 +103,14 @@ async def test_a_hanging_redis_costs_at_most_the_timeout() -> None:
 async def test_a_bug_is_not_mistaken_for_an_outage() -> None:
     with pytest.raises(KeyError):
         await keys(Recorded(failure=KeyError("bug"))).admit(request())
+
+
+async def test_marking_queued_waits_no_longer_than_the_callers_deadline_allows() -> None:
+    recorded = Recorded()
+    await keys(recorded).queued("r-1", within_s=1.0)
+    assert recorded.marked == ["r-1"]
+    recorded.hang = True
+    with capture_logs() as logged:
+        async with asyncio.timeout(2):
+            await keys(recorded, timeout_s=5.0).queued("r-2", within_s=0.0)
+    assert [e["event"] for e in logged] == ["queued_mark_unconfirmed"]

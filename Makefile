@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq demo idle
+.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | demo | idle"
+	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | token | demo | idle"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -82,6 +82,10 @@ ledger: setup
 
 dlq: setup
 	@$(STACK_ENV) $(BIN)/ticketing-admin dlq $(or $(ARGS),list)
+
+# A bearer token for the running stack: make token ARGS="--subject alice [--role admin]"
+token: setup
+	@$(BIN)/ticketing-admin token $(or $(ARGS),--subject alice)
 
 # The seed scenario, both designs and the gRPC ceiling (BENCHMARKS.md); against
 # the running `make run` stack, or a stack of its own when none runs.

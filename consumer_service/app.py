@@ -61,12 +61,8 @@ async def run(settings: ConsumerSettings) -> None:
             concurrency=settings.pool_size,
             fault_delay_s=settings.fault_delay_ms / 1000,
         )
-        server = Server(
-            "consumer_service",
-            settings.server.host,
-            settings.server.port,
-            settings.server.shutdown_grace_s,
-        )
+        # Health checks only: no API method, so no caller to verify.
+        server = Server("consumer_service", settings.server, verifier=None)
 
         async def probe() -> None:
             async with asyncio.timeout(5):

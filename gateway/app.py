@@ -10,6 +10,7 @@ import redis.asyncio as redis
 
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
+from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
 from ticketing_common.storage.accepted import AcceptedRequests
@@ -68,13 +69,13 @@ async def run(settings: GatewaySettings) -> None:
         stack.push_async_callback(_cancelled, asyncio.create_task(accepted.run()))
         keys = IdempotencyKeys(accepted, timeout_s=settings.idempotency_timeout_s)
 
-        server = Server(
-            "gateway", settings.server.host, settings.server.port, settings.server.shutdown_grace_s
-        )
+        verifier = TokenVerifier(settings.auth.verifier_config())
+        server = Server("gateway", settings.server, verifier=verifier)
         pb_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(
                 events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),
                 keys=keys,
+                id_secret=settings.reservation_id_secret.encode(),
                 broker=BrokerGate(
                     producer,
                     settings.kafka.requests_topic,
@@ -85,7 +86,7 @@ async def run(settings: GatewaySettings) -> None:
                 ),
                 publish_timeout_s=settings.publish_timeout_s,
                 fault_delay_s=settings.fault_delay_ms / 1000,
-                sync=sync,
+                sync=sync if settings.sync_enabled else None,
             ),
             server.grpc,
         )

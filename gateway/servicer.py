@@ -11,6 +11,7 @@ import structlog
 
 from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
+from ticketing_common.auth import caller
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.domain import Status, reservation_id_for
@@ -36,6 +37,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         events: EventDirectory,
         broker: BrokerGate,
         keys: IdempotencyKeys,
+        id_secret: bytes,
         publish_timeout_s: float,
         fault_delay_s: float = 0.0,
         sync: SyncReserver | None = None,
@@ -43,6 +45,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._events = events
         self._broker = broker
         self._keys = keys
+        self._id_secret = id_secret
         self._publish_timeout_s = publish_timeout_s
         self._fault_delay_s = fault_delay_s
         self._sync = sync
@@ -54,10 +57,24 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     ) -> pb.ReserveSyncResponse:
         if self._sync is None:
             raise Unimplemented("ReserveSync is not enabled on this gateway")
-        valid = await self._known_event(validate_reserve(request))
+        valid = await self._known_event(validate_reserve(request, caller().subject))
         # The same key rules as Reserve: another quantity under it is refused.
-        reservation = await self._sync.reserve(await self._keys.admit(_request(valid)))
+        reservation = await self._sync.reserve(await self._keys.admit(self._request(valid)))
         return pb.ReserveSyncResponse(reservation=reservation.to_proto())
+
+    def _request(self, valid: ValidReserve) -> Request:
+        """The request a valid call stands for, accepted now; its id binds the
+        caller, the key and the event (a retry gets the same one)."""
+        return Request(
+            reservation_id=reservation_id_for(
+                self._id_secret, valid.user_id, valid.idempotency_key, valid.event_id
+            ),
+            event_id=valid.event_id,
+            user_id=valid.user_id,
+            quantity=valid.quantity,
+            idempotency_key=valid.idempotency_key,
+            accepted_at=datetime.now(UTC),
+        )
 
     async def _known_event(self, valid: ValidReserve) -> ValidReserve:
         # A PostgreSQL outage here reaches the client as UNAVAILABLE through
@@ -75,9 +92,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         request: pb.ReserveRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ReserveResponse:
-        valid = await self._known_event(validate_reserve(request))
+        valid = await self._known_event(validate_reserve(request, caller().subject))
 
-        accepted = await self._keys.admit(_request(valid))
+        accepted = await self._keys.admit(self._request(valid))
         reservation_id = accepted.reservation_id
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
@@ -111,16 +128,3 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             offset=metadata.offset,
         )
         return pb.ReserveResponse(reservation_id=reservation_id, status=QUEUED)
-
-
-def _request(valid: ValidReserve) -> Request:
-    """The request a valid call stands for, accepted now; its id binds the
-    user, the key and the event (a retry gets the same one)."""
-    return Request(
-        reservation_id=reservation_id_for(valid.user_id, valid.idempotency_key, valid.event_id),
-        event_id=valid.event_id,
-        user_id=valid.user_id,
-        quantity=valid.quantity,
-        idempotency_key=valid.idempotency_key,
-        accepted_at=datetime.now(UTC),
-    )

@@ -6,17 +6,20 @@ from pydantic import Field
 
 from ticketing_common.config import (
     AcceptedRequestsStore,
+    AuthSettings,
     KafkaSettings,
     PostgresClient,
     RedisClient,
+    ReservationIdSecret,
     ServerSettings,
     settings_config,
 )
 
 
-class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore):
+class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, ReservationIdSecret):
     model_config = settings_config("GATEWAY")
 
+    auth: AuthSettings = AuthSettings.with_defaults()
     server: ServerSettings = ServerSettings.with_defaults(port=50061)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
@@ -53,6 +56,11 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore):
         ge=0.01,
         description="longest wait for Redis in the idempotency check; past it `Reserve` "
         "goes on without the check rather than stop the sale",
+    )
+    sync_enabled: bool = Field(
+        False,
+        description="serve `ReserveSync`, the synchronous design kept for comparison: it "
+        "jumps the queue, so only for benchmarks (the local stack's tests and demo turn it on)",
     )
     lock_ttl_ms: int = Field(
         10_000,

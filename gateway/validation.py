@@ -34,8 +34,6 @@ class ReserveFields(Protocol):
     @property
     def event_id(self) -> str: ...
     @property
-    def user_id(self) -> str: ...
-    @property
     def quantity(self) -> int: ...
     @property
     def idempotency_key(self) -> str: ...
@@ -47,15 +45,14 @@ def _quantity(field: str, value: int) -> int:
     return value
 
 
-def validate_reserve(request: ReserveFields) -> ValidReserve:
-    """Returns the checked request, or raises one InvalidArgument naming every
-    bad field, in declaration order."""
+def validate_reserve(request: ReserveFields, user_id: str) -> ValidReserve:
+    """Returns the checked request of ``user_id`` (the verified caller), or
+    raises one InvalidArgument naming every bad field, in declaration order."""
     problems = Violations()
     event_id = problems.check(parse_uuid, "event_id", request.event_id)
-    user_id = problems.check(_text, "user_id", request.user_id)
     quantity = problems.check(_quantity, "quantity", request.quantity)
     key = problems.check(_text, "idempotency_key", request.idempotency_key)
     problems.raise_if_any()
-    assert event_id is not None and user_id is not None  # raise_if_any raised otherwise
+    assert event_id is not None  # raise_if_any raised otherwise
     assert quantity is not None and key is not None
     return ValidReserve(event_id, user_id, quantity, key)

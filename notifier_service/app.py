@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
+from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.storage.db import create_pool
 
@@ -49,12 +50,8 @@ async def run(settings: NotifierSettings) -> None:
             await feed.start()
             stack.push_async_callback(feed.stop)
 
-        server = Server(
-            "notifier_service",
-            settings.server.host,
-            settings.server.port,
-            settings.server.shutdown_grace_s,
-        )
+        verifier = TokenVerifier(settings.auth.verifier_config())
+        server = Server("notifier_service", settings.server, verifier=verifier)
         pb_grpc.add_NotifierServiceServicer_to_server(
             NotifierServicer(
                 pool=pool,

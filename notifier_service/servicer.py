@@ -19,6 +19,7 @@ import structlog
 from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
+from ticketing_common.auth import caller
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, parse_uuid
 from ticketing_common.errors import DependencyUnavailable, NotFound, Reason, Unavailable
 from ticketing_common.failures import is_transient
@@ -93,11 +94,7 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 reason=Reason.NOTIFIER_CATCHING_UP,
                 retry_after_s=CATCH_UP_RETRY_AFTER_S,
             )
-        raise NotFound(
-            f"reservation {reservation_id} not found",
-            reason=Reason.RESERVATION_NOT_FOUND,
-            metadata={"reservation_id": reservation_id},
-        )
+        raise _not_found(reservation_id)
 
     async def WatchReservation(
         self,
@@ -110,6 +107,9 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             self._hub.subscribe(reservation_id) as updates,
         ):
             current = await self._snapshot(reservation_id, updates)
+            if not caller().may_see(current.user_id):
+                # As if it did not exist: the answer must not tell whose it is.
+                raise _not_found(reservation_id)
             yield pb.WatchReservationResponse(reservation=current)
             while current.status not in TERMINAL_PROTO_STATUSES:
                 update: reservation_pb2.Reservation | None
@@ -134,3 +134,11 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             log.info(
                 "watch_finished", status=reservation_pb2.ReservationStatus.Name(current.status)
             )
+
+
+def _not_found(reservation_id: str) -> NotFound:
+    return NotFound(
+        f"reservation {reservation_id} not found",
+        reason=Reason.RESERVATION_NOT_FOUND,
+        metadata={"reservation_id": reservation_id},
+    )

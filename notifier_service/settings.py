@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ticketing_common.config import KafkaSettings, PostgresClient, ServerSettings, settings_config
+from ticketing_common.config import (
+    AuthSettings,
+    KafkaSettings,
+    PostgresClient,
+    ServerSettings,
+    settings_config,
+)
 
 
 class NotifierSettings(PostgresClient):
     model_config = settings_config("NOTIFIER")
 
+    auth: AuthSettings = AuthSettings.with_defaults()
     server: ServerSettings = ServerSettings.with_defaults(port=50091)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")

@@ -8,6 +8,7 @@ import redis.asyncio as redis
 
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
+from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.db import create_pool
@@ -24,12 +25,8 @@ async def run(settings: ReservationSettings) -> None:
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
         stack.push_async_callback(pool.close)
-        server = Server(
-            "reservation_service",
-            settings.server.host,
-            settings.server.port,
-            settings.server.shutdown_grace_s,
-        )
+        verifier = TokenVerifier(settings.auth.verifier_config())
+        server = Server("reservation_service", settings.server, verifier=verifier)
         redis_client = redis.Redis.from_url(
             settings.accepted_redis_url or settings.redis_url,
             socket_timeout=5,

@@ -10,6 +10,7 @@ import structlog
 
 from ticketing.v1 import reservation_service_pb2 as pb
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
+from ticketing_common.auth import ADMIN, caller
 from ticketing_common.domain import parse_uuid
 from ticketing_common.errors import NotFound, Reason, Violations
 
@@ -35,6 +36,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         request: pb.CreateEventRequest,
         context: Context,
     ) -> pb.CreateEventResponse:
+        caller().require(ADMIN)
         problems = Violations()
         name = request.name.strip()
         if not name:
@@ -88,7 +90,9 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
     ) -> pb.GetReservationResponse:
         reservation_id = parse_uuid("reservation_id", request.reservation_id)
         reservation = await self._store.get_reservation(reservation_id)
-        if reservation is None:
+        # Someone else's reservation does not exist for this caller: an
+        # answer that differed would tell which ids are taken.
+        if reservation is None or not caller().may_see(reservation.user_id):
             raise NotFound(
                 f"reservation {reservation_id} not found",
                 reason=Reason.RESERVATION_NOT_FOUND,

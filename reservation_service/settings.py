@@ -6,6 +6,7 @@ from pydantic import Field
 
 from ticketing_common.config import (
     AcceptedRequestsStore,
+    AuthSettings,
     PostgresClient,
     RedisClient,
     ServerSettings,
@@ -18,5 +19,6 @@ from ticketing_common.config import (
 class ReservationSettings(PostgresClient, RedisClient, AcceptedRequestsStore):
     model_config = settings_config("RESERVATION")
 
+    auth: AuthSettings = AuthSettings.with_defaults()
     server: ServerSettings = ServerSettings.with_defaults(port=50071)
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")

@@ -13,9 +13,12 @@ import pytest
 from ticketing_tools.stack import LocalStack, StackConfig
 
 from .helpers import (
+    TEST_KEY_FILE,
+    TEST_SERVICE_ENV,
     Gateway,
     Notifier,
     Reservations,
+    authorized,
     gateway_stub,
     notifier_stub,
     reservations_stub,
@@ -44,13 +47,15 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     # TICKETING_STACK_KEEP_LOGS=/some/dir keeps the services' logs for a look.
-    with LocalStack(StackConfig(listen_port=0)) as running:
+    config = StackConfig(listen_port=0, signing_key_file=str(TEST_KEY_FILE))
+    # ReserveSync is off unless turned on: the tests compare it with Reserve.
+    with LocalStack(config, service_env=TEST_SERVICE_ENV) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 async def channel(stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(stack.endpoint) as ch:
+    async with authorized(stack.endpoint) as ch:
         yield ch
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -22,9 +25,11 @@ from ticketing.v1 import (
     reservation_service_pb2_grpc,
 )
 from ticketing.v1 import reservation_pb2 as pb
+from ticketing_common.auth import ADMIN, CUSTOMER
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES
 from ticketing_tools.ledger import committed_offsets, end_offsets
 from ticketing_tools.stack import LocalStack
+from ticketing_tools.tokens import SigningKey, authorized_channel, bearer
 
 if TYPE_CHECKING:  # the asyncio flavour of the stubs, as mypy-protobuf types it
     Gateway: TypeAlias = gateway_service_pb2_grpc.GatewayServiceAsyncStub
@@ -46,6 +51,31 @@ def notifier_stub(channel: grpc.aio.Channel) -> Notifier:
 
 def reservations_stub(channel: grpc.aio.Channel) -> Reservations:
     return reservation_service_pb2_grpc.ReservationServiceStub(channel)
+
+
+# One signing key for every stack the tests start (StackConfig.signing_key_file),
+# so a test mints a caller's token without asking which stack it talks to.
+TEST_KEY = SigningKey.generate()
+TEST_KEY_FILE, _ = TEST_KEY.write(Path(tempfile.mkdtemp(prefix="ticketing-test-key-")))
+# What every test stack's services get besides the launcher's own settings.
+TEST_SERVICE_ENV = {"TICKETING_GATEWAY_SYNC_ENABLED": "true"}
+ADMIN_TOKEN = TEST_KEY.mint("test-admin", roles=(ADMIN,), ttl_s=24 * 3600)
+
+
+@functools.lru_cache(maxsize=100_000)
+def token(user: str, *, admin: bool = False) -> str:
+    return TEST_KEY.mint(user, roles=(ADMIN,) if admin else (CUSTOMER,), ttl_s=24 * 3600)
+
+
+def as_user(user: str) -> tuple[tuple[str, str]]:
+    """Call metadata that makes ``user`` the caller."""
+    return bearer(token(user))
+
+
+def authorized(endpoint: str) -> grpc.aio.Channel:
+    """A channel whose calls are the test administrator's unless they say
+    otherwise (``metadata=as_user(...)``)."""
+    return authorized_channel(endpoint, ADMIN_TOKEN)
 
 
 CONFIRMED = pb.RESERVATION_STATUS_CONFIRMED
@@ -84,12 +114,10 @@ async def reserve(
 ) -> gateway_service_pb2.ReserveResponse:
     return await gateway.Reserve(
         gateway_service_pb2.ReserveRequest(
-            event_id=event_id,
-            user_id=user_id,
-            quantity=quantity,
-            idempotency_key=key or uuid.uuid4().hex,
+            event_id=event_id, quantity=quantity, idempotency_key=key or uuid.uuid4().hex
         ),
         timeout=timeout,
+        metadata=as_user(user_id),
     )
 
 

@@ -41,6 +41,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from .auth import VerifierConfig
+
 PREFIX = "TICKETING_"
 
 
@@ -288,11 +290,79 @@ class ServerSettings(Settings):
         description="how much is logged, as JSON lines on stderr; the libraries' own "
         "(aiokafka, asyncpg, grpc) at warning and above, with a `logger` field",
     )
+    reflection: bool = Field(
+        True,
+        description="serve gRPC server reflection (what `grpcurl list` reads); switch it off "
+        "in production if the API should not describe itself",
+    )
     instance_id: str = Field(
         default_factory=_instance_id,
         description="names the instance in logs, Kafka client ids and the Redis lock owner; "
         "keep it unique per process",
         json_schema_extra={"shown_default": "<hostname>-<pid>"},
+    )
+
+
+class AuthSettings(Settings):
+    """How every server verifies its callers' bearer tokens (JWT)."""
+
+    model_config = settings_config("AUTH")
+
+    jwks_file: str | None = Field(
+        None,
+        description="JWKS document with the public keys tokens are signed with (ES256 or "
+        "EdDSA, chosen by `kid`: publish a new key next to the old one to rotate); re-read "
+        "when a token names a key it does not hold",
+        examples=["/etc/ticketing/jwks.json"],
+    )
+    hs256_secret: str | None = Field(
+        None,
+        repr=False,
+        min_length=32,
+        description="shared secret for HS256 tokens, instead of or besides the JWKS; at "
+        "least 32 characters",
+    )
+    issuer: str = Field("ticketing", description="the `iss` every token must carry")
+    audience: str = Field("ticketing", description="the `aud` every token must carry")
+    leeway_s: float = Field(30.0, ge=0, le=300, description="clock skew allowed on `exp` and `nbf`")
+    roles_claim: str = Field(
+        "roles", description="claim holding the caller's roles (`customer`, `admin`)"
+    )
+    tier_claim: str = Field("tier", description="claim holding the caller's priority tier")
+    cache_size: int = Field(
+        100_000,
+        ge=0,
+        description="verified tokens remembered until they expire (LRU), so a token is "
+        "checked once, not on every call",
+    )
+
+    def verifier_config(self) -> VerifierConfig:
+        return VerifierConfig(
+            issuer=self.issuer,
+            audience=self.audience,
+            leeway_s=self.leeway_s,
+            jwks_file=self.jwks_file,
+            hs256_secret=self.hs256_secret,
+            roles_claim=self.roles_claim,
+            tier_claim=self.tier_claim,
+            cache_size=self.cache_size,
+        )
+
+
+class ReservationIdSecret(Settings):
+    """Mixed into the settings of the processes that derive reservation ids."""
+
+    model_config = settings_config()
+
+    reservation_id_secret: str = Field(
+        min_length=32,
+        repr=False,
+        description="server-side secret reservation ids are derived with (HMAC of caller, "
+        "key and event), so nobody can compute or squat another user's reservation; the "
+        "same on every gateway, at least 32 characters; changing it changes the id a "
+        "retry of an earlier request gets",
+        examples=["<32+ random characters from your secrets manager>"],
+        json_schema_extra={"shown_default": "required"},
     )
 
 

@@ -6,6 +6,8 @@ Statuses and reasons are stored in PostgreSQL by their short names
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +22,6 @@ from ticketing.v1 import reservation_pb2 as pb
 from .errors import InvalidArgument
 
 # Fixed namespace for reservation ids: uuid5(NAMESPACE, user_id + NUL + key).
-RESERVATION_NAMESPACE = uuid.UUID("6f1d0c2e-3b7a-5a8e-9c41-2d9e7b1f0a55")
 
 
 class Status(StrEnum):
@@ -58,12 +59,21 @@ class RejectReason(StrEnum):
 TERMINAL_PROTO_STATUSES = frozenset(s.to_proto() for s in Status if s.terminal)
 
 
-def reservation_id_for(user_id: str, idempotency_key: str, event_id: str) -> str:
+def reservation_id_for(secret: bytes, user_id: str, idempotency_key: str, event_id: str) -> str:
     """Stable id for a (user, idempotency key) on one event: a retried call
     gets the same id, and a duplicate queue record is recognised downstream by
     its primary key. The event is part of it so a key a client reuses for
-    another event names another request, not a clash of two."""
-    return str(uuid.uuid5(RESERVATION_NAMESPACE, f"{user_id}\x00{idempotency_key}\x00{event_id}"))
+    another event names another request, not a clash of two.
+
+    An HMAC with a server-side secret: nobody without the secret can compute
+    another user's id from a guessed key, or squat it. The id is the first
+    128 bits of HMAC-SHA256, with the UUID variant and version 8 (custom)
+    bits set."""
+    message = f"{user_id}\x00{idempotency_key}\x00{event_id}".encode()
+    digest = bytearray(hmac.new(secret, message, hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(digest)))
 
 
 def timestamp(moment: datetime) -> Timestamp:

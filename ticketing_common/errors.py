@@ -2,6 +2,8 @@
 
     TicketingError                  INTERNAL unless stated; retriable = False
     ├── InvalidArgument             INVALID_ARGUMENT, BadRequest with every violation
+    ├── Unauthenticated             UNAUTHENTICATED: no valid bearer token
+    ├── PermissionDenied            PERMISSION_DENIED: a role is missing
     ├── NotFound                    NOT_FOUND
     ├── FailedPrecondition          FAILED_PRECONDITION
     │   └── IdempotencyKeyReused    the key was used before with other parameters
@@ -47,6 +49,10 @@ class Reason(StrEnum):
     DEPENDENCY_UNAVAILABLE = "DEPENDENCY_UNAVAILABLE"
     EVENT_BUSY = "EVENT_BUSY"
     NOTIFIER_CATCHING_UP = "NOTIFIER_CATCHING_UP"
+    TOKEN_MISSING = "TOKEN_MISSING"  # noqa: S105 - a reason, not a secret
+    TOKEN_INVALID = "TOKEN_INVALID"  # noqa: S105
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105
+    ROLE_REQUIRED = "ROLE_REQUIRED"
     INTERNAL = "INTERNAL"
 
 
@@ -129,6 +135,16 @@ class Violations:
     def raise_if_any(self) -> None:
         if self._found:
             raise InvalidArgument.of(self._found)
+
+
+class Unauthenticated(TicketingError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = Reason.TOKEN_MISSING
+
+
+class PermissionDenied(TicketingError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = Reason.ROLE_REQUIRED
 
 
 class NotFound(TicketingError):

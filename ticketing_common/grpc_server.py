@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
 import grpc
 import structlog
@@ -25,6 +26,8 @@ from ticketing.v1 import (
     reservation_service_pb2,
 )
 
+from .auth import AuthInterceptor, TokenVerifier
+from .config import ServerSettings
 from .status import ErrorInterceptor
 
 log = structlog.get_logger(__name__)
@@ -53,20 +56,34 @@ SERVER_OPTIONS = [
 class Server:
     """A grpc.aio server with health, reflection and graceful shutdown."""
 
-    def __init__(self, name: str, host: str, port: int, grace_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: ServerSettings,
+        *,
+        verifier: TokenVerifier | None,
+    ) -> None:
+        """``verifier`` checks every caller of the API (health and reflection
+        stay open); None only for a server that serves nothing but health."""
         self.name = name
-        self._grace_s = grace_s
-        self.grpc = grpc.aio.server(interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS)
+        self._grace_s = settings.shutdown_grace_s
+        # The error interceptor first: it maps what the auth interceptor refuses.
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [ErrorInterceptor()]
+        if verifier is not None:
+            interceptors.append(AuthInterceptor(verifier))
+        self.grpc = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # not in the stubs
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            (
-                *API_SERVICES,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            self.grpc,
-        )
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (
+                    *API_SERVICES,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                self.grpc,
+            )
+        host, port = settings.host, settings.port
         self.port = self.grpc.add_insecure_port(f"{host}:{port}")
         self._stopped = False
         self.address = f"{host}:{self.port}"

@@ -1,6 +1,7 @@
 """``ticketing-admin``: the schema, the ledger and the dead-letter topic, from a shell.
 
     ticketing-admin migrate
+    ticketing-admin token --subject ID [--subject ID ...] [--role admin] [--ttl 1h]
     ticketing-admin ledger [--event EVENT_ID] [--json]
     ticketing-admin dlq list [--json]
     ticketing-admin dlq show PARTITION:OFFSET
@@ -22,17 +23,22 @@ import json
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import asyncpg
 
 from ticketing_common import logs
-from ticketing_common.config import KafkaSettings, PostgresClient, settings_config
+from ticketing_common.auth import CUSTOMER, ROLES
+from ticketing_common.config import KafkaSettings, PostgresClient, settings_config, variable
 from ticketing_common.deadletters import DeadLetter
 from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 from ticketing_common.storage.db import migrate_database
 
+from .bench.durations import DurationError, parse_duration
 from .ledger import read_topic, reconcile
+from .stack import RunningStack
+from .tokens import SigningKey
 
 
 def _coordinates(text: str) -> tuple[int, int]:
@@ -54,6 +60,22 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ticketing-admin", description=__doc__.split("\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the pending database migrations")
+    token = commands.add_parser(
+        "token",
+        help="print a bearer token for the running local stack (one per --subject, a line each)",
+    )
+    token.add_argument("--subject", action="append", required=True, help="the caller (sub)")
+    token.add_argument(
+        "--role", action="append", choices=sorted(ROLES), help="customer (default) or admin"
+    )
+    token.add_argument("--ttl", type=_seconds, default=3600.0, help="lifetime, e.g. 15m (1h)")
+    token.add_argument("--tier", help="priority tier claim")
+    token.add_argument(
+        "--env-file",
+        type=Path,
+        default=Path(".ticketing-stack.env"),
+        help="the running stack's env file (make run writes it)",
+    )
     ledger = commands.add_parser(
         "ledger", help="reconcile accepted, decided, dead-lettered, queued"
     )
@@ -117,6 +139,44 @@ class AdminSettings(PostgresClient):
     model_config = settings_config("ADMIN")
 
     kafka: KafkaSettings = KafkaSettings.with_defaults()
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = parse_duration(text) / 1e9
+    except DurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return seconds
+
+
+def print_tokens(args: argparse.Namespace, configured: str | None) -> int:
+    """Mints with the stack's signing key: ``configured`` (the environment's),
+    else the one the stack's env file names."""
+    name = variable(RunningStack, "signing_key_file")
+    key_file = configured or _from_env_file(args.env_file, name)
+    if not key_file:
+        print(
+            f"no signing key: set {name} or start the local stack (make run), "
+            f"which writes {args.env_file}",
+            file=sys.stderr,
+        )
+        return 2
+    key = SigningKey.load(Path(key_file))
+    for subject in args.subject:
+        print(key.mint(subject, roles=args.role or (CUSTOMER,), ttl_s=args.ttl, tier=args.tier))
+    return 0
+
+
+def _from_env_file(path: Path, name: str) -> str | None:
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == name:
+            return value.strip()
+    return None
 
 
 async def main_async(args: argparse.Namespace, settings: AdminSettings) -> int:
@@ -204,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Output is for people and scripts on stdout; log lines (warnings) go to
     # stderr as JSON, like the services'.
     logs.configure("ticketing-admin", "warning")
+    if args.command == "token":
+        raise SystemExit(print_tokens(args, settings_or_exit(RunningStack).signing_key_file))
     raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))
 
 

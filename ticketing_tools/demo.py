@@ -48,6 +48,7 @@ from ticketing.v1 import notifier_service_pb2_grpc as ns_grpc
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
+from ticketing_common.auth import ADMIN
 from ticketing_common.codecs import encode_request
 from ticketing_common.config import KafkaSettings
 from ticketing_common.decisions import Request
@@ -58,6 +59,7 @@ from ticketing_common.runtime import settings_or_exit
 from .ledger import committed_offsets, reconcile
 from .stack import LocalStack, RunningStack, StackConfig, nginx
 from .stack.processes import Child, free_port, port_open, wait_until
+from .tokens import SigningKey, authorized_channel, bearer
 
 SEATS = 100
 SPIKE_TIMEOUT_S = 300
@@ -122,23 +124,21 @@ async def arrivals(
     return tasks
 
 
-async def queue_user(
+async def queue_user(  # noqa: PLR0917 - one user's whole journey
     n: int,
     result: UserResult,
     gateway: gw_grpc.GatewayServiceAsyncStub,
     notifier: ns_grpc.NotifierServiceAsyncStub,
     event_id: str,
+    key: SigningKey,
 ) -> None:
     loop = asyncio.get_running_loop()
+    user = bearer(key.mint(f"user-{n}"))  # each user is its own subject
     try:
         reply = await gateway.Reserve(
-            gw.ReserveRequest(
-                event_id=event_id,
-                user_id=f"user-{n}",
-                quantity=1,
-                idempotency_key=uuid.uuid4().hex,
-            ),
+            gw.ReserveRequest(event_id=event_id, quantity=1, idempotency_key=uuid.uuid4().hex),
             timeout=10,
+            metadata=user,
         )
     except grpc.aio.AioRpcError as exc:
         result.answered_at, result.code = loop.time(), exc.code().name
@@ -146,7 +146,9 @@ async def queue_user(
     result.answered_at = loop.time()
     try:
         async for message in notifier.WatchReservation(
-            ns.WatchReservationRequest(reservation_id=reply.reservation_id), timeout=60
+            ns.WatchReservationRequest(reservation_id=reply.reservation_id),
+            timeout=60,
+            metadata=user,
         ):
             if message.reservation.status in TERMINAL_PROTO_STATUSES:
                 result.final_at = loop.time()
@@ -157,18 +159,18 @@ async def queue_user(
 
 
 async def sync_user(
-    n: int, result: UserResult, gateway: gw_grpc.GatewayServiceAsyncStub, event_id: str
+    n: int,
+    result: UserResult,
+    gateway: gw_grpc.GatewayServiceAsyncStub,
+    event_id: str,
+    key: SigningKey,
 ) -> None:
     loop = asyncio.get_running_loop()
     try:
         reply = await gateway.ReserveSync(
-            gw.ReserveSyncRequest(
-                event_id=event_id,
-                user_id=f"user-{n}",
-                quantity=1,
-                idempotency_key=uuid.uuid4().hex,
-            ),
+            gw.ReserveSyncRequest(event_id=event_id, quantity=1, idempotency_key=uuid.uuid4().hex),
             timeout=10,
+            metadata=bearer(key.mint(f"user-{n}")),
         )
     except grpc.aio.AioRpcError as exc:
         result.answered_at, result.code = loop.time(), exc.code().name
@@ -205,10 +207,9 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / ticks
 
 
-async def run_design(
-    design: str, endpoint: str, pids: Sequence[int], stages: Sequence[tuple[float, int]]
-) -> DesignRun:
-    channels = [grpc.aio.insecure_channel(endpoint) for _ in range(CHANNELS)]
+async def run_design(design: str, target: Target, stages: Sequence[tuple[float, int]]) -> DesignRun:
+    endpoint, pids, key = target.endpoint, target.pids, target.key
+    channels = [authorized_channel(endpoint, target.admin_token) for _ in range(CHANNELS)]
     try:
         reservations = rs_grpc.ReservationServiceStub(channels[0])
         event = (
@@ -229,9 +230,9 @@ async def run_design(
             lane = n % CHANNELS
             if design == "queue":
                 return asyncio.create_task(
-                    queue_user(n, result, gateways[lane], notifiers[lane], event.event_id)
+                    queue_user(n, result, gateways[lane], notifiers[lane], event.event_id, key)
                 )
-            return asyncio.create_task(sync_user(n, result, gateways[lane], event.event_id))
+            return asyncio.create_task(sync_user(n, result, gateways[lane], event.event_id, key))
 
         tasks = await arrivals(spawn, stages)
         await asyncio.gather(*tasks)
@@ -315,8 +316,8 @@ def summarize(run: DesignRun) -> dict[str, Any]:
     }
 
 
-async def event_state(endpoint: str, event_id: str) -> pb.Event:
-    async with grpc.aio.insecure_channel(endpoint) as channel:
+async def event_state(target: Target, event_id: str) -> pb.Event:
+    async with authorized_channel(target.endpoint, target.admin_token) as channel:
         reply = await rs_grpc.ReservationServiceStub(channel).GetEvent(
             rs.GetEventRequest(event_id=event_id), timeout=10
         )
@@ -325,14 +326,11 @@ async def event_state(endpoint: str, event_id: str) -> pb.Event:
 
 # -- the ceiling ------------------------------------------------------------
 
-BENCH_DATA = (
-    '{"event_id": "%s", "user_id": "bench-{{.WorkerID}}-{{.RequestNumber}}", '
-    '"quantity": 1, "idempotency_key": "{{newUUID}}"}'
-)
+BENCH_DATA = '{"event_id": "%s", "quantity": 1, "idempotency_key": "{{newUUID}}"}'
 
 
 def bench(
-    target: str, event_id: str, *, duration: str, concurrency: int, connections: int
+    target: str, event_id: str, *, token: str, duration: str, concurrency: int, connections: int
 ) -> dict[str, Any]:
     """One ``ticketing-bench`` run (closed loop: as fast as answers come)."""
     argv = [
@@ -344,6 +342,8 @@ def bench(
         "ticketing.v1.GatewayService.Reserve",
         "-d",
         BENCH_DATA % event_id,
+        "-m",
+        json.dumps({"authorization": f"Bearer {token}"}),
         "-z",
         duration,
         "-c",
@@ -442,7 +442,7 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
     """Appends ``requests`` records for one 100-seat event straight to the
     requests topic, then times until the consumers have decided, published
     and committed them all."""
-    async with grpc.aio.insecure_channel(target.endpoint) as channel:
+    async with authorized_channel(target.endpoint, target.admin_token) as channel:
         event = (
             await rs_grpc.ReservationServiceStub(channel).CreateEvent(
                 rs.CreateEventRequest(name="spike", capacity=SEATS, per_user_limit=1), timeout=10
@@ -483,7 +483,7 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
                 break
             await asyncio.sleep(0.05)
     drained = loop.time()
-    final = await event_state(target.endpoint, event.event_id)
+    final = await event_state(target, event.event_id)
     return {
         "requests": requests,
         "append_s": round(appended - started, 2),
@@ -627,13 +627,19 @@ class Target:
     postgres_dsn: str
     kafka: KafkaSettings
     pids: list[int]
+    # Mints the tokens of the demo's users and of its administrator.
+    key: SigningKey
+
+    @property
+    def admin_token(self) -> str:
+        return self.key.mint("demo-admin", roles=(ADMIN,))
 
 
-async def check_run(run: DesignRun, endpoint: str, failures: list[str]) -> dict[str, Any]:
+async def check_run(run: DesignRun, target: Target, failures: list[str]) -> dict[str, Any]:
     """The run's summary, with the event's final seats; broken invariants are
     added to ``failures``."""
     summary = summarize(run)
-    event = await event_state(endpoint, run.event_id)
+    event = await event_state(target, run.event_id)
     summary["seats_sold"], summary["seats_left"] = event.confirmed, event.available
     if event.capacity != event.available + event.confirmed + event.held:
         failures.append(f"{run.design}: capacity != available + held + confirmed")
@@ -661,15 +667,22 @@ async def ceiling(target: Target, seconds: int) -> dict[str, Any]:
         f"gRPC ceiling: echo alone, echo behind nginx, gateway behind nginx ({seconds} s each)...",
         flush=True,
     )
-    async with grpc.aio.insecure_channel(target.endpoint) as channel:
+    async with authorized_channel(target.endpoint, target.admin_token) as channel:
         event = (
             await rs_grpc.ReservationServiceStub(channel).CreateEvent(
                 rs.CreateEventRequest(name="bench", capacity=10_000_000, per_user_limit=10_000_000),
                 timeout=10,
             )
         ).event
+    # One subject for the whole load (its per-user limit is set out of reach):
+    # the ceiling measures the gateway, token verification included.
     load = partial(
-        bench, event_id=event.event_id, duration=f"{seconds}s", concurrency=64, connections=8
+        bench,
+        event_id=event.event_id,
+        token=target.key.mint("bench", ttl_s=3600),
+        duration=f"{seconds}s",
+        concurrency=64,
+        connections=8,
     )
     fleet = await asyncio.to_thread(EchoFleet)
     try:
@@ -699,9 +712,9 @@ async def demo(
     runs = []
     for design in designs:
         print(f"rush against the {design} design ({scenario_length(stages):.0f} s)...", flush=True)
-        runs.append(await run_design(design, target.endpoint, target.pids, stages))
+        runs.append(await run_design(design, target, stages))
     failures: list[str] = []
-    summaries = [await check_run(run, target.endpoint, failures) for run in runs]
+    summaries = [await check_run(run, target, failures) for run in runs]
 
     report: dict[str, Any] = {"seats": SEATS, "stages": stages, "designs": summaries}
     if runs:
@@ -776,21 +789,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     running = settings_or_exit(RunningStack)
     if running.endpoint:
+        if not running.signing_key_file:
+            raise SystemExit("the running stack's env file names no signing key: restart make run")
         target = Target(
             endpoint=running.endpoint,
             postgres_dsn=running.postgres_dsn,
             kafka=running.kafka,
             pids=list(running.pids),
+            key=SigningKey.load(Path(running.signing_key_file)),
         )
         raise SystemExit(asyncio.run(run(target)))
     print("no running stack found (make run): starting one for the demo...", flush=True)
     config = settings_or_exit(StackConfig).model_copy(update={"listen_port": 0})
-    with LocalStack(config) as stack:
+    # The synchronous design is off unless turned on, as it is for benchmarks.
+    with LocalStack(config, service_env={"TICKETING_GATEWAY_SYNC_ENABLED": "true"}) as stack:
         target = Target(
             stack.endpoint,
             stack.postgres_dsn,
             stack.kafka,
             [c.pid for c in stack.children if c.alive()],
+            stack.signing_key,
         )
         code = asyncio.run(run(target))
     raise SystemExit(code)

@@ -28,9 +28,11 @@ from notifier_service.settings import NotifierSettings
 from reservation_service.settings import ReservationSettings
 from ticketing_common.config import (
     AcceptedRequestsStore,
+    AuthSettings,
     KafkaSettings,
     PostgresClient,
     RedisClient,
+    ReservationIdSecret,
     ServerSettings,
     Settings,
     declaring_class,
@@ -41,6 +43,7 @@ from ticketing_common.config import (
 
 from .admin import AdminSettings
 from .stack import RunningStack, StackConfig
+from .stack.launcher import StackSigningKey
 
 # Who reads which settings object; the services first.
 SERVICES: Mapping[str, type[Settings]] = {
@@ -59,6 +62,8 @@ USERS: Mapping[str, type[Settings]] = {**SERVICES, **TOOLS}
 # The declaring classes, in the order the docs list them.
 SECTIONS: tuple[type[Settings], ...] = (
     ServerSettings,
+    AuthSettings,
+    ReservationIdSecret,
     PostgresClient,
     RedisClient,
     AcceptedRequestsStore,
@@ -68,11 +73,14 @@ SECTIONS: tuple[type[Settings], ...] = (
     ConsumerSettings,
     NotifierSettings,
     StackConfig,
+    StackSigningKey,
     RunningStack,
 )
 # env.example's heading of the shared ones (a service's own: its name).
 SHARED_TITLES: Mapping[type[Settings], str] = {
     ServerSettings: "gRPC server",
+    AuthSettings: "Authentication",
+    ReservationIdSecret: "Reservation ids",
     PostgresClient: "PostgreSQL",
     RedisClient: "Redis",
     AcceptedRequestsStore: "Accepted requests",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 from ticketing_tools.stack import LocalStack
+
+from ..helpers import TEST_KEY_FILE
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 
@@ -52,27 +55,44 @@ def test_describe_works_for_each_service(stack: LocalStack) -> None:
     assert "string idempotency_key = 4;" in message.stdout
 
 
+def as_caller(user: str, *, admin: bool = False) -> tuple[str, ...]:
+    """grpcurl's header flag with a token ``ticketing-admin token`` minted."""
+    minted = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ticketing-admin"),
+            "token",
+            "--subject",
+            user,
+            *(("--role", "admin") if admin else ()),
+            "--ttl",
+            "10m",
+        ],
+        env={**os.environ, "TICKETING_STACK_SIGNING_KEY_FILE": str(TEST_KEY_FILE)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return ("-H", f"authorization: Bearer {minted.stdout.strip()}")
+
+
 def test_create_event_reserve_and_watch_with_grpcurl(stack: LocalStack) -> None:
     created = grpcurl(
         stack,
         "ticketing.v1.ReservationService/CreateEvent",
         data='{"name": "grpcurl show", "capacity": 5, "per_user_limit": 2}',
+        flags=as_caller("ops", admin=True),
     )
     assert created.returncode == 0, created.stderr
     event = json.loads(created.stdout)["event"]
     assert (event["capacity"], event["available"]) == (5, 5)
 
+    ivy = as_caller("ivy")
     reserved = grpcurl(
         stack,
         "ticketing.v1.GatewayService/Reserve",
-        data=json.dumps(
-            {
-                "event_id": event["event_id"],
-                "user_id": "ivy",
-                "quantity": 2,
-                "idempotency_key": "cli-1",
-            }
-        ),
+        data=json.dumps({"event_id": event["event_id"], "quantity": 2, "idempotency_key": "cli-1"}),
+        flags=ivy,
     )
     assert reserved.returncode == 0, reserved.stderr
     reply = json.loads(reserved.stdout)
@@ -82,7 +102,7 @@ def test_create_event_reserve_and_watch_with_grpcurl(stack: LocalStack) -> None:
         stack,
         "ticketing.v1.NotifierService/WatchReservation",
         data=json.dumps({"reservation_id": reply["reservation_id"]}),
-        flags=("-max-time", "30"),
+        flags=(*ivy, "-max-time", "30"),
     )
     assert watched.returncode == 0, watched.stderr
     assert '"status": "RESERVATION_STATUS_CONFIRMED"' in watched.stdout
@@ -90,7 +110,8 @@ def test_create_event_reserve_and_watch_with_grpcurl(stack: LocalStack) -> None:
     invalid = grpcurl(
         stack,
         "ticketing.v1.GatewayService/Reserve",
-        data=json.dumps({"event_id": event["event_id"], "user_id": "ivy", "idempotency_key": "k"}),
+        data=json.dumps({"event_id": event["event_id"], "idempotency_key": "k"}),
+        flags=ivy,
     )
     assert invalid.returncode != 0
     assert "Code: InvalidArgument" in invalid.stdout + invalid.stderr

@@ -7,7 +7,6 @@ import asyncio
 from collections import Counter
 
 import asyncpg
-import grpc
 
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_tools.ledger import reconcile
@@ -19,6 +18,7 @@ from ..helpers import (
     REJECTED,
     SOLD_OUT,
     Reservations,
+    authorized,
     create_event,
     gateway_stub,
     get_event,
@@ -37,7 +37,7 @@ async def test_rush_sells_exactly_the_seats_and_streams_every_outcome(
     stack: LocalStack, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=SEATS, per_user_limit=1)
-    channels = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(CHANNELS)]
+    channels = [authorized(stack.endpoint) for _ in range(CHANNELS)]
     try:
         gateways = [gateway_stub(ch) for ch in channels]
         notifiers = [notifier_stub(ch) for ch in channels]

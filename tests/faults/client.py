@@ -22,7 +22,7 @@ from ticketing_common.status import retry_delay_s
 from ticketing_tools.ledger import Ledger, read_topic, reconcile
 from ticketing_tools.stack import LocalStack
 
-from ..helpers import gateway_stub, notifier_stub, queue_drained
+from ..helpers import as_user, authorized, gateway_stub, notifier_stub, queue_drained
 
 RETRIABLE = {
     grpc.StatusCode.UNAVAILABLE,
@@ -102,9 +102,10 @@ async def reserve_until_queued(
             try:
                 reply = await stub.Reserve(
                     gateway_service_pb2.ReserveRequest(
-                        event_id=event_id, user_id=user, quantity=1, idempotency_key=key
+                        event_id=event_id, quantity=1, idempotency_key=key
                     ),
                     timeout=5,
+                    metadata=as_user(user),
                 )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRIABLE:
@@ -190,7 +191,7 @@ async def rush(
     """``users`` buyers, all at once or arriving evenly over ``spread_s`` (so
     that the rush lasts at least that long); every ``retry_every``-th one
     retries its Reserve with the same key (0: nobody does)."""
-    opened = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(channels)]
+    opened = [authorized(stack.endpoint) for _ in range(channels)]
     try:
         return await asyncio.gather(
             *(

@@ -13,6 +13,8 @@ import pytest
 
 from ticketing_tools.stack import LocalStack, StackConfig
 
+from ..helpers import TEST_KEY_FILE, TEST_SERVICE_ENV, authorized
+
 FAULT_SETTINGS = {
     "TICKETING_CONSUMER_FAULT_DELAY_MS": "300",
     "TICKETING_GATEWAY_FAULT_DELAY_MS": "300",
@@ -28,7 +30,8 @@ FAULT_SETTINGS = {
 def fault_stack_of(config: StackConfig) -> LocalStack:
     """The fault tests kill and restart PostgreSQL, Redis and Kafka: they
     always start their own, whatever the connection settings name."""
-    return LocalStack(config, service_env=FAULT_SETTINGS, own_servers=True)
+    config = config.model_copy(update={"signing_key_file": str(TEST_KEY_FILE)})
+    return LocalStack(config, service_env={**TEST_SERVICE_ENV, **FAULT_SETTINGS}, own_servers=True)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def fault_stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 async def fault_channel(fault_stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(fault_stack.endpoint) as channel:
+    async with authorized(fault_stack.endpoint) as channel:
         yield channel
 
 

@@ -19,7 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from ticketing_tools.stack import LocalStack, StackConfig
 from ticketing_tools.stack.processes import Child
 
-from ..helpers import create_event, reservations_stub
+from ..helpers import authorized, create_event, reservations_stub
 from .client import (
     RETRY_EVERY,
     SEATS_RUSH,
@@ -47,7 +47,7 @@ def cluster_stack() -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 async def cluster_channel(cluster_stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(cluster_stack.endpoint) as channel:
+    async with authorized(cluster_stack.endpoint) as channel:
         yield channel
 
 

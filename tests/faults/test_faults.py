@@ -20,14 +20,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
-from ticketing_common.domain import reservation_id_for
 from ticketing_common.status import reason, retry_delay_s
 from ticketing_common.storage.locks import EventLocks
 from ticketing_tools.ledger import committed_offsets, read_topic, topic_partitions
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.stack.processes import Child
 
-from ..helpers import consumers_paused, create_event, reservations_stub
+from ..helpers import authorized, consumers_paused, create_event, reservations_stub
 from .client import (
     RushLog,
     assert_balanced,
@@ -261,7 +260,7 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
     topic = fault_stack.kafka.requests_topic
     offsets = AIOKafkaConsumer(bootstrap_servers=fault_stack.kafka_bootstrap)
     await offsets.start()
-    direct = grpc.aio.insecure_channel(victim.health_address)
+    direct = authorized(victim.health_address)
     try:
         partitions = await topic_partitions(offsets, topic)
         before = sum((await offsets.end_offsets(partitions)).values())
@@ -280,7 +279,7 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
         await direct.close(None)
 
     for (name, key), (rid, _, _) in zip(keys.items(), replies, strict=True):
-        assert rid == reservation_id_for(name, key, event_id)
+        assert rid == fault_stack.reservation_id(name, key, event_id)
     retried = {rid for rid, tries, _ in replies if tries > 1}
     assert retried, "no call was cut off by the kill"
     finals = await asyncio.gather(

@@ -20,6 +20,7 @@ from ..helpers import (
     Gateway,
     Notifier,
     Reservations,
+    authorized,
     consumers_paused,
     create_event,
     gateway_stub,
@@ -102,7 +103,7 @@ async def test_two_thousand_concurrent_streams_all_get_their_outcome(
     QUEUED while the consumers are frozen); then every one gets its outcome."""
     users, seats = 2_000, 100
     event = await create_event(reservations, capacity=seats, per_user_limit=1)
-    channels = [grpc.aio.insecure_channel(stack.endpoint) for _ in range(8)]
+    channels = [authorized(stack.endpoint) for _ in range(8)]
     try:
         gateways = [gateway_stub(ch) for ch in channels]
         notifiers = [notifier_stub(ch) for ch in channels]

@@ -11,6 +11,7 @@ from typing import Any
 from ticketing_tools.stack import LocalStack
 
 from ..helpers import (
+    ADMIN_TOKEN,
     Gateway,
     Notifier,
     Reservations,
@@ -46,6 +47,9 @@ async def bench(stack: LocalStack, *flags: str, timeout_s: float = 60) -> Ran:
         "-m",
         "ticketing_tools.bench.cli",
         "--insecure",
+        # Every call as the test administrator (a single subject).
+        "-m",
+        json.dumps({"authorization": f"Bearer {ADMIN_TOKEN}"}),
         *flags,
         stack.endpoint,
         stdout=asyncio.subprocess.PIPE,
@@ -58,10 +62,7 @@ async def bench(stack: LocalStack, *flags: str, timeout_s: float = 60) -> Ran:
 
 
 def reserve_data(event_id: str) -> str:
-    return (
-        f'{{"event_id":"{event_id}","user_id":"u{{{{.RequestNumber}}}}",'
-        '"quantity":1,"idempotency_key":"{{newUUID}}"}'
-    )
+    return f'{{"event_id":"{event_id}","quantity":1,"idempotency_key":"{{{{newUUID}}}}"}}'
 
 
 def assert_ghz_shape(report: dict[str, Any]) -> None:
@@ -86,7 +87,8 @@ def assert_ghz_shape(report: dict[str, Any]) -> None:
 async def test_closed_loop_reserve_reports_like_ghz_and_every_call_lands(
     stack: LocalStack, reservations: Reservations
 ) -> None:
-    event = await create_event(reservations, capacity=500, per_user_limit=1)
+    # One subject (the bench sends one token): its limit is the whole event.
+    event = await create_event(reservations, capacity=500, per_user_limit=500)
     ran = await bench(
         stack,
         "--call",
@@ -126,7 +128,7 @@ async def test_closed_loop_reserve_reports_like_ghz_and_every_call_lands(
 async def test_open_loop_rate_sends_on_the_clock_for_the_duration(
     stack: LocalStack, reservations: Reservations
 ) -> None:
-    event = await create_event(reservations, capacity=1000, per_user_limit=1)
+    event = await create_event(reservations, capacity=1000, per_user_limit=1000)
     report = (
         await bench(
             stack,
@@ -214,7 +216,8 @@ async def test_open_loop_keeps_sending_while_every_answer_is_pending(
 async def test_several_processes_merge_into_one_report(
     stack: LocalStack, reservations: Reservations
 ) -> None:
-    event = await create_event(reservations, capacity=500, per_user_limit=1)
+    # One subject (the bench sends one token): its limit is the whole event.
+    event = await create_event(reservations, capacity=500, per_user_limit=500)
     report = (
         await bench(
             stack,

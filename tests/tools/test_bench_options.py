@@ -225,13 +225,13 @@ def test_an_unknown_method_is_named() -> None:
 
 def test_payloads_are_rendered_per_call_and_serialized() -> None:
     factory = PayloadFactory.create(
-        '{"event_id":"e","user_id":"u{{.RequestNumber}}","quantity":1}',
+        '{"event_id":"e","idempotency_key":"k{{.RequestNumber}}","quantity":1}',
         gateway_service_pb2.ReserveRequest,
     )
     assert not factory.is_static
     context = new_context("g0c0", 12, NAMES)
     request = gateway_service_pb2.ReserveRequest.FromString(factory.build(12, context))
-    assert (request.user_id, request.quantity) == ("u12", 1)
+    assert (request.idempotency_key, request.quantity) == ("k12", 1)
 
 
 def test_static_arrays_round_robin_by_request_number() -> None:

@@ -20,7 +20,7 @@ from ticketing_tools.stack import RunningStack, StackConfig
 
 from ..faults.conftest import FAULT_SETTINGS
 
-COMPONENTS = {"", "KAFKA", "GATEWAY", "RESERVATION", "CONSUMER", "NOTIFIER", "STACK"}
+COMPONENTS = {"", "AUTH", "KAFKA", "GATEWAY", "RESERVATION", "CONSUMER", "NOTIFIER", "STACK"}
 
 
 def test_the_committed_docs_are_what_the_declarations_produce(
@@ -59,6 +59,7 @@ def test_every_setting_follows_the_rule_and_says_what_it_means() -> None:
 def test_every_service_gets_its_own_port_and_pool_by_default(
     settings_env: pytest.MonkeyPatch,
 ) -> None:
+    settings_env.setenv("TICKETING_RESERVATION_ID_SECRET", "s" * 32)  # the gateway needs one
     ports = {
         cls.__name__: (cls().server.port, cls().pool_size)
         for cls in (GatewaySettings, ReservationSettings, ConsumerSettings, NotifierSettings)

@@ -22,11 +22,9 @@ class ReserveRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
-    USER_ID_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    user_id: _builtins.str
     quantity: _builtins.int
     """Number of seats, at least 1."""
     idempotency_key: _builtins.str
@@ -35,13 +33,12 @@ class ReserveRequest(_message.Message):
         self,
         *,
         event_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
         idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -52,24 +49,21 @@ class ReserveSyncRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
-    USER_ID_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
-    user_id: _builtins.str
     quantity: _builtins.int
     idempotency_key: _builtins.str
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
         idempotency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -104,7 +98,9 @@ class ReserveResponse(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
-    """Derived from (user_id, idempotency_key): stable across retries."""
+    """Derived from (caller, idempotency_key, event_id) with a server-side
+    secret: stable across retries, not computable by anyone else.
+    """
     status: _reservation_pb2.ReservationStatus.ValueType
     def __init__(
         self,

@@ -54,8 +54,10 @@ class GatewayServiceServicer:
     def Reserve(self, request, context):
         """Appends the request to the queue and answers QUEUED once the broker has
         acknowledged it. The final outcome arrives on NotifierService.WatchReservation.
-        Retrying with the same (user_id, idempotency_key) returns the same
-        reservation_id and never takes seats twice.
+        The caller is the subject of the bearer token in the `authorization`
+        metadata. Retrying with the same idempotency_key returns the same
+        reservation_id and never takes seats twice; the same key with another
+        quantity is refused (FAILED_PRECONDITION, IDEMPOTENCY_KEY_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -65,7 +67,8 @@ class GatewayServiceServicer:
         """The synchronous design, kept for comparison: takes the event's lock,
         decides in PostgreSQL and answers the final outcome inline, sharing the
         decision code with the consumers. Under a spike every caller waits for
-        the lock: UNAVAILABLE when it is not acquired in time.
+        the lock: UNAVAILABLE when it is not acquired in time. Off (UNIMPLEMENTED)
+        unless a gateway setting turns it on for benchmarks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,14 +36,17 @@ class GatewayServiceStub:
     Reserve: _grpc.UnaryUnaryMultiCallable[_gateway_service_pb2.ReserveRequest, _gateway_service_pb2.ReserveResponse]
     """Appends the request to the queue and answers QUEUED once the broker has
     acknowledged it. The final outcome arrives on NotifierService.WatchReservation.
-    Retrying with the same (user_id, idempotency_key) returns the same
-    reservation_id and never takes seats twice.
+    The caller is the subject of the bearer token in the `authorization`
+    metadata. Retrying with the same idempotency_key returns the same
+    reservation_id and never takes seats twice; the same key with another
+    quantity is refused (FAILED_PRECONDITION, IDEMPOTENCY_KEY_REUSED).
     """
     ReserveSync: _grpc.UnaryUnaryMultiCallable[_gateway_service_pb2.ReserveSyncRequest, _gateway_service_pb2.ReserveSyncResponse]
     """The synchronous design, kept for comparison: takes the event's lock,
     decides in PostgreSQL and answers the final outcome inline, sharing the
     decision code with the consumers. Under a spike every caller waits for
-    the lock: UNAVAILABLE when it is not acquired in time.
+    the lock: UNAVAILABLE when it is not acquired in time. Off (UNIMPLEMENTED)
+    unless a gateway setting turns it on for benchmarks.
     """
 
 @_typing.type_check_only
@@ -54,14 +57,17 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     Reserve: _aio.UnaryUnaryMultiCallable[_gateway_service_pb2.ReserveRequest, _gateway_service_pb2.ReserveResponse]  # type: ignore[assignment]
     """Appends the request to the queue and answers QUEUED once the broker has
     acknowledged it. The final outcome arrives on NotifierService.WatchReservation.
-    Retrying with the same (user_id, idempotency_key) returns the same
-    reservation_id and never takes seats twice.
+    The caller is the subject of the bearer token in the `authorization`
+    metadata. Retrying with the same idempotency_key returns the same
+    reservation_id and never takes seats twice; the same key with another
+    quantity is refused (FAILED_PRECONDITION, IDEMPOTENCY_KEY_REUSED).
     """
     ReserveSync: _aio.UnaryUnaryMultiCallable[_gateway_service_pb2.ReserveSyncRequest, _gateway_service_pb2.ReserveSyncResponse]  # type: ignore[assignment]
     """The synchronous design, kept for comparison: takes the event's lock,
     decides in PostgreSQL and answers the final outcome inline, sharing the
     decision code with the consumers. Under a spike every caller waits for
-    the lock: UNAVAILABLE when it is not acquired in time.
+    the lock: UNAVAILABLE when it is not acquired in time. Off (UNIMPLEMENTED)
+    unless a gateway setting turns it on for benchmarks.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -75,8 +81,10 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_service_pb2.ReserveResponse, _abc.Awaitable[_gateway_service_pb2.ReserveResponse]]:
         """Appends the request to the queue and answers QUEUED once the broker has
         acknowledged it. The final outcome arrives on NotifierService.WatchReservation.
-        Retrying with the same (user_id, idempotency_key) returns the same
-        reservation_id and never takes seats twice.
+        The caller is the subject of the bearer token in the `authorization`
+        metadata. Retrying with the same idempotency_key returns the same
+        reservation_id and never takes seats twice; the same key with another
+        quantity is refused (FAILED_PRECONDITION, IDEMPOTENCY_KEY_REUSED).
         """
 
     @_abc_1.abstractmethod
@@ -88,7 +96,8 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """The synchronous design, kept for comparison: takes the event's lock,
         decides in PostgreSQL and answers the final outcome inline, sharing the
         decision code with the consumers. Under a spike every caller waits for
-        the lock: UNAVAILABLE when it is not acquired in time.
+        the lock: UNAVAILABLE when it is not acquired in time. Off (UNIMPLEMENTED)
+        unless a gateway setting turns it on for benchmarks.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

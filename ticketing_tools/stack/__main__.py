@@ -28,18 +28,24 @@ def banner(stack: LocalStack) -> str:
     endpoint = stack.endpoint
     venv_grpcurl = Path(sys.executable).parent / "grpcurl"
     grpcurl = str(venv_grpcurl) if venv_grpcurl.exists() else "grpcurl"
+    admin = Path(sys.executable).parent / "ticketing-admin"
     event = '{"name": "Concert", "capacity": 100, "per_user_limit": 4}'
-    reserve = (
-        '{"event_id": "EVENT_ID", "user_id": "alice", "quantity": 2, "idempotency_key": "alice-1"}'
-    )
+    reserve = '{"event_id": "EVENT_ID", "quantity": 2, "idempotency_key": "alice-1"}'
     watch = '{"reservation_id": "RESERVATION_ID"}'
+    as_admin = '-H "authorization: Bearer $ADMIN"'
+    as_alice = '-H "authorization: Bearer $TOKEN"'
     return f"""
 Ticketing stack ready at {endpoint}  (logs: {stack.logs})
 
+Every call but health and reflection needs a bearer token; mint them for this stack:
+ADMIN=$({admin} token --subject ops --role admin)
+TOKEN=$({admin} token --subject alice)
+
 {grpcurl} -plaintext {endpoint} list
-{grpcurl} -plaintext -d '{event}' {endpoint} ticketing.v1.ReservationService/CreateEvent
-{grpcurl} -plaintext -d '{reserve}' {endpoint} ticketing.v1.GatewayService/Reserve
-{grpcurl} -plaintext -d '{watch}' {endpoint} ticketing.v1.NotifierService/WatchReservation
+{grpcurl} -plaintext {as_admin} -d '{event}' {endpoint} ticketing.v1.ReservationService/CreateEvent
+{grpcurl} -plaintext {as_alice} -d '{reserve}' {endpoint} ticketing.v1.GatewayService/Reserve
+{grpcurl} -plaintext {as_alice} -d '{watch}' {endpoint} \\
+  ticketing.v1.NotifierService/WatchReservation
 
 (replace EVENT_ID and RESERVATION_ID with the ids the previous calls returned)
 Ledger and dead letters of this stack: make ledger / make dlq

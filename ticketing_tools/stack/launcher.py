@@ -13,34 +13,54 @@ import asyncio
 import glob
 import os
 import resource
+import secrets
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field, field_validator
 
+from ticketing_common.auth import CUSTOMER
 from ticketing_common.config import (
+    AuthSettings,
     KafkaSettings,
     PostgresClient,
     RedisClient,
+    ReservationIdSecret,
     ServerSettings,
+    Settings,
     settings_config,
     variable,
 )
+from ticketing_common.domain import reservation_id_for
 from ticketing_common.kafka import ensure_topics
 from ticketing_common.storage.db import migrate_database
 
+from ..tokens import AUDIENCE, ISSUER, SigningKey
 from . import kafka_broker, nginx
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
 
 
-class StackConfig(PostgresClient, RedisClient):
+class StackSigningKey(Settings):
+    """The key a local stack's tokens are signed with."""
+
+    model_config = settings_config("STACK")
+
+    signing_key_file: str | None = Field(
+        None,
+        description="ES256 private key (PEM) the stack's tokens are signed with: unset, each "
+        "stack generates its own; `make run` writes the one in use to the env file, where "
+        "`ticketing-admin token` finds it",
+    )
+
+
+class StackConfig(PostgresClient, RedisClient, StackSigningKey):
     """The launcher's settings (``TICKETING_STACK_*``). The connection
     settings it shares with the services name servers to use instead of
     starting its own when they are set."""
@@ -76,7 +96,7 @@ class StackConfig(PostgresClient, RedisClient):
     )
 
 
-class RunningStack(PostgresClient, RedisClient):
+class RunningStack(PostgresClient, RedisClient, StackSigningKey):
     """Where a running stack is: ``make run`` writes these settings to
     ``.ticketing-stack.env`` for the tools (``make demo``, ``make ledger``,
     ``make dlq``)."""
@@ -163,6 +183,18 @@ class LocalStack:
         self.brokers: list[Child] = []
         self.services: dict[str, list[Child]] = {}
         self.addresses: dict[str, list[str]] = {}
+        # Who may call: the stack's own signing key (public half as a JWKS for
+        # the services) and the secret reservation ids are derived with, in
+        # a folder only this user can read.
+        self.secrets = self.tmp / "secrets"
+        self.secrets.mkdir(mode=0o700)
+        self.signing_key = (
+            SigningKey.load(Path(self.config.signing_key_file))
+            if self.config.signing_key_file
+            else SigningKey.generate()
+        )
+        self.signing_key_file, self.jwks_file = self.signing_key.write(self.secrets)
+        self.reservation_id_secret = secrets.token_hex(32)
         self.postgres_dsn = ""
         self.redis_url = ""
         self.kafka_bootstrap = ""
@@ -329,6 +361,10 @@ class LocalStack:
                 variable(RedisClient, "redis_url"): self.redis_url,
                 variable(KafkaSettings, "bootstrap"): self.kafka_bootstrap,
                 variable(KafkaSettings, "replication_factor"): str(self.kafka.replication_factor),
+                variable(AuthSettings, "jwks_file"): str(self.jwks_file),
+                variable(AuthSettings, "issuer"): ISSUER,
+                variable(AuthSettings, "audience"): AUDIENCE,
+                variable(ReservationIdSecret, "reservation_id_secret"): self.reservation_id_secret,
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -452,12 +488,25 @@ class LocalStack:
             variable(RunningStack, "endpoint"): self.endpoint,
             variable(RunningStack, "postgres_dsn"): self.postgres_dsn,
             variable(RunningStack, "redis_url"): self.redis_url,
+            variable(RunningStack, "signing_key_file"): str(self.signing_key_file),
             **{variable(KafkaSettings, name): str(getattr(self.kafka, name)) for name in kafka},
             # The stack's processes right now.
             variable(RunningStack, "pids"): ",".join(
                 str(c.pid) for c in self.children if c.alive()
             ),
         }
+
+    def token(
+        self, subject: str, *, roles: Iterable[str] = (CUSTOMER,), ttl_s: float = 3600.0
+    ) -> str:
+        """A bearer token for ``subject`` that this stack's services accept."""
+        return self.signing_key.mint(subject, roles=roles, ttl_s=ttl_s)
+
+    def reservation_id(self, subject: str, idempotency_key: str, event_id: str) -> str:
+        """The id this stack's gateways give ``subject``'s request."""
+        return reservation_id_for(
+            self.reservation_id_secret.encode(), subject, idempotency_key, event_id
+        )
 
     def write_env_file(self, path: Path) -> None:
         path.write_text("".join(f"{k}={v}\n" for k, v in self.connection_env().items()))

@@ -1,0 +1,211 @@
+"""Who may do what, checked from outside through nginx: every RPC without a
+token, with an expired, forged or foreign one, as another user and without the
+admin role is refused with the right status, and changes nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import jwt
+import pytest
+
+from ticketing.v1 import gateway_service_pb2 as gw
+from ticketing.v1 import notifier_service_pb2 as ns
+from ticketing.v1 import reservation_service_pb2 as rs
+from ticketing_common.status import reason
+from ticketing_tools.ledger import end_offsets
+from ticketing_tools.stack import LocalStack
+from ticketing_tools.tokens import SigningKey, bearer
+
+from ..helpers import (
+    TEST_KEY,
+    Gateway,
+    Notifier,
+    Reservations,
+    as_user,
+    create_event,
+    gateway_stub,
+    get_event,
+    notifier_stub,
+    reservations_stub,
+    reserve,
+    token,
+    watch,
+)
+
+Call = Callable[[tuple[tuple[str, str], ...]], Awaitable[Any]]
+
+
+def calls(channel: grpc.aio.Channel, event_id: str) -> dict[str, Call]:
+    """Every RPC of the API, each a valid request, given only its metadata
+    (``channel`` adds none of its own)."""
+    gateway = gateway_stub(channel)
+    notifier = notifier_stub(channel)
+    reservations = reservations_stub(channel)
+
+    async def watch_first(metadata: tuple[tuple[str, str], ...]) -> Any:
+        stream = notifier.WatchReservation(
+            ns.WatchReservationRequest(reservation_id=str(uuid.uuid4())),
+            metadata=metadata,
+            timeout=10,
+        )
+        async for message in stream:
+            return message
+        return None
+
+    return {
+        "Reserve": lambda md: gateway.Reserve(
+            gw.ReserveRequest(event_id=event_id, quantity=1, idempotency_key="k"),
+            metadata=md,
+            timeout=10,
+        ),
+        "ReserveSync": lambda md: gateway.ReserveSync(
+            gw.ReserveSyncRequest(event_id=event_id, quantity=1, idempotency_key="k"),
+            metadata=md,
+            timeout=10,
+        ),
+        "CreateEvent": lambda md: reservations.CreateEvent(
+            rs.CreateEventRequest(name="x", capacity=1, per_user_limit=1), metadata=md, timeout=10
+        ),
+        "GetEvent": lambda md: reservations.GetEvent(
+            rs.GetEventRequest(event_id=event_id), metadata=md, timeout=10
+        ),
+        "GetReservation": lambda md: reservations.GetReservation(
+            rs.GetReservationRequest(reservation_id=str(uuid.uuid4())), metadata=md, timeout=10
+        ),
+        "WatchReservation": watch_first,
+    }
+
+
+def bad_credentials() -> dict[str, tuple[tuple[tuple[str, str], ...], str]]:
+    """Metadata that must not pass, with the reason each gets."""
+    now = time.time()
+    stranger = SigningKey.generate()
+    return {
+        "no token": ((), "TOKEN_MISSING"),
+        "not a bearer": ((("authorization", "Basic dXNlcjpwdw=="),), "TOKEN_MISSING"),
+        "garbage": (bearer("not.a.jwt"), "TOKEN_INVALID"),
+        "expired": (bearer(TEST_KEY.mint("eve", ttl_s=60, now=now - 3600)), "TOKEN_EXPIRED"),
+        "not yet valid": (bearer(TEST_KEY.mint("eve", now=now + 3600)), "TOKEN_INVALID"),
+        "wrong signature": (
+            # Our kid, someone else's key: the signature does not verify.
+            bearer(SigningKey(TEST_KEY.kid, stranger.private_pem).mint("eve")),
+            "TOKEN_INVALID",
+        ),
+        "unknown key": (bearer(stranger.mint("eve")), "TOKEN_INVALID"),
+        "wrong audience": (bearer(TEST_KEY.mint("eve", audience="other")), "TOKEN_INVALID"),
+        "wrong issuer": (bearer(TEST_KEY.mint("eve", issuer="other")), "TOKEN_INVALID"),
+    }
+
+
+async def test_every_rpc_refuses_a_missing_or_bad_token_and_changes_nothing(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=5, per_user_limit=5)
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    async with grpc.aio.insecure_channel(stack.endpoint) as bare:
+        for name, call in calls(bare, event.event_id).items():
+            for case, (metadata, expected) in bad_credentials().items():
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call(metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, case)
+                assert reason(refused.value) == expected, (name, case)
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert (await get_event(reservations, event.event_id)).available == 5
+
+
+async def test_a_customer_may_not_administer(stack: LocalStack, reservations: Reservations) -> None:
+    event = await create_event(reservations)
+    async with grpc.aio.insecure_channel(stack.endpoint) as bare:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await calls(bare, event.event_id)["CreateEvent"](as_user("mallory"))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason(refused.value) == "ROLE_REQUIRED"
+    assert refused.value.details() == "this call needs the admin role"
+
+
+async def test_another_users_reservation_does_not_exist_for_a_customer(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations)
+    mine = await reserve(gateway, event.event_id, "olga")
+    outcome = (await watch(notifier, mine.reservation_id))[-1]
+    # Its owner sees it, and so does an administrator (the default caller here).
+    owned = await reservations.GetReservation(
+        rs.GetReservationRequest(reservation_id=mine.reservation_id),
+        metadata=as_user("olga"),
+        timeout=10,
+    )
+    assert owned.reservation == outcome
+    # Anyone else: NOT_FOUND, worded as for an id nobody has.
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await reservations.GetReservation(
+            rs.GetReservationRequest(reservation_id=mine.reservation_id),
+            metadata=as_user("peeping-tom"),
+            timeout=10,
+        )
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    assert hidden.value.details() == f"reservation {mine.reservation_id} not found"
+    with pytest.raises(grpc.aio.AioRpcError) as hidden_stream:
+        async for _ in notifier.WatchReservation(
+            ns.WatchReservationRequest(reservation_id=mine.reservation_id),
+            metadata=as_user("peeping-tom"),
+            timeout=10,
+        ):
+            pytest.fail("a stranger was streamed someone else's reservation")
+    assert hidden_stream.value.code() == grpc.StatusCode.NOT_FOUND
+    assert reason(hidden_stream.value) == "RESERVATION_NOT_FOUND"
+
+
+async def test_the_same_key_from_another_subject_is_another_reservation(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    """A key guessed (or shared) by someone else cannot squat the owner's
+    reservation: the caller is part of the id, and only the server can
+    derive it."""
+    event = await create_event(reservations, capacity=4, per_user_limit=2)
+    owner = await reserve(gateway, event.event_id, "ursula", quantity=2, key="order-1")
+    squatter = await reserve(gateway, event.event_id, "victor", quantity=1, key="order-1")
+    assert owner.reservation_id != squatter.reservation_id
+    assert owner.reservation_id == stack.reservation_id("ursula", "order-1", event.event_id)
+    outcomes = {
+        r.user_id: (r.status, r.quantity)
+        for r in [(await watch(notifier, x.reservation_id))[-1] for x in (owner, squatter)]
+    }
+    assert outcomes == {
+        "ursula": (outcomes["ursula"][0], 2),
+        "victor": (outcomes["victor"][0], 1),
+    }
+    after = await get_event(reservations, event.event_id)
+    assert after.confirmed == 3
+
+
+async def test_the_caller_is_the_tokens_subject_whatever_the_body_says(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    """``user_id`` is no longer a field: sending one (an old client, or one
+    trying to act as someone else) changes nothing about who asks."""
+    event = await create_event(reservations)
+    request = gw.ReserveRequest(event_id=event.event_id, quantity=1, idempotency_key="k")
+    # Field 2 was user_id: an unknown field now, which the server ignores.
+    smuggled = request.SerializeToString() + b"\x12\x07someone"
+    reply = await gateway.Reserve(
+        gw.ReserveRequest.FromString(smuggled), metadata=as_user("wanda"), timeout=10
+    )
+    assert (await watch(notifier, reply.reservation_id))[-1].user_id == "wanda"
+
+
+def test_a_token_minted_for_the_stack_names_its_subject_and_roles() -> None:
+    claims: dict[str, Any] = jwt.decode(
+        token("xena", admin=True), options={"verify_signature": False}
+    )
+    assert (claims["sub"], claims["roles"], claims["iss"], claims["aud"]) == (
+        "xena",
+        ["admin"],
+        "ticketing",
+        "ticketing",
+    )

@@ -15,12 +15,14 @@ from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
 from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.applier import Applier
+from ticketing_common.storage.batched import ScriptBatcher
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
 
 from .broker import BrokerGate
 from .events import EventDirectory
 from .idempotency import IdempotencyKeys
+from .limits import RateLimits
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .sync import SyncReserver
@@ -64,10 +66,18 @@ async def run(settings: GatewaySettings) -> None:
             socket_connect_timeout=settings.idempotency_timeout_s,
         )
         stack.push_async_callback(keys_client.aclose)
-        accepted = AcceptedRequests(keys_client, ttl_s=settings.idempotency_ttl_s)
-        # Pipelines the records' writes; cancelled after the server stopped.
-        stack.push_async_callback(_cancelled, asyncio.create_task(accepted.run()))
+        # Batches the hot path's Redis writes; cancelled after the server stopped.
+        batcher = ScriptBatcher(keys_client)
+        stack.push_async_callback(_cancelled, asyncio.create_task(batcher.run()))
+        accepted = AcceptedRequests(keys_client, batcher=batcher, ttl_s=settings.idempotency_ttl_s)
         keys = IdempotencyKeys(accepted, timeout_s=settings.idempotency_timeout_s)
+        limits = RateLimits(
+            batcher,
+            per_subject=settings.rate_per_subject,
+            per_address=settings.rate_per_address,
+            window_s=settings.rate_window_s,
+            timeout_s=settings.idempotency_timeout_s,
+        )
 
         verifier = TokenVerifier(settings.auth.verifier_config())
         server = Server("gateway", settings.server, verifier=verifier)
@@ -75,6 +85,7 @@ async def run(settings: GatewaySettings) -> None:
             GatewayServicer(
                 events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),
                 keys=keys,
+                limits=limits,
                 id_secret=settings.reservation_id_secret.encode(),
                 broker=BrokerGate(
                     producer,

@@ -20,6 +20,7 @@ from ticketing_common.errors import BrokerUnavailable, NotFound, Reason, Unimple
 from .broker import BrokerGate
 from .events import EventDirectory
 from .idempotency import IdempotencyKeys
+from .limits import RateLimits
 from .sync import SyncReserver
 from .validation import ValidReserve, validate_reserve
 
@@ -37,6 +38,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         events: EventDirectory,
         broker: BrokerGate,
         keys: IdempotencyKeys,
+        limits: RateLimits,
         id_secret: bytes,
         publish_timeout_s: float,
         fault_delay_s: float = 0.0,
@@ -45,6 +47,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._events = events
         self._broker = broker
         self._keys = keys
+        self._limits = limits
         self._id_secret = id_secret
         self._publish_timeout_s = publish_timeout_s
         self._fault_delay_s = fault_delay_s
@@ -57,7 +60,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     ) -> pb.ReserveSyncResponse:
         if self._sync is None:
             raise Unimplemented("ReserveSync is not enabled on this gateway")
-        valid = await self._known_event(validate_reserve(request, caller().subject))
+        subject = caller().subject
+        await self._limits.admit(subject, client_address(context))
+        valid = await self._known_event(validate_reserve(request, subject))
         # The same key rules as Reserve: another quantity under it is refused.
         reservation = await self._sync.reserve(await self._keys.admit(self._request(valid)))
         return pb.ReserveSyncResponse(reservation=reservation.to_proto())
@@ -92,7 +97,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         request: pb.ReserveRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ReserveResponse:
-        valid = await self._known_event(validate_reserve(request, caller().subject))
+        subject = caller().subject
+        await self._limits.admit(subject, client_address(context))
+        valid = await self._known_event(validate_reserve(request, subject))
 
         accepted = await self._keys.admit(self._request(valid))
         reservation_id = accepted.reservation_id
@@ -128,3 +135,17 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             offset=metadata.offset,
         )
         return pb.ReserveResponse(reservation_id=reservation_id, status=QUEUED)
+
+
+def client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's address: what nginx reports in ``x-real-ip`` (it replaces
+    any value a client sent; gateways are reachable only through nginx), else
+    the peer of the connection."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-real-ip" and isinstance(value, str) and value:
+            return value
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]").removeprefix("%5B").removesuffix("%5D")
+    return rest.rsplit(":", 1)[0] if kind == "ipv4" else peer

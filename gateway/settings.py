@@ -57,6 +57,20 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, Reserv
         description="longest wait for Redis in the idempotency check; past it `Reserve` "
         "goes on without the check rather than stop the sale",
     )
+    rate_per_subject: int = Field(
+        10,
+        ge=0,
+        description="`Reserve` calls one subject may make per rate window, across all "
+        "gateways (Redis); 0 is no limit. The local stack turns it off unless set",
+    )
+    rate_per_address: int = Field(
+        100,
+        ge=0,
+        description="`Reserve` calls one client address may make per rate window (the "
+        "address nginx reports in `x-real-ip`); 0 is no limit. The local stack turns it off "
+        "unless set (its load comes from one loopback address)",
+    )
+    rate_window_s: float = Field(1.0, gt=0, le=3600, description="the rate limits' window")
     sync_enabled: bool = Field(
         False,
         description="serve `ReserveSync`, the synchronous design kept for comparison: it "

@@ -60,6 +60,7 @@ async def run(settings: NotifierSettings) -> None:
                 requests_feed=requests,
                 recheck_s=settings.recheck_s,
                 catch_up_timeout_s=settings.catch_up_timeout_s,
+                max_watches_per_subject=settings.max_watches_per_subject,
             ),
             server.grpc,
         )

@@ -9,7 +9,9 @@ what was last sent are skipped, so overlap is harmless.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -19,9 +21,15 @@ import structlog
 from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
-from ticketing_common.auth import caller
+from ticketing_common.auth import Identity, caller
 from ticketing_common.domain import TERMINAL_PROTO_STATUSES, parse_uuid
-from ticketing_common.errors import DependencyUnavailable, NotFound, Reason, Unavailable
+from ticketing_common.errors import (
+    DependencyUnavailable,
+    NotFound,
+    Reason,
+    ResourceExhausted,
+    Unavailable,
+)
 from ticketing_common.failures import is_transient
 from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
 from ticketing_common.storage.queries import fetch_reservation
@@ -48,8 +56,12 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         requests_feed: Feed,
         recheck_s: float,
         catch_up_timeout_s: float,
+        max_watches_per_subject: int = 0,
     ) -> None:
         self._pool = pool
+        self._max_watches = max_watches_per_subject
+        # Open streams per customer; a subject leaves when its last one ends.
+        self._watches: Counter[str] = Counter()
         self._hub = hub
         self._pending = pending
         self._requests_feed = requests_feed
@@ -96,6 +108,26 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             )
         raise _not_found(reservation_id)
 
+    @contextlib.contextmanager
+    def _counted(self, who: Identity) -> Iterator[None]:
+        """Holds one of ``who``'s watch slots for the stream's life."""
+        if who.is_admin or not self._max_watches:
+            yield
+            return
+        if self._watches[who.subject] >= self._max_watches:
+            raise ResourceExhausted(
+                f"at most {self._max_watches} open watches per caller; close one first",
+                reason=Reason.TOO_MANY_STREAMS,
+                retry_after_s=1.0,
+            )
+        self._watches[who.subject] += 1
+        try:
+            yield
+        finally:
+            self._watches[who.subject] -= 1
+            if not self._watches[who.subject]:
+                del self._watches[who.subject]
+
     async def WatchReservation(
         self,
         request: pb.WatchReservationRequest,
@@ -103,6 +135,7 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
     ) -> AsyncIterator[pb.WatchReservationResponse]:
         reservation_id = parse_uuid("reservation_id", request.reservation_id)
         with (
+            self._counted(caller()),
             structlog.contextvars.bound_contextvars(reservation_id=reservation_id),
             self._hub.subscribe(reservation_id) as updates,
         ):

@@ -26,6 +26,13 @@ class NotifierSettings(PostgresClient):
         ge=0.1,
         description="how often PostgreSQL is re-read for a watched, undecided request",
     )
+    max_watches_per_subject: int = Field(
+        20,
+        ge=0,
+        description="concurrent `WatchReservation` streams one customer may hold on a "
+        "notifier (administrators are not capped); 0 is no cap. Past it: "
+        "`RESOURCE_EXHAUSTED`",
+    )
     pending_ttl_s: float = Field(
         3_600.0, ge=1, description="how long an accepted, undecided request is remembered"
     )

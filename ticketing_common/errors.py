@@ -8,6 +8,7 @@
     ├── FailedPrecondition          FAILED_PRECONDITION
     │   └── IdempotencyKeyReused    the key was used before with other parameters
     ├── Unimplemented               UNIMPLEMENTED (a feature switched off)
+    ├── ResourceExhausted           RESOURCE_EXHAUSTED: a rate limit, RetryInfo
     └── Unavailable                 UNAVAILABLE, retriable, RetryInfo when a delay is known
         ├── BrokerUnavailable       the broker did not acknowledge in time
         └── DependencyUnavailable   PostgreSQL or Redis did not answer
@@ -53,6 +54,8 @@ class Reason(StrEnum):
     TOKEN_INVALID = "TOKEN_INVALID"  # noqa: S105
     TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105
     ROLE_REQUIRED = "ROLE_REQUIRED"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     INTERNAL = "INTERNAL"
 
 
@@ -180,6 +183,15 @@ class Unavailable(TicketingError):
         super().__init__(message, reason=reason, metadata=metadata)
         # Sent to the client as google.rpc.RetryInfo.retry_delay.
         self.retry_after_s = retry_after_s
+
+
+class ResourceExhausted(Unavailable):
+    """A limit the caller hit: not a failure of ours, but a retry after the
+    advised delay may pass (so it carries ``retry_after_s`` too)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retriable = False
+    reason = Reason.RATE_LIMITED
 
 
 class BrokerUnavailable(Unavailable):

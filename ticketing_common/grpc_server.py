@@ -38,6 +38,8 @@ API_SERVICES = (
     reservation_service_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
 )
 
+MAX_MESSAGE_BYTES = 64 * 1024
+
 SERVER_OPTIONS = [
     # The aio server takes calls from gRPC core one at a time; under a spike
     # core holds the rest as pending and, past a soft limit (1,000 by default),
@@ -45,6 +47,9 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests", 50_000),
     ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ("grpc.max_concurrent_streams", 20_000),
+    # Every real message is under 1 KiB: a larger one is refused before it
+    # is parsed (RESOURCE_EXHAUSTED), instead of the default 4 MiB.
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),

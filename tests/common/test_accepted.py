@@ -13,7 +13,8 @@ import pytest
 import redis.asyncio as redis
 
 from ticketing_common.decisions import Request
-from ticketing_common.storage.accepted import MAX_BATCH, AcceptedRequests, State
+from ticketing_common.storage.accepted import AcceptedRequests, State
+from ticketing_common.storage.batched import MAX_BATCH, ScriptBatcher
 from ticketing_tools.stack import LocalStack
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -22,8 +23,9 @@ T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 @pytest.fixture
 async def accepted(stack: LocalStack) -> AsyncIterator[AcceptedRequests]:
     client = redis.Redis.from_url(stack.redis_url)
-    records = AcceptedRequests(client, ttl_s=60)
-    sender = asyncio.create_task(records.run())
+    batcher = ScriptBatcher(client)
+    records = AcceptedRequests(client, batcher=batcher, ttl_s=60)
+    sender = asyncio.create_task(batcher.run())
     try:
         yield records
     finally:

@@ -22,11 +22,13 @@ from ticketing_tools.stack import LocalStack
 from ticketing_tools.tokens import SigningKey, bearer
 
 from ..helpers import (
+    CONFIRMED,
     TEST_KEY,
     Gateway,
     Notifier,
     Reservations,
     as_user,
+    consumers_paused,
     create_event,
     gateway_stub,
     get_event,
@@ -36,6 +38,9 @@ from ..helpers import (
     token,
     watch,
 )
+
+# The notifier's default cap (TICKETING_NOTIFIER_MAX_WATCHES_PER_SUBJECT).
+WATCH_CAP = 20
 
 Call = Callable[[tuple[tuple[str, str], ...]], Awaitable[Any]]
 
@@ -209,3 +214,59 @@ def test_a_token_minted_for_the_stack_names_its_subject_and_roles() -> None:
         "ticketing",
         "ticketing",
     )
+
+
+async def test_an_oversized_message_is_refused_before_it_is_read(
+    stack: LocalStack, gateway: Gateway, reservations: Reservations
+) -> None:
+    event = await create_event(reservations)
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await gateway.Reserve(
+            gw.ReserveRequest(event_id=event.event_id, quantity=1, idempotency_key="k" * 100_000),
+            metadata=as_user("huge"),
+            timeout=10,
+        )
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+
+
+async def test_a_customer_holds_a_bounded_number_of_watch_streams(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations)
+    with consumers_paused(stack):  # the reservation stays QUEUED: its streams stay open
+        reply = await reserve(gateway, event.event_id, "yara")
+        streams = [
+            notifier.WatchReservation(
+                ns.WatchReservationRequest(reservation_id=reply.reservation_id),
+                metadata=as_user("yara"),
+                timeout=30,
+            )
+            for _ in range(WATCH_CAP)
+        ]
+        try:
+            for stream in streams:
+                first = await stream.read()
+                assert isinstance(first, ns.WatchReservationResponse)
+                assert first.reservation.reservation_id == reply.reservation_id
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in notifier.WatchReservation(
+                    ns.WatchReservationRequest(reservation_id=reply.reservation_id),
+                    metadata=as_user("yara"),
+                    timeout=10,
+                ):
+                    pytest.fail("a stream past the cap was opened")
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert reason(refused.value) == "TOO_MANY_STREAMS"
+        finally:
+            for stream in streams:
+                stream.cancel()
+    # Closing them frees the slots: the owner watches to the outcome again.
+    async for message in notifier.WatchReservation(
+        ns.WatchReservationRequest(reservation_id=reply.reservation_id),
+        metadata=as_user("yara"),
+        timeout=30,
+    ):
+        last = message.reservation
+    assert (last.user_id, last.status) == ("yara", CONFIRMED)

@@ -19,16 +19,15 @@ check (the consumer still never applies one reservation id twice).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 import redis.asyncio as redis
 
 from ..decisions import Request
 from ..domain import Reservation
+from .batched import BatchScript, ScriptBatcher
 
 KEY_PREFIX = "ticketing:accepted:"
 
@@ -57,15 +56,11 @@ class Accepted:
 
 FIELDS = ("event_id", "user_id", "quantity", "accept_us", "state")
 
-# Most writes per round trip: a script runs alone on Redis, so a spike's
-# backlog goes in slices that each hold Redis for a few milliseconds at most.
-MAX_BATCH = 500
-
-# For each key: records the request (four ARGV values each; the TTL is the
-# last ARGV) unless the id is known, then returns what is recorded now, so
-# the caller compares the first request's parameters with its own. One call
-# for a whole batch of Reserve calls.
-_CLAIM_MANY = """
+# For each key: records the request (four arguments each; the TTL is the last
+# ARGV) unless the id is known, then returns what is recorded now, so the
+# caller compares the first request's parameters with its own.
+CLAIM = BatchScript(
+    """
 local ttl = ARGV[#ARGV]
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -81,107 +76,58 @@ for i, key in ipairs(KEYS) do
   end
 end
 return out
-"""
+""",
+    per_key=4,
+    width=len(FIELDS),
+)
 
 # Marks recorded requests queued; a record that expired meanwhile stays gone.
-_MARK_MANY = """
+MARK_QUEUED = BatchScript(
+    """
+local out = {}
 for _, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('HSET', key, 'state', 'queued')
   end
+  table.insert(out, 1)
 end
-return #KEYS
-"""
+return out
+""",
+    per_key=0,
+    width=1,
+)
 
 
 class AcceptedRequests:
-    """The gateway writes (with ``ttl_s``, and ``run`` going); the reservation
-    service only reads.
+    """The gateway writes (through a ``ScriptBatcher``, with ``ttl_s``); the
+    reservation service only reads."""
 
-    Writes are pipelined: calls that arrive while a round trip is out go
-    together in the next one. On the hot path of every ``Reserve`` that is one
-    Redis round trip per batch instead of two per call, on one connection
-    instead of one per concurrent call (which, at 1,000 Reserve/s, ran out of
-    connections and skipped the check for some calls; BENCHMARKS.md, section 5).
-    """
-
-    def __init__(self, client: redis.Redis, *, ttl_s: float | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        batcher: ScriptBatcher | None = None,
+        ttl_s: float | None = None,
+    ) -> None:
         self._client = client
+        self._batcher = batcher
         self._ttl_ms = None if ttl_s is None else round(ttl_s * 1000)
-        self._waiting: list[tuple[_Write, asyncio.Future[Any]]] = []
-        self._wake = asyncio.Event()
-        self._running = False
-        self._sending: list[tuple[_Write, asyncio.Future[Any]]] = []
 
-    async def run(self) -> None:
-        """Sends the pipelined writes until cancelled (the composition root
-        owns this task)."""
-        self._running = True
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                batch = self._waiting[:MAX_BATCH]
-                del self._waiting[:MAX_BATCH]
-                if self._waiting:
-                    self._wake.set()
-                if batch:
-                    self._sending = batch
-                    await self._send(batch)
-                    self._sending = []
-        finally:
-            # Stopped: nobody is left to answer these callers.
-            self._running = False
-            for _, future in [*self._sending, *self._waiting]:
-                future.cancel()
-
-    async def _send(self, batch: list[tuple[_Write, asyncio.Future[Any]]]) -> None:
-        claims = [(w, f) for w, f in batch if w.kind is _Kind.CLAIM]
-        marks = [(w, f) for w, f in batch if w.kind is _Kind.MARK]
-        pipe = self._client.pipeline(transaction=False)
-        if claims and self._ttl_ms is not None:  # claim() refuses without a TTL
-            args = [value for w, _ in claims for value in w.args]
-            pipe.eval(_CLAIM_MANY, len(claims), *(w.key for w, _ in claims), *args, self._ttl_ms)
-        if marks:
-            pipe.eval(_MARK_MANY, len(marks), *(w.key for w, _ in marks))
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except Exception as exc:  # noqa: BLE001 - the batch's callers get it and decide
-            results = [exc, exc]
-        if claims:
-            found = results.pop(0)
-            width = len(FIELDS)
-            for i, (_, future) in enumerate(claims):
-                _settle(
-                    future,
-                    found
-                    if isinstance(found, BaseException)
-                    else found[i * width : (i + 1) * width],
-                )
-        if marks:
-            for _, future in marks:
-                _settle(future, results[0])
-
-    async def _call(self, write: _Write) -> Any:
-        if not self._running:
-            raise RuntimeError("AcceptedRequests.run() is not running: nothing would be sent")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((write, future))
-        self._wake.set()
-        return await future
+    def _writer(self) -> tuple[ScriptBatcher, int]:
+        if self._batcher is None or self._ttl_ms is None:
+            raise RuntimeError("a read-only AcceptedRequests records nothing")
+        return self._batcher, self._ttl_ms
 
     async def claim(self, request: Request) -> Accepted:
         """Records ``request`` if its reservation id is new, and returns the
         request recorded under that id: this one, or the first one sent."""
-        if self._ttl_ms is None:
-            raise RuntimeError("a read-only AcceptedRequests records nothing")
+        batcher, ttl_ms = self._writer()
         micros = round(request.accepted_at.timestamp() * 1_000_000)
-        found = await self._call(
-            _Write(
-                _Kind.CLAIM,
-                KEY_PREFIX + request.reservation_id,
-                (request.event_id, request.user_id, request.quantity, micros),
-            )
+        found = await batcher.call(
+            CLAIM,
+            KEY_PREFIX + request.reservation_id,
+            (request.event_id, request.user_id, request.quantity, micros),
+            (ttl_ms,),
         )
         accepted = _parse(request.reservation_id, found)
         if accepted is None:  # pragma: no cover - the script always returns the fields
@@ -189,32 +135,12 @@ class AcceptedRequests:
         return accepted
 
     async def mark_queued(self, reservation_id: str) -> None:
-        await self._call(_Write(_Kind.MARK, KEY_PREFIX + reservation_id))
+        batcher, _ = self._writer()
+        await batcher.call(MARK_QUEUED, KEY_PREFIX + reservation_id)
 
     async def get(self, reservation_id: str) -> Accepted | None:
         found = await self._client.hmget(KEY_PREFIX + reservation_id, list(FIELDS))
         return _parse(reservation_id, found)
-
-
-class _Kind(StrEnum):
-    CLAIM = "claim"
-    MARK = "mark"
-
-
-@dataclass(frozen=True, slots=True)
-class _Write:
-    kind: _Kind
-    key: str
-    args: tuple[str | int, ...] = ()
-
-
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():  # its caller gave up waiting
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 def _parse(reservation_id: str, fields: list[bytes | str | None]) -> Accepted | None:

@@ -26,6 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field, field_validator
 
+from gateway.settings import GatewaySettings
 from ticketing_common.auth import CUSTOMER
 from ticketing_common.config import (
     AuthSettings,
@@ -45,6 +46,15 @@ from ticketing_common.storage.db import migrate_database
 from ..tokens import AUDIENCE, ISSUER, SigningKey
 from . import kafka_broker, nginx
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
+
+# Settings the local stack gives its services unless the caller sets them: its
+# load (the seed rush, the benchmarks, the demo) comes from thousands of
+# subjects on one loopback address, or from one subject, so the gateways'
+# rate limits are off here; deploy/ keeps them on.
+LOCAL_DEFAULTS = {
+    variable(GatewaySettings, "rate_per_subject"): "0",
+    variable(GatewaySettings, "rate_per_address"): "0",
+}
 
 
 class StackSigningKey(Settings):
@@ -351,7 +361,7 @@ class LocalStack:
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         # Every TICKETING_* setting of the caller reaches the services; only
         # what the launcher owns (address, identity, connections) is replaced.
-        env = {**os.environ, **self.service_env}
+        env = {**LOCAL_DEFAULTS, **os.environ, **self.service_env}
         env.update(
             {
                 variable(ServerSettings, "host"): "127.0.0.1",
@@ -370,15 +380,16 @@ class LocalStack:
         )
         return env
 
-    def start_service(self, name: str) -> Child:
-        """Starts one more instance of ``name``; ``wait_healthy`` waits for it."""
+    def start_service(self, name: str, settings: Mapping[str, str] | None = None) -> Child:
+        """Starts one more instance of ``name``, with extra ``settings`` of its
+        own if given; ``wait_healthy`` waits for it."""
         index = len(self.services.get(name, []))
         port = free_port()
         child = Child(
             f"{name}-{index}",
             [sys.executable, "-m", name],
             self.logs / f"{name}-{index}.log",
-            env=self._service_env(name, index, port),
+            env={**self._service_env(name, index, port), **(settings or {})},
             port=port,
             health_address=f"127.0.0.1:{port}",
         )

@@ -69,6 +69,9 @@ http {{
         # An unreachable backend is retried on the next one, never after
         # the request was sent (Reserve must not be sent twice by us).
         grpc_next_upstream error;
+        # The gateways' per-address limits count the client, not nginx (this
+        # replaces whatever a client sent under that name).
+        grpc_set_header X-Real-IP $remote_addr;
 
 {locations}
     }}

@@ -78,7 +78,7 @@ class Applier:
         async with self._pool.acquire() as conn, conn.transaction():
             seats_row = await conn.fetchrow(
                 """UPDATE events SET fence_token = $2
-                   WHERE event_id = $1 AND fence_token <= $2
+                   WHERE event_id = $1 AND fence_token < $2
                    RETURNING available, per_user_limit, queue_ttl_ms""",
                 event_uuid,
                 token,

@@ -8,7 +8,9 @@ network) cannot write over the newer holder's decisions.
 
 If Redis loses its data (restart without persistence), the counter starts
 again from 1 and PostgreSQL would refuse every new token. ``raise_floor`` lets
-the current, verified holder lift the counter above what PostgreSQL has seen.
+the current, verified holder lift the counter strictly past what PostgreSQL
+has stored, so every token PostgreSQL accepts is larger than every one it
+accepted before: tokens are unique, and the check is a strict ``<``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ return 0
 _RAISE_FLOOR = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2]) end
+if current <= tonumber(ARGV[2]) then redis.call('SET', KEYS[2], tonumber(ARGV[2]) + 1) end
 return 1
 """
 
@@ -67,11 +69,13 @@ class EventLocks:
         self._release = client.register_script(_RELEASE)
         self._raise_floor = client.register_script(_RAISE_FLOOR)
 
+    # The event id in braces is a Redis Cluster hash tag: an event's lock and
+    # counter share a slot, as the scripts that touch both require.
     def lock_key(self, event_id: str) -> str:
-        return f"{self._prefix}:lock:event:{event_id}"
+        return f"{self._prefix}:lock:event:{{{event_id}}}"
 
     def token_key(self, event_id: str) -> str:
-        return f"{self._prefix}:fence:event:{event_id}"
+        return f"{self._prefix}:fence:event:{{{event_id}}}"
 
     async def acquire(self, event_id: str, *, wait_s: float) -> Lease:
         """Takes the lock, polling with jittered backoff for up to ``wait_s``."""

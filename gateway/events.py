@@ -1,18 +1,25 @@
 """Which events exist, without a database round trip per call.
 
 Events are never deleted, so a known event is cached for the life of the
-process. An unknown id is remembered briefly, so a flood of calls for a bad id
-costs one query per TTL, and concurrent misses for one id share one query.
+process (only administrators create events). An unknown id is remembered
+briefly, so a flood of calls for a bad id costs one query per TTL, and
+concurrent misses for one id share one query. Unknown ids are bounded too
+(``MAX_UNKNOWN``, oldest forgotten first): a flood of random ids cannot grow
+the gateway without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 
 import asyncpg
 
 from ticketing_common.storage.queries import event_exists
+
+# Unknown event ids remembered at most (a few MB).
+MAX_UNKNOWN = 10_000
 
 
 class EventDirectory:
@@ -20,7 +27,7 @@ class EventDirectory:
         self._pool = pool
         self._unknown_ttl_s = unknown_ttl_s
         self._known: set[str] = set()
-        self._unknown_until: dict[str, float] = {}
+        self._unknown_until: OrderedDict[str, float] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[bool]] = {}
 
     async def exists(self, event_id: str) -> bool:
@@ -49,6 +56,9 @@ class EventDirectory:
             self._unknown_until.pop(event_id, None)
         else:
             self._unknown_until[event_id] = time.monotonic() + self._unknown_ttl_s
+            self._unknown_until.move_to_end(event_id)
+            while len(self._unknown_until) > MAX_UNKNOWN:
+                self._unknown_until.popitem(last=False)
         return found
 
     async def _query(self, event_id: str) -> bool:

@@ -42,10 +42,13 @@ class WatchHub:
 
 
 class PendingRequests:
-    """Accepted requests not decided yet, oldest first, forgotten after a TTL."""
+    """Accepted requests not decided yet, oldest first, forgotten after a TTL
+    or, past ``max_entries``, oldest first (a watcher of a forgotten one is
+    answered from PostgreSQL once it is decided)."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, max_entries: int = 1_000_000) -> None:
         self._ttl_s = ttl_s
+        self._max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, pb.Reservation]] = OrderedDict()
 
     def add(self, reservation: pb.Reservation) -> None:
@@ -66,6 +69,8 @@ class PendingRequests:
         return len(self._entries)
 
     def _expire(self) -> None:
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
         horizon = time.monotonic() - self._ttl_s
         while self._entries:
             added, _ = next(iter(self._entries.values()))

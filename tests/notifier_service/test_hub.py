@@ -40,3 +40,11 @@ def test_pending_requests_are_forgotten_when_decided_or_too_old(
     pending.add(reservation("new", pb.RESERVATION_STATUS_QUEUED))
     assert pending.get("old") is None
     assert len(pending) == 1
+
+
+def test_pending_requests_are_bounded_oldest_first() -> None:
+    pending = PendingRequests(ttl_s=3600, max_entries=3)
+    for n in range(5):
+        pending.add(pb.Reservation(reservation_id=f"r{n}"))
+    assert len(pending) == 3
+    assert [pending.get(f"r{n}") is not None for n in range(5)] == [False, False, True, True, True]

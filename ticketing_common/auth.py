@@ -23,12 +23,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import grpc
 import jwt
 
 from .errors import PermissionDenied, Reason, Unauthenticated
+from .interceptors import ServerInterceptor, rewrap
 
 ADMIN = "admin"
 CUSTOMER = "customer"
@@ -185,13 +186,7 @@ def bearer(metadata: Sequence[tuple[str, str | bytes]]) -> str:
     )
 
 
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.aio.ServerInterceptor
-
-
-class AuthInterceptor(_Interceptor):
+class AuthInterceptor(ServerInterceptor):
     """Verifies the caller of every method but the open ones, and makes it
     ``caller()`` for the handler. Installed inside the error interceptor, so
     a refusal is an UNAUTHENTICATED status with its details."""
@@ -209,19 +204,7 @@ class AuthInterceptor(_Interceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
             return handler
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(handler, self._unary, self._stream)
 
     def _identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
         metadata = cast(Sequence[tuple[str, str | bytes]], context.invocation_metadata() or ())

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import grpc
 import structlog
@@ -36,6 +36,7 @@ from .errors import (
     Unavailable,
 )
 from .failures import is_transient
+from .interceptors import ServerInterceptor, rewrap
 
 log = structlog.get_logger(__name__)
 
@@ -98,13 +99,7 @@ def classify(exc: Exception) -> TicketingError | None:
     return None
 
 
-if TYPE_CHECKING:  # generic in the stubs only
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.aio.ServerInterceptor
-
-
-class ErrorInterceptor(_Interceptor):
+class ErrorInterceptor(ServerInterceptor):
     """Maps every handler's errors to a status with details, in one place."""
 
     async def intercept_service(
@@ -118,20 +113,11 @@ class ErrorInterceptor(_Interceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                # In grpc.aio a streaming handler is an async generator.
-                _wrap_stream(handler.unary_stream, method),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            lambda behavior: _wrap_unary(behavior, method),
+            lambda behavior: _wrap_stream(behavior, method),
+        )
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:

@@ -1,0 +1,40 @@
+"""What the suite's server interceptors share: a handler rebuilt around its
+behaviour, for the two kinds of method the API has."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:  # generic in the stubs only
+    ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    ServerInterceptor = grpc.aio.ServerInterceptor
+
+Unary = Callable[..., Awaitable[Any]]
+Stream = Callable[..., AsyncIterator[Any]]
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    unary: Callable[[Unary], Unary],
+    stream: Callable[[Stream], Stream],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with its unary or server-streaming behaviour wrapped;
+    other kinds (the API has none) are returned as they are."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            # In grpc.aio a streaming handler is an async generator.
+            stream(handler.unary_stream),  # type: ignore[arg-type]
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler

@@ -60,6 +60,7 @@ async def run(settings: ConsumerSettings) -> None:
             lock_wait_s=settings.lock_wait_s,
             concurrency=settings.pool_size,
             fault_delay_s=settings.fault_delay_ms / 1000,
+            id_secret=settings.reservation_id_secret.encode(),
         )
         # Health checks only: no API method, so no caller to verify.
         server = Server("consumer_service", settings.server, verifier=None)

@@ -8,12 +8,13 @@ from ticketing_common.config import (
     KafkaSettings,
     PostgresClient,
     RedisClient,
+    ReservationIdSecret,
     ServerSettings,
     settings_config,
 )
 
 
-class ConsumerSettings(PostgresClient, RedisClient):
+class ConsumerSettings(PostgresClient, RedisClient, ReservationIdSecret):
     model_config = settings_config("CONSUMER")
 
     server: ServerSettings = ServerSettings.with_defaults(port=50081)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -25,12 +26,15 @@ from ticketing.v1 import queue_pb2
 from ticketing_common.codecs import UndecodableRecord, decode_request, salvage
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
-from ticketing_common.domain import RejectReason, Reservation
+from ticketing_common.domain import RejectReason, Reservation, reservation_id_for
 from ticketing_common.failures import is_transient
 from ticketing_common.storage.applier import Applier, decide_fenced
 from ticketing_common.storage.locks import EventLocks
 
 log = structlog.get_logger(__name__)
+
+# How far ahead of this clock a gateway's accept time may be.
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
@@ -46,8 +50,10 @@ class BatchProcessor:
         dead_letter_topic: str,
         lock_wait_s: float,
         concurrency: int,
+        id_secret: bytes,
         fault_delay_s: float = 0.0,
     ) -> None:
+        self._id_secret = id_secret
         self._applier = applier
         self._locks = locks
         self._producer = producer
@@ -68,6 +74,7 @@ class BatchProcessor:
         """
         by_event: dict[str, list[Request]] = defaultdict(list)
         unreadable: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        forged: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         offsets: dict[TopicPartition, int] = {}
         for tp, records in batch.items():
             for record in records:
@@ -77,6 +84,10 @@ class BatchProcessor:
                     )
                 except UndecodableRecord as exc:
                     unreadable.append((record, str(exc)))
+                    continue
+                problem = self._forgery(request)
+                if problem is not None:
+                    forged.append((record, problem))
                     continue
                 by_event[request.event_id].append(request)
             if records:
@@ -96,8 +107,24 @@ class BatchProcessor:
                     record, Kind.UNDECODABLE, error, attempts=1, reason=RejectReason.INVALID
                 )
             )
+        for record, error in forged:
+            await self._dead_letter(
+                record, Kind.FORGED, error, attempts=1, reason=RejectReason.INVALID
+            )
         await self._publish(results)
         return offsets
+
+    def _forgery(self, request: Request) -> str | None:
+        """Why ``request`` cannot have come from a gateway, if it cannot: the
+        broker may take records from others than the gateways."""
+        derived = reservation_id_for(
+            self._id_secret, request.user_id, request.idempotency_key, request.event_id
+        )
+        if request.reservation_id != derived:
+            return "reservation_id is not derived from the caller, key and event"
+        if request.accepted_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            return f"accept_time {request.accepted_at.isoformat()} is in the future"
+        return None
 
     async def dead_letter_failed(
         self, record: ConsumerRecord[bytes, bytes], error: str, attempts: int
@@ -124,6 +151,10 @@ class BatchProcessor:
             offset=record.offset,
             timestamp_ms=record.timestamp,
         )
+        if kind is Kind.FORGED or (salvaged is not None and self._forgery(salvaged) is not None):
+            # The id it names may be someone else's: recording an outcome
+            # under it would take that reservation from its real owner.
+            salvaged = None
         # Recorded first: a crash after this redelivers the record, and the
         # stored outcome wins over any later attempt.
         told: list[Reservation] = []

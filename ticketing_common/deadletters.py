@@ -21,6 +21,10 @@ PREFIX = "ticketing."
 class Kind(StrEnum):
     UNDECODABLE = "undecodable"  # not a ReservationRequested, or fields fail validation
     PERSISTENT = "persistent"  # processing failed max_attempts times
+    # Well-formed, but not what a gateway appends: its id is not derived from
+    # its caller, key and event with the secret, or its accept time lies in
+    # the future. Nobody is told (the id may be someone else's).
+    FORGED = "forged"
     UNKNOWN = "unknown"
 
 

@@ -52,7 +52,7 @@ from ticketing_common.auth import ADMIN
 from ticketing_common.codecs import encode_request
 from ticketing_common.config import KafkaSettings
 from ticketing_common.decisions import Request
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES
+from ticketing_common.domain import TERMINAL_PROTO_STATUSES, reservation_id_for
 from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 
@@ -456,7 +456,9 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
         pending = []
         now = datetime.now(UTC)
         for n in range(requests):
-            request = Request(str(uuid.uuid4()), event.event_id, f"spike-{n}", 1, "k", now)
+            user = f"spike-{n}"
+            rid = reservation_id_for(target.id_secret, user, "k", event.event_id)
+            request = Request(rid, event.event_id, user, 1, "k", now)
             pending.append(
                 await producer.send(
                     target.kafka.requests_topic,
@@ -629,6 +631,8 @@ class Target:
     pids: list[int]
     # Mints the tokens of the demo's users and of its administrator.
     key: SigningKey
+    # Derives the ids of the records the spike appends straight to the queue.
+    id_secret: bytes
 
     @property
     def admin_token(self) -> str:
@@ -789,14 +793,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     running = settings_or_exit(RunningStack)
     if running.endpoint:
-        if not running.signing_key_file:
-            raise SystemExit("the running stack's env file names no signing key: restart make run")
+        if not (running.signing_key_file and running.reservation_id_secret):
+            raise SystemExit(
+                "the running stack's env file names no signing key or id secret: restart make run"
+            )
         target = Target(
             endpoint=running.endpoint,
             postgres_dsn=running.postgres_dsn,
             kafka=running.kafka,
             pids=list(running.pids),
             key=SigningKey.load(Path(running.signing_key_file)),
+            id_secret=(running.reservation_id_secret or "").encode(),
         )
         raise SystemExit(asyncio.run(run(target)))
     print("no running stack found (make run): starting one for the demo...", flush=True)
@@ -809,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.kafka,
             [c.pid for c in stack.children if c.alive()],
             stack.signing_key,
+            stack.reservation_id_secret.encode(),
         )
         code = asyncio.run(run(target))
     raise SystemExit(code)

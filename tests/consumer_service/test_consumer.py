@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from ticketing.v1 import queue_pb2
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
-from ticketing_common.domain import reservation_id_for
 from ticketing_common.errors import StaleFencingToken
 from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.locks import EventLocks, LockNotAcquired
@@ -56,10 +55,13 @@ async def redis_client(stack: LocalStack) -> AsyncIterator[redis.Redis]:
     await client.aclose()
 
 
-def request_for(event_id: str, user: str, key: str, quantity: int = 1) -> Request:
+def request_for(
+    stack: LocalStack, event_id: str, user: str, key: str, quantity: int = 1
+) -> Request:
+    """The request a gateway of ``stack`` would append (its id derived with
+    the stack's secret, or the consumers dead-letter it as forged)."""
     return Request(
-        # Any id will do here: these requests skip the gateway.
-        reservation_id=reservation_id_for(b"test-secret", user, key, event_id),
+        reservation_id=stack.reservation_id(user, key, event_id),
         event_id=event_id,
         user_id=user,
         quantity=quantity,
@@ -99,7 +101,7 @@ async def test_the_same_message_delivered_twice_yields_one_reservation(
     stack: LocalStack, notifier: Notifier, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=3, per_user_limit=3)
-    request = request_for(event.event_id, "dave", "twice", quantity=2)
+    request = request_for(stack, event.event_id, "dave", "twice", quantity=2)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -130,7 +132,7 @@ async def test_the_same_message_delivered_twice_yields_one_reservation(
 
 
 async def test_a_batch_with_a_stale_fencing_token_is_refused_and_changes_nothing(
-    pool: asyncpg.Pool, redis_client: redis.Redis, reservations: Reservations
+    stack: LocalStack, pool: asyncpg.Pool, redis_client: redis.Redis, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=5, per_user_limit=5)
     paused = EventLocks(redis_client, owner="consumer-paused", ttl_ms=200)
@@ -144,11 +146,11 @@ async def test_a_batch_with_a_stale_fencing_token_is_refused_and_changes_nothing
     new = await successor.acquire(event.event_id, wait_s=1)
     assert new.token > old.token
 
-    winner = request_for(event.event_id, "erin", "fresh", quantity=2)
+    winner = request_for(stack, event.event_id, "erin", "fresh", quantity=2)
     await applier.apply(event.event_id, new.token, [winner])
     before = await get_event(reservations, event.event_id)
 
-    stale = request_for(event.event_id, "frank", "stale", quantity=3)
+    stale = request_for(stack, event.event_id, "frank", "stale", quantity=3)
     with pytest.raises(StaleFencingToken) as refused:
         await applier.apply(event.event_id, old.token, [stale])
     assert (refused.value.token, refused.value.stored) == (old.token, new.token)

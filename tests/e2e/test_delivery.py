@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import grpc
@@ -62,7 +62,8 @@ async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
     event = await create_event(reservations, capacity=5, per_user_limit=5)
     key = event.event_id.encode()  # same partition as the event's real requests
     topic = stack.kafka.requests_topic
-    invalid_id = str(uuid.uuid4())
+    # An id a gateway derived: the record is bad, but its user is real.
+    invalid_id = stack.reservation_id("mallory", "k", event.event_id)
     poison = [
         b"\xff\x00 definitely not protobuf",
         queue_pb2.ReservationRequested(reservation_id="nope").SerializeToString(),
@@ -116,7 +117,7 @@ async def test_replaying_dead_letters_applies_nothing_twice(
     stack: LocalStack, pool: asyncpg.Pool, producer: AIOKafkaProducer, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=2, per_user_limit=2)
-    rid = str(uuid.uuid4())
+    rid = stack.reservation_id("oscar", "", event.event_id)
     bad = queue_pb2.ReservationRequested(
         reservation_id=rid, event_id=event.event_id, user_id="oscar", quantity=-1
     ).SerializeToString()
@@ -172,3 +173,72 @@ async def test_queue_ttl_out_of_range_is_invalid(reservations: Reservations, sec
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (caught.value.details() or "").startswith("queue_ttl: ")
+
+
+async def test_a_forged_record_takes_nobodys_reservation(
+    stack: LocalStack,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    gateway: Gateway,
+    notifier: Notifier,
+    reservations: Reservations,
+) -> None:
+    """Someone who can reach the broker appends records a gateway never
+    would: one with the id of another user's request-to-be, one dated in the
+    future (to dodge the queue TTL). Both are dead-lettered as forged, nothing
+    is recorded under the id they name, and the real owner's request is
+    decided as usual."""
+    event = await create_event(reservations, capacity=5, per_user_limit=5)
+    victim_id = stack.reservation_id("rita", "order-9", event.event_id)
+    squat = queue_pb2.ReservationRequested(
+        reservation_id=victim_id,
+        event_id=event.event_id,
+        user_id="sam",  # not rita: the id does not derive from this caller
+        quantity=5,
+        idempotency_key="order-9",
+        accept_time=timestamp(datetime.now(UTC)),
+    ).SerializeToString()
+    future_id = stack.reservation_id("sam", "later", event.event_id)
+    future = queue_pb2.ReservationRequested(
+        reservation_id=future_id,
+        event_id=event.event_id,
+        user_id="sam",
+        quantity=1,
+        idempotency_key="later",
+        accept_time=timestamp(datetime.now(UTC) + timedelta(hours=1)),
+    ).SerializeToString()
+    key = event.event_id.encode()
+    sent = [
+        await producer.send_and_wait(stack.kafka.requests_topic, value, key=key)
+        for value in (squat, future)
+    ]
+    real = await reserve(gateway, event.event_id, "rita", quantity=2, key="order-9")
+    assert real.reservation_id == victim_id
+    outcome = (await watch(notifier, victim_id))[-1]
+    assert (outcome.user_id, outcome.quantity, outcome.status) == ("rita", 2, CONFIRMED)
+    await queue_drained(stack)
+
+    letters = {
+        (d.original_partition, d.original_offset): d
+        for d in await dead_letters(stack.kafka)
+        if d.original_topic == stack.kafka.requests_topic
+    }
+    for meta in sent:
+        letter = letters[(meta.partition, meta.offset)]
+        assert letter.kind is Kind.FORGED
+        assert letter.reservation_id is None  # nobody told
+    assert letters[(sent[0].partition, sent[0].offset)].error == (
+        "reservation_id is not derived from the caller, key and event"
+    )
+    assert "is in the future" in letters[(sent[1].partition, sent[1].offset)].error
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM reservations WHERE reservation_id = $1", uuid.UUID(future_id)
+        )
+        == 0
+    )
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed) == (3, 2)
+    ledger = await reconcile(stack.kafka, pool, event_id=event.event_id)
+    assert ledger.balanced, ledger.missing
+    assert ledger.dead_lettered == 2

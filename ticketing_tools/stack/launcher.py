@@ -114,6 +114,12 @@ class RunningStack(PostgresClient, RedisClient, StackSigningKey):
     model_config = settings_config("STACK")
 
     kafka: KafkaSettings = KafkaSettings.with_defaults()
+    reservation_id_secret: str | None = Field(
+        None,
+        repr=False,
+        description="the running stack's reservation-id secret, written by `make run` for "
+        "`make demo`, which appends records straight to the queue",
+    )
     endpoint: str | None = Field(
         None,
         description="the running stack's nginx, written by `make run`; unset, `make demo` "
@@ -500,6 +506,7 @@ class LocalStack:
             variable(RunningStack, "postgres_dsn"): self.postgres_dsn,
             variable(RunningStack, "redis_url"): self.redis_url,
             variable(RunningStack, "signing_key_file"): str(self.signing_key_file),
+            variable(RunningStack, "reservation_id_secret"): self.reservation_id_secret,
             **{variable(KafkaSettings, name): str(getattr(self.kafka, name)) for name in kafka},
             # The stack's processes right now.
             variable(RunningStack, "pids"): ",".join(
@@ -520,7 +527,12 @@ class LocalStack:
         )
 
     def write_env_file(self, path: Path) -> None:
-        path.write_text("".join(f"{k}={v}\n" for k, v in self.connection_env().items()))
+        """Writes ``connection_env`` for the tools, readable by this user only
+        (it names the signing key and holds the reservation-id secret)."""
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write("".join(f"{k}={v}\n" for k, v in self.connection_env().items()))
+        path.chmod(0o600)  # an older file may have had other bits
         self._env_file = path
 
     def _launch(self, child: Child) -> None:

@@ -242,7 +242,9 @@ def explain(cls: type[Settings], error: ValidationError) -> list[str]:
     """One line per bad variable, e.g.
     ``TICKETING_CONSUMER_MAX_BATCH must be >= 1, got 0``."""
     return [
-        f"{_variable_at(cls, tuple(detail['loc']))} {_problem(detail)}, "
+        f"{_variable_at(cls, tuple(detail['loc']))} is required"
+        if detail["type"] == "missing"
+        else f"{_variable_at(cls, tuple(detail['loc']))} {_problem(detail)}, "
         f"got {_shown(detail['input'])}"
         for detail in error.errors()
     ]

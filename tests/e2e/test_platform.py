@@ -126,6 +126,7 @@ async def test_services_refuse_an_unmigrated_schema_until_the_admin_migrates_it(
 def test_a_bad_setting_stops_a_service_with_a_clear_message() -> None:
     env = {
         **os.environ,
+        "TICKETING_RESERVATION_ID_SECRET": "s" * 32,
         "TICKETING_CONSUMER_LOCK_TTL_MS": "soon",
         "TICKETING_CONSUMER_MAX_BATCH": "0",
     }
@@ -142,3 +143,19 @@ def test_a_bad_setting_stops_a_service_with_a_clear_message() -> None:
         "configuration error: TICKETING_CONSUMER_MAX_BATCH must be >= 1, got 0",
         "configuration error: TICKETING_CONSUMER_LOCK_TTL_MS must be an integer, got soon",
     ]
+    # A required setting left unset is named as such, without echoing the rest.
+    del env["TICKETING_RESERVATION_ID_SECRET"]
+    env.pop("TICKETING_CONSUMER_LOCK_TTL_MS")
+    env.pop("TICKETING_CONSUMER_MAX_BATCH")
+    missing = subprocess.run(
+        [sys.executable, "-m", "consumer_service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (missing.returncode, missing.stderr.splitlines()) == (
+        2,
+        ["configuration error: TICKETING_RESERVATION_ID_SECRET is required"],
+    )

@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 import jwt
 import pytest
+import redis.asyncio as redis
+from redis.exceptions import AuthenticationError
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import notifier_service_pb2 as ns
@@ -270,3 +272,18 @@ async def test_a_customer_holds_a_bounded_number_of_watch_streams(
     ):
         last = message.reservation
     assert (last.user_id, last.status) == ("yara", CONFIRMED)
+
+
+async def test_the_local_redis_refuses_a_client_without_its_password(stack: LocalStack) -> None:
+    address = redis.Redis.from_url(stack.redis_url).connection_pool.connection_kwargs
+    anonymous = redis.Redis(host=address["host"], port=address["port"])
+    try:
+        with pytest.raises(AuthenticationError):
+            await anonymous.ping()
+    finally:
+        await anonymous.aclose()
+    trusted = redis.Redis.from_url(stack.redis_url)
+    try:
+        assert await trusted.ping()
+    finally:
+        await trusted.aclose()

@@ -327,10 +327,18 @@ class LocalStack:
 
     def _start_redis(self) -> str:
         port = free_port()
+        # A password of its own, in a file only this user reads (not on the
+        # command line, where any local user could see it).
+        password = secrets.token_urlsafe(24)
+        conf = self.secrets / "redis.conf"
+        descriptor = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(f"requirepass {password}\n")
         child = Child(
             "redis",
             [
                 _find_binary("redis-server"),
+                str(conf),
                 "--port",
                 str(port),
                 "--bind",
@@ -347,7 +355,7 @@ class LocalStack:
         child.port = port
         self._launch(child)
         wait_until(lambda: port_open(port), timeout_s=20, what="redis", alive=child.alive)
-        return f"redis://127.0.0.1:{port}/0"
+        return f"redis://:{password}@127.0.0.1:{port}/0"
 
     def _start_kafka(self) -> str:
         nodes = kafka_broker.plan_nodes(self.tmp, self.config.kafka_nodes)

@@ -214,7 +214,7 @@ async def test_a_read_only_database_delays_decisions_and_dead_letters_nothing(
     dead_before = await end_offsets(stack.kafka_bootstrap, stack.kafka.dead_letter_topic)
     logs = [child.log for child in stack.services["consumer_service"]]
     refusals_before = sum(log.read_text().count(READ_ONLY_REFUSAL) for log in logs)
-    admin = await asyncpg.connect(stack.postgres_dsn)
+    admin = await asyncpg.connect(stack.admin_dsn)
     try:
         await admin.execute("SET default_transaction_read_only = off")  # this session writes
         await admin.execute("ALTER SYSTEM SET default_transaction_read_only = on")

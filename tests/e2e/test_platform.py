@@ -72,13 +72,13 @@ async def run_module(
 
 async def empty_database(stack: LocalStack, name: str) -> str:
     """A new, empty database on the stack's PostgreSQL; returns its DSN."""
-    admin = await asyncpg.connect(stack.postgres_dsn)
+    admin = await asyncpg.connect(stack.admin_dsn)
     try:
         await admin.execute(f"DROP DATABASE IF EXISTS {name}")
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    return stack.postgres_dsn.rsplit("/", 1)[0] + "/" + name
+    return stack.admin_dsn.rsplit("/", 1)[0] + "/" + name
 
 
 async def test_migrations_apply_once_when_many_processes_start_together(

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import grpc
 import jwt
 import pytest
@@ -287,3 +288,21 @@ async def test_the_local_redis_refuses_a_client_without_its_password(stack: Loca
         assert await trusted.ping()
     finally:
         await trusted.aclose()
+
+
+async def test_the_services_role_reads_and_writes_rows_but_cannot_change_the_schema(
+    stack: LocalStack,
+) -> None:
+    services = await asyncpg.connect(stack.postgres_dsn)
+    try:
+        assert await services.fetchval("SELECT current_user") == "ticketing_app"
+        assert await services.fetchval("SELECT count(*) >= 0 FROM reservations")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await services.execute("ALTER TABLE reservations ADD COLUMN mischief text")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await services.execute("DELETE FROM reservations")
+    finally:
+        await services.close()
+    host_port = stack.postgres_dsn.split("@", 1)[1]
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(f"postgresql://postgres@{host_port}", timeout=10)

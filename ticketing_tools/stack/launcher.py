@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field, field_validator
@@ -137,6 +138,44 @@ class RunningStack(PostgresClient, RedisClient, StackSigningKey):
         return tuple(p for p in value.split(",") if p) if isinstance(value, str) else value
 
 
+# The local PostgreSQL's roles besides the superuser.
+PG_ROLES = ("ticketing_owner", "ticketing_app")
+
+
+async def _create_database(superuser_dsn: str, passwords: Mapping[str, str]) -> None:
+    """The roles and the database of a fresh local cluster (retried while the
+    server is still starting)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = await asyncpg.connect(superuser_dsn, timeout=5)
+            break
+        except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+    try:
+        for role in PG_ROLES:
+            # A role name and a generated password: no value from outside.
+            await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{passwords[role]}'")
+        await conn.execute("CREATE DATABASE ticketing OWNER ticketing_owner")
+    finally:
+        await conn.close()
+    owner_dsn = superuser_dsn.replace(
+        f"postgres:{passwords['postgres']}@", f"ticketing_owner:{passwords['ticketing_owner']}@"
+    ).rsplit("/", 1)[0]
+    owner = await asyncpg.connect(f"{owner_dsn}/ticketing", timeout=5)
+    try:
+        # Every table the owner creates (now, by migrations) is the services'
+        # to read and write, not to alter or drop.
+        await owner.execute(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+            "GRANT SELECT, INSERT, UPDATE ON TABLES TO ticketing_app"
+        )
+    finally:
+        await owner.close()
+
+
 def _find_binary(name: str, *candidates: str) -> str:
     for pattern in candidates:
         for path in sorted(glob.glob(pattern), reverse=True):
@@ -212,6 +251,11 @@ class LocalStack:
         self.signing_key_file, self.jwks_file = self.signing_key.write(self.secrets)
         self.reservation_id_secret = secrets.token_hex(32)
         self.postgres_dsn = ""
+        # Who may do what in PostgreSQL: the superuser (tests that restart or
+        # reconfigure the server) and the schema owner (migrations); the
+        # services get ``postgres_dsn``. One DSN for all when it is given.
+        self.admin_dsn = ""
+        self.owner_dsn = ""
         self.redis_url = ""
         self.kafka_bootstrap = ""
         self.endpoint = ""
@@ -227,8 +271,10 @@ class LocalStack:
                 if "postgres_dsn" in self._given
                 else self._start_postgres()
             )
+            self.admin_dsn = self.admin_dsn or self.postgres_dsn
+            self.owner_dsn = self.owner_dsn or self.postgres_dsn
             # Once, before any service starts (services only check the schema).
-            asyncio.run(migrate_database(self.postgres_dsn))
+            asyncio.run(migrate_database(self.owner_dsn))
             self.redis_url = (
                 self.config.redis_url if "redis_url" in self._given else self._start_redis()
             )
@@ -254,13 +300,24 @@ class LocalStack:
         return self
 
     def _start_postgres(self) -> str:
+        """A cluster of its own with password (scram) authentication only, a
+        database owned by ``ticketing_owner`` (migrations run as it) and a
+        ``ticketing_app`` role for the services, which may read and write
+        rows but not change the schema. Returns the services' DSN."""
         user = system_user("postgres")
         data = self.tmp / "postgres"
         sockets = self.tmp / "pgsock"
-        for folder in (data, sockets):
+        init = self.tmp / "pginit"
+        for folder in (data, sockets, init):
             folder.mkdir(mode=0o700)
             if user is not None:
                 os.chown(folder, user.pw_uid, user.pw_gid)
+        passwords = {role: secrets.token_urlsafe(24) for role in ("postgres", *PG_ROLES)}
+        pwfile = init / "superuser"
+        pwfile.write_text(passwords["postgres"] + "\n")
+        pwfile.chmod(0o600)
+        if user is not None:
+            os.chown(pwfile, user.pw_uid, user.pw_gid)
         run_once(
             [
                 _pg_bin("initdb"),
@@ -269,7 +326,9 @@ class LocalStack:
                 "-U",
                 "postgres",
                 "-A",
-                "trust",
+                "scram-sha-256",
+                "--pwfile",
+                str(pwfile),
                 "-E",
                 "UTF8",
                 "--no-sync",
@@ -277,6 +336,7 @@ class LocalStack:
             user=user,
             log=self.logs / "initdb.log",
         )
+        pwfile.unlink()
         port = free_port()
         child = Child(
             "postgres",
@@ -304,26 +364,14 @@ class LocalStack:
         )
         self._launch(child)
         wait_until(lambda: port_open(port), timeout_s=30, what="postgres", alive=child.alive)
-        createdb = [
-            _pg_bin("createdb"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "postgres",
-            "ticketing",
-        ]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                run_once(createdb, log=self.logs / "createdb.log")
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        return f"postgresql://postgres@127.0.0.1:{port}/ticketing"
+
+        def dsn(role: str, database: str) -> str:
+            return f"postgresql://{role}:{passwords[role]}@127.0.0.1:{port}/{database}"
+
+        self.admin_dsn = dsn("postgres", "ticketing")
+        self.owner_dsn = dsn("ticketing_owner", "ticketing")
+        asyncio.run(_create_database(dsn("postgres", "postgres"), passwords))
+        return dsn("ticketing_app", "ticketing")
 
     def _start_redis(self) -> str:
         port = free_port()

@@ -17,24 +17,29 @@ Unary = Callable[..., Awaitable[Any]]
 Stream = Callable[..., AsyncIterator[Any]]
 
 
+Deserializer = Callable[[bytes], Any]
+
+
 def rewrap(
     handler: grpc.RpcMethodHandler[Any, Any],
     unary: Callable[[Unary], Unary],
     stream: Callable[[Stream], Stream],
+    deserializer: Callable[[Deserializer | None], Deserializer | None] = lambda d: d,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """``handler`` with its unary or server-streaming behaviour wrapped;
-    other kinds (the API has none) are returned as they are."""
+    """``handler`` with its unary or server-streaming behaviour wrapped (and
+    its request deserializer, if asked); other kinds (the API has none) are
+    returned as they are."""
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             unary(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
             # In grpc.aio a streaming handler is an async generator.
             stream(handler.unary_stream),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler

@@ -36,7 +36,7 @@ from .errors import (
     Unavailable,
 )
 from .failures import is_transient
-from .interceptors import ServerInterceptor, rewrap
+from .interceptors import Deserializer, ServerInterceptor, rewrap
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +117,35 @@ class ErrorInterceptor(ServerInterceptor):
             handler,
             lambda behavior: _wrap_unary(behavior, method),
             lambda behavior: _wrap_stream(behavior, method),
+            _lenient,
         )
+
+
+class _Malformed:
+    """Stands for a request body that is not the method's message."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _lenient(parse: Deserializer | None) -> Deserializer | None:
+    """A deserializer that hands a bad body on instead of failing: grpc would
+    answer INTERNAL, a client's garbage is INVALID_ARGUMENT."""
+    if parse is None:
+        return None
+
+    def lenient(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the body's
+            return _Malformed(f"{type(exc).__name__}: {exc}")
+
+    return lenient
+
+
+def _refuse_malformed(request: Any) -> None:
+    if isinstance(request, _Malformed):
+        raise InvalidArgument("request", f"is not a valid message ({request.problem})")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception, method: str) -> None:
@@ -137,6 +165,7 @@ def _wrap_unary(
 ) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            _refuse_malformed(request)
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -153,6 +182,7 @@ def _wrap_stream(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         try:
+            _refuse_malformed(request)
             async for item in behavior(request, context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):

@@ -152,3 +152,48 @@ async def test_a_stream_that_fails_after_a_message_carries_the_details_too() -> 
     error = await _call(asyncpg.ConnectionDoesNotExistError, streaming=True)
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert reason(error) == "DEPENDENCY_UNAVAILABLE"
+
+
+async def test_a_body_that_is_not_the_message_is_invalid_argument_not_internal() -> None:
+    reached: list[object] = []
+
+    async def unary(request: object, context: Any) -> bytes:
+        reached.append(request)
+        return b""
+
+    def strict(data: bytes) -> bytes:
+        if not data.startswith(b"ok"):
+            raise ValueError("not our format")
+        return data
+
+    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Parse",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(
+                        unary, request_deserializer=strict, response_serializer=_identity
+                    )
+                },
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/test.Parse/Unary", _identity, _identity)
+            assert await call(b"ok, fine", timeout=5) == b""
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(b"garbage", timeout=5)
+    finally:
+        await server.stop(None)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == (
+        "request: is not a valid message (ValueError: not our format)"
+    )
+    bad = detail(refused.value, error_details_pb2.BadRequest)
+    assert bad is not None
+    assert [v.field for v in bad.field_violations] == ["request"]
+    assert reached == [b"ok, fine"]  # the handler never saw the garbage

@@ -5,7 +5,8 @@ cleanly and keeps every promise."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import grpc
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ticketing.v1 import gateway_service_pb2 as gw
+from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_tools.ledger import reconcile
 from ticketing_tools.stack import LocalStack
 
@@ -28,6 +30,7 @@ from ..helpers import (
     gateway_stub,
     get_event,
     queue_drained,
+    reservations_stub,
     reserve,
     watch,
 )
@@ -85,6 +88,48 @@ async def test_any_reserve_request_gets_a_clean_answer(
         assert (await watch(notifier, reservation_id))[-1].reservation_id == reservation_id
     after = await get_event(reservations, event.event_id)
     assert after.capacity == after.available + after.confirmed + after.held
+
+
+async def test_any_event_or_lookup_request_gets_a_clean_answer(stack: LocalStack) -> None:
+    """CreateEvent (as an administrator), GetEvent and GetReservation with
+    arbitrary fields: a result or INVALID_ARGUMENT / NOT_FOUND naming the
+    problem, never INTERNAL."""
+    texts = st.text(max_size=260)
+    ints = st.integers(min_value=-(2**31), max_value=2**31 - 1)
+    requests = st.one_of(
+        st.builds(rs.CreateEventRequest, name=texts, capacity=ints, per_user_limit=ints),
+        st.builds(rs.GetEventRequest, event_id=st.one_of(texts, st.uuids().map(str))),
+        st.builds(rs.GetReservationRequest, reservation_id=st.one_of(texts, st.uuids().map(str))),
+    )
+
+    async def call(request: Any) -> tuple[grpc.StatusCode, str]:
+        async with authorized(stack.endpoint) as channel:
+            stub = reservations_stub(channel)
+            methods: dict[type, Callable[..., Awaitable[Any]]] = {
+                rs.CreateEventRequest: stub.CreateEvent,
+                rs.GetEventRequest: stub.GetEvent,
+                rs.GetReservationRequest: stub.GetReservation,
+            }
+            try:
+                await methods[type(request)](request, timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code(), exc.details() or ""
+            return grpc.StatusCode.OK, ""
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(requests)
+    def property_holds(request: Any) -> None:
+        code, detail = asyncio.run(call(request))
+        assert code in {
+            grpc.StatusCode.OK,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.NOT_FOUND,
+        }, (code, detail)
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            fields = {"name", "capacity", "per_user_limit", "event_id", "reservation_id"}
+            assert detail.split(":", 1)[0] in fields, detail
+
+    await asyncio.to_thread(property_holds)
 
 
 @pytest.fixture

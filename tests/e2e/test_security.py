@@ -306,3 +306,43 @@ async def test_the_services_role_reads_and_writes_rows_but_cannot_change_the_sch
     host_port = stack.postgres_dsn.split("@", 1)[1]
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(f"postgresql://postgres@{host_port}", timeout=10)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xff\xff\xff\xff",  # a field number no message has, with a bad varint
+        b"\x0a\xff\x01abc",  # a length-prefixed field longer than the body
+        b"\x0a\x05\xff\xfe\xfd\xfc\xfb",  # field 1, a string on every method: not UTF-8
+    ],
+)
+async def test_a_malformed_frame_gets_invalid_argument_on_every_method(
+    stack: LocalStack, body: bytes
+) -> None:
+    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    methods = {
+        "/ticketing.v1.GatewayService/Reserve": False,
+        "/ticketing.v1.ReservationService/CreateEvent": False,
+        "/ticketing.v1.ReservationService/GetEvent": False,
+        "/ticketing.v1.ReservationService/GetReservation": False,
+        "/ticketing.v1.NotifierService/WatchReservation": True,
+    }
+    async with grpc.aio.insecure_channel(stack.endpoint) as bare:
+        for method, streaming in methods.items():
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                if streaming:
+                    async for _ in bare.unary_stream(method, _raw, _raw)(
+                        body, metadata=as_user("fuzz"), timeout=10
+                    ):
+                        pass
+                else:
+                    await bare.unary_unary(method, _raw, _raw)(
+                        body, metadata=as_user("fuzz"), timeout=10
+                    )
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+            assert (refused.value.details() or "").startswith("request: is not a valid message")
+    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+
+
+def _raw(data: bytes) -> bytes:
+    return data

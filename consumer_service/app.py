@@ -34,12 +34,12 @@ async def run(settings: ConsumerSettings) -> None:
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5
         )
         stack.push_async_callback(redis_client.aclose)
-        producer = new_producer(settings.kafka.bootstrap, client_id=f"consumer-{instance}")
+        producer = new_producer(settings.kafka, client_id=f"consumer-{instance}")
         await start_with_retry(producer)
         stack.push_async_callback(producer.stop)
 
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka.bootstrap,
+            **settings.kafka.client_options(),
             group_id=settings.kafka.consumer_group,
             client_id=f"consumer-{instance}",
             enable_auto_commit=False,

@@ -36,7 +36,7 @@ async def run(settings: GatewaySettings) -> None:
         pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=settings.pool_size)
         stack.push_async_callback(pool.close)
         producer = new_producer(
-            settings.kafka.bootstrap,
+            settings.kafka,
             client_id=f"gateway-{settings.server.instance_id}",
             linger_ms=settings.producer_linger_ms,
         )

@@ -29,7 +29,7 @@ async def run(settings: NotifierSettings) -> None:
         hub = WatchHub()
         pending = PendingRequests(settings.pending_ttl_s)
         results = Feed(
-            kafka.bootstrap,
+            kafka,
             kafka.results_topic,
             client_id=f"notifier-{instance}",
             seek=seek_to_end,
@@ -38,10 +38,10 @@ async def run(settings: NotifierSettings) -> None:
             linger_s=kafka.fetch_linger_ms / 1000,
         )
         requests = Feed(
-            kafka.bootstrap,
+            kafka,
             kafka.requests_topic,
             client_id=f"notifier-{instance}",
-            seek=seek_to_group_commits(kafka.bootstrap, kafka.consumer_group),
+            seek=seek_to_group_commits(kafka, kafka.consumer_group),
             handle=on_request(hub, pending),
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             linger_s=kafka.fetch_linger_ms / 1000,

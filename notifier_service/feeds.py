@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
 from ticketing_common.codecs import UndecodableRecord, decode_request
+from ticketing_common.config import KafkaSettings
 from ticketing_common.domain import DECIDED_VERSION, Reservation
 from ticketing_common.kafka import group_offsets, start_with_retry
 
@@ -40,7 +41,7 @@ class Feed:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaSettings,
         topic: str,
         *,
         client_id: str,
@@ -55,7 +56,7 @@ class Feed:
         self._handle = handle
         self._consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **kafka.client_options(),
             client_id=client_id,
             group_id=None,
             enable_auto_commit=False,
@@ -136,9 +137,9 @@ async def seek_to_end(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
     await consumer.seek_to_end(*partitions)
 
 
-def seek_to_group_commits(bootstrap: str, group: str) -> Seek:
+def seek_to_group_commits(kafka: KafkaSettings, group: str) -> Seek:
     async def seek(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
-        committed = await group_offsets(bootstrap, group, partitions)
+        committed = await group_offsets(kafka, group, partitions)
         missing: list[TopicPartition] = []
         for tp in partitions:
             offset = committed.get(tp)

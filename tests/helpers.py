@@ -141,12 +141,10 @@ async def queue_drained(stack: LocalStack, timeout_s: float = 30) -> None:
     topic holds now: every accepted request is decided, published and
     acknowledged."""
     topic = stack.kafka.requests_topic
-    ends = await end_offsets(stack.kafka_bootstrap, topic)
+    ends = await end_offsets(stack.kafka, topic)
     async with asyncio.timeout(timeout_s):
         while True:
-            done = await committed_offsets(
-                stack.kafka_bootstrap, stack.kafka.consumer_group, topic, ends
-            )
+            done = await committed_offsets(stack.kafka, stack.kafka.consumer_group, topic, ends)
             if all(done.get(p, 0) >= end for p, end in ends.items()):
                 return
             await asyncio.sleep(0.1)

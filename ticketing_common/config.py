@@ -32,7 +32,8 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self, cast
 
-from pydantic import BeforeValidator, Field, ValidationError
+from aiokafka.helpers import create_ssl_context
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -462,3 +463,58 @@ class KafkaSettings(Settings):
         "taking the next: one fetch and one decision transaction per many records under "
         "load, at most this much added latency per reader",
     )
+    # How the clients prove who they are: each service its own SASL user,
+    # so the broker's ACLs let only gateways append requests and only
+    # consumers append results (see `ticketing-admin kafka-acls`).
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT",
+        description="how the Kafka clients connect; `SASL_SSL` in production, `SASL_PLAINTEXT` "
+        "on the local stack's loopback broker",
+        examples=["SASL_SSL"],
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism, with a `SASL_*` protocol"
+    )
+    sasl_username: str | None = Field(
+        None,
+        description="this process's Kafka user, with a `SASL_*` protocol: one per service "
+        "(the ACLs are per user)",
+        examples=["gateway"],
+    )
+    sasl_password: SecretStr | None = Field(
+        None, description="the Kafka user's password", examples=["<from your secrets manager>"]
+    )
+    ssl_cafile: str | None = Field(
+        None,
+        description="CA bundle the broker's certificate is checked against, with `SSL` or "
+        "`SASL_SSL` (unset: the system's)",
+    )
+
+    @model_validator(mode="after")
+    def _credentials_with_sasl(self) -> Self:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"{variable(KafkaSettings, 'sasl_username')} and "
+                f"{variable(KafkaSettings, 'sasl_password')} are required with "
+                f"{variable(KafkaSettings, 'security_protocol')}={self.security_protocol}"
+            )
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for every aiokafka client: where the brokers are
+        and how to authenticate."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.endswith("SSL"):
+            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        if self.security_protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return options

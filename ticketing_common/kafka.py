@@ -23,14 +23,14 @@ log = structlog.get_logger(__name__)
 
 
 def new_producer(
-    bootstrap: str, *, client_id: str, linger_ms: int = 1, request_timeout_ms: int = 5_000
+    kafka: KafkaSettings, *, client_id: str, linger_ms: int = 1, request_timeout_ms: int = 5_000
 ) -> AIOKafkaProducer:
     """A producer that only reports success once every in-sync replica has the
     record, and whose retries never write a record twice or out of order
     (idempotent: the broker drops a batch it already has). Duplicates that a
     client's own retry creates are recognised downstream by reservation id."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -66,13 +66,13 @@ class NotReady(Exception):
 
 
 async def with_admin(
-    bootstrap: str, step: Callable[[AIOKafkaAdminClient], Awaitable[T]], *, retry_for_s: float
+    kafka: KafkaSettings, step: Callable[[AIOKafkaAdminClient], Awaitable[T]], *, retry_for_s: float
 ) -> T:
     """Runs ``step`` with a fresh admin client until it succeeds, retrying
     retriable Kafka errors and ``NotReady`` for ``retry_for_s``."""
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="ticketing-admin")
+        admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="ticketing-admin")
         try:
             await admin.start()
             return await step(admin)
@@ -81,7 +81,7 @@ async def with_admin(
             if not retriable or asyncio.get_running_loop().time() > deadline:
                 if isinstance(exc, NotReady):
                     raise TimeoutError(
-                        f"Kafka at {bootstrap}: {exc} after {retry_for_s:.0f} s"
+                        f"Kafka at {kafka.bootstrap}: {exc} after {retry_for_s:.0f} s"
                     ) from None
                 raise
             log.info("kafka_not_ready", error=repr(exc))
@@ -123,7 +123,7 @@ async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -
         if not _all_led(await admin.describe_topics(list(names)), len(names)):
             raise NotReady("topic partitions without a leader")
 
-    await with_admin(settings.bootstrap, step, retry_for_s=retry_for_s)
+    await with_admin(settings, step, retry_for_s=retry_for_s)
 
 
 def _all_led(topics: Sequence[dict[str, Any]], count: int) -> bool:
@@ -137,7 +137,11 @@ def _all_led(topics: Sequence[dict[str, Any]], count: int) -> bool:
 
 
 async def group_offsets(
-    bootstrap: str, group: str, partitions: Sequence[TopicPartition], *, retry_for_s: float = 30.0
+    kafka: KafkaSettings,
+    group: str,
+    partitions: Sequence[TopicPartition],
+    *,
+    retry_for_s: float = 30.0,
 ) -> dict[TopicPartition, int | None]:
     """The group's committed offset per partition (None: nothing committed).
 
@@ -154,4 +158,4 @@ async def group_offsets(
             raise GroupCoordinatorNotAvailableError(f"no offsets for {group} yet")
         return {tp: (meta.offset if meta.offset >= 0 else None) for tp, meta in found.items()}
 
-    return await with_admin(bootstrap, step, retry_for_s=retry_for_s)
+    return await with_admin(kafka, step, retry_for_s=retry_for_s)

@@ -6,13 +6,17 @@
     ticketing-admin dlq list [--json]
     ticketing-admin dlq show PARTITION:OFFSET
     ticketing-admin dlq replay (--all | PARTITION:OFFSET ...)
+    ticketing-admin kafka-acls [--user SERVICE=NAME ...] [--dry-run]
 
 Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 ``TICKETING_POSTGRES_DSN`` (``make ledger`` and ``make dlq`` read them from
 the file the running local stack writes). ``migrate`` is the deployment step
 that brings the database schema up to this build (services only check it);
 it is safe to run concurrently and again. ``ledger`` exits 1 when the ledger
-does not balance or a seat invariant fails.
+does not balance or a seat invariant fails. ``kafka-acls`` gives each
+service's Kafka user what it needs and nothing more (see
+``ticketing_tools.kafka_access``), connecting with the ``TICKETING_KAFKA_*``
+credentials of an administrator; it is safe to run again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 from ticketing_common.storage.db import migrate_database
 
+from . import kafka_access
 from .bench.durations import DurationError, parse_duration
 from .ledger import read_topic, reconcile
 from .stack import RunningStack
@@ -91,7 +96,43 @@ def parser() -> argparse.ArgumentParser:
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true")
     which.add_argument("where", nargs="*", type=_coordinates, default=[])
+    acls = commands.add_parser(
+        "kafka-acls", help="grant each service's Kafka user what it needs, nothing more"
+    )
+    acls.add_argument(
+        "--user",
+        action="append",
+        type=_service_user,
+        default=[],
+        metavar="SERVICE=NAME",
+        help="the Kafka user of gateway, consumer or notifier (default: the service's name)",
+    )
+    acls.add_argument("--dry-run", action="store_true", help="print the ACLs, change nothing")
     return root
+
+
+def _service_user(text: str) -> tuple[str, str]:
+    service, _, name = text.partition("=")
+    if service not in kafka_access.SERVICES or not name:
+        raise argparse.ArgumentTypeError(
+            f"expected SERVICE=NAME with SERVICE one of {', '.join(kafka_access.SERVICES)}, "
+            f"got {text!r}"
+        )
+    return service, name
+
+
+def grant_kafka_access(args: argparse.Namespace, kafka: KafkaSettings) -> int:
+    users = {service: service for service in kafka_access.SERVICES} | dict(args.user)
+    acls = (
+        kafka_access.acls(kafka, users) if args.dry_run else kafka_access.apply_acls(kafka, users)
+    )
+    for acl in acls:
+        pattern = acl.resource_pattern
+        print(
+            f"{acl.principal}\tallow {acl.operation.name}\ton "
+            f"{pattern.resource_type.name} {pattern.resource_name}"
+        )
+    return 0
 
 
 def _letter_dict(letter: DeadLetter) -> dict[str, object]:
@@ -110,10 +151,7 @@ def _letter_dict(letter: DeadLetter) -> dict[str, object]:
 
 
 async def dead_letters(kafka: KafkaSettings) -> list[DeadLetter]:
-    return [
-        DeadLetter.from_record(r)
-        for r in await read_topic(kafka.bootstrap, kafka.dead_letter_topic)
-    ]
+    return [DeadLetter.from_record(r) for r in await read_topic(kafka, kafka.dead_letter_topic)]
 
 
 async def replay(kafka: KafkaSettings, letters: Sequence[DeadLetter]) -> int:
@@ -123,7 +161,7 @@ async def replay(kafka: KafkaSettings, letters: Sequence[DeadLetter]) -> int:
     recorded as rejected) gets its stored outcome re-published, nothing more;
     a record that still cannot be read is dead-lettered again.
     """
-    producer = new_producer(kafka.bootstrap, client_id="ticketing-admin")
+    producer = new_producer(kafka, client_id="ticketing-admin")
     await producer.start()
     try:
         for letter in letters:
@@ -266,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure("ticketing-admin", "warning")
     if args.command == "token":
         raise SystemExit(print_tokens(args, settings_or_exit(RunningStack).signing_key_file))
+    if args.command == "kafka-acls":
+        raise SystemExit(grant_kafka_access(args, settings_or_exit(AdminSettings).kafka))
     raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))
 
 

@@ -448,7 +448,7 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
                 rs.CreateEventRequest(name="spike", capacity=SEATS, per_user_limit=1), timeout=10
             )
         ).event
-    producer = new_producer(target.kafka.bootstrap, client_id="demo-spike", linger_ms=5)
+    producer = new_producer(target.kafka, client_id="demo-spike", linger_ms=5)
     await producer.start()
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -476,7 +476,7 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
     async with asyncio.timeout(SPIKE_TIMEOUT_S):
         while True:
             done = await committed_offsets(
-                target.kafka.bootstrap,
+                target.kafka,
                 target.kafka.consumer_group,
                 target.kafka.requests_topic,
                 ends,

@@ -118,12 +118,10 @@ def _seat(c: SeatCheck) -> dict[str, object]:
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Record]:
+async def read_topic(kafka: KafkaSettings, topic: str) -> list[Record]:
     """Every record of ``topic``, from the beginning to the end offsets the
     broker reports when called."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = await topic_partitions(consumer, topic)
@@ -153,9 +151,9 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     return [TopicPartition(topic, p) for p in sorted(partitions)]
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+async def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
     """The topic's end offset per partition, as the broker reports them."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka.client_options(), group_id=None)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(await topic_partitions(consumer, topic))
@@ -165,9 +163,9 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def committed_offsets(
-    bootstrap: str, group: str, topic: str, partitions: Iterable[int]
+    kafka: KafkaSettings, group: str, topic: str, partitions: Iterable[int]
 ) -> dict[int, int]:
-    found = await group_offsets(bootstrap, group, [TopicPartition(topic, p) for p in partitions])
+    found = await group_offsets(kafka, group, [TopicPartition(topic, p) for p in partitions])
     return {tp.partition: offset or 0 for tp, offset in found.items()}
 
 
@@ -191,12 +189,10 @@ async def reconcile(
     # Committed offsets before the dead letters and the database: a record
     # dead-lettered and committed after this read is then still "queued" here,
     # never wrongly "decided" or "missing".
-    requests = await read_topic(kafka.bootstrap, kafka.requests_topic)
+    requests = await read_topic(kafka, kafka.requests_topic)
     partitions = {r.partition for r in requests}
     committed = (
-        await committed_offsets(
-            kafka.bootstrap, kafka.consumer_group, kafka.requests_topic, partitions
-        )
+        await committed_offsets(kafka, kafka.consumer_group, kafka.requests_topic, partitions)
         if partitions
         else {}
     )
@@ -256,10 +252,7 @@ def _state(
 
 async def _dead_lettered(kafka: KafkaSettings) -> set[tuple[int, int]]:
     """Where in the requests topic each dead letter came from."""
-    letters = [
-        DeadLetter.from_record(r)
-        for r in await read_topic(kafka.bootstrap, kafka.dead_letter_topic)
-    ]
+    letters = [DeadLetter.from_record(r) for r in await read_topic(kafka, kafka.dead_letter_topic)]
     return {
         (d.original_partition, d.original_offset)
         for d in letters

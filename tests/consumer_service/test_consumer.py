@@ -76,7 +76,7 @@ async def results_for(stack: LocalStack, reservation_id: str) -> list[queue_pb2.
     """Every record the consumers published for one reservation."""
     consumer = AIOKafkaConsumer(
         stack.kafka.results_topic,
-        bootstrap_servers=stack.kafka_bootstrap,
+        **stack.kafka.client_options(),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -102,7 +102,7 @@ async def test_the_same_message_delivered_twice_yields_one_reservation(
 ) -> None:
     event = await create_event(reservations, capacity=3, per_user_limit=3)
     request = request_for(stack, event.event_id, "dave", "twice", quantity=2)
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
     await producer.start()
     try:
         for _ in range(2):  # a producer retry or a replay: the same record twice
@@ -211,7 +211,7 @@ async def test_a_read_only_database_delays_decisions_and_dead_letters_nothing(
     hand) is the environment's failure, not the requests': the consumer keeps
     retrying, and once writes are back every request gets its real outcome."""
     event = await create_event(reservations, capacity=5, per_user_limit=1)
-    dead_before = await end_offsets(stack.kafka_bootstrap, stack.kafka.dead_letter_topic)
+    dead_before = await end_offsets(stack.kafka, stack.kafka.dead_letter_topic)
     logs = [child.log for child in stack.services["consumer_service"]]
     refusals_before = sum(log.read_text().count(READ_ONLY_REFUSAL) for log in logs)
     admin = await asyncpg.connect(stack.admin_dsn)
@@ -241,6 +241,6 @@ async def test_a_read_only_database_delays_decisions_and_dead_letters_nothing(
     assert sorted(o.status for o in outcomes) == [CONFIRMED] * 5 + [REJECTED] * 3
     assert {o.reject_reason for o in outcomes if o.status == REJECTED} == {SOLD_OUT}
     await queue_drained(stack)
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.dead_letter_topic) == dead_before
+    assert await end_offsets(stack.kafka, stack.kafka.dead_letter_topic) == dead_before
     after = await get_event(reservations, event.event_id)
     assert (after.available, after.confirmed) == (0, 5)

@@ -45,7 +45,7 @@ async def pool(stack: LocalStack) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    p = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
     await p.start()
     yield p
     await p.stop()

@@ -17,7 +17,7 @@ from ticketing_tools.stack import LocalStack
 
 
 async def test_the_idempotent_acks_all_producer_is_accepted(stack: LocalStack) -> None:
-    producer = new_producer(stack.kafka_bootstrap, client_id="test-idempotent")
+    producer = new_producer(stack.kafka, client_id="test-idempotent")
     await producer.start()
     try:
         first = await producer.send_and_wait(stack.kafka.dead_letter_topic, b"probe", key=b"k")
@@ -46,6 +46,11 @@ async def test_the_topic_script_creates_the_three_topics_and_can_run_again(
         "PARTITIONS": "3",
         "REPLICATION_FACTOR": str(stack.kafka.replication_factor),
         "MIN_INSYNC_REPLICAS": "1",
+        **(
+            {"KAFKA_COMMAND_CONFIG": str(stack.kafka_admin_properties)}
+            if stack.kafka_admin_properties
+            else {}
+        ),
         **names,
     }
     for _ in range(2):  # a second run leaves the existing topics alone
@@ -58,7 +63,7 @@ async def test_the_topic_script_creates_the_three_topics_and_can_run_again(
         )
         assert done.returncode == 0, done.stderr
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**stack.kafka.client_options())
     await admin.start()
     try:
         topics = await admin.describe_topics(list(names.values()))

@@ -134,7 +134,7 @@ async def test_any_event_or_lookup_request_gets_a_clean_answer(stack: LocalStack
 
 @pytest.fixture
 async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    p = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
     await p.start()
     yield p
     await p.stop()

@@ -14,6 +14,8 @@ import grpc
 import jwt
 import pytest
 import redis.asyncio as redis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from redis.exceptions import AuthenticationError
 
 from ticketing.v1 import gateway_service_pb2 as gw
@@ -114,7 +116,7 @@ async def test_every_rpc_refuses_a_missing_or_bad_token_and_changes_nothing(
     stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=5, per_user_limit=5)
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     async with grpc.aio.insecure_channel(stack.endpoint) as bare:
         for name, call in calls(bare, event.event_id).items():
             for case, (metadata, expected) in bad_credentials().items():
@@ -122,7 +124,7 @@ async def test_every_rpc_refuses_a_missing_or_bad_token_and_changes_nothing(
                     await call(metadata)
                 assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, case)
                 assert reason(refused.value) == expected, (name, case)
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
     assert (await get_event(reservations, event.event_id)).available == 5
 
 
@@ -221,7 +223,7 @@ async def test_an_oversized_message_is_refused_before_it_is_read(
     stack: LocalStack, gateway: Gateway, reservations: Reservations
 ) -> None:
     event = await create_event(reservations)
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await gateway.Reserve(
             gw.ReserveRequest(event_id=event.event_id, quantity=1, idempotency_key="k" * 100_000),
@@ -229,7 +231,7 @@ async def test_an_oversized_message_is_refused_before_it_is_read(
             timeout=10,
         )
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
 
 
 async def test_a_customer_holds_a_bounded_number_of_watch_streams(
@@ -288,6 +290,65 @@ async def test_the_local_redis_refuses_a_client_without_its_password(stack: Loca
         await trusted.aclose()
 
 
+async def _append(stack: LocalStack, topic: str, **credentials: Any) -> None:
+    """Appends one forged request record to ``topic`` as the given client."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.kafka.bootstrap, acks="all", request_timeout_ms=5_000, **credentials
+    )
+    try:
+        await producer.start()
+        await producer.send_and_wait(topic, b"forged", key=b"forged")
+    finally:
+        await producer.stop()
+
+
+def _as_kafka_user(stack: LocalStack, service: str, password: str | None = None) -> dict[str, str]:
+    user, real = stack.kafka_credentials[service]
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": user,
+        "sasl_plain_password": password or real,
+    }
+
+
+async def test_the_broker_refuses_a_client_without_credentials(stack: LocalStack) -> None:
+    topics = (stack.kafka.requests_topic, stack.kafka.results_topic)
+    before = [await end_offsets(stack.kafka, topic) for topic in topics]
+    # The listener speaks SASL only: a plain client gets no answer it can read.
+    with pytest.raises(KafkaConnectionError):
+        await _append(stack, stack.kafka.requests_topic)
+    # A gateway's name with a guessed password.
+    with pytest.raises(KafkaConnectionError):
+        await _append(
+            stack, stack.kafka.requests_topic, **_as_kafka_user(stack, "gateway", "guessed")
+        )
+    assert [await end_offsets(stack.kafka, topic) for topic in topics] == before
+
+
+async def test_only_gateways_append_requests_and_only_consumers_append_results(
+    stack: LocalStack,
+) -> None:
+    topics = (
+        stack.kafka.requests_topic,
+        stack.kafka.results_topic,
+        stack.kafka.dead_letter_topic,
+    )
+    before = [await end_offsets(stack.kafka, topic) for topic in topics]
+    # What each service may write is proven by the suite itself working;
+    # here, everything else is refused.
+    refused = {
+        "consumer_service": (stack.kafka.requests_topic,),
+        "notifier_service": topics,
+        "gateway": (stack.kafka.results_topic, stack.kafka.dead_letter_topic),
+    }
+    for service, names in refused.items():
+        for topic in names:
+            with pytest.raises(TopicAuthorizationFailedError):
+                await _append(stack, topic, **_as_kafka_user(stack, service))
+    assert [await end_offsets(stack.kafka, topic) for topic in topics] == before
+
+
 async def test_the_services_role_reads_and_writes_rows_but_cannot_change_the_schema(
     stack: LocalStack,
 ) -> None:
@@ -317,7 +378,7 @@ async def test_the_services_role_reads_and_writes_rows_but_cannot_change_the_sch
 async def test_a_malformed_frame_gets_invalid_argument_on_every_method(
     stack: LocalStack, body: bytes
 ) -> None:
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     methods = {
         "/ticketing.v1.GatewayService/Reserve": False,
         "/ticketing.v1.ReservationService/CreateEvent": False,
@@ -339,7 +400,7 @@ async def test_a_malformed_frame_gets_invalid_argument_on_every_method(
                     )
             assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
             assert (refused.value.details() or "").startswith("request: is not a valid message")
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
 
 
 def _raw(data: bytes) -> bytes:

@@ -266,7 +266,7 @@ async def assert_all_in_queue(stack: LocalStack, reservation_ids: Sequence[str])
     topic = stack.kafka.requests_topic
     stored = {
         decode_request(r.value, partition=r.partition, offset=r.offset).reservation_id
-        for r in await read_topic(stack.kafka_bootstrap, topic)
+        for r in await read_topic(stack.kafka, topic)
     }
     lost = set(reservation_ids) - stored
     assert not lost, f"{len(lost)} acknowledged requests are not in {topic}"

@@ -54,7 +54,7 @@ async def cluster_channel(cluster_stack: LocalStack) -> AsyncIterator[grpc.aio.C
 async def partition_leader(stack: LocalStack, event_id: str) -> tuple[int, Child]:
     """The requests partition the event's records go to (keyed by event id,
     as the gateway keys them) and the node leading it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**stack.kafka.client_options())
     await admin.start()
     try:
         (topic,) = await admin.describe_topics([stack.kafka.requests_topic])

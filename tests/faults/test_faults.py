@@ -72,7 +72,7 @@ async def test_consumer_killed_after_its_commit_and_before_its_offset_commit(
         if row is None:
             return None
         committed = await committed_offsets(
-            fault_stack.kafka_bootstrap, fault_stack.kafka.consumer_group, topic, [row["p"]]
+            fault_stack.kafka, fault_stack.kafka.consumer_group, topic, [row["p"]]
         )
         return (
             (row["p"], row["o"], committed[row["p"]]) if row["o"] >= committed[row["p"]] else None
@@ -87,7 +87,7 @@ async def test_consumer_killed_after_its_commit_and_before_its_offset_commit(
     os.kill(victim.pid, signal.SIGKILL)
     partition, decided_to, _ = window
     committed = await committed_offsets(
-        fault_stack.kafka_bootstrap, fault_stack.kafka.consumer_group, topic, [partition]
+        fault_stack.kafka, fault_stack.kafka.consumer_group, topic, [partition]
     )
     assert committed[partition] <= decided_to  # the kill came before the offset commit
 
@@ -258,7 +258,7 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
     assert victim.health_address is not None
     keys = {f"retrier-{n}": uuid.uuid4().hex for n in range(users)}
     topic = fault_stack.kafka.requests_topic
-    offsets = AIOKafkaConsumer(bootstrap_servers=fault_stack.kafka_bootstrap)
+    offsets = AIOKafkaConsumer(**fault_stack.kafka.client_options())
     await offsets.start()
     direct = authorized(victim.health_address)
     try:
@@ -287,7 +287,7 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
     )
     assert sum(f.status == pb.RESERVATION_STATUS_CONFIRMED for f in finals) == 10
 
-    records = await read_topic(fault_stack.kafka_bootstrap, fault_stack.kafka.requests_topic)
+    records = await read_topic(fault_stack.kafka, fault_stack.kafka.requests_topic)
     copies: dict[str, int] = {}
     for record in records:
         for rid in retried:

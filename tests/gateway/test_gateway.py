@@ -56,7 +56,7 @@ async def test_every_invalid_field_is_named_and_nothing_is_enqueued(
 ) -> None:
     event = await create_event(reservations)
     request = gw.ReserveRequest(**{"event_id": event.event_id, **VALID, **changes})  # type: ignore[arg-type]
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await gateway.Reserve(request, timeout=10)
@@ -65,21 +65,21 @@ async def test_every_invalid_field_is_named_and_nothing_is_enqueued(
     details = caught.value.details() or ""
     assert details.startswith(f"{field}: ")
     assert message in details
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
     assert (await get_event(reservations, event.event_id)).available == event.capacity
 
 
 async def test_unknown_event_is_not_found_and_nothing_is_enqueued(
     stack: LocalStack, gateway: Gateway
 ) -> None:
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     missing = "00000000-0000-4000-8000-000000000000"
     for _ in range(3):  # the second and third answers come from the negative cache
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await reserve(gateway, missing, "alice")
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert caught.value.details() == f"event {missing} not found"
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
 
 
 async def test_retried_reserve_returns_the_same_id_and_takes_one_seat(
@@ -169,7 +169,7 @@ async def test_reserve_sync_decides_inline_with_the_same_rules(
 async def test_three_bad_fields_are_listed_together_in_bad_request(
     stack: LocalStack, gateway: Gateway
 ) -> None:
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await gateway.Reserve(
             gw.ReserveRequest(event_id="nope", quantity=0, idempotency_key=""), timeout=10
@@ -184,7 +184,7 @@ async def test_three_bad_fields_are_listed_together_in_bad_request(
         ("idempotency_key", "is required"),
     ]
     assert reason(error) == "INVALID_REQUEST"
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
 
 
 async def test_an_unknown_event_names_its_reason_and_id(gateway: Gateway) -> None:
@@ -208,7 +208,7 @@ async def test_a_key_reused_with_another_quantity_is_refused(
 ) -> None:
     event = await create_event(reservations, capacity=10, per_user_limit=4)
     first = await reserve(gateway, event.event_id, "dora", quantity=1, key="basket-7")
-    before = await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     for moment in ("queued or decided", "after the outcome"):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await reserve(gateway, event.event_id, "dora", quantity=3, key="basket-7")
@@ -231,7 +231,7 @@ async def test_a_key_reused_with_another_quantity_is_refused(
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert reason(caught.value) == "IDEMPOTENCY_KEY_REUSED"
-    assert await end_offsets(stack.kafka_bootstrap, stack.kafka.requests_topic) == before
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
     # The same key with the same parameters is still the same request.
     again = await reserve(gateway, event.event_id, "dora", quantity=1, key="basket-7")
     assert again.reservation_id == first.reservation_id

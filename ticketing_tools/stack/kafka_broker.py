@@ -5,6 +5,13 @@ One node by default; three for the fault suite's cluster (replication factor
 3, ``min.insync.replicas=2``). Each node keeps its log directory inside the
 stack's data directory, so a node restarted in place comes back with
 everything it had acknowledged.
+
+Every connection authenticates. The ``admin`` super user is defined in each
+node's configuration (SASL/PLAIN, a 0600 file): the nodes use it among
+themselves, and the launcher uses it to create the services' SCRAM users and
+their ACLs (``ticketing_tools.kafka_access``), so no password is ever on a
+command line. The standard authorizer then allows each service's user only
+what the ACLs grant.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ MIN_JAVA = 17
 # The broker class and the storage formatter of Kafka 4.x.
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
+# The services' mechanism; the super user's is PLAIN (it exists before any
+# SCRAM credential can be stored).
+SCRAM = "SCRAM-SHA-512"
+SUPER_USER = "admin"
 
 
 @dataclass(frozen=True)
@@ -84,11 +95,16 @@ def plan_nodes(root: Path, count: int) -> list[KafkaNode]:
     return nodes
 
 
-def server_properties(node: KafkaNode, nodes: list[KafkaNode]) -> str:
+def server_properties(node: KafkaNode, nodes: list[KafkaNode], admin_password: str) -> str:
     """The node's configuration. Replication settings follow the cluster size
     (up to 3 copies, 2 of them in sync before an ``acks=all`` answer); timings
     are tuned for a small machine: quick failure detection in a cluster, and
     an idle broker that does little."""
+    plain_login = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{SUPER_USER}" password="{admin_password}" '
+        f'user_{SUPER_USER}="{admin_password}";'
+    )
     replicas = min(3, len(nodes))
     in_sync = 2 if replicas >= 3 else 1
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
@@ -96,11 +112,23 @@ def server_properties(node: KafkaNode, nodes: list[KafkaNode]) -> str:
         "process.roles": "broker,controller",
         "node.id": node.node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+        "listeners": f"CLIENT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"CLIENT://127.0.0.1:{node.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "CLIENT",
+        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "listener.name.client.sasl.enabled.mechanisms": f"{SCRAM},PLAIN",
+        f"listener.name.client.{SCRAM.lower()}.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "listener.name.client.plain.sasl.jaas.config": plain_login,
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": plain_login,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{SUPER_USER}",
+        "allow.everyone.if.no.acl.found": "false",
         "log.dirs": node.home / "data",
         "num.partitions": 6,
         "default.replication.factor": replicas,
@@ -164,7 +192,9 @@ def jvm_options(heap: str) -> list[str]:
     ]
 
 
-def prepare(nodes: list[KafkaNode], *, libs: Path, logs: Path, heap: str) -> list[Child]:
+def prepare(
+    nodes: list[KafkaNode], *, admin_password: str, libs: Path, logs: Path, heap: str
+) -> list[Child]:
     """Writes each node's configuration, formats its storage with one
     cluster id, and returns the processes to start (not started yet)."""
     check_libs(libs)
@@ -174,7 +204,10 @@ def prepare(nodes: list[KafkaNode], *, libs: Path, logs: Path, heap: str) -> lis
     children = []
     for node in nodes:
         name = "kafka" if len(nodes) == 1 else f"kafka-{node.node_id}"
-        node.properties.write_text(server_properties(node, nodes))
+        # It holds the super user's password: this user's eyes only.
+        descriptor = os.open(node.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(server_properties(node, nodes, admin_password))
         log4j = node.home / "log4j2.properties"
         log4j.write_text(log4j_properties(logs / f"{name}-server.log"))
         base = [java, *jvm_options(heap), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]

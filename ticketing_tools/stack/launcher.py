@@ -25,7 +25,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from gateway.settings import GatewaySettings
 from ticketing_common.auth import CUSTOMER
@@ -44,6 +44,7 @@ from ticketing_common.domain import reservation_id_for
 from ticketing_common.kafka import ensure_topics
 from ticketing_common.storage.db import migrate_database
 
+from .. import kafka_access
 from ..tokens import AUDIENCE, ISSUER, SigningKey
 from . import kafka_broker, nginx
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
@@ -137,6 +138,13 @@ class RunningStack(PostgresClient, RedisClient, StackSigningKey):
     def _comma_separated(cls, value: object) -> object:
         return tuple(p for p in value.split(",") if p) if isinstance(value, str) else value
 
+
+# The Kafka user of each service that talks to Kafka (see kafka_access).
+KAFKA_USERS = {
+    "gateway": "gateway",
+    "consumer_service": "consumer",
+    "notifier_service": "notifier",
+}
 
 # The local PostgreSQL's roles besides the superuser.
 PG_ROLES = ("ticketing_owner", "ticketing_app")
@@ -260,6 +268,11 @@ class LocalStack:
         self.kafka_bootstrap = ""
         self.endpoint = ""
         self.kafka = self.config.kafka
+        # With its own Kafka: each service's (user, password); the stack's
+        # own clients (``kafka``) connect as the super user.
+        self.kafka_credentials: dict[str, tuple[str, str]] = {}
+        # The super user's credentials for Kafka's own scripts (--command-config).
+        self.kafka_admin_properties: Path | None = None
         self._env_file: Path | None = None
 
     # -- start -----------------------------------------------------------
@@ -291,7 +304,11 @@ class LocalStack:
                     update={"replication_factor": min(wanted, self.config.kafka_nodes)}
                 )
             self.kafka = self.kafka.model_copy(update={"bootstrap": self.kafka_bootstrap})
+            if self.kafka_credentials:
+                self._create_kafka_users()
             asyncio.run(ensure_topics(self.kafka))
+            if self.kafka_credentials:
+                self._grant_kafka_access()
             self._start_services()
             self._start_nginx()
         except BaseException:
@@ -406,9 +423,24 @@ class LocalStack:
         return f"redis://:{password}@127.0.0.1:{port}/0"
 
     def _start_kafka(self) -> str:
+        """Nodes that accept authenticated clients only; the stack's own
+        clients from here on are the super user."""
+        admin_password = secrets.token_urlsafe(24)
+        self.kafka = self.kafka.model_copy(
+            update={
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": kafka_broker.SUPER_USER,
+                "sasl_password": SecretStr(admin_password),
+            }
+        )
+        self.kafka_credentials = {
+            service: (user, secrets.token_urlsafe(24)) for service, user in KAFKA_USERS.items()
+        }
         nodes = kafka_broker.plan_nodes(self.tmp, self.config.kafka_nodes)
         self.brokers = kafka_broker.prepare(
             nodes,
+            admin_password=admin_password,
             libs=Path(self.config.kafka_libs).resolve(),
             logs=self.logs,
             heap=self.config.kafka_heap,
@@ -419,6 +451,34 @@ class LocalStack:
             _wait_listening(child, timeout_s=60)
         # ensure_topics (next) waits until every node has registered.
         return ",".join(node.address for node in nodes)
+
+    def _create_kafka_users(self) -> None:
+        """Each service's SCRAM user, and one for the super user, which the
+        stack's own clients use from then on (PLAIN, the bootstrap
+        mechanism, sends the password itself)."""
+        password = self.kafka.sasl_password
+        assert password is not None
+        kafka_access.create_users(
+            self.kafka,
+            {
+                kafka_broker.SUPER_USER: password.get_secret_value(),
+                **dict(self.kafka_credentials.values()),
+            },
+            retry_for_s=60,
+        )
+        self.kafka = self.kafka.model_copy(update={"sasl_mechanism": kafka_broker.SCRAM})
+        properties = self.secrets / "kafka-admin.properties"
+        descriptor = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(kafka_access.java_client_properties(self.kafka))
+        self.kafka_admin_properties = properties
+
+    def _grant_kafka_access(self) -> None:
+        """The ACLs that let each service's user do its part only."""
+        kafka_access.apply_acls(
+            self.kafka,
+            {role: self.kafka_credentials[service][0] for service, role in KAFKA_USERS.items()},
+        )
 
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         # Every TICKETING_* setting of the caller reaches the services; only
@@ -440,6 +500,16 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if name in self.kafka_credentials:
+            user, password = self.kafka_credentials[name]
+            env.update(
+                {
+                    variable(KafkaSettings, "security_protocol"): "SASL_PLAINTEXT",
+                    variable(KafkaSettings, "sasl_mechanism"): kafka_broker.SCRAM,
+                    variable(KafkaSettings, "sasl_username"): user,
+                    variable(KafkaSettings, "sasl_password"): password,
+                }
+            )
         return env
 
     def start_service(self, name: str, settings: Mapping[str, str] | None = None) -> Child:
@@ -556,7 +626,17 @@ class LocalStack:
             "results_topic",
             "dead_letter_topic",
             "consumer_group",
+            "security_protocol",
+            "sasl_mechanism",
         )
+        credentials = {}
+        if self.kafka.sasl_username and self.kafka.sasl_password:
+            credentials = {
+                variable(KafkaSettings, "sasl_username"): self.kafka.sasl_username,
+                variable(KafkaSettings, "sasl_password"): (
+                    self.kafka.sasl_password.get_secret_value()
+                ),
+            }
         return {
             variable(RunningStack, "endpoint"): self.endpoint,
             variable(RunningStack, "postgres_dsn"): self.postgres_dsn,
@@ -564,6 +644,7 @@ class LocalStack:
             variable(RunningStack, "signing_key_file"): str(self.signing_key_file),
             variable(RunningStack, "reservation_id_secret"): self.reservation_id_secret,
             **{variable(KafkaSettings, name): str(getattr(self.kafka, name)) for name in kafka},
+            **credentials,
             # The stack's processes right now.
             variable(RunningStack, "pids"): ",".join(
                 str(c.pid) for c in self.children if c.alive()

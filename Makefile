@@ -51,8 +51,9 @@ $(KAFKA_STAMP): deploy/kafka/pom.xml
 	mvn -q -B -Dstyle.color=never -f deploy/kafka/pom.xml dependency:copy-dependencies -Dkafka.libs=$(CURDIR)/$(KAFKA_LIBS)
 	@touch $@
 
+# `make run TLS=1`: TLS to nginx and mutual TLS behind it (a CA of its own).
 run: setup
-	$(BIN)/python -m ticketing_tools.stack
+	$(if $(TLS),TICKETING_STACK_TLS=$(TLS) )$(BIN)/python -m ticketing_tools.stack
 
 test: setup
 	$(BIN)/python -m pytest

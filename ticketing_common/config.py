@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast
 
+import grpc
 from aiokafka.helpers import create_ssl_context
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -304,6 +306,49 @@ class ServerSettings(Settings):
         "keep it unique per process",
         json_schema_extra={"shown_default": "<hostname>-<pid>"},
     )
+    tls_cert_file: str | None = Field(
+        None,
+        description="serve TLS with this certificate chain (PEM), with `TICKETING_TLS_KEY_FILE`; "
+        "unset, plaintext (loopback, or a network only the load balancer reaches)",
+        examples=["/etc/ticketing/tls/service.crt"],
+    )
+    tls_key_file: str | None = Field(
+        None,
+        description="the private key (PEM) of `TICKETING_TLS_CERT_FILE`",
+        examples=["/etc/ticketing/tls/service.key"],
+    )
+    tls_client_ca_file: str | None = Field(
+        None,
+        description="with TLS: accept only clients (the load balancer) presenting a certificate "
+        "this CA bundle (PEM) signed, i.e. mutual TLS",
+        examples=["/etc/ticketing/tls/clients-ca.crt"],
+    )
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Self:
+        cert, key = (
+            variable(ServerSettings, "tls_cert_file"),
+            variable(ServerSettings, "tls_key_file"),
+        )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(f"{cert} and {key} go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError(
+                f"{variable(ServerSettings, 'tls_client_ca_file')} needs {cert} and {key}"
+            )
+        return self
+
+    def server_credentials(self) -> grpc.ServerCredentials | None:
+        """TLS credentials from the configured files (read now), or None for
+        plaintext."""
+        if self.tls_cert_file is None or self.tls_key_file is None:
+            return None
+        client_ca = Path(self.tls_client_ca_file).read_bytes() if self.tls_client_ca_file else None
+        return grpc.ssl_server_credentials(
+            [(Path(self.tls_key_file).read_bytes(), Path(self.tls_cert_file).read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
 
 
 class AuthSettings(Settings):

@@ -89,7 +89,12 @@ class Server:
                 self.grpc,
             )
         host, port = settings.host, settings.port
-        self.port = self.grpc.add_insecure_port(f"{host}:{port}")
+        credentials = settings.server_credentials()
+        self.port = (
+            self.grpc.add_insecure_port(f"{host}:{port}")
+            if credentials is None
+            else self.grpc.add_secure_port(f"{host}:{port}", credentials)
+        )
         self._stopped = False
         self.address = f"{host}:{self.port}"
 

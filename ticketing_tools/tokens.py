@@ -9,7 +9,6 @@ private half, which only the stack's temporary directory holds (mode 0600).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterable
@@ -23,6 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ticketing_common.auth import CUSTOMER
+
+from .private import write_private
 
 ISSUER = "ticketing"
 AUDIENCE = "ticketing"
@@ -58,11 +59,8 @@ class SigningKey:
     def write(self, folder: Path) -> tuple[Path, Path]:
         """Writes the private key (0600) and the JWKS; returns their paths."""
         key_file = folder / f"{self.kid}.pem"
-        descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(self.private_pem)
-        jwks_file = folder / "jwks.json"
-        jwks_file.write_text(self.jwks())
+        write_private(key_file, self.private_pem)
+        jwks_file = write_private(folder / "jwks.json", self.jwks())
         return key_file, jwks_file
 
     def mint(
@@ -130,9 +128,12 @@ class _StreamToken(_WithToken, grpc.aio.UnaryStreamClientInterceptor):  # type: 
         return await continuation(self._with_token(client_call_details), request)
 
 
-def authorized_channel(target: str, token: str) -> grpc.aio.Channel:
-    """An insecure channel whose calls carry ``token`` unless they bring their own."""
-    return grpc.aio.insecure_channel(
-        target,
-        interceptors=[_UnaryToken(token), _StreamToken(token)],  # type: ignore[list-item]
-    )
+def authorized_channel(
+    target: str, token: str, credentials: grpc.ChannelCredentials | None = None
+) -> grpc.aio.Channel:
+    """A channel whose calls carry ``token`` unless they bring their own:
+    plaintext, or TLS with ``credentials``."""
+    interceptors = [_UnaryToken(token), _StreamToken(token)]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, interceptors=interceptors)  # type: ignore[arg-type]
+    return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)  # type: ignore[arg-type]

@@ -16,12 +16,16 @@ GRPCURL = Path(sys.executable).parent / "grpcurl"
 
 
 def grpcurl(
-    stack: LocalStack, *command: str, data: str | None = None, flags: tuple[str, ...] = ()
+    stack: LocalStack,
+    *command: str,
+    data: str | None = None,
+    flags: tuple[str, ...] = (),
+    transport: tuple[str, ...] = ("-plaintext",),
 ) -> subprocess.CompletedProcess[str]:
-    """``grpcurl -plaintext [flags] [-d data] <endpoint> command...``"""
+    """``grpcurl <transport> [flags] [-d data] <endpoint> command...``"""
     body = ("-d", data) if data is not None else ()
     return subprocess.run(
-        [str(GRPCURL), "-plaintext", *flags, *body, stack.endpoint, *command],
+        [str(GRPCURL), *transport, *flags, *body, stack.endpoint, *command],
         capture_output=True,
         text=True,
         timeout=30,

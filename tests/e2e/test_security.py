@@ -4,6 +4,8 @@ admin role is refused with the right status, and changes nothing."""
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -347,6 +349,27 @@ async def test_only_gateways_append_requests_and_only_consumers_append_results(
             with pytest.raises(TopicAuthorizationFailedError):
                 await _append(stack, topic, **_as_kafka_user(stack, service))
     assert [await end_offsets(stack.kafka, topic) for topic in topics] == before
+
+
+def test_nothing_the_stack_writes_is_readable_by_other_users(stack: LocalStack) -> None:
+    """Keys, passwords, data and logs: 0700 folders and 0600 files, whoever
+    owns them (PostgreSQL's and nginx's folders belong to their users)."""
+    roots = [stack.tmp, *stack.private_dirs]
+    seen = 0
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for path in [folder, *(os.path.join(folder, name) for name in dirs + files)]:
+                info = os.lstat(path)
+                if stat.S_ISSOCK(info.st_mode) or stat.S_ISLNK(info.st_mode):
+                    continue
+                assert stat.S_IMODE(info.st_mode) & 0o077 == 0, (
+                    f"{path} is {stat.S_IMODE(info.st_mode):o}"
+                )
+                seen += 1
+    # The walk saw the stack: keys, configurations, every server's data and logs.
+    names = {name for root in roots for _, _, files in os.walk(root) for name in files}
+    assert {"redis.conf", "jwks.json", "server.properties", "nginx.conf", "PG_VERSION"} <= names
+    assert seen > 100
 
 
 async def test_the_services_role_reads_and_writes_rows_but_cannot_change_the_schema(

@@ -34,17 +34,25 @@ def banner(stack: LocalStack) -> str:
     watch = '{"reservation_id": "RESERVATION_ID"}'
     as_admin = '-H "authorization: Bearer $ADMIN"'
     as_alice = '-H "authorization: Bearer $TOKEN"'
+    # TLS: grpcurl checks nginx's certificate against the stack's CA.
+    transport = f"-cacert {stack.tls.ca}" if stack.tls is not None else "-plaintext"
+    kafka = (
+        f"Kafka: {stack.kafka.bootstrap}, SASL/SCRAM; each service has its own user, and "
+        f"Kafka's scripts take --command-config {stack.kafka_admin_properties}\n"
+        if stack.kafka_admin_properties is not None
+        else ""
+    )
     return f"""
-Ticketing stack ready at {endpoint}  (logs: {stack.logs})
-
+Ticketing stack ready at {endpoint}{" over TLS" if stack.tls else ""}  (logs: {stack.logs})
+{kafka}
 Every call but health and reflection needs a bearer token; mint them for this stack:
 ADMIN=$({admin} token --subject ops --role admin)
 TOKEN=$({admin} token --subject alice)
 
-{grpcurl} -plaintext {endpoint} list
-{grpcurl} -plaintext {as_admin} -d '{event}' {endpoint} ticketing.v1.ReservationService/CreateEvent
-{grpcurl} -plaintext {as_alice} -d '{reserve}' {endpoint} ticketing.v1.GatewayService/Reserve
-{grpcurl} -plaintext {as_alice} -d '{watch}' {endpoint} \\
+{grpcurl} {transport} {endpoint} list
+{grpcurl} {transport} {as_admin} -d '{event}' {endpoint} ticketing.v1.ReservationService/CreateEvent
+{grpcurl} {transport} {as_alice} -d '{reserve}' {endpoint} ticketing.v1.GatewayService/Reserve
+{grpcurl} {transport} {as_alice} -d '{watch}' {endpoint} \\
   ticketing.v1.NotifierService/WatchReservation
 
 (replace EVENT_ID and RESERVATION_ID with the ids the previous calls returned)

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..private import write_private
 from .processes import Child, free_ports, run_once
 
 MIN_JAVA = 17
@@ -90,7 +91,7 @@ def plan_nodes(root: Path, count: int) -> list[KafkaNode]:
     nodes = []
     for node_id in range(1, count + 1):
         home = root / f"kafka-{node_id}"
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
         nodes.append(KafkaNode(node_id, ports[2 * node_id - 2], ports[2 * node_id - 1], home))
     return nodes
 
@@ -205,11 +206,10 @@ def prepare(
     for node in nodes:
         name = "kafka" if len(nodes) == 1 else f"kafka-{node.node_id}"
         # It holds the super user's password: this user's eyes only.
-        descriptor = os.open(node.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(server_properties(node, nodes, admin_password))
-        log4j = node.home / "log4j2.properties"
-        log4j.write_text(log4j_properties(logs / f"{name}-server.log"))
+        write_private(node.properties, server_properties(node, nodes, admin_password))
+        log4j = write_private(
+            node.home / "log4j2.properties", log4j_properties(logs / f"{name}-server.log")
+        )
         base = [java, *jvm_options(heap), f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
         run_once(
             [

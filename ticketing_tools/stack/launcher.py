@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import pwd
 import resource
 import secrets
 import shutil
@@ -45,8 +46,9 @@ from ticketing_common.kafka import ensure_topics
 from ticketing_common.storage.db import migrate_database
 
 from .. import kafka_access
+from ..private import write_private
 from ..tokens import AUDIENCE, ISSUER, SigningKey
-from . import kafka_broker, nginx
+from . import kafka_broker, nginx, tls
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
 
 # Settings the local stack gives its services unless the caller sets them: its
@@ -106,6 +108,12 @@ class StackConfig(PostgresClient, RedisClient, StackSigningKey):
     keep_logs: str | None = Field(
         None, description="directory to copy all process logs to when the stack stops"
     )
+    tls: bool = Field(
+        False,
+        description="TLS between clients and nginx, and mutual TLS between nginx and the "
+        "services, with a CA generated for the stack (`make run TLS=1`); the CA certificate "
+        "is written to the env file for clients",
+    )
 
 
 class RunningStack(PostgresClient, RedisClient, StackSigningKey):
@@ -126,6 +134,11 @@ class RunningStack(PostgresClient, RedisClient, StackSigningKey):
         None,
         description="the running stack's nginx, written by `make run`; unset, `make demo` "
         "starts a stack of its own",
+    )
+    tls_ca_file: str | None = Field(
+        None,
+        description="the CA certificate a TLS stack's nginx is checked against, written by "
+        "`make run TLS=1`",
     )
     pids: tuple[int, ...] = Field(
         (),
@@ -209,9 +222,13 @@ def _wait_listening(child: Child, timeout_s: float) -> None:
     wait_until(lambda: port_open(port), timeout_s=timeout_s, what=child.name, alive=child.alive)
 
 
-def _healthy(address: str) -> bool:
+def _healthy(address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
     try:
-        with grpc.insecure_channel(address) as channel:
+        with (
+            grpc.insecure_channel(address)
+            if credentials is None
+            else grpc.secure_channel(address, credentials)
+        ) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=1
             )
@@ -238,10 +255,13 @@ class LocalStack:
         # caller, name servers to use; the others are started.
         self._given = set() if own_servers else self.config.model_fields_set
         self._given_kafka = set() if own_servers else self.config.kafka.model_fields_set
+        # Everything the stack writes is this user's only (0700 folders,
+        # 0600 files), except what a server that runs as its own user needs:
+        # that gets a 0700 folder of its own owned by that user.
         self.tmp = Path(tempfile.mkdtemp(prefix="ticketing-stack-"))
-        self.tmp.chmod(0o755)
+        self.private_dirs: list[Path] = []
         self.logs = self.tmp / "logs"
-        self.logs.mkdir()
+        self.logs.mkdir(mode=0o700)
         self.children: list[Child] = []
         self.brokers: list[Child] = []
         self.services: dict[str, list[Child]] = {}
@@ -257,6 +277,7 @@ class LocalStack:
             else SigningKey.generate()
         )
         self.signing_key_file, self.jwks_file = self.signing_key.write(self.secrets)
+        self.tls: tls.StackTls | None = None
         self.reservation_id_secret = secrets.token_hex(32)
         self.postgres_dsn = ""
         # Who may do what in PostgreSQL: the superuser (tests that restart or
@@ -309,6 +330,12 @@ class LocalStack:
             asyncio.run(ensure_topics(self.kafka))
             if self.kafka_credentials:
                 self._grant_kafka_access()
+            if self.config.tls:
+                self.tls = tls.generate(
+                    self.secrets / "tls",
+                    edge_hosts=[self.config.listen_host],
+                    service_names=[*nginx.ROUTES.values(), "consumer_service"],
+                )
             self._start_services()
             self._start_nginx()
         except BaseException:
@@ -322,17 +349,17 @@ class LocalStack:
         ``ticketing_app`` role for the services, which may read and write
         rows but not change the schema. Returns the services' DSN."""
         user = system_user("postgres")
-        data = self.tmp / "postgres"
-        sockets = self.tmp / "pgsock"
-        init = self.tmp / "pginit"
+        home = self._private_dir("postgres", user)
+        data = home / "data"
+        sockets = home / "sockets"
+        init = home / "init"
         for folder in (data, sockets, init):
             folder.mkdir(mode=0o700)
             if user is not None:
                 os.chown(folder, user.pw_uid, user.pw_gid)
         passwords = {role: secrets.token_urlsafe(24) for role in ("postgres", *PG_ROLES)}
         pwfile = init / "superuser"
-        pwfile.write_text(passwords["postgres"] + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, passwords["postgres"] + "\n")
         if user is not None:
             os.chown(pwfile, user.pw_uid, user.pw_gid)
         run_once(
@@ -396,9 +423,7 @@ class LocalStack:
         # command line, where any local user could see it).
         password = secrets.token_urlsafe(24)
         conf = self.secrets / "redis.conf"
-        descriptor = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(f"requirepass {password}\n")
+        write_private(conf, f"requirepass {password}\n")
         child = Child(
             "redis",
             [
@@ -467,11 +492,9 @@ class LocalStack:
             retry_for_s=60,
         )
         self.kafka = self.kafka.model_copy(update={"sasl_mechanism": kafka_broker.SCRAM})
-        properties = self.secrets / "kafka-admin.properties"
-        descriptor = os.open(properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write(kafka_access.java_client_properties(self.kafka))
-        self.kafka_admin_properties = properties
+        self.kafka_admin_properties = write_private(
+            self.secrets / "kafka-admin.properties", kafka_access.java_client_properties(self.kafka)
+        )
 
     def _grant_kafka_access(self) -> None:
         """The ACLs that let each service's user do its part only."""
@@ -500,6 +523,14 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.tls is not None:
+            env.update(
+                {
+                    variable(ServerSettings, "tls_cert_file"): str(self.tls.services.cert),
+                    variable(ServerSettings, "tls_key_file"): str(self.tls.services.key),
+                    variable(ServerSettings, "tls_client_ca_file"): str(self.tls.ca),
+                }
+            )
         if name in self.kafka_credentials:
             user, password = self.kafka_credentials[name]
             env.update(
@@ -547,14 +578,47 @@ class LocalStack:
     def wait_healthy(self, child: Child, address: str, timeout_s: float = 60) -> None:
         try:
             wait_until(
-                lambda: _healthy(address), timeout_s=timeout_s, what=child.name, alive=child.alive
+                lambda: _healthy(address, self.service_credentials()),
+                timeout_s=timeout_s,
+                what=child.name,
+                alive=child.alive,
             )
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc}; last log lines:\n{child.tail()}") from None
 
+    def service_credentials(self) -> grpc.ChannelCredentials | None:
+        """What a client reaching a service directly (not through nginx)
+        needs: with TLS, nginx's client certificate; else nothing."""
+        if self.tls is None:
+            return None
+        key, chain = self.tls.read(self.tls.proxy)
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.tls.ca.read_bytes(), private_key=key, certificate_chain=chain
+        )
+
+    def client_credentials(self) -> grpc.ChannelCredentials | None:
+        """What a client of nginx needs: with TLS, the stack's CA; else nothing."""
+        if self.tls is None:
+            return None
+        return grpc.ssl_channel_credentials(root_certificates=self.tls.ca.read_bytes())
+
+    def _private_dir(self, name: str, owner: pwd.struct_passwd | None) -> Path:
+        """A 0700 folder for a server that runs as ``owner`` (None: as us,
+        inside the stack's folder)."""
+        if owner is None:
+            folder = self.tmp / name
+            folder.mkdir(mode=0o700)
+            return folder
+        folder = Path(tempfile.mkdtemp(prefix=f"ticketing-stack-{name}-"))
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        self.private_dirs.append(folder)
+        return folder
+
     def _start_nginx(self) -> None:
-        prefix = self.tmp / "nginx"
-        prefix.mkdir()
+        # Run as root, nginx's master starts its workers as "nobody"; they
+        # write request bodies under the prefix.
+        worker = system_user("nobody")
+        prefix = self._private_dir("nginx", worker)
         port = self.config.listen_port or free_port()
         listen = f"{self.config.listen_host}:{port}"
         backends = {
@@ -562,14 +626,17 @@ class LocalStack:
             for name in ("gateway", "reservation_service", "notifier_service")
         }
         conf = prefix / "nginx.conf"
-        conf.write_text(
+        write_private(
+            conf,
             nginx.render(
                 listen=listen,
                 backends=backends,
                 prefix=prefix,
                 error_log=self.logs / "nginx-error.log",
                 open_files=_open_file_limit(),
-            )
+                tls=self.tls,
+                user=worker,
+            ),
         )
         binary = _find_binary("nginx", "/usr/sbin/nginx")
         run_once(
@@ -639,6 +706,11 @@ class LocalStack:
             }
         return {
             variable(RunningStack, "endpoint"): self.endpoint,
+            **(
+                {variable(RunningStack, "tls_ca_file"): str(self.tls.ca)}
+                if self.tls is not None
+                else {}
+            ),
             variable(RunningStack, "postgres_dsn"): self.postgres_dsn,
             variable(RunningStack, "redis_url"): self.redis_url,
             variable(RunningStack, "signing_key_file"): str(self.signing_key_file),
@@ -666,10 +738,7 @@ class LocalStack:
     def write_env_file(self, path: Path) -> None:
         """Writes ``connection_env`` for the tools, readable by this user only
         (it names the signing key and holds the reservation-id secret)."""
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as out:
-            out.write("".join(f"{k}={v}\n" for k, v in self.connection_env().items()))
-        path.chmod(0o600)  # an older file may have had other bits
+        write_private(path, "".join(f"{k}={v}\n" for k, v in self.connection_env().items()))
         self._env_file = path
 
     def _launch(self, child: Child) -> None:
@@ -693,7 +762,8 @@ class LocalStack:
             self._env_file.unlink(missing_ok=True)
         if self.config.keep_logs and self.logs.exists():
             shutil.copytree(self.logs, self.config.keep_logs, dirs_exist_ok=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        for folder in (self.tmp, *self.private_dirs):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -20,8 +20,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 SETPRIV = shutil.which("setpriv")
+# What the servers create (logs, data, sockets) is their user's only.
+PRIVATE = 0o077
 
 
 def free_port() -> int:
@@ -98,6 +101,11 @@ def _wait_unreaped(pid: int, timeout_s: float) -> bool:
     return False
 
 
+def private_log(path: Path) -> BinaryIO:
+    """``path`` opened for appending, created readable by this user only."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+
+
 def run_once(
     argv: Sequence[str],
     *,
@@ -105,7 +113,7 @@ def run_once(
     env: Mapping[str, str] | None = None,
     log: Path,
 ) -> None:
-    with log.open("ab") as out:
+    with private_log(log) as out:
         result = subprocess.run(
             _wrapped(argv, user),
             stdout=out,
@@ -113,6 +121,7 @@ def run_once(
             env=env,
             check=False,
             cwd="/",
+            umask=PRIVATE,
         )
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:])
@@ -137,7 +146,7 @@ class Child:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
-        out = self.log.open("ab")
+        out = private_log(self.log)
         try:
             self.process = subprocess.Popen(
                 _wrapped(self.argv, self.user),
@@ -146,6 +155,7 @@ class Child:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                umask=PRIVATE,
             )
         finally:
             out.close()

@@ -797,6 +797,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(
                 "the running stack's env file names no signing key or id secret: restart make run"
             )
+        if running.tls_ca_file:
+            # Its numbers compare with the plaintext echo server behind nginx.
+            raise SystemExit(
+                "the running stack serves TLS: make demo measures a plaintext stack; "
+                "run it beside `make run` without TLS=1"
+            )
         target = Target(
             endpoint=running.endpoint,
             postgres_dsn=running.postgres_dsn,
@@ -807,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         raise SystemExit(asyncio.run(run(target)))
     print("no running stack found (make run): starting one for the demo...", flush=True)
-    config = settings_or_exit(StackConfig).model_copy(update={"listen_port": 0})
+    config = settings_or_exit(StackConfig).model_copy(update={"listen_port": 0, "tls": False})
     # The synchronous design is off unless turned on, as it is for benchmarks.
     with LocalStack(config, service_env={"TICKETING_GATEWAY_SYNC_ENABLED": "true"}) as stack:
         target = Target(

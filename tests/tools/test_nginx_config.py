@@ -44,6 +44,10 @@ def test_the_production_config_routes_exactly_like_the_stack(pytestconfig: pytes
     production copy and must not drift from it."""
     conf = (pytestconfig.rootpath / "deploy" / "nginx.conf").read_text()
     routes = dict(
-        re.findall(r"location (\S+) \{\s*grpc_pass grpc://(\w+);", conf, flags=re.MULTILINE)
+        re.findall(r"location (\S+) \{\s*grpc_pass grpcs://(\w+);", conf, flags=re.MULTILINE)
     )
     assert routes == nginx.ROUTES
+    # Production is TLS on both sides.
+    assert "listen 443 ssl http2;" in conf
+    assert "grpc_ssl_verify on;" in conf
+    assert "grpc_ssl_certificate " in conf

@@ -13,7 +13,7 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle
+.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle flood
 
 help:
 	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | token | demo | idle"
@@ -87,6 +87,11 @@ dlq: setup
 # A bearer token for the running stack: make token ARGS="--subject alice [--role admin]"
 token: setup
 	@$(BIN)/ticketing-admin token $(or $(ARGS),--subject alice)
+
+# One subject floods Reserve while another buys at its pace, on a stack of its
+# own with the per-subject limit on (BENCHMARKS.md, section 6).
+flood: setup
+	$(BIN)/python -m ticketing_tools.flood $(ARGS)
 
 # The seed scenario, both designs and the gRPC ceiling (BENCHMARKS.md); against
 # the running `make run` stack, or a stack of its own when none runs.

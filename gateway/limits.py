@@ -7,6 +7,12 @@ increment, batched with the other writes of the call (``ScriptBatcher``). A
 refusal is RESOURCE_EXHAUSTED with a ``RetryInfo`` for the rest of the window.
 When Redis does not answer in time the call goes on unlimited rather than stop
 the sale (and says so in the log).
+
+A flood costs the gateway as little as it can: once Redis has counted a
+subject or address past its limit, this gateway refuses it for the rest of
+that window without asking again (a window's count only grows, so the answer
+could not change). At most one entry per flooding key, dropped when the
+window ends.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ class RateLimits:
         self._per_address = per_address
         self._window_ms = max(1, round(window_s * 1000))
         self._timeout_s = timeout_s
+        # Keys Redis counted past their limit in window ``_over_window``.
+        self._over_window = -1
+        self._over: set[tuple[str, str]] = set()
 
     async def admit(self, subject: str, address: str) -> None:
         """Counts one call; raises ResourceExhausted past a limit."""
@@ -74,6 +83,11 @@ class RateLimits:
         ]
         if not checks:
             return
+        if window != self._over_window:
+            self._over_window, self._over = window, set()
+        for kind, key, limit in checks:
+            if (kind, key) in self._over:
+                raise self._refusal(kind, limit, window)
         try:
             async with asyncio.timeout(self._timeout_s):
                 counts = await asyncio.gather(
@@ -89,13 +103,18 @@ class RateLimits:
                 raise
             log.warning("rate_limit_skipped", error=f"{type(exc).__name__}: {exc}")
             return
-        for (kind, _, limit), (count,) in zip(checks, counts, strict=True):
+        for (kind, key, limit), (count,) in zip(checks, counts, strict=True):
             if int(count) > limit:
-                ends_ms = (window + 1) * self._window_ms - time.time() * 1000
-                raise ResourceExhausted(
-                    f"too many calls from this {kind}: at most {limit} per "
-                    f"{self._window_ms / 1000:g} s; retry later",
-                    reason=Reason.RATE_LIMITED,
-                    metadata={"limit": kind},
-                    retry_after_s=max(0.001, math.ceil(ends_ms) / 1000),
-                )
+                if window == self._over_window:
+                    self._over.add((kind, key))
+                raise self._refusal(kind, limit, window)
+
+    def _refusal(self, kind: str, limit: int, window: int) -> ResourceExhausted:
+        ends_ms = (window + 1) * self._window_ms - time.time() * 1000
+        return ResourceExhausted(
+            f"too many calls from this {kind}: at most {limit} per "
+            f"{self._window_ms / 1000:g} s; retry later",
+            reason=Reason.RATE_LIMITED,
+            metadata={"limit": kind},
+            retry_after_s=max(0.001, math.ceil(ends_ms) / 1000),
+        )

@@ -28,7 +28,11 @@ async def run(settings: ConsumerSettings) -> None:
     logs.configure("consumer_service", settings.server.log_level)
     instance = settings.server.instance_id
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
+        pool = await create_pool(
+            settings.postgres_dsn,
+            max_size=settings.pool_size,
+            acquire_timeout_s=settings.pool_acquire_timeout_s,
+        )
         stack.push_async_callback(pool.close)
         redis_client = redis.Redis.from_url(
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5

@@ -33,7 +33,12 @@ SERVICES = ("ticketing.v1.GatewayService",)
 async def run(settings: GatewaySettings) -> None:
     logs.configure("gateway", settings.server.log_level)
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.postgres_dsn, min_size=1, max_size=settings.pool_size)
+        pool = await create_pool(
+            settings.postgres_dsn,
+            min_size=1,
+            max_size=settings.pool_size,
+            acquire_timeout_s=settings.pool_acquire_timeout_s,
+        )
         stack.push_async_callback(pool.close)
         producer = new_producer(
             settings.kafka,

@@ -24,7 +24,11 @@ async def run(settings: NotifierSettings) -> None:
     kafka = settings.kafka
     instance = settings.server.instance_id
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
+        pool = await create_pool(
+            settings.postgres_dsn,
+            max_size=settings.pool_size,
+            acquire_timeout_s=settings.pool_acquire_timeout_s,
+        )
         stack.push_async_callback(pool.close)
         hub = WatchHub()
         pending = PendingRequests(settings.pending_ttl_s)

@@ -3,6 +3,11 @@ requests accepted but not decided yet.
 
 Fan-out is a dict lookup and a ``put_nowait`` per watcher of that id: no task
 per message, no task per watcher beyond the RPC's own.
+
+A watcher's queue holds at most ``WATCH_QUEUE`` updates: a client that does
+not read loses the oldest ones, never the newest (each update is the whole
+state, with a version, so the latest is what matters), and a stalled
+stream cannot hold memory without bound.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from contextlib import contextmanager
 
 from ticketing.v1 import reservation_pb2 as pb
 
+WATCH_QUEUE = 16
+
 
 class WatchHub:
     def __init__(self) -> None:
@@ -22,7 +29,7 @@ class WatchHub:
 
     @contextmanager
     def subscribe(self, reservation_id: str) -> Iterator[asyncio.Queue[pb.Reservation]]:
-        queue: asyncio.Queue[pb.Reservation] = asyncio.Queue()
+        queue: asyncio.Queue[pb.Reservation] = asyncio.Queue(maxsize=WATCH_QUEUE)
         self._watchers[reservation_id].add(queue)
         try:
             yield queue
@@ -34,6 +41,8 @@ class WatchHub:
 
     def publish(self, reservation: pb.Reservation) -> None:
         for queue in self._watchers.get(reservation.reservation_id, ()):
+            if queue.full():
+                queue.get_nowait()  # the oldest goes; the newest is kept
             queue.put_nowait(reservation)
 
     @property

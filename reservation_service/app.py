@@ -23,7 +23,11 @@ SERVICES = ("ticketing.v1.ReservationService",)
 async def run(settings: ReservationSettings) -> None:
     logs.configure("reservation_service", settings.server.log_level)
     async with AsyncExitStack() as stack:
-        pool = await create_pool(settings.postgres_dsn, max_size=settings.pool_size)
+        pool = await create_pool(
+            settings.postgres_dsn,
+            max_size=settings.pool_size,
+            acquire_timeout_s=settings.pool_acquire_timeout_s,
+        )
         stack.push_async_callback(pool.close)
         verifier = TokenVerifier(settings.auth.verifier_config())
         server = Server("reservation_service", settings.server, verifier=verifier)

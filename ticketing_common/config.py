@@ -425,6 +425,13 @@ class PostgresClient(Settings):
         "services only check it)",
         examples=["postgresql://ticketing:change-me@db.internal:5432/ticketing"],
     )
+    pool_acquire_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="longest wait for a free PostgreSQL connection from the process's pool; "
+        "past it the call answers UNAVAILABLE (a RetryInfo advises when to retry) and the "
+        "consumer retries its batch",
+    )
 
 
 class RedisClient(Settings):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier_service.hub import PendingRequests, WatchHub
+from notifier_service.hub import WATCH_QUEUE, PendingRequests, WatchHub
 from ticketing.v1 import reservation_pb2 as pb
 
 
@@ -22,6 +22,15 @@ def test_updates_reach_every_watcher_of_that_id_only() -> None:
         assert other.empty()
     assert hub.watching == 0
     hub.publish(reservation("a"))  # nobody watching: a no-op
+
+
+def test_a_watcher_that_does_not_read_keeps_the_newest_updates_only() -> None:
+    hub = WatchHub()
+    with hub.subscribe("a") as queue:
+        for version in range(1, WATCH_QUEUE + 11):
+            hub.publish(pb.Reservation(reservation_id="a", version=version))
+        kept = [queue.get_nowait().version for _ in range(queue.qsize())]
+    assert kept == list(range(11, WATCH_QUEUE + 11))
 
 
 def test_pending_requests_are_forgotten_when_decided_or_too_old(

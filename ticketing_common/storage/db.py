@@ -18,7 +18,7 @@ from typing import TypeAlias
 
 import asyncpg
 import structlog
-from asyncpg.pool import PoolConnectionProxy
+from asyncpg.pool import PoolAcquireContext, PoolConnectionProxy
 
 log = structlog.get_logger(__name__)
 
@@ -117,11 +117,25 @@ async def migrate_database(dsn: str, *, connect_timeout_s: float = 10.0) -> list
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
+class BoundedPool(asyncpg.Pool):
+    """A pool whose every acquire, the convenience methods' (``fetchrow``...)
+    included, waits at most ``acquire_timeout_s`` for a free connection.
+    Past it, ``TimeoutError``: a dependency outage to every caller (an RPC
+    answers UNAVAILABLE with a RetryInfo, the consumer retries its batch)
+    rather than a queue of waiters growing without bound."""
+
+    acquire_timeout_s: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
+
+
 async def create_pool(
     dsn: str,
     *,
     min_size: int = 1,
     max_size: int = 10,
+    acquire_timeout_s: float | None = None,
     connect_timeout_s: float = 10.0,
     retry_for_s: float = 30.0,
 ) -> asyncpg.Pool:
@@ -131,15 +145,22 @@ async def create_pool(
     deadline = asyncio.get_running_loop().time() + retry_for_s
     while True:
         try:
-            pool: asyncpg.Pool = await asyncpg.create_pool(
+            # What asyncpg.create_pool builds, with the bounded acquire.
+            pool = BoundedPool(
                 dsn,
                 min_size=min_size,
                 max_size=max_size,
+                max_queries=50_000,
+                max_inactive_connection_lifetime=300,
+                loop=None,
+                connection_class=asyncpg.Connection,
+                record_class=asyncpg.Record,
                 timeout=connect_timeout_s,
                 command_timeout=30,
-                max_inactive_connection_lifetime=300,
                 server_settings=SERVER_SETTINGS,
             )
+            pool.acquire_timeout_s = acquire_timeout_s
+            await pool
             break
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError):
             if asyncio.get_running_loop().time() > deadline:

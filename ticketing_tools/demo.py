@@ -56,6 +56,7 @@ from ticketing_common.domain import TERMINAL_PROTO_STATUSES, reservation_id_for
 from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 
+from .bench.reserve import reserve_argv
 from .ledger import committed_offsets, reconcile
 from .stack import LocalStack, RunningStack, StackConfig, nginx
 from .stack.processes import Child, free_port, port_open, wait_until
@@ -326,38 +327,13 @@ async def event_state(target: Target, event_id: str) -> pb.Event:
 
 # -- the ceiling ------------------------------------------------------------
 
-BENCH_DATA = '{"event_id": "%s", "quantity": 1, "idempotency_key": "{{newUUID}}"}'
-
 
 def bench(
     target: str, event_id: str, *, token: str, duration: str, concurrency: int, connections: int
 ) -> dict[str, Any]:
     """One ``ticketing-bench`` run (closed loop: as fast as answers come)."""
-    argv = [
-        sys.executable,
-        "-m",
-        "ticketing_tools.bench.cli",
-        "--insecure",
-        "--call",
-        "ticketing.v1.GatewayService.Reserve",
-        "-d",
-        BENCH_DATA % event_id,
-        "-m",
-        json.dumps({"authorization": f"Bearer {token}"}),
-        "-z",
-        duration,
-        "-c",
-        str(concurrency),
-        "--connections",
-        str(connections),
-        "-O",
-        "json",
-        "--skip-details",
-        # Let calls in flight at the end finish, rather than count them cancelled.
-        "--duration-stop",
-        "wait",
-        target,
-    ]
+    load = ["-z", duration, "-c", str(concurrency), "--connections", str(connections)]
+    argv = reserve_argv(target, event_id, token, load)
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
     report: dict[str, Any] = json.loads(out.stdout)
     statuses: dict[str, int] = report["statusCodeDistribution"] or {}

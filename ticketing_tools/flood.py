@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,40 +27,21 @@ from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
 from ticketing_common.auth import ADMIN
 from ticketing_common.config import variable
 
+from .bench.reserve import reserve_argv
 from .stack import LocalStack, StackConfig
 from .tokens import authorized_channel
-
-DATA = '{"event_id": "%s", "quantity": 1, "idempotency_key": "{{newUUID}}"}'
 
 
 def load(
     endpoint: str, event_id: str, token: str, *, rate: int, seconds: int
 ) -> subprocess.Popen[str]:
     """Starts one open-loop ``ticketing-bench`` run; its JSON report comes on stdout."""
-    argv = [
-        sys.executable,
-        "-m",
-        "ticketing_tools.bench.cli",
-        "--insecure",
-        "--call",
-        "ticketing.v1.GatewayService.Reserve",
-        "-d",
-        DATA % event_id,
-        "-m",
-        json.dumps({"authorization": f"Bearer {token}"}),
-        "--arrival-rate",
-        str(rate),
-        "-z",
-        f"{seconds}s",
-        "--connections",
-        "4",
-        "--duration-stop",
-        "wait",
-        "-O",
-        "json",
-        "--skip-details",
+    argv = reserve_argv(
         endpoint,
-    ]
+        event_id,
+        token,
+        ["--arrival-rate", str(rate), "-z", f"{seconds}s", "--connections", "4"],
+    )
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

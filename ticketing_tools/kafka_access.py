@@ -91,22 +91,13 @@ def acls(kafka: KafkaSettings, users: Mapping[str, str]) -> list[ACL]:
 
 
 def client_options(kafka: KafkaSettings) -> dict[str, Any]:
-    """``kafka``'s connection settings for kafka-python's admin client."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap.split(","),
-        "security_protocol": kafka.security_protocol,
-        "client_id": "ticketing-admin",
-        "request_timeout_ms": 15_000,
-    }
-    if kafka.security_protocol.endswith("SSL") and kafka.ssl_cafile:
+    """``kafka``'s connection settings for kafka-python's admin client: the
+    services' (aiokafka's) options, whose names it shares, but for TLS."""
+    options = kafka.client_options()
+    options["bootstrap_servers"] = kafka.bootstrap.split(",")
+    if options.pop("ssl_context", None) is not None and kafka.ssl_cafile:
         options["ssl_cafile"] = kafka.ssl_cafile
-    if kafka.security_protocol.startswith("SASL_"):
-        options["sasl_mechanism"] = kafka.sasl_mechanism
-        options["sasl_plain_username"] = kafka.sasl_username
-        options["sasl_plain_password"] = (
-            kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-        )
-    return options
+    return options | {"client_id": "ticketing-admin", "request_timeout_ms": 15_000}
 
 
 def java_client_properties(kafka: KafkaSettings) -> str:

@@ -15,7 +15,9 @@ from ticketing_common.kafka import new_producer, start_with_retry
 from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
+from ticketing_common.storage.outbox import PAYMENTS, RESULTS, OutboxRelay
 
+from .expiry import HoldExpiry
 from .loop import ConsumeLoop, DependencyBreaker
 from .settings import ConsumerSettings
 from .worker import BatchProcessor
@@ -103,9 +105,22 @@ async def run(settings: ConsumerSettings) -> None:
 
         await server.start(SERVICES)
         stack.push_async_callback(server.stop, SERVICES)
+        locks = EventLocks(redis_client, owner=f"{instance}-expiry", ttl_ms=settings.lock_ttl_ms)
+        expiry = HoldExpiry(
+            pool, locks, lock_wait_s=settings.lock_wait_s, interval_s=settings.expiry_interval_s
+        )
+        relay = OutboxRelay(
+            pool,
+            producer,
+            {RESULTS: settings.kafka.results_topic, PAYMENTS: settings.kafka.payments_topic},
+            dsn=settings.postgres_dsn,
+        )
         async with asyncio.TaskGroup() as group:
             worker = group.create_task(loop.run())
+            background = [group.create_task(expiry.run()), group.create_task(relay.run())]
             await wait_for_signal()
+            for task in background:
+                task.cancel()
             # Finish the batch in hand and its commit, then stop polling.
             loop.stop()
             await worker

@@ -73,6 +73,14 @@ class ConsumerSettings(PostgresClient, RedisClient, ReservationIdSecret):
         ge=1_000,
         description="Kafka group session: how soon a dead consumer's partitions move",
     )
+    expiry_interval_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="how often each consumer looks for holds past their deadline (and "
+        "waitlisted requests past the queue TTL): a hold outlives its deadline by at most "
+        "this plus one lock wait",
+    )
     # Widens the windows in which a crash or a stall matters most.
     fault_delay_ms: int = Field(
         0,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the ticketing suite's three topics (requests, results, dead letters)
+# Creates the ticketing suite's four topics (requests, results, dead letters,
+# payment saga commands)
 # on an Apache Kafka cluster.
 #
 #   KAFKA_HOME=/opt/kafka TICKETING_KAFKA_BOOTSTRAP=kafka-1:9092 deploy/kafka-topics.sh
@@ -12,6 +13,7 @@
 #   TICKETING_KAFKA_REQUESTS_TOPIC     requests topic      (ticketing.reservation-requests)
 #   TICKETING_KAFKA_RESULTS_TOPIC      results topic       (ticketing.reservation-results)
 #   TICKETING_KAFKA_DEAD_LETTER_TOPIC  dead-letter topic   (ticketing.reservation-requests.dlq)
+#   TICKETING_KAFKA_PAYMENTS_TOPIC     saga commands       (ticketing.payments)
 #   PARTITIONS                 partitions of each topic  ($TICKETING_KAFKA_PARTITIONS, else 6)
 #   REPLICATION_FACTOR         replicas of each partition
 #                              ($TICKETING_KAFKA_REPLICATION_FACTOR, else 3)
@@ -27,6 +29,7 @@ bootstrap="${TICKETING_KAFKA_BOOTSTRAP:?set TICKETING_KAFKA_BOOTSTRAP (host:port
 requests_topic="${TICKETING_KAFKA_REQUESTS_TOPIC:-ticketing.reservation-requests}"
 results_topic="${TICKETING_KAFKA_RESULTS_TOPIC:-ticketing.reservation-results}"
 dead_letter_topic="${TICKETING_KAFKA_DEAD_LETTER_TOPIC:-ticketing.reservation-requests.dlq}"
+payments_topic="${TICKETING_KAFKA_PAYMENTS_TOPIC:-ticketing.payments}"
 partitions="${PARTITIONS:-${TICKETING_KAFKA_PARTITIONS:-6}}"
 replication="${REPLICATION_FACTOR:-${TICKETING_KAFKA_REPLICATION_FACTOR:-3}}"
 min_isr="${MIN_INSYNC_REPLICAS:-2}"
@@ -66,7 +69,7 @@ if [[ -n "${KAFKA_COMMAND_CONFIG:-}" ]]; then
   common+=(--command-config "$KAFKA_COMMAND_CONFIG")
 fi
 
-for topic in "$requests_topic" "$results_topic" "$dead_letter_topic"; do
+for topic in "$requests_topic" "$results_topic" "$dead_letter_topic" "$payments_topic"; do
   echo "creating $topic: $partitions partitions, replication factor $replication," \
        "min.insync.replicas=$min_isr"
   "${kafka_topics[@]}" "${common[@]}" --create --if-not-exists \
@@ -76,6 +79,6 @@ for topic in "$requests_topic" "$results_topic" "$dead_letter_topic"; do
     --config min.insync.replicas="$min_isr"
 done
 
-for topic in "$requests_topic" "$results_topic" "$dead_letter_topic"; do
+for topic in "$requests_topic" "$results_topic" "$dead_letter_topic" "$payments_topic"; do
   "${kafka_topics[@]}" "${common[@]}" --describe --topic "$topic"
 done

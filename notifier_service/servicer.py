@@ -22,7 +22,7 @@ from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
 from ticketing_common.auth import Identity, caller
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES, parse_uuid
+from ticketing_common.domain import parse_uuid
 from ticketing_common.errors import (
     DependencyUnavailable,
     NotFound,
@@ -144,7 +144,7 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 # As if it did not exist: the answer must not tell whose it is.
                 raise _not_found(reservation_id)
             yield pb.WatchReservationResponse(reservation=current)
-            while current.status not in TERMINAL_PROTO_STATUSES:
+            while not current.settled:
                 update: reservation_pb2.Reservation | None
                 try:
                     update = await asyncio.wait_for(updates.get(), self._recheck_s)

@@ -12,7 +12,9 @@ from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.db import create_pool
+from ticketing_common.storage.locks import EventLocks
 
+from .cancel import Cancellations
 from .servicer import ReservationServicer
 from .settings import ReservationSettings
 from .store import Store
@@ -38,8 +40,21 @@ async def run(settings: ReservationSettings) -> None:
         )
         stack.push_async_callback(redis_client.aclose)
         accepted = AcceptedRequests(redis_client)  # read only
+        locks_client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        stack.push_async_callback(locks_client.aclose)
+        cancellations = Cancellations(
+            pool,
+            EventLocks(
+                locks_client,
+                owner=f"reservation-{settings.server.instance_id}",
+                ttl_ms=settings.lock_ttl_ms,
+            ),
+            lock_wait_s=settings.lock_wait_s,
+        )
         pb_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(Store(pool, accepted)), server.grpc
+            ReservationServicer(Store(pool, accepted, cancellations)), server.grpc
         )
         await server.start(SERVICES)
         # Unwound first: stop taking calls, finish those in flight, then close

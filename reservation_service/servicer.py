@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -11,8 +12,8 @@ import structlog
 from ticketing.v1 import reservation_service_pb2 as pb
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common.auth import ADMIN, caller
-from ticketing_common.domain import parse_uuid
-from ticketing_common.errors import NotFound, Reason, Violations
+from ticketing_common.domain import QUEUED_VERSION, Money, parse_uuid
+from ticketing_common.errors import FailedPrecondition, NotFound, Reason, Violations
 
 from .store import Store
 
@@ -23,6 +24,10 @@ MAX_CAPACITY = 10_000_000
 DEFAULT_QUEUE_TTL = timedelta(minutes=10)
 MIN_QUEUE_TTL = timedelta(seconds=1)
 MAX_QUEUE_TTL = timedelta(hours=24)
+MIN_HOLD_TTL = timedelta(seconds=1)
+MAX_HOLD_TTL = timedelta(hours=24)
+MAX_PRICE_MINOR = 10**12
+CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -56,9 +61,19 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             queue_ttl = request.queue_ttl.ToTimedelta()
             if not MIN_QUEUE_TTL <= queue_ttl <= MAX_QUEUE_TTL:
                 problems.add("queue_ttl", "must be between 1s and 24h")
+        price = _price(request, problems)
+        hold_ttl = None
+        if request.HasField("hold_ttl"):
+            hold_ttl = request.hold_ttl.ToTimedelta()
+            if not MIN_HOLD_TTL <= hold_ttl <= MAX_HOLD_TTL:
+                problems.add("hold_ttl", "must be between 1s and 24h")
+            elif price is None:
+                problems.add("hold_ttl", "is for priced events: a free event has no holds")
+        elif price is not None:
+            problems.add("hold_ttl", "is required with a price (how long a seat waits for payment)")
         problems.raise_if_any()
         event = await self._store.create_event(
-            name, request.capacity, request.per_user_limit, queue_ttl
+            name, request.capacity, request.per_user_limit, queue_ttl, price, hold_ttl
         )
         log.info(
             "event_created",
@@ -99,3 +114,47 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 metadata={"reservation_id": reservation_id},
             )
         return pb.GetReservationResponse(reservation=reservation.to_proto())
+
+    async def CancelReservation(
+        self,
+        request: pb.CancelReservationRequest,
+        context: Context,
+    ) -> pb.CancelReservationResponse:
+        reservation_id = parse_uuid("reservation_id", request.reservation_id)
+        reservation = await self._store.get_reservation(reservation_id)
+        if reservation is None or not caller().may_see(reservation.user_id):
+            raise NotFound(
+                f"reservation {reservation_id} not found",
+                reason=Reason.RESERVATION_NOT_FOUND,
+                metadata={"reservation_id": reservation_id},
+            )
+        if reservation.version == QUEUED_VERSION:
+            raise FailedPrecondition(
+                f"reservation {reservation_id} is still in the queue; cancel it once it is "
+                "decided (WatchReservation tells when)",
+                reason=Reason.RESERVATION_NOT_CANCELLABLE,
+                metadata={"status": reservation.status.value},
+            )
+        cancelled = await self._store.cancel(reservation)
+        log.info(
+            "reservation_cancel",
+            reservation_id=reservation_id,
+            status=cancelled.status.value,
+            payment_status=cancelled.payment_status and cancelled.payment_status.value,
+        )
+        return pb.CancelReservationResponse(reservation=cancelled.to_proto())
+
+
+def _price(request: pb.CreateEventRequest, problems: Violations) -> Money | None:
+    """The seat price, or None for a free event (no price, or amount 0)."""
+    if not request.HasField("price") or request.price.amount_minor == 0:
+        return None
+    price = request.price
+    if not 0 < price.amount_minor <= MAX_PRICE_MINOR:
+        problems.add("price.amount_minor", f"must be between 1 and {MAX_PRICE_MINOR}")
+    if not CURRENCY.match(price.currency_code):
+        problems.add(
+            "price.currency_code",
+            f"must be an ISO 4217 code such as EUR, got {price.currency_code[:16]!r}",
+        )
+    return Money(price.currency_code, price.amount_minor)

@@ -22,3 +22,11 @@ class ReservationSettings(PostgresClient, RedisClient, AcceptedRequestsStore):
     auth: AuthSettings = AuthSettings.with_defaults()
     server: ServerSettings = ServerSettings.with_defaults(port=50071)
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
+    lock_ttl_ms: int = Field(
+        5_000,
+        ge=100,
+        description="event lock lease taken to cancel a reservation (its seats change)",
+    )
+    lock_wait_s: float = Field(
+        5.0, gt=0, description="longest wait for an event's lock before UNAVAILABLE"
+    )

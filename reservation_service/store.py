@@ -7,20 +7,36 @@ from datetime import timedelta
 
 import asyncpg
 
-from ticketing_common.domain import Event, Reservation
+from ticketing_common.domain import Event, Money, Reservation
 from ticketing_common.storage.accepted import AcceptedRequests, State
 from ticketing_common.storage.queries import fetch_event, fetch_reservation, insert_event
 
+from .cancel import Cancellations
+
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool, accepted: AcceptedRequests) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, accepted: AcceptedRequests, cancellations: Cancellations
+    ) -> None:
         self._pool = pool
         self._accepted = accepted
+        self._cancellations = cancellations
 
-    async def create_event(
-        self, name: str, capacity: int, per_user_limit: int, queue_ttl: timedelta
+    async def create_event(  # noqa: PLR0917 - an event's fields
+        self,
+        name: str,
+        capacity: int,
+        per_user_limit: int,
+        queue_ttl: timedelta,
+        price: Money | None,
+        hold_ttl: timedelta | None,
     ) -> Event:
-        return await insert_event(self._pool, name, capacity, per_user_limit, queue_ttl)
+        return await insert_event(
+            self._pool, name, capacity, per_user_limit, queue_ttl, price, hold_ttl
+        )
+
+    async def cancel(self, reservation: Reservation) -> Reservation:
+        return await self._cancellations.cancel(reservation)
 
     async def get_event(self, event_id: str) -> Event | None:
         return await fetch_event(self._pool, event_id)

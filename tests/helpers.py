@@ -26,7 +26,6 @@ from ticketing.v1 import (
 )
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.auth import ADMIN, CUSTOMER
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES
 from ticketing_tools.ledger import committed_offsets, end_offsets
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.tokens import SigningKey, authorized_channel, bearer
@@ -133,7 +132,7 @@ async def watch(
 
 
 def is_terminal(reservation: pb.Reservation) -> bool:
-    return reservation.status in TERMINAL_PROTO_STATUSES
+    return reservation.settled
 
 
 async def queue_drained(stack: LocalStack, timeout_s: float = 30) -> None:

@@ -478,6 +478,13 @@ class KafkaSettings(Settings):
     dead_letter_topic: str = Field(
         "ticketing.reservation-requests.dlq", description="dead-letter topic"
     )
+    payments_topic: str = Field(
+        "ticketing.payments",
+        description="the payment saga's commands (from the outbox, read by the payment service)",
+    )
+    saga_group: str = Field(
+        "ticketing-saga", description="consumer group of the payment services' saga workers"
+    )
     consumer_group: str = Field(
         "ticketing-consumer",
         description="consumer group; the notifier reads its committed offsets, so consumers "

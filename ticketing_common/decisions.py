@@ -35,6 +35,11 @@ class Seats:
     available: int
     per_user_limit: int
     queue_ttl: timedelta
+    held: int = 0
+    # None: winners are CONFIRMED at once; else they are HELD this long.
+    hold_ttl: timedelta | None = None
+    # Requests already on the event's waitlist (ahead of any new one).
+    waiting: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,20 @@ class BatchOutcome:
     # Requests whose id was already decided earlier in the same batch.
     duplicates: list[Request] = field(default_factory=list)
     seats_confirmed: int = 0
+    seats_held: int = 0
+
+    def win(self, request: Request, seats: Seats) -> None:
+        """``request`` gets its seats: held for payment, or sold at once."""
+        if seats.hold_ttl is None:
+            self.seats_confirmed += request.quantity
+            self.decisions.append(Decision(request, Status.CONFIRMED))
+        else:
+            self.seats_held += request.quantity
+            self.decisions.append(Decision(request, Status.HELD))
+
+    @property
+    def seats_taken(self) -> int:
+        return self.seats_confirmed + self.seats_held
 
 
 def decide(
@@ -57,16 +76,24 @@ def decide(
 ) -> BatchOutcome:
     """Decides ``requests`` in order, at ``now``.
 
-    ``user_seats`` is what each user already holds or bought for this event
-    (before the batch). A request that waited longer than the event's queue
-    TTL is REJECTED with EXPIRED_IN_QUEUE and touches no seats. Otherwise it
-    is CONFIRMED while seats last and the user stays within the per-user
-    limit, else REJECTED with LIMIT_EXCEEDED (checked first: it would be
-    refused even with seats left) or SOLD_OUT. Requests must not include ids
-    already decided in earlier batches.
+    ``user_seats`` is what each user already holds, bought or waits for on
+    this event (before the batch). In order of precedence, a request is:
+
+    - REJECTED/EXPIRED_IN_QUEUE if it waited longer than the queue TTL (no
+      seat touched);
+    - REJECTED/LIMIT_EXCEEDED if it would take its user past the per-user
+      limit (refused even with seats left);
+    - REJECTED/SOLD_OUT if it asks for more than the seats not sold yet
+      (available and held): it could never be served;
+    - a winner (HELD, or CONFIRMED without holds) if nobody waits ahead of it
+      and enough seats are available;
+    - else waitlisted (QUEUED): seats it needs are held by others and may
+      come back. Once anyone waits, later requests wait behind them.
+
+    Requests must not include ids already decided in earlier batches.
     """
     outcome = BatchOutcome()
-    available = seats.available
+    available, waiting = seats.available, seats.waiting
     taken: dict[str, int] = dict(user_seats)
     seen: set[str] = set()
     for request in requests:
@@ -83,13 +110,47 @@ def decide(
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED)
             )
-        elif request.quantity > available:
+        elif request.quantity > available + seats.held + outcome.seats_held:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
-        else:
+        elif not waiting and request.quantity <= available:
             available -= request.quantity
             taken[request.user_id] = already + request.quantity
-            outcome.seats_confirmed += request.quantity
-            outcome.decisions.append(Decision(request, Status.CONFIRMED))
+            outcome.win(request, seats)
+        else:
+            waiting += 1
+            taken[request.user_id] = already + request.quantity
+            outcome.decisions.append(Decision(request, Status.QUEUED))
+    return outcome
+
+
+def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> BatchOutcome:
+    """What becomes of the waitlist (``waiting``, in queue order) with the
+    seats as they are now; only requests whose state changes are in the
+    outcome.
+
+    The head is served while enough seats are available. The first request
+    that could be served once more held seats come back stops the line:
+    everyone behind it keeps waiting, in order. Whoever asks for more than
+    the seats not sold yet (available and held) is REJECTED/SOLD_OUT, so
+    when no seat is held any more nobody waits; whoever has waited past the
+    queue TTL is REJECTED/EXPIRED_IN_QUEUE."""
+    outcome = BatchOutcome()
+    available = seats.available
+    blocked = False
+    for request in waiting:
+        if now - request.accepted_at > seats.queue_ttl:
+            outcome.decisions.append(
+                Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
+            )
+        elif request.quantity > available + seats.held + outcome.seats_held:
+            outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
+        elif blocked:
+            continue
+        elif request.quantity <= available:
+            available -= request.quantity
+            outcome.win(request, seats)
+        else:
+            blocked = True
     return outcome
 
 

@@ -21,8 +21,6 @@ from ticketing.v1 import reservation_pb2 as pb
 
 from .errors import InvalidArgument
 
-# Fixed namespace for reservation ids: uuid5(NAMESPACE, user_id + NUL + key).
-
 
 class Status(StrEnum):
     QUEUED = "QUEUED"
@@ -56,7 +54,48 @@ class RejectReason(StrEnum):
         return pb.RejectReason.Value(f"REJECT_REASON_{self.value}")
 
 
-TERMINAL_PROTO_STATUSES = frozenset(s.to_proto() for s in Status if s.terminal)
+class PaymentStatus(StrEnum):
+    """Where a payment attempt stands; the saga's steps, in order, are
+    PENDING -> AUTHORIZED -> CAPTURING -> CAPTURED, with DECLINED, VOIDING ->
+    VOIDED and REFUNDING -> REFUNDED as the other ways out."""
+
+    PENDING = "PENDING"
+    AUTHORIZED = "AUTHORIZED"
+    CAPTURING = "CAPTURING"
+    CAPTURED = "CAPTURED"
+    DECLINED = "DECLINED"
+    VOIDING = "VOIDING"
+    VOIDED = "VOIDED"
+    REFUNDING = "REFUNDING"
+    REFUNDED = "REFUNDED"
+
+    @property
+    def open(self) -> bool:
+        """A step of the saga is still to come."""
+        return self in OPEN_PAYMENTS
+
+    def to_proto(self) -> pb.PaymentStatus.ValueType:
+        return pb.PaymentStatus.Value(f"PAYMENT_STATUS_{self.value}")
+
+
+OPEN_PAYMENTS = frozenset(
+    {
+        PaymentStatus.PENDING,
+        PaymentStatus.AUTHORIZED,
+        PaymentStatus.CAPTURING,
+        PaymentStatus.VOIDING,
+        PaymentStatus.REFUNDING,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    currency: str
+    amount_minor: int
+
+    def to_proto(self) -> pb.Money:
+        return pb.Money(currency_code=self.currency, amount_minor=self.amount_minor)
 
 
 def reservation_id_for(secret: bytes, user_id: str, idempotency_key: str, event_id: str) -> str:
@@ -105,6 +144,20 @@ class Reservation:
     version: int = QUEUED_VERSION
     # When the reservation last changed state; None means at acceptance.
     updated_at: datetime | None = None
+    hold_expires_at: datetime | None = None
+    # What the seats cost (0 and "" for a free event).
+    amount_minor: int = 0
+    currency: str = ""
+    payment_id: str | None = None
+    payment_status: PaymentStatus | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Nothing will change by itself any more: a final status and no
+        payment step to come."""
+        return self.status.terminal and not (
+            self.payment_status is not None and self.payment_status.open
+        )
 
     @classmethod
     def queued(
@@ -125,11 +178,20 @@ class Reservation:
             accept_time=timestamp(self.accepted_at),
             update_time=timestamp(self.updated_at or self.decided_at or self.accepted_at),
             version=self.version,
+            settled=self.settled,
         )
         if self.reject_reason is not None:
             message.reject_reason = self.reject_reason.to_proto()
         if self.decided_at is not None:
             message.decide_time.CopyFrom(timestamp(self.decided_at))
+        if self.hold_expires_at is not None and self.status is Status.HELD:
+            message.hold_expire_time.CopyFrom(timestamp(self.hold_expires_at))
+        if self.amount_minor:
+            message.amount.CopyFrom(Money(self.currency, self.amount_minor).to_proto())
+        if self.payment_id is not None:
+            message.payment_id = self.payment_id
+        if self.payment_status is not None:
+            message.payment_status = self.payment_status.to_proto()
         return message
 
     @classmethod
@@ -145,6 +207,11 @@ class Reservation:
             decided_at=row["decided_at"],
             version=row["version"],
             updated_at=row["updated_at"],
+            hold_expires_at=row["hold_expires_at"],
+            amount_minor=row["amount_minor"],
+            currency=row["currency"],
+            payment_id=str(row["payment_id"]) if row["payment_id"] else None,
+            payment_status=PaymentStatus(row["payment_status"]) if row["payment_status"] else None,
         )
 
 
@@ -159,11 +226,16 @@ class Event:
     per_user_limit: int
     created_at: datetime
     queue_ttl: timedelta
+    price_minor: int = 0
+    currency: str = ""
+    # None: no holds, winners are CONFIRMED at once.
+    hold_ttl: timedelta | None = None
+    waitlisted: int = 0
 
     def to_proto(self) -> pb.Event:
         queue_ttl = Duration()
         queue_ttl.FromTimedelta(self.queue_ttl)
-        return pb.Event(
+        message = pb.Event(
             event_id=self.event_id,
             name=self.name,
             capacity=self.capacity,
@@ -173,7 +245,13 @@ class Event:
             per_user_limit=self.per_user_limit,
             create_time=timestamp(self.created_at),
             queue_ttl=queue_ttl,
+            waitlisted=self.waitlisted,
         )
+        if self.price_minor:
+            message.price.CopyFrom(Money(self.currency, self.price_minor).to_proto())
+        if self.hold_ttl is not None:
+            message.hold_ttl.FromTimedelta(self.hold_ttl)
+        return message
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Event:
@@ -187,6 +265,14 @@ class Event:
             per_user_limit=row["per_user_limit"],
             created_at=row["created_at"],
             queue_ttl=timedelta(milliseconds=row["queue_ttl_ms"]),
+            price_minor=row["price_minor"],
+            currency=row["currency"],
+            hold_ttl=(
+                timedelta(milliseconds=row["hold_ttl_ms"])
+                if row["hold_ttl_ms"] is not None
+                else None
+            ),
+            waitlisted=row["waitlisted"],
         )
 
 

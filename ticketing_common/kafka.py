@@ -91,14 +91,19 @@ async def with_admin(
 
 
 async def ensure_topics(settings: KafkaSettings, *, retry_for_s: float = 60.0) -> None:
-    """Creates the requests, results and dead-letter topics if they do not
+    """Creates the requests, results, dead-letter and payments topics if they do not
     exist yet, and returns once every partition of each has a leader.
 
     It waits for the cluster first: a broker that has just started may accept
     connections before it (or enough of its peers, for the replication
     factor) has registered, and would refuse the topics.
     """
-    names = (settings.requests_topic, settings.results_topic, settings.dead_letter_topic)
+    names = (
+        settings.requests_topic,
+        settings.results_topic,
+        settings.dead_letter_topic,
+        settings.payments_topic,
+    )
 
     async def step(admin: AIOKafkaAdminClient) -> None:
         brokers = (await admin.describe_cluster())["brokers"]

@@ -52,7 +52,7 @@ from ticketing_common.auth import ADMIN
 from ticketing_common.codecs import encode_request
 from ticketing_common.config import KafkaSettings
 from ticketing_common.decisions import Request
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES, reservation_id_for
+from ticketing_common.domain import reservation_id_for
 from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 
@@ -151,7 +151,7 @@ async def queue_user(  # noqa: PLR0917 - one user's whole journey
             timeout=60,
             metadata=user,
         ):
-            if message.reservation.status in TERMINAL_PROTO_STATUSES:
+            if message.reservation.settled:
                 result.final_at = loop.time()
                 result.final_status = message.reservation.status
                 result.reject_reason = message.reservation.reject_reason

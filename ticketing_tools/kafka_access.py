@@ -1,11 +1,16 @@
 """Who may do what on the suite's Kafka topics: one SASL user per service,
 and ACLs that give each only what its code does.
 
-| user | requests topic | results topic | dead-letter topic | consumer group |
-|---|---|---|---|---|
-| gateway | write | | | |
-| consumer | read | write | write | join, commit |
-| notifier | read | read | | read its offsets |
+| user | requests topic | results topic | dead-letter topic | payments topic | groups |
+|---|---|---|---|---|---|
+| gateway | write | | | | |
+| consumer | read | write | write | write | consumers: join, commit |
+| notifier | read | read | | | consumers: read offsets |
+| payment | | | | read | saga: join, commit |
+
+(The consumers' outbox relay publishes what other services committed to
+PostgreSQL: state changes to the results topic, saga commands to the
+payments topic; the payment service itself writes to Kafka only that way.)
 
 So a stolen notifier password cannot append a request, and only a gateway
 can put a record where the consumers decide. ``Describe`` (metadata) goes
@@ -40,7 +45,7 @@ from kafka.errors import KafkaError
 
 from ticketing_common.config import KafkaSettings
 
-SERVICES = ("gateway", "consumer", "notifier")
+SERVICES = ("gateway", "consumer", "notifier", "payment")
 SCRAM_ITERATIONS = 8192
 
 
@@ -66,11 +71,14 @@ def grants(kafka: KafkaSettings) -> list[Grant]:
         Grant("consumer", group, kafka.consumer_group, (ACLOperation.READ,)),
         Grant("consumer", topic, kafka.results_topic, write),
         Grant("consumer", topic, kafka.dead_letter_topic, write),
+        Grant("consumer", topic, kafka.payments_topic, write),
         Grant("notifier", topic, kafka.requests_topic, read),
         Grant("notifier", topic, kafka.results_topic, read),
         # The notifier reads the requests topic from where the consumers
         # committed: fetching a group's offsets needs Describe on it.
         Grant("notifier", group, kafka.consumer_group, (ACLOperation.DESCRIBE,)),
+        Grant("payment", topic, kafka.payments_topic, read),
+        Grant("payment", group, kafka.saga_group, (ACLOperation.READ,)),
     ]
 
 

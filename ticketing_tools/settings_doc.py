@@ -25,6 +25,7 @@ from pydantic.fields import FieldInfo
 from consumer_service.settings import ConsumerSettings
 from gateway.settings import GatewaySettings
 from notifier_service.settings import NotifierSettings
+from payment_service.settings import PaymentSettings
 from reservation_service.settings import ReservationSettings
 from ticketing_common.config import (
     AcceptedRequestsStore,
@@ -51,6 +52,7 @@ SERVICES: Mapping[str, type[Settings]] = {
     "reservation_service": ReservationSettings,
     "consumer_service": ConsumerSettings,
     "notifier_service": NotifierSettings,
+    "payment_service": PaymentSettings,
 }
 TOOLS: Mapping[str, type[Settings]] = {
     "stack": StackConfig,
@@ -72,6 +74,7 @@ SECTIONS: tuple[type[Settings], ...] = (
     ReservationSettings,
     ConsumerSettings,
     NotifierSettings,
+    PaymentSettings,
     StackConfig,
     StackSigningKey,
     RunningStack,

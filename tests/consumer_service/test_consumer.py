@@ -18,7 +18,7 @@ from ticketing.v1 import queue_pb2
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.errors import StaleFencingToken
-from ticketing_common.storage.applier import Applier
+from ticketing_common.storage.applier import Applier, fenced
 from ticketing_common.storage.locks import EventLocks, LockNotAcquired
 from ticketing_tools.ledger import end_offsets
 from ticketing_tools.stack import LocalStack
@@ -147,12 +147,14 @@ async def test_a_batch_with_a_stale_fencing_token_is_refused_and_changes_nothing
     assert new.token > old.token
 
     winner = request_for(stack, event.event_id, "erin", "fresh", quantity=2)
-    await applier.apply(event.event_id, new.token, [winner])
+    await fenced(pool, event.event_id, new.token, lambda c, t, e: applier.apply(c, t, e, [winner]))
     before = await get_event(reservations, event.event_id)
 
     stale = request_for(stack, event.event_id, "frank", "stale", quantity=3)
     with pytest.raises(StaleFencingToken) as refused:
-        await applier.apply(event.event_id, old.token, [stale])
+        await fenced(
+            pool, event.event_id, old.token, lambda c, t, e: applier.apply(c, t, e, [stale])
+        )
     assert (refused.value.token, refused.value.stored) == (old.token, new.token)
 
     after = await get_event(reservations, event.event_id)

@@ -31,7 +31,7 @@ async def test_the_idempotent_acks_all_producer_is_accepted(stack: LocalStack) -
     assert second.offset == first.offset + 1
 
 
-async def test_the_topic_script_creates_the_three_topics_and_can_run_again(
+async def test_the_topic_script_creates_the_four_topics_and_can_run_again(
     stack: LocalStack, pytestconfig: pytest.Config
 ) -> None:
     suffix = uuid.uuid4().hex[:8]
@@ -39,6 +39,7 @@ async def test_the_topic_script_creates_the_three_topics_and_can_run_again(
         "TICKETING_KAFKA_REQUESTS_TOPIC": f"script-requests-{suffix}",
         "TICKETING_KAFKA_RESULTS_TOPIC": f"script-results-{suffix}",
         "TICKETING_KAFKA_DEAD_LETTER_TOPIC": f"script-dlq-{suffix}",
+        "TICKETING_KAFKA_PAYMENTS_TOPIC": f"script-payments-{suffix}",
     }
     env = {
         "PATH": os.environ["PATH"],

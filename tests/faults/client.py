@@ -17,7 +17,7 @@ import grpc
 from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.codecs import decode_request
-from ticketing_common.domain import TERMINAL_PROTO_STATUSES, Status
+from ticketing_common.domain import Status
 from ticketing_common.status import retry_delay_s
 from ticketing_tools.ledger import Ledger, read_topic, reconcile
 from ticketing_tools.stack import LocalStack
@@ -150,7 +150,7 @@ async def watch_until_terminal(
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in RETRIABLE:
                     raise
-            if last is not None and last.status in TERMINAL_PROTO_STATUSES:
+            if last is not None and last.settled:
                 return last
             await asyncio.sleep(0.2)
 

@@ -19,6 +19,7 @@ def test_each_service_path_goes_to_its_backends(tmp_path: Path) -> None:
             "gateway": ["127.0.0.1:1", "127.0.0.1:2"],
             "reservation_service": ["127.0.0.1:3"],
             "notifier_service": ["127.0.0.1:4"],
+            "payment_service": ["127.0.0.1:5"],
         },
         prefix=tmp_path,
         error_log=tmp_path / "error.log",

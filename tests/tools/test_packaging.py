@@ -12,7 +12,13 @@ import sys
 from importlib import metadata
 
 TOOL_ONLY = ("matplotlib", "hdrh")
-SERVICES = ("gateway", "reservation_service", "consumer_service", "notifier_service")
+SERVICES = (
+    "gateway",
+    "reservation_service",
+    "consumer_service",
+    "notifier_service",
+    "payment_service",
+)
 
 # Runs each service's composition root with the tools' modules made unimportable.
 PROBE = """

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from consumer_service.settings import ConsumerSettings
 from gateway.settings import GatewaySettings
 from notifier_service.settings import NotifierSettings
+from payment_service.settings import PaymentSettings
 from reservation_service.settings import ReservationSettings
 from ticketing_common.config import PREFIX, RENAMED, explain
 from ticketing_tools import settings_doc
@@ -20,7 +21,17 @@ from ticketing_tools.stack import RunningStack, StackConfig
 
 from ..faults.conftest import FAULT_SETTINGS
 
-COMPONENTS = {"", "AUTH", "KAFKA", "GATEWAY", "RESERVATION", "CONSUMER", "NOTIFIER", "STACK"}
+COMPONENTS = {
+    "",
+    "AUTH",
+    "KAFKA",
+    "GATEWAY",
+    "RESERVATION",
+    "CONSUMER",
+    "NOTIFIER",
+    "PAYMENT",
+    "STACK",
+}
 
 
 def test_the_committed_docs_are_what_the_declarations_produce(
@@ -62,13 +73,20 @@ def test_every_service_gets_its_own_port_and_pool_by_default(
     settings_env.setenv("TICKETING_RESERVATION_ID_SECRET", "s" * 32)  # the gateway needs one
     ports = {
         cls.__name__: (cls().server.port, cls().pool_size)
-        for cls in (GatewaySettings, ReservationSettings, ConsumerSettings, NotifierSettings)
+        for cls in (
+            GatewaySettings,
+            ReservationSettings,
+            ConsumerSettings,
+            NotifierSettings,
+            PaymentSettings,
+        )
     }
     assert ports == {
         "GatewaySettings": (50061, 8),
         "ReservationSettings": (50071, 8),
         "ConsumerSettings": (50081, 6),
         "NotifierSettings": (50091, 8),
+        "PaymentSettings": (50101, 8),
     }
     settings_env.setenv("TICKETING_PORT", "7000")
     settings_env.setenv("TICKETING_CONSUMER_POOL_SIZE", "3")

@@ -59,8 +59,9 @@ Global___ReservationRequested: _TypeAlias = ReservationRequested  # noqa: Y015
 
 @_typing.final
 class ReservationDecided(_message.Message):
-    """Value of a record on the results topic (key: reservation_id), written by the
-    consumer after the decision is committed in PostgreSQL.
+    """Value of a record on the results topic (key: reservation_id): every state
+    change of a reservation, after it is committed in PostgreSQL (the decision
+    by the consumer, later changes through the outbox).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -80,3 +81,28 @@ class ReservationDecided(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReservationDecided: _TypeAlias = ReservationDecided  # noqa: Y015
+
+@_typing.final
+class PaymentCommand(_message.Message):
+    """Value of a record on the payments topic (key: reservation_id): the saga's
+    command to take a payment one step further. The payment's state is in
+    PostgreSQL; the command only says which one to look at, so a repeated or
+    late command is harmless.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentCommand: _TypeAlias = PaymentCommand  # noqa: Y015

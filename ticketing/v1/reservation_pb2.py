@@ -26,19 +26,23 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eticketing/v1/reservation.proto\x12\x0cticketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x11\n\tavailable\x18\x04 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x05 \x01(\x05\x12\x11\n\tconfirmed\x18\x06 \x01(\x05\x12\x0c\n\x04held\x18\x07 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tqueue_ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe2\x02\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.ticketing.v1.ReservationStatus\x12\x31\n\rreject_reason\x18\x06 \x01(\x0e\x32\x1a.ticketing.v1.RejectReason\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x63ide_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\x03*\xf8\x01\n\x11ReservationStatus\x12\"\n\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVATION_STATUS_QUEUED\x10\x01\x12\x1b\n\x17RESERVATION_STATUS_HELD\x10\x02\x12 \n\x1cRESERVATION_STATUS_CONFIRMED\x10\x03\x12\x1f\n\x1bRESERVATION_STATUS_REJECTED\x10\x04\x12\x1e\n\x1aRESERVATION_STATUS_EXPIRED\x10\x05\x12 \n\x1cRESERVATION_STATUS_CANCELLED\x10\x06*\xe5\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REJECT_REASON_SOLD_OUT\x10\x01\x12 \n\x1cREJECT_REASON_LIMIT_EXCEEDED\x10\x02\x12\x1d\n\x19REJECT_REASON_SALE_CLOSED\x10\x03\x12\"\n\x1eREJECT_REASON_EXPIRED_IN_QUEUE\x10\x04\x12\x19\n\x15REJECT_REASON_INVALID\x10\x05\x12\x1a\n\x16REJECT_REASON_INTERNAL\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eticketing/v1/reservation.proto\x12\x0cticketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xc9\x02\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x03 \x01(\x05\x12\x11\n\tavailable\x18\x04 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x05 \x01(\x05\x12\x11\n\tconfirmed\x18\x06 \x01(\x05\x12\x0c\n\x04held\x18\x07 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tqueue_ttl\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x05price\x18\n \x01(\x0b\x32\x13.ticketing.v1.Money\x12+\n\x08hold_ttl\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\nwaitlisted\x18\x0c \x01(\x05\"\x97\x04\n\x0bReservation\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12/\n\x06status\x18\x05 \x01(\x0e\x32\x1f.ticketing.v1.ReservationStatus\x12\x31\n\rreject_reason\x18\x06 \x01(\x0e\x32\x1a.ticketing.v1.RejectReason\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x63ide_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\x03\x12\x34\n\x10hold_expire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x06\x61mount\x18\x0c \x01(\x0b\x32\x13.ticketing.v1.Money\x12\x12\n\npayment_id\x18\r \x01(\t\x12\x33\n\x0epayment_status\x18\x0e \x01(\x0e\x32\x1b.ticketing.v1.PaymentStatus\x12\x0f\n\x07settled\x18\x0f \x01(\x08*\xf8\x01\n\x11ReservationStatus\x12\"\n\x1eRESERVATION_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n\x19RESERVATION_STATUS_QUEUED\x10\x01\x12\x1b\n\x17RESERVATION_STATUS_HELD\x10\x02\x12 \n\x1cRESERVATION_STATUS_CONFIRMED\x10\x03\x12\x1f\n\x1bRESERVATION_STATUS_REJECTED\x10\x04\x12\x1e\n\x1aRESERVATION_STATUS_EXPIRED\x10\x05\x12 \n\x1cRESERVATION_STATUS_CANCELLED\x10\x06*\xb4\x02\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1d\n\x19PAYMENT_STATUS_AUTHORIZED\x10\x02\x12\x1c\n\x18PAYMENT_STATUS_CAPTURING\x10\x03\x12\x1b\n\x17PAYMENT_STATUS_CAPTURED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x05\x12\x1a\n\x16PAYMENT_STATUS_VOIDING\x10\x06\x12\x19\n\x15PAYMENT_STATUS_VOIDED\x10\x07\x12\x1c\n\x18PAYMENT_STATUS_REFUNDING\x10\x08\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\t*\xe5\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REJECT_REASON_SOLD_OUT\x10\x01\x12 \n\x1cREJECT_REASON_LIMIT_EXCEEDED\x10\x02\x12\x1d\n\x19REJECT_REASON_SALE_CLOSED\x10\x03\x12\"\n\x1eREJECT_REASON_EXPIRED_IN_QUEUE\x10\x04\x12\x19\n\x15REJECT_REASON_INVALID\x10\x05\x12\x1a\n\x16REJECT_REASON_INTERNAL\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.v1.reservation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVATIONSTATUS']._serialized_start=702
-  _globals['_RESERVATIONSTATUS']._serialized_end=950
-  _globals['_REJECTREASON']._serialized_start=953
-  _globals['_REJECTREASON']._serialized_end=1182
-  _globals['_EVENT']._serialized_start=114
-  _globals['_EVENT']._serialized_end=342
-  _globals['_RESERVATION']._serialized_start=345
-  _globals['_RESERVATION']._serialized_end=699
+  _globals['_RESERVATIONSTATUS']._serialized_start=1038
+  _globals['_RESERVATIONSTATUS']._serialized_end=1286
+  _globals['_PAYMENTSTATUS']._serialized_start=1289
+  _globals['_PAYMENTSTATUS']._serialized_end=1597
+  _globals['_REJECTREASON']._serialized_start=1600
+  _globals['_REJECTREASON']._serialized_end=1829
+  _globals['_MONEY']._serialized_start=113
+  _globals['_MONEY']._serialized_end=165
+  _globals['_EVENT']._serialized_start=168
+  _globals['_EVENT']._serialized_end=497
+  _globals['_RESERVATION']._serialized_start=500
+  _globals['_RESERVATION']._serialized_end=1035
 # @@protoc_insertion_point(module_scope)

@@ -27,37 +27,100 @@ class _ReservationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Res
     DESCRIPTOR: _descriptor.EnumDescriptor
     RESERVATION_STATUS_UNSPECIFIED: _ReservationStatus.ValueType  # 0
     RESERVATION_STATUS_QUEUED: _ReservationStatus.ValueType  # 1
-    """Accepted by the gateway and durably appended to the queue, not decided yet."""
+    """Accepted and durably queued (or waitlisted), not decided yet."""
     RESERVATION_STATUS_HELD: _ReservationStatus.ValueType  # 2
-    """Seats are held for the user pending payment."""
+    """Seats are held for the user until hold_expire_time, pending payment."""
     RESERVATION_STATUS_CONFIRMED: _ReservationStatus.ValueType  # 3
-    """Seats are sold to the user (terminal)."""
+    """Seats are sold to the user (paid, for a priced event)."""
     RESERVATION_STATUS_REJECTED: _ReservationStatus.ValueType  # 4
     """The request was refused; see reject_reason (terminal)."""
     RESERVATION_STATUS_EXPIRED: _ReservationStatus.ValueType  # 5
-    """A hold ran out before payment (terminal)."""
+    """A hold ran out before payment; its seats were released (terminal)."""
     RESERVATION_STATUS_CANCELLED: _ReservationStatus.ValueType  # 6
-    """The user or an operator cancelled the reservation (terminal)."""
+    """The owner or an administrator cancelled it; its seats were released and
+    any payment refunded (terminal).
+    """
 
 class ReservationStatus(_ReservationStatus, metaclass=_ReservationStatusEnumTypeWrapper):
-    """Lifecycle of a reservation. QUEUED is the only non-terminal state today;
-    HELD is reserved for seat holds awaiting payment.
+    """Lifecycle of a reservation:
+
+      QUEUED -> HELD -> CONFIRMED -> CANCELLED
+        |        |  \\-> EXPIRED
+        |        \\----> CANCELLED
+        |-> CONFIRMED (events without holds)
+        \\-> REJECTED
+
+    A request that finds no free seat while some are held stays QUEUED on the
+    event's waitlist until seats come back, all held seats are paid
+    (REJECTED/SOLD_OUT) or its queue TTL ends (REJECTED/EXPIRED_IN_QUEUE).
     """
 
 RESERVATION_STATUS_UNSPECIFIED: ReservationStatus.ValueType  # 0
 RESERVATION_STATUS_QUEUED: ReservationStatus.ValueType  # 1
-"""Accepted by the gateway and durably appended to the queue, not decided yet."""
+"""Accepted and durably queued (or waitlisted), not decided yet."""
 RESERVATION_STATUS_HELD: ReservationStatus.ValueType  # 2
-"""Seats are held for the user pending payment."""
+"""Seats are held for the user until hold_expire_time, pending payment."""
 RESERVATION_STATUS_CONFIRMED: ReservationStatus.ValueType  # 3
-"""Seats are sold to the user (terminal)."""
+"""Seats are sold to the user (paid, for a priced event)."""
 RESERVATION_STATUS_REJECTED: ReservationStatus.ValueType  # 4
 """The request was refused; see reject_reason (terminal)."""
 RESERVATION_STATUS_EXPIRED: ReservationStatus.ValueType  # 5
-"""A hold ran out before payment (terminal)."""
+"""A hold ran out before payment; its seats were released (terminal)."""
 RESERVATION_STATUS_CANCELLED: ReservationStatus.ValueType  # 6
-"""The user or an operator cancelled the reservation (terminal)."""
+"""The owner or an administrator cancelled it; its seats were released and
+any payment refunded (terminal).
+"""
 Global___ReservationStatus: _TypeAlias = ReservationStatus  # noqa: Y015
+
+class _PaymentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_STATUS_UNSPECIFIED: _PaymentStatus.ValueType  # 0
+    PAYMENT_STATUS_PENDING: _PaymentStatus.ValueType  # 1
+    """Asked of the provider, no answer yet."""
+    PAYMENT_STATUS_AUTHORIZED: _PaymentStatus.ValueType  # 2
+    """The provider authorized it; the seats are being confirmed."""
+    PAYMENT_STATUS_CAPTURING: _PaymentStatus.ValueType  # 3
+    """Seats confirmed; the money is being captured."""
+    PAYMENT_STATUS_CAPTURED: _PaymentStatus.ValueType  # 4
+    """The money is taken (terminal)."""
+    PAYMENT_STATUS_DECLINED: _PaymentStatus.ValueType  # 5
+    """The provider refused it; the hold stays until it expires (terminal)."""
+    PAYMENT_STATUS_VOIDING: _PaymentStatus.ValueType  # 6
+    """The authorization is being released (late payment, timeout, cancel)."""
+    PAYMENT_STATUS_VOIDED: _PaymentStatus.ValueType  # 7
+    """The authorization was released; nothing was taken (terminal)."""
+    PAYMENT_STATUS_REFUNDING: _PaymentStatus.ValueType  # 8
+    """A captured payment is being paid back."""
+    PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 9
+    """The money was paid back (terminal)."""
+
+class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
+    """Where the latest payment attempt of a reservation stands."""
+
+PAYMENT_STATUS_UNSPECIFIED: PaymentStatus.ValueType  # 0
+PAYMENT_STATUS_PENDING: PaymentStatus.ValueType  # 1
+"""Asked of the provider, no answer yet."""
+PAYMENT_STATUS_AUTHORIZED: PaymentStatus.ValueType  # 2
+"""The provider authorized it; the seats are being confirmed."""
+PAYMENT_STATUS_CAPTURING: PaymentStatus.ValueType  # 3
+"""Seats confirmed; the money is being captured."""
+PAYMENT_STATUS_CAPTURED: PaymentStatus.ValueType  # 4
+"""The money is taken (terminal)."""
+PAYMENT_STATUS_DECLINED: PaymentStatus.ValueType  # 5
+"""The provider refused it; the hold stays until it expires (terminal)."""
+PAYMENT_STATUS_VOIDING: PaymentStatus.ValueType  # 6
+"""The authorization is being released (late payment, timeout, cancel)."""
+PAYMENT_STATUS_VOIDED: PaymentStatus.ValueType  # 7
+"""The authorization was released; nothing was taken (terminal)."""
+PAYMENT_STATUS_REFUNDING: PaymentStatus.ValueType  # 8
+"""A captured payment is being paid back."""
+PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 9
+"""The money was paid back (terminal)."""
+Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 class _RejectReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -98,6 +161,31 @@ REJECT_REASON_INTERNAL: RejectReason.ValueType  # 6
 Global___RejectReason: _TypeAlias = RejectReason  # noqa: Y015
 
 @_typing.final
+class Money(_message.Message):
+    """An amount of money in a currency's minor units (cents for EUR)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
+    currency_code: _builtins.str
+    """ISO 4217 code, e.g. "EUR"."""
+    amount_minor: _builtins.int
+    def __init__(
+        self,
+        *,
+        currency_code: _builtins.str = ...,
+        amount_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency_code", b"currency_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Money: _TypeAlias = Money  # noqa: Y015
+
+@_typing.final
 class Event(_message.Message):
     """An event with a fixed number of seats for sale."""
 
@@ -112,6 +200,9 @@ class Event(_message.Message):
     HELD_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     QUEUE_TTL_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    HOLD_TTL_FIELD_NUMBER: _builtins.int
+    WAITLISTED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     name: _builtins.str
     capacity: _builtins.int
@@ -121,12 +212,24 @@ class Event(_message.Message):
     """Most seats one user may hold across all of their reservations."""
     confirmed: _builtins.int
     held: _builtins.int
+    waitlisted: _builtins.int
+    """Requests waiting for held seats to come back."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def queue_ttl(self) -> _duration_pb2.Duration:
         """A request decided later than this after it was accepted is rejected
         with REJECT_REASON_EXPIRED_IN_QUEUE, without touching the seats.
+        """
+
+    @_builtins.property
+    def price(self) -> Global___Money:
+        """What one seat costs; unset for a free event."""
+
+    @_builtins.property
+    def hold_ttl(self) -> _duration_pb2.Duration:
+        """How long a winner's seats are held for payment; unset: winners are
+        CONFIRMED at once (free events only).
         """
 
     def __init__(
@@ -141,10 +244,13 @@ class Event(_message.Message):
         held: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         queue_ttl: _duration_pb2.Duration | None = ...,
+        price: Global___Money | None = ...,
+        hold_ttl: _duration_pb2.Duration | None = ...,
+        waitlisted: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "queue_ttl", b"queue_ttl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "name", b"name", "per_user_limit", b"per_user_limit", "queue_ttl", b"queue_ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "queue_ttl", b"queue_ttl", "waitlisted", b"waitlisted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -166,6 +272,11 @@ class Reservation(_message.Message):
     DECIDE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    HOLD_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -176,6 +287,13 @@ class Reservation(_message.Message):
     version: _builtins.int
     """Raised by every state change (QUEUED is 1, the decision 2, ...): of two
     copies of one reservation, the higher version is the newer state.
+    """
+    payment_id: _builtins.str
+    """The latest payment attempt, if any."""
+    payment_status: Global___PaymentStatus.ValueType
+    settled: _builtins.bool
+    """True once nothing about this reservation will change by itself any more
+    (a watch stream ends there): a final status with no payment step left.
     """
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
@@ -188,6 +306,14 @@ class Reservation(_message.Message):
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """When the reservation last changed state (the accept time while QUEUED)."""
+
+    @_builtins.property
+    def hold_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """While HELD: when the hold runs out and the seats are released."""
+
+    @_builtins.property
+    def amount(self) -> Global___Money:
+        """What the seats cost; unset for a free event."""
 
     def __init__(
         self,
@@ -202,10 +328,15 @@ class Reservation(_message.Message):
         decide_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
+        hold_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        amount: Global___Money | None = ...,
+        payment_id: _builtins.str = ...,
+        payment_status: Global___PaymentStatus.ValueType = ...,
+        settled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "decide_time", b"decide_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "hold_expire_time", b"hold_expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "decide_time", b"decide_time", "event_id", b"event_id", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "event_id", b"event_id", "hold_expire_time", b"hold_expire_time", "payment_id", b"payment_id", "payment_status", b"payment_status", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "settled", b"settled", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

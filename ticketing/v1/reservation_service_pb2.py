@@ -26,25 +26,29 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from ticketing.v1 import reservation_pb2 as ticketing_dot_v1_dot_reservation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ticketing/v1/reservation_service.proto\x12\x0cticketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eticketing/v1/reservation.proto\"z\n\x12\x43reateEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x03 \x01(\x05\x12,\n\tqueue_ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"9\n\x13\x43reateEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"6\n\x10GetEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"H\n\x16GetReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation2\x90\x02\n\x12ReservationService\x12R\n\x0b\x43reateEvent\x12 .ticketing.v1.CreateEventRequest\x1a!.ticketing.v1.CreateEventResponse\x12I\n\x08GetEvent\x12\x1d.ticketing.v1.GetEventRequest\x1a\x1e.ticketing.v1.GetEventResponse\x12[\n\x0eGetReservation\x12#.ticketing.v1.GetReservationRequest\x1a$.ticketing.v1.GetReservationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ticketing/v1/reservation_service.proto\x12\x0cticketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1eticketing/v1/reservation.proto\"\xcb\x01\n\x12\x43reateEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x03 \x01(\x05\x12,\n\tqueue_ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x05price\x18\x05 \x01(\x0b\x32\x13.ticketing.v1.Money\x12+\n\x08hold_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"9\n\x13\x43reateEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"6\n\x10GetEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"H\n\x16GetReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"2\n\x18\x43\x61ncelReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"K\n\x19\x43\x61ncelReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation2\xf6\x02\n\x12ReservationService\x12R\n\x0b\x43reateEvent\x12 .ticketing.v1.CreateEventRequest\x1a!.ticketing.v1.CreateEventResponse\x12I\n\x08GetEvent\x12\x1d.ticketing.v1.GetEventRequest\x1a\x1e.ticketing.v1.GetEventResponse\x12[\n\x0eGetReservation\x12#.ticketing.v1.GetReservationRequest\x1a$.ticketing.v1.GetReservationResponse\x12\x64\n\x11\x43\x61ncelReservation\x12&.ticketing.v1.CancelReservationRequest\x1a\'.ticketing.v1.CancelReservationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.v1.reservation_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEEVENTREQUEST']._serialized_start=120
-  _globals['_CREATEEVENTREQUEST']._serialized_end=242
-  _globals['_CREATEEVENTRESPONSE']._serialized_start=244
-  _globals['_CREATEEVENTRESPONSE']._serialized_end=301
-  _globals['_GETEVENTREQUEST']._serialized_start=303
-  _globals['_GETEVENTREQUEST']._serialized_end=338
-  _globals['_GETEVENTRESPONSE']._serialized_start=340
-  _globals['_GETEVENTRESPONSE']._serialized_end=394
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=396
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=443
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=445
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=517
-  _globals['_RESERVATIONSERVICE']._serialized_start=520
-  _globals['_RESERVATIONSERVICE']._serialized_end=792
+  _globals['_CREATEEVENTREQUEST']._serialized_start=121
+  _globals['_CREATEEVENTREQUEST']._serialized_end=324
+  _globals['_CREATEEVENTRESPONSE']._serialized_start=326
+  _globals['_CREATEEVENTRESPONSE']._serialized_end=383
+  _globals['_GETEVENTREQUEST']._serialized_start=385
+  _globals['_GETEVENTREQUEST']._serialized_end=420
+  _globals['_GETEVENTRESPONSE']._serialized_start=422
+  _globals['_GETEVENTRESPONSE']._serialized_end=476
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=478
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=525
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=527
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=599
+  _globals['_CANCELRESERVATIONREQUEST']._serialized_start=601
+  _globals['_CANCELRESERVATIONREQUEST']._serialized_end=651
+  _globals['_CANCELRESERVATIONRESPONSE']._serialized_start=653
+  _globals['_CANCELRESERVATIONRESPONSE']._serialized_end=728
+  _globals['_RESERVATIONSERVICE']._serialized_start=731
+  _globals['_RESERVATIONSERVICE']._serialized_end=1105
 # @@protoc_insertion_point(module_scope)

@@ -26,6 +26,8 @@ class CreateEventRequest(_message.Message):
     CAPACITY_FIELD_NUMBER: _builtins.int
     PER_USER_LIMIT_FIELD_NUMBER: _builtins.int
     QUEUE_TTL_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    HOLD_TTL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     capacity: _builtins.int
     """Seats for sale, at least 1."""
@@ -35,6 +37,16 @@ class CreateEventRequest(_message.Message):
     def queue_ttl(self) -> _duration_pb2.Duration:
         """How long a request may wait in the queue, 1 s to 24 h; unset means 10 minutes."""
 
+    @_builtins.property
+    def price(self) -> _reservation_pb2.Money:
+        """Price of one seat; unset or zero amount: a free event."""
+
+    @_builtins.property
+    def hold_ttl(self) -> _duration_pb2.Duration:
+        """How long a winner's seats are held for payment, 1 s to 24 h; required
+        with a price, optional for a free event (unset: CONFIRMED at once).
+        """
+
     def __init__(
         self,
         *,
@@ -42,10 +54,12 @@ class CreateEventRequest(_message.Message):
         capacity: _builtins.int = ...,
         per_user_limit: _builtins.int = ...,
         queue_ttl: _duration_pb2.Duration | None = ...,
+        price: _reservation_pb2.Money | None = ...,
+        hold_ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["queue_ttl", b"queue_ttl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "name", b"name", "per_user_limit", b"per_user_limit", "queue_ttl", b"queue_ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "queue_ttl", b"queue_ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -148,3 +162,46 @@ class GetReservationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetReservationResponse: _TypeAlias = GetReservationResponse  # noqa: Y015
+
+@_typing.final
+class CancelReservationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    reservation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        reservation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_id", b"reservation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelReservationRequest: _TypeAlias = CancelReservationRequest  # noqa: Y015
+
+@_typing.final
+class CancelReservationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reservation(self) -> _reservation_pb2.Reservation:
+        """The reservation as it stands: CANCELLED, or still CONFIRMED while its
+        refund is under way (WatchReservation shows the rest).
+        """
+
+    def __init__(
+        self,
+        *,
+        reservation: _reservation_pb2.Reservation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelReservationResponse: _TypeAlias = CancelReservationResponse  # noqa: Y015

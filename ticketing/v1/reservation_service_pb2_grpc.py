@@ -50,6 +50,11 @@ class ReservationServiceStub:
                 request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.GetReservationRequest.SerializeToString,
                 response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.GetReservationResponse.FromString,
                 _registered_method=True)
+        self.CancelReservation = channel.unary_unary(
+                '/ticketing.v1.ReservationService/CancelReservation',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationResponse.FromString,
+                _registered_method=True)
 
 
 class ReservationServiceServicer:
@@ -76,6 +81,15 @@ class ReservationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelReservation(self, request, context):
+        """Cancels a reservation, by its owner or an administrator: a HELD one's
+        seats are released at once; a CONFIRMED and paid one is refunded, then
+        its seats are released. Cancelling again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReservationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +107,11 @@ def add_ReservationServiceServicer_to_server(servicer, server):
                     servicer.GetReservation,
                     request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.GetReservationRequest.FromString,
                     response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.GetReservationResponse.SerializeToString,
+            ),
+            'CancelReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelReservation,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +196,33 @@ class ReservationService:
             '/ticketing.v1.ReservationService/GetReservation',
             ticketing_dot_v1_dot_reservation__service__pb2.GetReservationRequest.SerializeToString,
             ticketing_dot_v1_dot_reservation__service__pb2.GetReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/CancelReservation',
+            ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,11 @@ class ReservationServiceStub:
     """Returns a decided reservation; a request still in the queue is NOT_FOUND
     here (watch it with NotifierService.WatchReservation instead).
     """
+    CancelReservation: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.CancelReservationRequest, _reservation_service_pb2.CancelReservationResponse]
+    """Cancels a reservation, by its owner or an administrator: a HELD one's
+    seats are released at once; a CONFIRMED and paid one is refunded, then
+    its seats are released. Cancelling again changes nothing.
+    """
 
 @_typing.type_check_only
 class ReservationServiceAsyncStub(ReservationServiceStub):
@@ -50,6 +55,11 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     GetReservation: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.GetReservationRequest, _reservation_service_pb2.GetReservationResponse]  # type: ignore[assignment]
     """Returns a decided reservation; a request still in the queue is NOT_FOUND
     here (watch it with NotifierService.WatchReservation instead).
+    """
+    CancelReservation: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.CancelReservationRequest, _reservation_service_pb2.CancelReservationResponse]  # type: ignore[assignment]
+    """Cancels a reservation, by its owner or an administrator: a HELD one's
+    seats are released at once; a CONFIRMED and paid one is refunded, then
+    its seats are released. Cancelling again changes nothing.
     """
 
 class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +87,17 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_reservation_service_pb2.GetReservationResponse, _abc.Awaitable[_reservation_service_pb2.GetReservationResponse]]:
         """Returns a decided reservation; a request still in the queue is NOT_FOUND
         here (watch it with NotifierService.WatchReservation instead).
+        """
+
+    @_abc_1.abstractmethod
+    def CancelReservation(
+        self,
+        request: _reservation_service_pb2.CancelReservationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.CancelReservationResponse, _abc.Awaitable[_reservation_service_pb2.CancelReservationResponse]]:
+        """Cancels a reservation, by its owner or an administrator: a HELD one's
+        seats are released at once; a CONFIRMED and paid one is refunded, then
+        its seats are released. Cancelling again changes nothing.
         """
 
 def add_ReservationServiceServicer_to_server(servicer: ReservationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

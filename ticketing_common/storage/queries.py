@@ -7,15 +7,20 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from ..domain import Event, Reservation
+from ..domain import Event, Money, Reservation
 from .db import Executor
 
+# An event's columns, and how many requests wait on its waitlist (the partial
+# index on waiting rows makes that an index-only count).
 EVENT_COLUMNS = (
-    "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at, queue_ttl_ms"
+    "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at,"
+    " queue_ttl_ms, price_minor, currency, hold_ttl_ms,"
+    " (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id"
+    " AND w.status = 'QUEUED')::int AS waitlisted"
 )
 RESERVATION_COLUMNS = (
     "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at,"
-    " version, updated_at"
+    " version, updated_at, hold_expires_at, amount_minor, currency, payment_id, payment_status"
 )
 
 
@@ -49,20 +54,34 @@ async def event_exists(db: Executor, event_id: str, *, timeout_s: float | None =
     return found is not None
 
 
-async def insert_event(
-    db: Executor, name: str, capacity: int, per_user_limit: int, queue_ttl: timedelta
+async def insert_event(  # noqa: PLR0917 - an event's fields
+    db: Executor,
+    name: str,
+    capacity: int,
+    per_user_limit: int,
+    queue_ttl: timedelta,
+    price: Money | None = None,
+    hold_ttl: timedelta | None = None,
 ) -> Event:
     """A new event with every seat available."""
     row = await db.fetchrow(
         f"""INSERT INTO events
-                (event_id, name, capacity, available, per_user_limit, queue_ttl_ms)
-            VALUES ($1, $2, $3, $3, $4, $5) RETURNING {EVENT_COLUMNS}""",
+                (event_id, name, capacity, available, per_user_limit, queue_ttl_ms,
+                 price_minor, currency, hold_ttl_ms)
+            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) RETURNING {EVENT_COLUMNS}""",
         uuid.uuid4(),
         name,
         capacity,
         per_user_limit,
-        int(queue_ttl.total_seconds() * 1000),
+        _ms(queue_ttl),
+        price.amount_minor if price else 0,
+        price.currency if price else "",
+        None if hold_ttl is None else _ms(hold_ttl),
     )
     if row is None:  # pragma: no cover - INSERT ... RETURNING returns the row
         raise RuntimeError("INSERT ... RETURNING returned no row")
     return Event.from_row(row)
+
+
+def _ms(duration: timedelta) -> int:
+    return round(duration.total_seconds() * 1000)

@@ -93,6 +93,7 @@ class StackConfig(PostgresClient, RedisClient, StackSigningKey):
     consumers: int = Field(2, ge=1, description="consumer processes")
     reservation_services: int = Field(1, ge=1, description="reservation service processes")
     notifiers: int = Field(1, ge=1, description="notifier processes")
+    payment_services: int = Field(1, ge=1, description="payment service processes")
     kafka_nodes: int = Field(
         1,
         ge=1,
@@ -157,6 +158,7 @@ KAFKA_USERS = {
     "gateway": "gateway",
     "consumer_service": "consumer",
     "notifier_service": "notifier",
+    "payment_service": "payment",
 }
 
 # The local PostgreSQL's roles besides the superuser.
@@ -334,7 +336,7 @@ class LocalStack:
                 self.tls = tls.generate(
                     self.secrets / "tls",
                     edge_hosts=[self.config.listen_host],
-                    service_names=[*nginx.ROUTES.values(), "consumer_service"],
+                    service_names=[*dict.fromkeys(nginx.ROUTES.values()), "consumer_service"],
                 )
             self._start_services()
             self._start_nginx()
@@ -566,6 +568,7 @@ class LocalStack:
             "reservation_service": self.config.reservation_services,
             "consumer_service": self.config.consumers,
             "notifier_service": self.config.notifiers,
+            "payment_service": self.config.payment_services,
             "gateway": self.config.gateways,
         }
         for name, count in counts.items():
@@ -621,10 +624,7 @@ class LocalStack:
         prefix = self._private_dir("nginx", worker)
         port = self.config.listen_port or free_port()
         listen = f"{self.config.listen_host}:{port}"
-        backends = {
-            name: self.addresses[name]
-            for name in ("gateway", "reservation_service", "notifier_service")
-        }
+        backends = {name: self.addresses[name] for name in dict.fromkeys(nginx.ROUTES.values())}
         conf = prefix / "nginx.conf"
         write_private(
             conf,

@@ -13,6 +13,7 @@ ROUTES = {
     "/ticketing.v1.GatewayService/": "gateway",
     "/ticketing.v1.ReservationService/": "reservation_service",
     "/ticketing.v1.NotifierService/": "notifier_service",
+    "/ticketing.v1.PaymentService/": "payment_service",
     # Every backend describes the whole API; the reservation service answers.
     "/grpc.reflection.v1alpha.ServerReflection/": "reservation_service",
     "/grpc.reflection.v1.ServerReflection/": "reservation_service",

@@ -1,0 +1,92 @@
+"""Composition root of the payment service."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer
+
+from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
+from ticketing_common import logs
+from ticketing_common.auth import TokenVerifier
+from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.kafka import start_with_retry
+from ticketing_common.storage.db import create_pool
+from ticketing_common.storage.locks import EventLocks
+
+from .commands import CommandRunner
+from .provider import LocalProvider
+from .saga import Saga, Sweeper
+from .servicer import PaymentServicer
+from .settings import PaymentSettings
+
+SERVICES = ("ticketing.v1.PaymentService",)
+
+
+async def run(settings: PaymentSettings) -> None:
+    logs.configure("payment_service", settings.server.log_level)
+    instance = settings.server.instance_id
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(
+            settings.postgres_dsn,
+            max_size=settings.pool_size,
+            acquire_timeout_s=settings.pool_acquire_timeout_s,
+        )
+        stack.push_async_callback(pool.close)
+        redis_client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        stack.push_async_callback(redis_client.aclose)
+        provider = LocalProvider(pool, slow_delay_s=settings.slow_delay_s)
+        saga = Saga(
+            pool,
+            EventLocks(redis_client, owner=f"payment-{instance}", ttl_ms=settings.lock_ttl_ms),
+            provider,
+            lock_wait_s=settings.lock_wait_s,
+            provider_timeout_s=settings.provider_timeout_s,
+            fault_delay_s=settings.fault_delay_ms / 1000,
+        )
+        consumer = AIOKafkaConsumer(
+            settings.kafka.payments_topic,
+            **settings.kafka.client_options(),
+            group_id=settings.kafka.saga_group,
+            client_id=f"payment-{instance}",
+            # The state is in PostgreSQL and the sweeper finds what a crash
+            # left half-done: a command is done with once read.
+            enable_auto_commit=True,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+        )
+        await start_with_retry(consumer)
+        stack.push_async_callback(consumer.stop)
+        running: set[str] = set()
+        commands = CommandRunner(consumer, saga, concurrency=settings.concurrency, running=running)
+        sweeper = Sweeper(
+            pool,
+            saga,
+            interval_s=settings.sweep_interval_s,
+            # A saga still at work is not taken over: authorizing may take up
+            # to the saga's timeout, any other step the provider's.
+            stale_after=timedelta(seconds=settings.provider_timeout_s + settings.lock_wait_s),
+            running=running,
+        )
+
+        verifier = TokenVerifier(settings.auth.verifier_config())
+        server = Server("payment_service", settings.server, verifier=verifier)
+        pb_grpc.add_PaymentServiceServicer_to_server(
+            PaymentServicer(
+                pool, provider, saga_timeout=timedelta(seconds=settings.saga_timeout_s)
+            ),
+            server.grpc,
+        )
+        await server.start(SERVICES)
+        stack.push_async_callback(server.stop, SERVICES)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(commands.run()), group.create_task(sweeper.run())]
+            await wait_for_signal()
+            for task in tasks:
+                task.cancel()
+        await commands.drain()

@@ -1,0 +1,303 @@
+"""The payment saga: authorize, confirm the hold, capture; or give back.
+
+Each payment's state is its row in ``payments``; each step is one
+transaction that moves it on and announces it (``store.transition``). The
+steps, from each state:
+
+- PENDING: ask the provider to authorize, for at most what is left of the
+  saga's timeout. Approved: AUTHORIZED. Declined: DECLINED (the hold stays
+  until it expires; the buyer may try another method). No answer in time:
+  VOIDING, so whatever the provider did is released.
+- AUTHORIZED: under the event's fenced lock, if the reservation is still
+  HELD and its hold has not run out: the reservation becomes CONFIRMED (held
+  seats become sold ones) and the payment CAPTURING. Otherwise (expired,
+  cancelled): VOIDING. A late payment never revives a hold.
+- CAPTURING: capture at the provider, then CAPTURED (settled: "confirmed").
+- VOIDING: void at the provider, then VOIDED (settled: "refunded"; nothing
+  was ever taken).
+- REFUNDING (a cancelled paid reservation): refund at the provider, then,
+  under the lock, the seats are released (CANCELLED) and the payment is
+  REFUNDED.
+
+Provider calls carry the payment id as idempotency key, so a step repeated
+after a crash is harmless; every transition only applies from the state the
+step started in, so two workers on one payment cannot both move it. Crash
+anywhere: the command is redelivered, or the sweeper finds the payment
+unsettled and takes it on. The end is always one of two: seats CONFIRMED and
+money CAPTURED, or seats released and the money never captured (VOIDED) or
+paid back (REFUNDED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+
+from ticketing_common.domain import PaymentStatus, Reservation, Status
+from ticketing_common.failures import is_transient
+from ticketing_common.storage import outbox
+from ticketing_common.storage.applier import under_event_lock
+from ticketing_common.storage.db import Connection
+from ticketing_common.storage.locks import EventLocks
+from ticketing_common.storage.queries import RESERVATION_COLUMNS
+from ticketing_common.storage.seats import EventState, release, settle
+
+from .provider import Provider
+from .store import Payment, fetch_payment, lock_payment, transition
+
+log = structlog.get_logger(__name__)
+
+# Steps one advance() takes at most (the longest path has four).
+MAX_STEPS = 8
+
+
+class Saga:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        locks: EventLocks,
+        provider: Provider,
+        *,
+        lock_wait_s: float,
+        provider_timeout_s: float,
+        fault_delay_s: float = 0.0,
+    ) -> None:
+        self._pool = pool
+        self._locks = locks
+        self._provider = provider
+        self._lock_wait_s = lock_wait_s
+        self._provider_timeout_s = provider_timeout_s
+        self._fault_delay_s = fault_delay_s
+        self._steps: dict[PaymentStatus, Callable[[Payment], Awaitable[Payment | None]]] = {
+            PaymentStatus.PENDING: self._authorize,
+            PaymentStatus.AUTHORIZED: self._confirm,
+            PaymentStatus.CAPTURING: self._capture,
+            PaymentStatus.VOIDING: self._void,
+            PaymentStatus.REFUNDING: self._refund,
+        }
+
+    async def advance(self, payment_id: str) -> PaymentStatus | None:
+        """Takes the payment as far as it goes now; returns where it stands."""
+        with structlog.contextvars.bound_contextvars(payment_id=payment_id):
+            payment = await fetch_payment(self._pool, payment_id)
+            for _ in range(MAX_STEPS):
+                if payment is None or not payment.status.open:
+                    break
+                moved = await self._steps[payment.status](payment)
+                if moved is None:  # moved on by someone else: read again
+                    payment = await fetch_payment(self._pool, payment_id)
+                    continue
+                log.info("payment_step", status=moved.status.value, detail=moved.detail)
+                payment = moved
+                if self._fault_delay_s and moved.status.open:
+                    await asyncio.sleep(self._fault_delay_s)
+            return None if payment is None else payment.status
+
+    async def _move(
+        self,
+        payment: Payment,
+        status: PaymentStatus,
+        *,
+        detail: str | None = None,
+        provider_ref: str | None = None,
+    ) -> Payment | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await transition(conn, payment, status, detail=detail, provider_ref=provider_ref)
+
+    async def _authorize(self, payment: Payment) -> Payment | None:
+        remaining = (payment.deadline - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return await self._move(
+                payment, PaymentStatus.VOIDING, detail="timed out waiting for the provider"
+            )
+        try:
+            async with asyncio.timeout(remaining):
+                answer = await self._provider.authorize(
+                    payment.payment_id,
+                    payment.method,
+                    payment.amount.amount_minor,
+                    payment.amount.currency,
+                )
+        except TimeoutError:
+            return await self._move(
+                payment, PaymentStatus.VOIDING, detail="timed out waiting for the provider"
+            )
+        if not answer.approved:
+            return await self._move(payment, PaymentStatus.DECLINED, detail=answer.reason)
+        return await self._move(
+            payment, PaymentStatus.AUTHORIZED, detail="authorized", provider_ref=answer.reference
+        )
+
+    async def _confirm(self, payment: Payment) -> Payment | None:
+        reservation = await self._reservation(payment)
+
+        async def work(conn: Connection, token: int, event: EventState | None) -> Payment | None:
+            current = await lock_payment(conn, payment.payment_id)
+            if current is None or current.status is not PaymentStatus.AUTHORIZED:
+                return None
+            row = await conn.fetchrow(
+                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
+                "FOR UPDATE",
+                uuid.UUID(payment.reservation_id),
+            )
+            assert row is not None
+            held = Reservation.from_row(row)
+            now = datetime.now(UTC)
+            if (
+                event is None
+                or held.status is not Status.HELD
+                or held.hold_expires_at is None
+                or held.hold_expires_at <= now
+            ):
+                why = (
+                    "the hold expired before the payment"
+                    if held.status in (Status.HELD, Status.EXPIRED)
+                    else f"the reservation is {held.status.value}"
+                )
+                return await transition(conn, current, PaymentStatus.VOIDING, detail=why)
+            await conn.execute(
+                """UPDATE reservations SET status = 'CONFIRMED', updated_at = $2,
+                          fence_token = $3, version = version + 1
+                   WHERE reservation_id = $1""",
+                uuid.UUID(held.reservation_id),
+                now,
+                token,
+            )
+            await conn.execute(
+                """UPDATE events SET held = held - $2, confirmed = confirmed + $2
+                   WHERE event_id = $1""",
+                event.event_id,
+                held.quantity,
+            )
+            moved = await transition(
+                conn, current, PaymentStatus.CAPTURING, detail="seats confirmed"
+            )
+            # Fewer seats held: a waiting request that now cannot be served
+            # any more is told SOLD_OUT.
+            after = replace(event, held=event.held - held.quantity)
+            _, changed = await settle(conn, after, token, now)
+            await outbox.announce(conn, changed)
+            return moved
+
+        return await under_event_lock(
+            self._locks, self._pool, reservation.event_id, work, lock_wait_s=self._lock_wait_s
+        )
+
+    async def _capture(self, payment: Payment) -> Payment | None:
+        async with asyncio.timeout(self._provider_timeout_s):
+            await self._provider.capture(
+                payment.payment_id, payment.provider_ref or "", payment.amount.amount_minor
+            )
+        return await self._move(payment, PaymentStatus.CAPTURED, detail="captured")
+
+    async def _void(self, payment: Payment) -> Payment | None:
+        async with asyncio.timeout(self._provider_timeout_s):
+            await self._provider.void(payment.payment_id, payment.provider_ref)
+        return await self._move(payment, PaymentStatus.VOIDED)
+
+    async def _refund(self, payment: Payment) -> Payment | None:
+        async with asyncio.timeout(self._provider_timeout_s):
+            await self._provider.refund(
+                payment.payment_id, payment.provider_ref or "", payment.amount.amount_minor
+            )
+        reservation = await self._reservation(payment)
+
+        async def work(conn: Connection, token: int, event: EventState | None) -> Payment | None:
+            current = await lock_payment(conn, payment.payment_id)
+            if current is None or current.status is not PaymentStatus.REFUNDING:
+                return None
+            row = await conn.fetchrow(
+                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
+                "FOR UPDATE",
+                uuid.UUID(payment.reservation_id),
+            )
+            assert row is not None
+            confirmed = Reservation.from_row(row)
+            if event is not None and confirmed.status is Status.CONFIRMED:
+                _, changed = await release(
+                    conn,
+                    event,
+                    [confirmed],
+                    status=Status.CANCELLED,
+                    token=token,
+                    now=datetime.now(UTC),
+                )
+                await outbox.announce(conn, changed)
+            return await transition(conn, current, PaymentStatus.REFUNDED, detail="refunded")
+
+        return await under_event_lock(
+            self._locks, self._pool, reservation.event_id, work, lock_wait_s=self._lock_wait_s
+        )
+
+    async def _reservation(self, payment: Payment) -> Reservation:
+        row = await self._pool.fetchrow(
+            f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1",
+            uuid.UUID(payment.reservation_id),
+        )
+        assert row is not None  # a payment references its reservation
+        return Reservation.from_row(row)
+
+
+class Sweeper:
+    """Takes on payments whose saga stopped mid-way: a process killed
+    between two steps, a provider that did not answer, a command that was
+    consumed but not acted on. A payment is taken on once it has not moved
+    for ``stale_after``."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        saga: Saga,
+        *,
+        interval_s: float,
+        stale_after: timedelta,
+        running: set[str],
+    ) -> None:
+        self._pool = pool
+        self._saga = saga
+        self._interval_s = interval_s
+        self._stale_after = stale_after
+        self._running = running
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("payment_sweep_failed")
+                else:
+                    log.warning("payment_sweep_retrying", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(self._interval_s)
+
+    async def sweep_once(self) -> int:
+        rows = await self._pool.fetch(
+            """SELECT payment_id FROM payments
+               WHERE status IN ('PENDING', 'AUTHORIZED', 'CAPTURING', 'VOIDING', 'REFUNDING')
+                 AND (updated_at <= $1 OR (status = 'PENDING' AND deadline <= $2))
+               ORDER BY updated_at LIMIT 500""",
+            datetime.now(UTC) - self._stale_after,
+            datetime.now(UTC),
+        )
+        stale = [
+            str(row["payment_id"]) for row in rows if str(row["payment_id"]) not in self._running
+        ]
+        for payment_id in stale:
+            self._running.add(payment_id)
+            try:
+                await self._saga.advance(payment_id)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
+            finally:
+                self._running.discard(payment_id)
+        if stale:
+            log.info("payments_swept", payments=len(stale))
+        return len(stale)

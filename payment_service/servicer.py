@@ -1,0 +1,134 @@
+"""``PaymentService``: starts payments for held seats and shows them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import grpc
+import structlog
+
+from ticketing.v1 import payment_service_pb2 as pb
+from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
+from ticketing_common.auth import caller
+from ticketing_common.domain import Reservation, Status, parse_uuid
+from ticketing_common.errors import FailedPrecondition, NotFound, Reason, Violations
+from ticketing_common.storage.queries import RESERVATION_COLUMNS
+
+from .provider import Provider
+from .store import PAYMENT_COLUMNS, Payment, fetch_payment, insert_payment
+
+log = structlog.get_logger(__name__)
+
+MAX_METHOD = 100
+MAX_KEY = 128
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class PaymentServicer(pb_grpc.PaymentServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, provider: Provider, *, saga_timeout: timedelta) -> None:
+        self._pool = pool
+        self._provider = provider
+        self._saga_timeout = saga_timeout
+
+    async def Pay(self, request: pb.PayRequest, context: Context) -> pb.PayResponse:
+        problems = Violations()
+        reservation_id = problems.check(parse_uuid, "reservation_id", request.reservation_id)
+        method = request.payment_method.strip()
+        if not method:
+            problems.add("payment_method", "is required")
+        elif len(method) > MAX_METHOD:
+            problems.add("payment_method", f"must be at most {MAX_METHOD} characters")
+        elif (why := self._provider.check_method(method)) is not None:
+            problems.add("payment_method", why)
+        key = request.idempotency_key
+        if not key:
+            problems.add("idempotency_key", "is required")
+        elif len(key) > MAX_KEY:
+            problems.add("idempotency_key", f"must be at most {MAX_KEY} characters")
+        problems.raise_if_any()
+        assert reservation_id is not None
+
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
+                "FOR UPDATE",
+                uuid.UUID(reservation_id),
+            )
+            reservation = None if row is None else Reservation.from_row(row)
+            if reservation is None or not caller().may_see(reservation.user_id):
+                raise _reservation_not_found(reservation_id)
+            existing = await conn.fetchrow(
+                f"SELECT {PAYMENT_COLUMNS} FROM payments "
+                "WHERE reservation_id = $1 AND idempotency_key = $2",
+                uuid.UUID(reservation_id),
+                key,
+            )
+            if existing is not None:  # the same attempt again: the same answer
+                return pb.PayResponse(payment=Payment.from_row(existing).to_proto())
+            _payable(reservation)
+            payment = await insert_payment(
+                conn,
+                reservation,
+                idempotency_key=key,
+                method=method,
+                saga_timeout=self._saga_timeout,
+            )
+        assert payment is not None  # the row lock rules out a concurrent insert
+        log.info(
+            "payment_started",
+            payment_id=payment.payment_id,
+            reservation_id=reservation_id,
+            amount=payment.amount.amount_minor,
+        )
+        return pb.PayResponse(payment=payment.to_proto())
+
+    async def GetPayment(
+        self, request: pb.GetPaymentRequest, context: Context
+    ) -> pb.GetPaymentResponse:
+        payment_id = parse_uuid("payment_id", request.payment_id)
+        payment = await fetch_payment(self._pool, payment_id)
+        if payment is None or not caller().may_see(payment.user_id):
+            raise NotFound(
+                f"payment {payment_id} not found",
+                reason=Reason.PAYMENT_NOT_FOUND,
+                metadata={"payment_id": payment_id},
+            )
+        return pb.GetPaymentResponse(payment=payment.to_proto())
+
+
+def _payable(reservation: Reservation) -> None:
+    """Refuses a payment the reservation cannot take now."""
+    now = datetime.now(UTC)
+    if reservation.status is not Status.HELD or (
+        reservation.hold_expires_at is not None and reservation.hold_expires_at <= now
+    ):
+        status = (
+            "HELD past its deadline"
+            if reservation.status is Status.HELD
+            else (reservation.status.value)
+        )
+        raise FailedPrecondition(
+            f"reservation {reservation.reservation_id} is {status}: only a HELD reservation "
+            "can be paid for, before its hold expires",
+            reason=Reason.RESERVATION_NOT_HELD,
+            metadata={"status": reservation.status.value},
+        )
+    if reservation.payment_status is not None and reservation.payment_status.open:
+        raise FailedPrecondition(
+            f"payment {reservation.payment_id} for this reservation is under way "
+            f"({reservation.payment_status.value}); wait for its outcome",
+            reason=Reason.PAYMENT_IN_PROGRESS,
+            metadata={"payment_id": reservation.payment_id or ""},
+        )
+
+
+def _reservation_not_found(reservation_id: str) -> NotFound:
+    return NotFound(
+        f"reservation {reservation_id} not found",
+        reason=Reason.RESERVATION_NOT_FOUND,
+        metadata={"reservation_id": reservation_id},
+    )

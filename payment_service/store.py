@@ -1,0 +1,182 @@
+"""Payments in PostgreSQL: each a row whose status is the saga's state.
+
+Every status change is one transaction that also updates the reservation's
+view of its payment (a new reservation version) and puts both announcements
+in the outbox: the reservation's new state for the results topic, and, when
+a step remains, a command for the saga.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ticketing.v1 import payment_service_pb2 as pb
+from ticketing_common.domain import Money, PaymentStatus, Reservation, timestamp
+from ticketing_common.storage import outbox
+from ticketing_common.storage.db import Connection
+from ticketing_common.storage.queries import RESERVATION_COLUMNS
+
+PAYMENT_COLUMNS = (
+    "payment_id, reservation_id, user_id, idempotency_key, method, amount_minor, currency,"
+    " status, detail, provider_ref, created_at, updated_at, deadline"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    payment_id: str
+    reservation_id: str
+    user_id: str
+    idempotency_key: str
+    method: str
+    amount: Money
+    status: PaymentStatus
+    detail: str
+    provider_ref: str | None
+    created_at: datetime
+    updated_at: datetime
+    # Past it, an authorization not settled is voided.
+    deadline: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Payment:
+        return cls(
+            payment_id=str(row["payment_id"]),
+            reservation_id=str(row["reservation_id"]),
+            user_id=row["user_id"],
+            idempotency_key=row["idempotency_key"],
+            method=row["method"],
+            amount=Money(row["currency"], row["amount_minor"]),
+            status=PaymentStatus(row["status"]),
+            detail=row["detail"],
+            provider_ref=row["provider_ref"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            deadline=row["deadline"],
+        )
+
+    def to_proto(self) -> pb.Payment:
+        created: Timestamp = timestamp(self.created_at)
+        return pb.Payment(
+            payment_id=self.payment_id,
+            reservation_id=self.reservation_id,
+            user_id=self.user_id,
+            payment_method=self.method,
+            amount=self.amount.to_proto(),
+            status=self.status.to_proto(),
+            detail=self.detail,
+            create_time=created,
+            update_time=timestamp(self.updated_at),
+        )
+
+
+async def fetch_payment(db: Connection | asyncpg.Pool, payment_id: str) -> Payment | None:
+    row = await db.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1", uuid.UUID(payment_id)
+    )
+    return None if row is None else Payment.from_row(row)
+
+
+async def lock_payment(conn: Connection, payment_id: str) -> Payment | None:
+    """The payment, its row locked until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1 FOR UPDATE",
+        uuid.UUID(payment_id),
+    )
+    return None if row is None else Payment.from_row(row)
+
+
+async def insert_payment(
+    conn: Connection,
+    reservation: Reservation,
+    *,
+    idempotency_key: str,
+    method: str,
+    saga_timeout: timedelta,
+) -> Payment | None:
+    """A new PENDING payment for ``reservation`` (None if the key was used
+    for it already), shown on the reservation, with its first command."""
+    now = datetime.now(UTC)
+    row = await conn.fetchrow(
+        f"""INSERT INTO payments (payment_id, reservation_id, user_id, idempotency_key, method,
+                                  amount_minor, currency, status, created_at, updated_at,
+                                  deadline)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', $8, $8, $9)
+            ON CONFLICT (reservation_id, idempotency_key) DO NOTHING
+            RETURNING {PAYMENT_COLUMNS}""",
+        uuid.uuid4(),
+        uuid.UUID(reservation.reservation_id),
+        reservation.user_id,
+        idempotency_key,
+        method,
+        reservation.amount_minor,
+        reservation.currency,
+        now,
+        now + saga_timeout,
+    )
+    if row is None:
+        return None
+    payment = Payment.from_row(row)
+    await show_on_reservation(conn, payment, now)
+    await outbox.command(conn, payment.payment_id, payment.reservation_id)
+    return payment
+
+
+async def transition(
+    conn: Connection,
+    payment: Payment,
+    status: PaymentStatus,
+    *,
+    detail: str | None = None,
+    provider_ref: str | None = None,
+) -> Payment | None:
+    """Moves ``payment`` from the status it was read in to ``status``; None
+    if it is not in that status any more (another worker moved it). A status
+    with a step still to come gets a command for the saga."""
+    now = datetime.now(UTC)
+    row = await conn.fetchrow(
+        f"""UPDATE payments SET status = $3, detail = coalesce($4, detail),
+                   provider_ref = coalesce($5, provider_ref), updated_at = $6
+            WHERE payment_id = $1 AND status = $2
+            RETURNING {PAYMENT_COLUMNS}""",
+        uuid.UUID(payment.payment_id),
+        payment.status.value,
+        status.value,
+        detail,
+        provider_ref,
+        now,
+    )
+    if row is None:
+        return None
+    moved = Payment.from_row(row)
+    await show_on_reservation(conn, moved, now)
+    if status.open:
+        await outbox.command(conn, moved.payment_id, moved.reservation_id)
+    return moved
+
+
+async def show_on_reservation(conn: Connection, payment: Payment, now: datetime) -> None:
+    """The reservation shows its latest payment attempt: a new version,
+    announced (an older attempt's late change does not replace a newer
+    attempt's)."""
+    row = await conn.fetchrow(
+        f"""UPDATE reservations SET payment_id = $2, payment_status = $3, updated_at = $4,
+                   version = version + 1
+            WHERE reservation_id = $1
+              AND (payment_id IS NULL OR payment_id = $2
+                   OR (SELECT created_at FROM payments WHERE payment_id = reservations.payment_id)
+                      <= $5)
+            RETURNING {RESERVATION_COLUMNS}""",
+        uuid.UUID(payment.reservation_id),
+        uuid.UUID(payment.payment_id),
+        payment.status.value,
+        now,
+        payment.created_at,
+    )
+    if row is not None:
+        await outbox.announce(conn, [Reservation.from_row(row)])

@@ -17,10 +17,12 @@ from .helpers import (
     TEST_SERVICE_ENV,
     Gateway,
     Notifier,
+    Payments,
     Reservations,
     authorized,
     gateway_stub,
     notifier_stub,
+    payments_stub,
     reservations_stub,
 )
 
@@ -67,6 +69,11 @@ def gateway(channel: grpc.aio.Channel) -> Gateway:
 @pytest.fixture(scope="session")
 def notifier(channel: grpc.aio.Channel) -> Notifier:
     return notifier_stub(channel)
+
+
+@pytest.fixture(scope="session")
+def payments(channel: grpc.aio.Channel) -> Payments:
+    return payments_stub(channel)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import os
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
@@ -21,6 +21,8 @@ from ticketing.v1 import (
     gateway_service_pb2_grpc,
     notifier_service_pb2,
     notifier_service_pb2_grpc,
+    payment_service_pb2,
+    payment_service_pb2_grpc,
     reservation_service_pb2,
     reservation_service_pb2_grpc,
 )
@@ -34,10 +36,12 @@ if TYPE_CHECKING:  # the asyncio flavour of the stubs, as mypy-protobuf types it
     Gateway: TypeAlias = gateway_service_pb2_grpc.GatewayServiceAsyncStub
     Notifier: TypeAlias = notifier_service_pb2_grpc.NotifierServiceAsyncStub
     Reservations: TypeAlias = reservation_service_pb2_grpc.ReservationServiceAsyncStub
+    Payments: TypeAlias = payment_service_pb2_grpc.PaymentServiceAsyncStub
 else:
     Gateway = gateway_service_pb2_grpc.GatewayServiceStub
     Notifier = notifier_service_pb2_grpc.NotifierServiceStub
     Reservations = reservation_service_pb2_grpc.ReservationServiceStub
+    Payments = payment_service_pb2_grpc.PaymentServiceStub
 
 
 def gateway_stub(channel: grpc.aio.Channel) -> Gateway:
@@ -52,12 +56,22 @@ def reservations_stub(channel: grpc.aio.Channel) -> Reservations:
     return reservation_service_pb2_grpc.ReservationServiceStub(channel)
 
 
+def payments_stub(channel: grpc.aio.Channel) -> Payments:
+    return payment_service_pb2_grpc.PaymentServiceStub(channel)
+
+
 # One signing key for every stack the tests start (StackConfig.signing_key_file),
 # so a test mints a caller's token without asking which stack it talks to.
 TEST_KEY = SigningKey.generate()
 TEST_KEY_FILE, _ = TEST_KEY.write(Path(tempfile.mkdtemp(prefix="ticketing-test-key-")))
 # What every test stack's services get besides the launcher's own settings.
-TEST_SERVICE_ENV = {"TICKETING_GATEWAY_SYNC_ENABLED": "true"}
+TEST_SERVICE_ENV = {
+    "TICKETING_GATEWAY_SYNC_ENABLED": "true",
+    # A payment the provider never answers is given up on after 2 s, and the
+    # slow test method answers after 3 s (past the shortest holds).
+    "TICKETING_PAYMENT_SAGA_TIMEOUT_S": "2",
+    "TICKETING_PAYMENT_SLOW_DELAY_S": "3",
+}
 ADMIN_TOKEN = TEST_KEY.mint("test-admin", roles=(ADMIN,), ttl_s=24 * 3600)
 
 
@@ -78,6 +92,9 @@ def authorized(endpoint: str) -> grpc.aio.Channel:
 
 
 CONFIRMED = pb.RESERVATION_STATUS_CONFIRMED
+HELD = pb.RESERVATION_STATUS_HELD
+EXPIRED = pb.RESERVATION_STATUS_EXPIRED
+CANCELLED = pb.RESERVATION_STATUS_CANCELLED
 REJECTED = pb.RESERVATION_STATUS_REJECTED
 QUEUED = pb.RESERVATION_STATUS_QUEUED
 SOLD_OUT = pb.REJECT_REASON_SOLD_OUT
@@ -94,6 +111,60 @@ async def create_event(
         timeout=10,
     )
     return reply.event
+
+
+async def create_priced_event(
+    reservations: Reservations,
+    *,
+    capacity: int,
+    hold_s: float,
+    per_user_limit: int | None = None,
+    price_minor: int = 2_500,
+) -> pb.Event:
+    """An event whose seats cost ``price_minor`` EUR cents, held ``hold_s``
+    for payment."""
+    request = reservation_service_pb2.CreateEventRequest(
+        name="Priced event",
+        capacity=capacity,
+        per_user_limit=per_user_limit or min(capacity, 4),
+        price=pb.Money(currency_code="EUR", amount_minor=price_minor),
+    )
+    request.hold_ttl.FromMilliseconds(round(hold_s * 1000))
+    return (await reservations.CreateEvent(request, timeout=10)).event
+
+
+async def pay(
+    payments: Payments, reservation_id: str, user_id: str, method: str, key: str = "pay-1"
+) -> payment_service_pb2.Payment:
+    reply = await payments.Pay(
+        payment_service_pb2.PayRequest(
+            reservation_id=reservation_id, payment_method=method, idempotency_key=key
+        ),
+        timeout=10,
+        metadata=as_user(user_id),
+    )
+    return reply.payment
+
+
+async def watch_until(
+    notifier: Notifier,
+    reservation_id: str,
+    done: Callable[[pb.Reservation], bool],
+    timeout: float = 30,
+) -> list[pb.Reservation]:
+    """The states one WatchReservation stream sends, up to the first for
+    which ``done`` is true (or the stream's end)."""
+    seen: list[pb.Reservation] = []
+    call = notifier.WatchReservation(
+        notifier_service_pb2.WatchReservationRequest(reservation_id=reservation_id),
+        timeout=timeout,
+    )
+    async for message in call:
+        seen.append(message.reservation)
+        if done(message.reservation):
+            call.cancel()
+            break
+    return seen
 
 
 async def get_event(reservations: Reservations, event_id: str) -> pb.Event:

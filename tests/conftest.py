@@ -26,7 +26,7 @@ from .helpers import (
     reservations_stub,
 )
 
-STACK_FIXTURES = frozenset({"stack", "fault_stack", "cluster_stack"})
+STACK_FIXTURES = frozenset({"stack", "fault_stack", "cluster_stack", "saga_stack"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,7 @@ Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 the file the running local stack writes). ``migrate`` is the deployment step
 that brings the database schema up to this build (services only check it);
 it is safe to run concurrently and again. ``ledger`` exits 1 when the ledger
-does not balance or a seat invariant fails. ``kafka-acls`` gives each
+does not balance, or a seat or money check fails. ``kafka-acls`` gives each
 service's Kafka user what it needs and nothing more (see
 ``ticketing_tools.kafka_access``), connecting with the ``TICKETING_KAFKA_*``
 credentials of an administrator; it is safe to run again.
@@ -255,7 +255,17 @@ async def _ledger(args: argparse.Namespace, kafka: KafkaSettings, dsn: str) -> i
                 f"{check.available} + held {check.held} + confirmed {check.confirmed} "
                 f"[{mark}]"
             )
-    return 0 if ledger.balanced and ledger.seats_ok else 1
+        for money in ledger.money:
+            mark = "ok" if money.ok else "BROKEN"
+            print(
+                f"  event {money.event_id}: captured {money.captured_minor} = confirmed "
+                f"{money.confirmed_seats} x {money.price_minor} {money.currency}; refunded "
+                f"{money.refunded_minor}; provider captured {money.provider_captured_minor}, "
+                f"refunded {money.provider_refunded_minor} [{mark}]"
+            )
+            for problem in money.problems:
+                print(f"    {problem}")
+    return 0 if ledger.balanced and ledger.seats_ok and ledger.money_ok else 1
 
 
 async def _dlq(args: argparse.Namespace, kafka: KafkaSettings) -> int:

@@ -386,10 +386,7 @@ class EchoFleet:
         conf.write_text(
             nginx.render(
                 listen=f"127.0.0.1:{self.nginx_port}",
-                backends={
-                    name: self.addresses
-                    for name in ("gateway", "reservation_service", "notifier_service")
-                },
+                backends={name: self.addresses for name in dict.fromkeys(nginx.ROUTES.values())},
                 prefix=prefix,
                 error_log=self.tmp / "nginx-error.log",
             )

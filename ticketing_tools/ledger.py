@@ -11,8 +11,18 @@ for), exactly one of:
 
 Anything else is a break of the promise and is listed. Balanced means
 ``accepted = decided + dead_lettered + queued``. The seat invariant
-``capacity = available + held + confirmed`` (and ``confirmed`` equal to the
-confirmed reservations' seats) is checked per event alongside.
+``capacity = available + held + confirmed`` (with ``held`` and ``confirmed``
+equal to the held and confirmed reservations' seats) is checked per event
+alongside, and, for priced events, the money:
+
+- what was captured and kept equals the confirmed seats times the price, and
+  every confirmed seat of a priced event is paid;
+- a captured payment belongs to a CONFIRMED reservation, a refunded one to a
+  CANCELLED reservation, a voided one to an EXPIRED or CANCELLED reservation
+  or to an attempt the provider did not answer in time;
+- no payment is still open past its saga deadline by more than
+  ``OPEN_GRACE`` (no authorization is left hanging);
+- the provider's books agree: as much captured and refunded there as here.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TypeAlias
 
 import asyncpg
@@ -50,12 +61,42 @@ class SeatCheck:
     held: int
     confirmed: int
     confirmed_rows: int
+    held_rows: int = 0
 
     @property
     def ok(self) -> bool:
         return (
             self.capacity == self.available + self.held + self.confirmed
             and self.confirmed == self.confirmed_rows
+            and self.held == self.held_rows
+        )
+
+
+# A payment may stay open this long past its deadline (a step under way).
+OPEN_GRACE = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class MoneyCheck:
+    """One priced event's money, in minor units of ``currency``."""
+
+    event_id: str
+    currency: str
+    price_minor: int
+    confirmed_seats: int
+    captured_minor: int
+    provider_captured_minor: int
+    provider_refunded_minor: int
+    refunded_minor: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            not self.problems
+            and self.captured_minor == self.confirmed_seats * self.price_minor
+            and self.provider_captured_minor == self.captured_minor + self.refunded_minor
+            and self.provider_refunded_minor == self.refunded_minor
         )
 
 
@@ -68,6 +109,7 @@ class Ledger:
     unique_reservations: int = 0
     missing: list[Entry] = field(default_factory=list)
     seats: list[SeatCheck] = field(default_factory=list)
+    money: list[MoneyCheck] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -78,6 +120,10 @@ class Ledger:
     @property
     def seats_ok(self) -> bool:
         return all(check.ok for check in self.seats)
+
+    @property
+    def money_ok(self) -> bool:
+        return all(check.ok for check in self.money)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -90,6 +136,8 @@ class Ledger:
             "missing": [_entry(e) for e in self.missing],
             "seats_ok": self.seats_ok,
             "seats": [_seat(c) for c in self.seats],
+            "money_ok": self.money_ok,
+            "money": [_money(c) for c in self.money],
         }
 
 
@@ -111,6 +159,22 @@ def _seat(c: SeatCheck) -> dict[str, object]:
         "held": c.held,
         "confirmed": c.confirmed,
         "confirmed_reservation_seats": c.confirmed_rows,
+        "held_reservation_seats": c.held_rows,
+        "ok": c.ok,
+    }
+
+
+def _money(c: MoneyCheck) -> dict[str, object]:
+    return {
+        "event_id": c.event_id,
+        "currency": c.currency,
+        "price_minor": c.price_minor,
+        "confirmed_seats": c.confirmed_seats,
+        "captured_minor": c.captured_minor,
+        "refunded_minor": c.refunded_minor,
+        "provider_captured_minor": c.provider_captured_minor,
+        "provider_refunded_minor": c.provider_refunded_minor,
+        "problems": list(c.problems),
         "ok": c.ok,
     }
 
@@ -214,6 +278,7 @@ async def reconcile(
     ledger.dead_lettered = states["dead_lettered"]
     ledger.queued = states["queued"]
     ledger.seats = await seat_checks(pool, event_id)
+    ledger.money = await money_checks(pool, event_id)
     return ledger
 
 
@@ -276,7 +341,9 @@ async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[S
     rows = await pool.fetch(
         """SELECT e.event_id, e.capacity, e.available, e.held, e.confirmed,
                   coalesce(sum(r.quantity) FILTER (WHERE r.status = 'CONFIRMED'), 0)::int
-                      AS confirmed_rows
+                      AS confirmed_rows,
+                  coalesce(sum(r.quantity) FILTER (WHERE r.status = 'HELD'), 0)::int
+                      AS held_rows
            FROM events e LEFT JOIN reservations r ON r.event_id = e.event_id
            WHERE $1::uuid IS NULL OR e.event_id = $1::uuid
            GROUP BY e.event_id ORDER BY e.created_at""",
@@ -290,6 +357,78 @@ async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[S
             r["held"],
             r["confirmed"],
             r["confirmed_rows"],
+            r["held_rows"],
         )
         for r in rows
     ]
+
+
+async def money_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[MoneyCheck]:
+    """The money of every priced event (or of one)."""
+    events = await pool.fetch(
+        """SELECT event_id, currency, price_minor, confirmed FROM events
+           WHERE price_minor > 0 AND ($1::uuid IS NULL OR event_id = $1::uuid)
+           ORDER BY created_at""",
+        uuid.UUID(event_id) if event_id else None,
+    )
+    checks = []
+    for event in events:
+        payments = await pool.fetch(
+            """SELECT p.payment_id, p.status, p.amount_minor, p.detail, p.deadline,
+                      r.status AS reservation_status, r.reservation_id,
+                      coalesce((SELECT amount_minor FROM provider_operations o
+                                WHERE o.payment_id = p.payment_id
+                                  AND o.operation = 'captured'), 0) AS provider_captured,
+                      coalesce((SELECT amount_minor FROM provider_operations o
+                                WHERE o.payment_id = p.payment_id
+                                  AND o.operation = 'refunded'), 0) AS provider_refunded
+               FROM payments p JOIN reservations r USING (reservation_id)
+               WHERE r.event_id = $1""",
+            event["event_id"],
+        )
+        unpaid = await pool.fetchval(
+            """SELECT count(*) FROM reservations
+               WHERE event_id = $1 AND status = 'CONFIRMED'
+                 AND payment_status IS DISTINCT FROM 'CAPTURED'
+                 AND payment_status IS DISTINCT FROM 'REFUNDING'""",
+            event["event_id"],
+        )
+        checks.append(_money_check(event, payments, unpaid))
+    return checks
+
+
+def _money_check(event: asyncpg.Record, payments: list[asyncpg.Record], unpaid: int) -> MoneyCheck:
+    problems: list[str] = []
+    if unpaid:
+        problems.append(f"{unpaid} confirmed reservations without a captured payment")
+    now = datetime.now(UTC)
+    captured = refunded = 0
+    where = {
+        "CAPTURED": {"CONFIRMED"},
+        "REFUNDED": {"CANCELLED"},
+        "VOIDED": {"EXPIRED", "CANCELLED"},
+    }
+    for p in payments:
+        status, owner = p["status"], p["reservation_status"]
+        if status == "CAPTURED":
+            captured += p["amount_minor"]
+        elif status == "REFUNDED":
+            refunded += p["amount_minor"]
+        timed_out = status == "VOIDED" and p["detail"].startswith("timed out")
+        if status in where and owner not in where[status] and not timed_out:
+            problems.append(f"payment {p['payment_id']} is {status} for a {owner} reservation")
+        if status in {"PENDING", "AUTHORIZED", "CAPTURING", "VOIDING", "REFUNDING"} and (
+            p["deadline"] + OPEN_GRACE < now
+        ):
+            problems.append(f"payment {p['payment_id']} still {status} past its deadline")
+    return MoneyCheck(
+        event_id=str(event["event_id"]),
+        currency=event["currency"],
+        price_minor=event["price_minor"],
+        confirmed_seats=event["confirmed"],
+        captured_minor=captured,
+        provider_captured_minor=sum(p["provider_captured"] for p in payments),
+        provider_refunded_minor=sum(p["provider_refunded"] for p in payments),
+        refunded_minor=refunded,
+        problems=tuple(problems),
+    )

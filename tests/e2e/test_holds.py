@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import grpc
 import pytest
 
@@ -12,6 +13,7 @@ from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.domain import from_timestamp
 from ticketing_common.status import reason
+from ticketing_tools.ledger import reconcile
 from ticketing_tools.stack import LocalStack
 
 from ..helpers import (
@@ -288,5 +290,15 @@ async def test_what_cannot_be_paid_or_cancelled_says_why(
     assert "hold_ttl" in details and "price.currency_code" in details
 
 
-async def test_the_stack_runs_a_payment_service(stack: LocalStack) -> None:
-    assert len(stack.addresses["payment_service"]) == 1
+async def test_seats_and_money_balance_after_every_hold_test(stack: LocalStack) -> None:
+    """Runs last in this module: every event above, its seats and its money."""
+    pool = await asyncpg.create_pool(stack.postgres_dsn, min_size=1, max_size=2)
+    try:
+        ledger = await reconcile(stack.kafka, pool)
+    finally:
+        await pool.close()
+    assert ledger.balanced, ledger.missing
+    assert ledger.seats_ok, [c for c in ledger.seats if not c.ok]
+    priced = [c for c in ledger.money if c.confirmed_seats or c.refunded_minor]
+    assert len(priced) >= 5
+    assert ledger.money_ok, [c for c in ledger.money if not c.ok]

@@ -22,6 +22,7 @@ SERVICE_OF = {
     "reservation_service": "ticketing.v1.ReservationService",
     "notifier_service": "ticketing.v1.NotifierService",
     "consumer_service": "ticketing.v1.ConsumerService",
+    "payment_service": "ticketing.v1.PaymentService",
 }
 
 

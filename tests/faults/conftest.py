@@ -5,7 +5,7 @@ and failure detection quick (short lock TTL and consumer session)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 import asyncpg
 import grpc
@@ -27,11 +27,15 @@ FAULT_SETTINGS = {
 }
 
 
-def fault_stack_of(config: StackConfig) -> LocalStack:
+def fault_stack_of(config: StackConfig, extra: Mapping[str, str] | None = None) -> LocalStack:
     """The fault tests kill and restart PostgreSQL, Redis and Kafka: they
     always start their own, whatever the connection settings name."""
     config = config.model_copy(update={"signing_key_file": str(TEST_KEY_FILE)})
-    return LocalStack(config, service_env={**TEST_SERVICE_ENV, **FAULT_SETTINGS}, own_servers=True)
+    return LocalStack(
+        config,
+        service_env={**TEST_SERVICE_ENV, **FAULT_SETTINGS, **(extra or {})},
+        own_servers=True,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,8 @@ from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import gateway_service_pb2_grpc as gw_grpc
 from ticketing.v1 import notifier_service_pb2 as ns
 from ticketing.v1 import notifier_service_pb2_grpc as ns_grpc
+from ticketing.v1 import payment_service_pb2 as ps
+from ticketing.v1 import payment_service_pb2_grpc as ps_grpc
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
@@ -64,6 +66,8 @@ from .tokens import SigningKey, authorized_channel, bearer
 
 SEATS = 100
 SPIKE_TIMEOUT_S = 300
+# The held design: what a seat costs (EUR cents).
+PRICE_MINOR = 5_000
 # (seconds, virtual users at the end of the stage); the ramp starts at 0.
 STAGES: tuple[tuple[float, int], ...] = ((10, 500), (20, 2_000), (20, 2_000), (10, 0))
 CHANNELS = 8
@@ -91,6 +95,9 @@ class UserResult:
     final_at: float | None = None
     final_status: int = pb.RESERVATION_STATUS_UNSPECIFIED
     reject_reason: int = pb.REJECT_REASON_UNSPECIFIED
+    # The held design: whether this user pays for a hold, and if it was held.
+    payer: bool = False
+    held: bool = False
 
 
 @dataclass
@@ -132,7 +139,11 @@ async def queue_user(  # noqa: PLR0917 - one user's whole journey
     notifier: ns_grpc.NotifierServiceAsyncStub,
     event_id: str,
     key: SigningKey,
+    payments: ps_grpc.PaymentServiceAsyncStub | None = None,
+    watch_s: float = 60,
 ) -> None:
+    """Reserves one seat and watches it to the end; with ``payments``, pays
+    for a hold if the user is one of the payers (``result.payer``)."""
     loop = asyncio.get_running_loop()
     user = bearer(key.mint(f"user-{n}"))  # each user is its own subject
     try:
@@ -148,9 +159,21 @@ async def queue_user(  # noqa: PLR0917 - one user's whole journey
     try:
         async for message in notifier.WatchReservation(
             ns.WatchReservationRequest(reservation_id=reply.reservation_id),
-            timeout=60,
+            timeout=watch_s,
             metadata=user,
         ):
+            if message.reservation.status == pb.RESERVATION_STATUS_HELD and not result.held:
+                result.held = True
+                if payments is not None and result.payer:
+                    await payments.Pay(
+                        ps.PayRequest(
+                            reservation_id=reply.reservation_id,
+                            payment_method="test-ok",
+                            idempotency_key="demo",
+                        ),
+                        timeout=10,
+                        metadata=user,
+                    )
             if message.reservation.settled:
                 result.final_at = loop.time()
                 result.final_status = message.reservation.status
@@ -208,19 +231,36 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / ticks
 
 
-async def run_design(design: str, target: Target, stages: Sequence[tuple[float, int]]) -> DesignRun:
+@dataclass(frozen=True)
+class Holds:
+    """The held design: seats held ``hold_s`` for payment; of the users who
+    get a hold, the share ``payers`` pays (every user whose number modulo 10
+    is below ``payers`` x 10)."""
+
+    hold_s: float
+    payers: float
+
+    def pays(self, n: int) -> bool:
+        return n % 10 < round(self.payers * 10)
+
+
+async def run_design(
+    design: str, target: Target, stages: Sequence[tuple[float, int]], holds: Holds | None = None
+) -> DesignRun:
     endpoint, pids, key = target.endpoint, target.pids, target.key
     channels = [authorized_channel(endpoint, target.admin_token) for _ in range(CHANNELS)]
     try:
         reservations = rs_grpc.ReservationServiceStub(channels[0])
-        event = (
-            await reservations.CreateEvent(
-                rs.CreateEventRequest(name=f"Rush ({design})", capacity=SEATS, per_user_limit=1),
-                timeout=10,
-            )
-        ).event
+        create = rs.CreateEventRequest(name=f"Rush ({design})", capacity=SEATS, per_user_limit=1)
+        if design == "held" and holds is not None:
+            create.price.CopyFrom(pb.Money(currency_code="EUR", amount_minor=PRICE_MINOR))
+            create.hold_ttl.FromMilliseconds(round(holds.hold_s * 1000))
+        event = (await reservations.CreateEvent(create, timeout=10)).event
         gateways = [gw_grpc.GatewayServiceStub(ch) for ch in channels]
         notifiers = [ns_grpc.NotifierServiceStub(ch) for ch in channels]
+        payments = [ps_grpc.PaymentServiceStub(ch) for ch in channels]
+        # A waiting buyer may wait out several holds in a row.
+        watch_s = 60 + (12 * holds.hold_s if holds else 0)
         loop = asyncio.get_running_loop()
         run = DesignRun(design, event.event_id, loop.time())
         cpu_before = cpu_seconds(pids)
@@ -229,6 +269,20 @@ async def run_design(design: str, target: Target, stages: Sequence[tuple[float, 
             result = UserResult(sent_at=loop.time())
             run.users.append(result)
             lane = n % CHANNELS
+            if design == "held" and holds is not None:
+                result.payer = holds.pays(n)
+                return asyncio.create_task(
+                    queue_user(
+                        n,
+                        result,
+                        gateways[lane],
+                        notifiers[lane],
+                        event.event_id,
+                        key,
+                        payments[lane],
+                        watch_s,
+                    )
+                )
             if design == "queue":
                 return asyncio.create_task(
                     queue_user(n, result, gateways[lane], notifiers[lane], event.event_id, key)
@@ -308,7 +362,10 @@ def summarize(run: DesignRun) -> dict[str, Any]:
         "accepted": len(accepted),
         "accepted_without_outcome": sum(1 for u in accepted if u.final_at is None),
         "confirmed_seen": len(confirmed),
+        # With holds: the last seat paid (or, without, the last one sold).
         "sold_out_after_s": (confirmed[SEATS - 1] - start) if len(confirmed) >= SEATS else None,
+        "held_users": sum(1 for u in users if u.held),
+        "paying_holders": sum(1 for u in users if u.held and u.payer),
         "last_outcome_after_last_request_s": last_final - last_sent,
         "requests_per_s": sent_per_s,
         "outcomes_per_s": done_per_s,
@@ -549,6 +606,7 @@ def print_report(report: dict[str, Any]) -> None:
         ("timeouts", lambda d: _fmt(d["timeouts"])),
         ("seats sold / left", lambda d: f"{d['seats_sold']} / {d['seats_left']}"),
         ("sold out after (s)", lambda d: _fmt(d["sold_out_after_s"])),
+        ("users held / of them paying", lambda d: f"{d['held_users']} / {d['paying_holders']}"),
         (
             "last outcome after last request (s)",
             lambda d: _fmt(d["last_outcome_after_last_request_s"]),
@@ -625,14 +683,26 @@ async def check_run(run: DesignRun, target: Target, failures: list[str]) -> dict
             f"{run.design}: {summary['confirmed_seen']} users told CONFIRMED, "
             f"{event.confirmed} seats sold"
         )
-    if run.design == "queue":
-        if event.confirmed != SEATS or event.available != 0:
-            failures.append(f"queue: {event.confirmed} seats sold, {event.available} left")
+    if run.design in ("queue", "held"):
+        if event.confirmed != SEATS or event.available != 0 or event.held != 0:
+            failures.append(
+                f"{run.design}: {event.confirmed} seats sold, {event.held} held, "
+                f"{event.available} left"
+            )
         if summary["accepted_without_outcome"]:
             failures.append(
-                f"queue: {summary['accepted_without_outcome']} accepted requests without an outcome"
+                f"{run.design}: {summary['accepted_without_outcome']} accepted requests "
+                "without an outcome"
             )
-    elif event.confirmed > SEATS:
+    if run.design == "held":
+        unpaid = [
+            u
+            for u in run.users
+            if u.final_status == pb.RESERVATION_STATUS_CONFIRMED and not u.payer
+        ]
+        if unpaid:
+            failures.append(f"held: {len(unpaid)} seats confirmed for users who never paid")
+    elif run.design == "sync" and event.confirmed > SEATS:
         failures.append(f"sync: {event.confirmed} seats sold")
     return summary
 
@@ -685,11 +755,12 @@ async def demo(
     ceiling_s: int,
     designs: Sequence[str] = ("queue", "sync"),
     spike_requests: int = 0,
+    holds: Holds | None = None,
 ) -> int:
     runs = []
     for design in designs:
         print(f"rush against the {design} design ({scenario_length(stages):.0f} s)...", flush=True)
-        runs.append(await run_design(design, target, stages))
+        runs.append(await run_design(design, target, stages, holds))
     failures: list[str] = []
     summaries = [await check_run(run, target, failures) for run in runs]
 
@@ -701,7 +772,7 @@ async def demo(
         finally:
             await pool.close()
         report["ledger"] = ledger.as_dict()
-        if not (ledger.balanced and ledger.seats_ok):
+        if not (ledger.balanced and ledger.seats_ok and ledger.money_ok):
             failures.append("the ledger does not balance")
 
     if ceiling_s:
@@ -744,6 +815,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--steady-seconds", type=float, default=30.0)
     parser.add_argument(
+        "--holds",
+        type=float,
+        metavar="SECONDS",
+        help="run the rush on a priced event instead, its seats held this long for payment "
+        "(the held design; alone, without the other designs)",
+    )
+    parser.add_argument(
+        "--payers",
+        type=float,
+        default=0.7,
+        help="with --holds: the share of users who pay for a hold (0 to 1, in tenths)",
+    )
+    parser.add_argument(
         "--spike",
         type=int,
         metavar="N",
@@ -756,6 +840,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         # A linear ramp of arrived users is a constant arrival rate.
         stages = ((args.steady_seconds, round(args.steady * args.steady_seconds)),)
         designs = ("queue",)
+    holds = None
+    if args.holds:
+        holds = Holds(args.holds, args.payers)
+        designs = ("held",)
     run = partial(
         demo,
         out_dir=args.out_dir,
@@ -763,6 +851,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ceiling_s=args.ceiling_seconds,
         designs=() if args.no_rush else designs,
         spike_requests=args.spike or 0,
+        holds=holds,
     )
     running = settings_or_exit(RunningStack)
     if running.endpoint:

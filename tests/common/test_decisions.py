@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from ticketing_common.decisions import Request, Seats, decide, reject_all
+from ticketing_common.decisions import Request, Seats, decide, reject_all, settle_waitlist
 from ticketing_common.domain import RejectReason, Status
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -116,3 +116,65 @@ def test_expiry_wins_over_the_per_user_limit_and_stock() -> None:
     stale = dataclasses.replace(req("r1", "a", 9), accepted_at=NOW - timedelta(hours=1))
     result = decide(Seats(available=0, per_user_limit=1, queue_ttl=TTL), {}, [stale], NOW)
     assert result.decisions[0].reject_reason is RejectReason.EXPIRED_IN_QUEUE
+
+
+HOLD = timedelta(minutes=5)
+
+
+def settled(waiting: list[Request], seats: Seats) -> list[str]:
+    result = settle_waitlist(seats, waiting, NOW)
+    return [
+        f"{d.request.reservation_id}:{d.status.value}"
+        + (f"/{d.reject_reason.value}" if d.reject_reason else "")
+        for d in result.decisions
+    ]
+
+
+def test_with_holds_winners_are_held_and_the_rest_wait_while_seats_are_held() -> None:
+    seats = Seats(available=2, per_user_limit=4, queue_ttl=TTL, held=1, hold_ttl=HOLD)
+    batch = [req("r1", "a", 2), req("r2", "b"), req("r3", "c", 4), req("r4", "d")]
+    result = decide(seats, {}, batch, NOW)
+    # r1 takes both free seats; r2 and r4 may get the held one back; r3 wants
+    # more than is unsold (0 free + 3 held after r1) and never could.
+    assert [
+        (d.request.reservation_id, d.status.value, d.reject_reason) for d in result.decisions
+    ] == [
+        ("r1", "HELD", None),
+        ("r2", "QUEUED", None),
+        ("r3", "REJECTED", RejectReason.SOLD_OUT),
+        ("r4", "QUEUED", None),
+    ]
+    assert (result.seats_held, result.seats_confirmed) == (2, 0)
+
+
+def test_a_new_request_waits_behind_the_waitlist_even_with_a_seat_free() -> None:
+    seats = Seats(available=1, per_user_limit=4, queue_ttl=TTL, held=2, hold_ttl=HOLD, waiting=1)
+    assert outcomes([req("r9", "z")], seats) == ["QUEUED"]
+
+
+def test_the_waitlist_is_served_in_order_and_a_big_head_blocks_the_line() -> None:
+    waiting = [req("r1", "a"), req("r2", "b", 3), req("r3", "c"), req("r4", "d", 9)]
+    # One seat came back, two are still held: r1 gets it; r2 (3) could fit
+    # once the holds end, so it blocks r3; r4 (9) never could: SOLD_OUT.
+    seats = Seats(available=1, per_user_limit=9, queue_ttl=TTL, held=2, hold_ttl=HOLD)
+    assert settled(waiting, seats) == ["r1:HELD", "r4:REJECTED/SOLD_OUT"]
+
+
+def test_when_no_seat_is_held_any_more_nobody_waits() -> None:
+    waiting = [req("r1", "a"), req("r2", "b"), req("r3", "c")]
+    # Every held seat was paid, one was cancelled: r1 gets it and holds it,
+    # r2 may still get it if r1 does not pay, r3 (behind r2) too.
+    seats = Seats(available=1, per_user_limit=9, queue_ttl=TTL, held=0, hold_ttl=HOLD)
+    assert settled(waiting, seats) == ["r1:HELD"]
+    # Every held seat was paid and none is free: nobody can be served.
+    sold = Seats(available=0, per_user_limit=9, queue_ttl=TTL, held=0, hold_ttl=HOLD)
+    assert settled(waiting, sold) == [f"{r}:REJECTED/SOLD_OUT" for r in ("r1", "r2", "r3")]
+
+
+def test_a_waiting_request_past_the_queue_ttl_expires_in_the_queue() -> None:
+    stale = dataclasses.replace(req("r1", "a"), accepted_at=NOW - TTL - timedelta(seconds=1))
+    seats = Seats(available=1, per_user_limit=9, queue_ttl=TTL, held=1, hold_ttl=HOLD)
+    assert settled([stale, req("r2", "b")], seats) == [
+        "r1:REJECTED/EXPIRED_IN_QUEUE",
+        "r2:HELD",
+    ]

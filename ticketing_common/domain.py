@@ -204,7 +204,8 @@ class Reservation:
             status=Status(row["status"]),
             reject_reason=RejectReason(row["reject_reason"]) if row["reject_reason"] else None,
             accepted_at=row["accepted_at"],
-            decided_at=row["decided_at"],
+            # A waiting request's row is not a decision yet.
+            decided_at=None if row["status"] == Status.QUEUED else row["decided_at"],
             version=row["version"],
             updated_at=row["updated_at"],
             hold_expires_at=row["hold_expires_at"],

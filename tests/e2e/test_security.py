@@ -22,6 +22,7 @@ from redis.exceptions import AuthenticationError
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import notifier_service_pb2 as ns
+from ticketing.v1 import payment_service_pb2 as ps
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.status import reason
 from ticketing_tools.ledger import end_offsets
@@ -40,6 +41,7 @@ from ..helpers import (
     gateway_stub,
     get_event,
     notifier_stub,
+    payments_stub,
     reservations_stub,
     reserve,
     token,
@@ -58,6 +60,7 @@ def calls(channel: grpc.aio.Channel, event_id: str) -> dict[str, Call]:
     gateway = gateway_stub(channel)
     notifier = notifier_stub(channel)
     reservations = reservations_stub(channel)
+    payments = payments_stub(channel)
 
     async def watch_first(metadata: tuple[tuple[str, str], ...]) -> Any:
         stream = notifier.WatchReservation(
@@ -90,6 +93,19 @@ def calls(channel: grpc.aio.Channel, event_id: str) -> dict[str, Call]:
             rs.GetReservationRequest(reservation_id=str(uuid.uuid4())), metadata=md, timeout=10
         ),
         "WatchReservation": watch_first,
+        "CancelReservation": lambda md: reservations.CancelReservation(
+            rs.CancelReservationRequest(reservation_id=str(uuid.uuid4())), metadata=md, timeout=10
+        ),
+        "Pay": lambda md: payments.Pay(
+            ps.PayRequest(
+                reservation_id=str(uuid.uuid4()), payment_method="test-ok", idempotency_key="k"
+            ),
+            metadata=md,
+            timeout=10,
+        ),
+        "GetPayment": lambda md: payments.GetPayment(
+            ps.GetPaymentRequest(payment_id=str(uuid.uuid4())), metadata=md, timeout=10
+        ),
     }
 
 
@@ -344,6 +360,8 @@ async def test_only_gateways_append_requests_and_only_consumers_append_results(
         "consumer_service": (stack.kafka.requests_topic,),
         "notifier_service": topics,
         "gateway": (stack.kafka.results_topic, stack.kafka.dead_letter_topic),
+        # The payment service only reads its commands; it writes through the outbox.
+        "payment_service": topics,
     }
     for service, names in refused.items():
         for topic in names:
@@ -408,6 +426,9 @@ async def test_a_malformed_frame_gets_invalid_argument_on_every_method(
         "/ticketing.v1.ReservationService/CreateEvent": False,
         "/ticketing.v1.ReservationService/GetEvent": False,
         "/ticketing.v1.ReservationService/GetReservation": False,
+        "/ticketing.v1.ReservationService/CancelReservation": False,
+        "/ticketing.v1.PaymentService/Pay": False,
+        "/ticketing.v1.PaymentService/GetPayment": False,
         "/ticketing.v1.NotifierService/WatchReservation": True,
     }
     async with grpc.aio.insecure_channel(stack.endpoint) as bare:

@@ -22,6 +22,7 @@ import structlog
 from ..decisions import Request, decide, reject_all
 from ..domain import RejectReason, Reservation
 from ..errors import StaleFencingToken
+from . import outbox
 from .db import Connection
 from .locks import EventLocks
 from .queries import fetch_reservations
@@ -105,8 +106,7 @@ async def decide_fenced(
     """Decides ``requests`` for ``event_id`` under one lock and one fenced
     transaction. Shared by the consumer (a batch) and the synchronous design
     (a single request; ``log_batch=False`` keeps its line at debug level).
-    Returns each request's reservation as stored, in order, and then any
-    waiting reservation the same transaction decided."""
+    Returns each request's reservation as stored, in order."""
     decided = await under_event_lock(
         locks,
         applier.pool,
@@ -133,17 +133,18 @@ class Applier:
         """Decides ``requests`` (all for one event, in queue order) inside the
         fenced transaction; returns each one's reservation as stored, in the
         same order (ids decided before come back with their earlier outcome
-        and change nothing), followed by waitlisted ones this decided."""
+        and change nothing). Waiting requests this serves first are announced
+        through the outbox, like every change outside a decision."""
         now = datetime.now(UTC)
         known = await fetch_reservations(conn, [r.reservation_id for r in requests])
         fresh = [r for r in requests if r.reservation_id not in known]
-        served: list[Reservation] = []
         if event is None:
             outcome = reject_all(fresh, RejectReason.INVALID)
         else:
             # Seats that came back without a settle (none should) go to the
             # waiting requests before any new one.
             event, served = await settle(conn, event, token, now)
+            await outbox.announce(conn, served)
             users = sorted({r.user_id for r in fresh})
             user_seats = {
                 row["user_id"]: row["seats"]
@@ -165,7 +166,7 @@ class Applier:
         if event is not None:
             await take_seats(conn, event, outcome)
         known.update(decided)
-        return [known[r.reservation_id] for r in requests] + served
+        return [known[r.reservation_id] for r in requests]
 
     async def reject(self, requests: Sequence[Request], reason: RejectReason) -> list[Reservation]:
         """Records each request as REJECTED for ``reason`` outside any event

@@ -22,6 +22,8 @@ from .loop import ConsumeLoop, DependencyBreaker
 from .settings import ConsumerSettings
 from .worker import BatchProcessor
 
+BACKGROUND_CONNECTIONS = 2
+
 # The consumer serves health checking only; its work comes from Kafka.
 SERVICES = ("ticketing.v1.ConsumerService",)
 
@@ -32,7 +34,9 @@ async def run(settings: ConsumerSettings) -> None:
     async with AsyncExitStack() as stack:
         pool = await create_pool(
             settings.postgres_dsn,
-            max_size=settings.pool_size,
+            # The decisions' connections, plus one each for the hold expiry
+            # and the outbox relay: a decision never waits for theirs.
+            max_size=settings.pool_size + BACKGROUND_CONNECTIONS,
             acquire_timeout_s=settings.pool_acquire_timeout_s,
         )
         stack.push_async_callback(pool.close)

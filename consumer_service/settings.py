@@ -20,7 +20,10 @@ class ConsumerSettings(PostgresClient, RedisClient, ReservationIdSecret):
     server: ServerSettings = ServerSettings.with_defaults(port=50081)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(
-        6, ge=1, description="PostgreSQL pool size per process (also the decision concurrency)"
+        6,
+        ge=1,
+        description="PostgreSQL connections for decisions per process (also the decision "
+        "concurrency); the hold expiry and the outbox relay get two more",
     )
     max_batch: int = Field(1_000, ge=1, description="most records per polled batch")
     poll_timeout_ms: int = Field(

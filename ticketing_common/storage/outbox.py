@@ -94,12 +94,13 @@ class OutboxRelay:
         listener = asyncio.create_task(self._listen())
         try:
             while True:
+                # Cleared before reading: a commit during the round wakes the next.
+                self._wake.clear()
                 try:
                     while await self.publish_once() == BATCH:
                         pass
                 except Exception as exc:  # noqa: BLE001 - logged; retried next round
                     log.warning("outbox_publish_failed", error=f"{type(exc).__name__}: {exc}")
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_s)
         finally:

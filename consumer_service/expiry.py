@@ -76,6 +76,15 @@ class HoldExpiry:
                 )
             except LockNotAcquired:
                 continue  # someone else is on this event; next pass
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "hold_expiry_retrying",
+                        event_id=str(row["event_id"]),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                else:
+                    log.exception("hold_expiry_failed", event_id=str(row["event_id"]))
         return changed
 
     async def _expire(self, conn: Connection, token: int, event: EventState | None) -> int:

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 from ticketing.v1 import queue_pb2
 from ticketing_common.codecs import UndecodableRecord, decode_request
 from ticketing_common.config import KafkaSettings
-from ticketing_common.domain import DECIDED_VERSION, Reservation
+from ticketing_common.domain import DECIDED_VERSION, Reservation, is_settled
 from ticketing_common.kafka import group_offsets, start_with_retry
 
 from .hub import PendingRequests, WatchHub
@@ -166,6 +166,8 @@ def on_result(
         if message.reservation.version == 0:
             # Decided by a consumer older than versions (a rollout, a replay).
             message.reservation.version = DECIDED_VERSION
+        # Older writers leave `settled` out; watch streams end on it.
+        message.reservation.settled = is_settled(message.reservation)
         pending.discard(message.reservation.reservation_id)
         hub.publish(message.reservation)
 

@@ -2,7 +2,16 @@
 
 A real provider plugs in by implementing ``Provider``. Every call carries the
 payment id as its idempotency key: the saga may repeat a call after a crash,
-and the provider must not authorize, capture or refund twice.
+and the provider must not authorize, capture or refund twice. What the saga
+asks of a real provider besides:
+
+- ``void`` releases whatever authorization exists for the payment id,
+  including one whose authorize call is still in flight when the saga gives
+  up on it (providers that key authorizations by idempotency key do);
+- ``capture`` of an authorization it granted succeeds; a failure is retried
+  by the sweeper until it does (a capture refused for good, e.g. an
+  authorization the provider let lapse, needs an operator: the payment stays
+  CAPTURING and the ledger shows it in flight).
 """
 
 from __future__ import annotations

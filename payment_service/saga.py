@@ -293,9 +293,10 @@ class Sweeper:
             try:
                 await self._saga.advance(payment_id)
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
+                if is_transient(exc):
+                    log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
+                else:
+                    log.exception("payment_step_failed", payment_id=payment_id)
             finally:
                 self._running.discard(payment_id)
         if stale:

@@ -89,6 +89,18 @@ OPEN_PAYMENTS = frozenset(
 )
 
 
+FINAL_PROTO_STATUSES = frozenset(s.to_proto() for s in Status if s.terminal)
+OPEN_PROTO_PAYMENTS = frozenset(p.to_proto() for p in OPEN_PAYMENTS)
+
+
+def is_settled(message: pb.Reservation) -> bool:
+    """``Reservation.settled`` worked out from the status and the payment,
+    for records written before the field existed (a rollout, a replay)."""
+    return (
+        message.status in FINAL_PROTO_STATUSES and message.payment_status not in OPEN_PROTO_PAYMENTS
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     currency: str

@@ -136,15 +136,17 @@ class Applier:
         and change nothing). Waiting requests this serves first are announced
         through the outbox, like every change outside a decision."""
         now = datetime.now(UTC)
+        if event is not None:
+            # Seats that came back without a settle (none should) go to the
+            # waiting requests before any new one. First, so that what is
+            # read next (a redelivered waiting request) is as it now stands.
+            event, served = await settle(conn, event, token, now)
+            await outbox.announce(conn, served)
         known = await fetch_reservations(conn, [r.reservation_id for r in requests])
         fresh = [r for r in requests if r.reservation_id not in known]
         if event is None:
             outcome = reject_all(fresh, RejectReason.INVALID)
         else:
-            # Seats that came back without a settle (none should) go to the
-            # waiting requests before any new one.
-            event, served = await settle(conn, event, token, now)
-            await outbox.announce(conn, served)
             users = sorted({r.user_id for r in fresh})
             user_seats = {
                 row["user_id"]: row["seats"]

@@ -66,12 +66,15 @@ class EventState:
 
 
 async def waitlist(conn: Connection, event_id: uuid.UUID) -> list[Request]:
-    """The event's waiting requests, in queue order."""
+    """The event's waiting requests, in queue order: by when they were put
+    on the waitlist (one transaction at a time, under the event's lock, in
+    queue order), then, within one transaction, by their place in the
+    partition. (``decided_at`` of a waiting row is when it started waiting.)"""
     rows = await conn.fetch(
         """SELECT reservation_id, event_id, user_id, quantity, idempotency_key, accepted_at,
                   source_partition, source_offset
            FROM reservations WHERE event_id = $1 AND status = 'QUEUED'
-           ORDER BY source_offset, accepted_at""",
+           ORDER BY decided_at, source_offset""",
         event_id,
     )
     return [

@@ -24,10 +24,11 @@ ALTER TABLE reservations
     ADD COLUMN payment_id uuid,
     ADD COLUMN payment_status text;
 
--- The hold expiry worker's scan, and the waitlist in queue order (one event's
--- requests share a partition, so the offset is the queue order).
+-- The hold expiry worker's scan, and the waitlist in queue order: by when a
+-- request started waiting (decided_at of a waiting row; transactions that
+-- waitlist run one at a time per event), then by its offset in the partition.
 CREATE INDEX reservations_holds ON reservations (hold_expires_at) WHERE status = 'HELD';
-CREATE INDEX reservations_waitlist ON reservations (event_id, source_offset)
+CREATE INDEX reservations_waitlist ON reservations (event_id, decided_at, source_offset)
     WHERE status = 'QUEUED';
 
 -- One row per payment attempt: the saga's durable state. Each step changes

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from ticketing.v1 import notifier_service_pb2 as ns
 from ticketing.v1 import reservation_pb2 as pb
@@ -46,6 +48,20 @@ DECLINED = pb.PAYMENT_STATUS_DECLINED
 VOIDED = pb.PAYMENT_STATUS_VOIDED
 REFUNDED = pb.PAYMENT_STATUS_REFUNDED
 REFUNDING = pb.PAYMENT_STATUS_REFUNDING
+
+
+@pytest.fixture(autouse=True)
+async def balanced_after(stack: LocalStack) -> AsyncIterator[None]:
+    """Every test here ends with the seats and the money of every event balanced."""
+    yield
+    pool = await asyncpg.create_pool(stack.postgres_dsn, min_size=1, max_size=2)
+    try:
+        ledger = await reconcile(stack.kafka, pool)
+    finally:
+        await pool.close()
+    assert ledger.balanced, ledger.missing
+    assert ledger.seats_ok, [c for c in ledger.seats if not c.ok]
+    assert ledger.money_ok, [c for c in ledger.money if not c.ok]
 
 
 def held(r: pb.Reservation) -> bool:
@@ -237,6 +253,37 @@ async def test_holds_expiring_in_a_rush_go_to_waiting_buyers_in_queue_order(
     assert by_hold == by_queue
 
 
+async def test_a_waitlist_does_not_stall_another_event_on_its_partition(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    busy = await create_priced_event(reservations, capacity=1, hold_s=60)
+    partitions = list(range(stack.kafka.partitions))
+
+    def partition(event_id: str) -> int:
+        chosen: int = DefaultPartitioner()(event_id.encode(), partitions, partitions)
+        return chosen
+
+    # Another event whose requests share the busy one's partition.
+    other = await create_event(reservations, capacity=5, per_user_limit=5)
+    while partition(other.event_id) != partition(busy.event_id):
+        other = await create_event(reservations, capacity=5, per_user_limit=5)
+    await hold_for(gateway, notifier, busy.event_id, "vic")
+    waiting = await reserve(gateway, busy.event_id, "wes")
+    queued = await watch_until(notifier, waiting.reservation_id, lambda r: r.version >= 2)
+    assert queued[-1].status == QUEUED
+
+    later = await reserve(gateway, other.event_id, "xan")
+    decided = (await watch(notifier, later.reservation_id, timeout=15))[-1]
+    assert decided.status == CONFIRMED
+    assert (await get_reservation(reservations, waiting.reservation_id)).status == QUEUED
+    rows = await stack_rows(
+        stack,
+        "SELECT DISTINCT source_partition FROM reservations WHERE reservation_id = ANY($1::uuid[])",
+        [uuid.UUID(waiting.reservation_id), uuid.UUID(later.reservation_id)],
+    )
+    assert len(rows) == 1  # one partition: the waiting request did not hold it up
+
+
 async def stack_rows(stack: LocalStack, query: str, *args: object) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(stack.postgres_dsn)
     try:
@@ -353,17 +400,3 @@ async def test_what_cannot_be_paid_or_cancelled_says_why(
     assert bad_event.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     details = bad_event.value.details() or ""
     assert "hold_ttl" in details and "price.currency_code" in details
-
-
-async def test_seats_and_money_balance_after_every_hold_test(stack: LocalStack) -> None:
-    """Runs last in this module: every event above, its seats and its money."""
-    pool = await asyncpg.create_pool(stack.postgres_dsn, min_size=1, max_size=2)
-    try:
-        ledger = await reconcile(stack.kafka, pool)
-    finally:
-        await pool.close()
-    assert ledger.balanced, ledger.missing
-    assert ledger.seats_ok, [c for c in ledger.seats if not c.ok]
-    priced = [c for c in ledger.money if c.confirmed_seats or c.refunded_minor]
-    assert len(priced) >= 5
-    assert ledger.money_ok, [c for c in ledger.money if not c.ok]

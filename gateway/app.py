@@ -88,7 +88,11 @@ async def run(settings: GatewaySettings) -> None:
         server = Server("gateway", settings.server, verifier=verifier)
         pb_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(
-                events=EventDirectory(pool, unknown_ttl_s=settings.unknown_event_ttl_s),
+                events=EventDirectory(
+                    pool,
+                    unknown_ttl_s=settings.unknown_event_ttl_s,
+                    refresh_s=settings.event_refresh_s,
+                ),
                 keys=keys,
                 limits=limits,
                 id_secret=settings.reservation_id_secret.encode(),

@@ -1,41 +1,86 @@
-"""Which events exist, without a database round trip per call.
+"""Which events exist and whether their sale takes requests, without a
+database round trip per call.
 
-Events are never deleted, so a known event is cached for the life of the
-process (only administrators create events). An unknown id is remembered
-briefly, so a flood of calls for a bad id costs one query per TTL, and
-concurrent misses for one id share one query. Unknown ids are bounded too
-(``MAX_UNKNOWN``, oldest forgotten first): a flood of random ids cannot grow
-the gateway without bound.
+A known event's sale terms (state and window) are kept and re-read at most
+every ``refresh_s``, so a paused, closed or rescheduled sale reaches every
+gateway within that; if the re-read fails, the terms already known are used
+(the consumers check the sale again when they decide). Events are never
+deleted, and only administrators create them, so known events are few. An
+unknown id is remembered briefly, so a flood of calls for a bad id costs one
+query per TTL, and concurrent misses for one id share one query. Unknown ids
+are bounded too (``MAX_UNKNOWN``, oldest forgotten first): a flood of random
+ids cannot grow the gateway without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
+import structlog
 
-from ticketing_common.storage.queries import event_exists
+from ticketing_common.domain import SaleState
+from ticketing_common.errors import FailedPrecondition, Reason
+from ticketing_common.failures import is_transient
+
+log = structlog.get_logger(__name__)
 
 # Unknown event ids remembered at most (a few MB).
 MAX_UNKNOWN = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class SaleTerms:
+    state: SaleState
+    start: datetime | None
+    end: datetime | None
+
+    def check(self, event_id: str, now: datetime) -> None:
+        """Refuses a request the sale cannot take now (nothing is queued)."""
+        if self.state is SaleState.CLOSED:
+            raise FailedPrecondition(
+                f"the sale of event {event_id} is closed",
+                reason=Reason.SALE_CLOSED,
+                metadata={"event_id": event_id},
+            )
+        if self.start is not None and now < self.start:
+            raise FailedPrecondition(
+                f"the sale of event {event_id} starts at {self.start.isoformat()}",
+                reason=Reason.SALE_NOT_STARTED,
+                metadata={"event_id": event_id, "sale_start_time": self.start.isoformat()},
+            )
+        if self.end is not None and now > self.end:
+            raise FailedPrecondition(
+                f"the sale of event {event_id} ended at {self.end.isoformat()}",
+                reason=Reason.SALE_ENDED,
+                metadata={"event_id": event_id, "sale_end_time": self.end.isoformat()},
+            )
+
+
 class EventDirectory:
-    def __init__(self, pool: asyncpg.Pool, *, unknown_ttl_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, unknown_ttl_s: float, refresh_s: float) -> None:
         self._pool = pool
         self._unknown_ttl_s = unknown_ttl_s
-        self._known: set[str] = set()
+        self._refresh_s = refresh_s
+        # Known events: their terms and when they were read (monotonic).
+        self._known: dict[str, tuple[SaleTerms, float]] = {}
         self._unknown_until: OrderedDict[str, float] = OrderedDict()
-        self._inflight: dict[str, asyncio.Task[bool]] = {}
+        self._inflight: dict[str, asyncio.Task[SaleTerms | None]] = {}
 
-    async def exists(self, event_id: str) -> bool:
-        if event_id in self._known:
-            return True
+    async def terms(self, event_id: str) -> SaleTerms | None:
+        """The event's sale terms, or None if no such event exists."""
+        now = time.monotonic()
+        known = self._known.get(event_id)
+        if known is not None and now - known[1] < self._refresh_s:
+            return known[0]
         until = self._unknown_until.get(event_id)
-        if until is not None and until > time.monotonic():
-            return False
+        if known is None and until is not None and until > now:
+            return None
         lookup = self._inflight.get(event_id)
         if lookup is None:
             # Its own task, shared by every caller that misses meanwhile: a
@@ -44,15 +89,24 @@ class EventDirectory:
             # Retrieved here in case every caller gave up before it finished.
             lookup.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._inflight[event_id] = lookup
-        return await asyncio.shield(lookup)
+        try:
+            return await asyncio.shield(lookup)
+        except Exception as exc:
+            if known is None or not is_transient(exc):
+                raise
+            log.warning("event_terms_stale", event_id=event_id, error=repr(exc))
+            return known[0]
 
-    async def _lookup(self, event_id: str) -> bool:
+    async def exists(self, event_id: str) -> bool:
+        return await self.terms(event_id) is not None
+
+    async def _lookup(self, event_id: str) -> SaleTerms | None:
         try:
             found = await self._query(event_id)
         finally:
             del self._inflight[event_id]
-        if found:
-            self._known.add(event_id)
+        if found is not None:
+            self._known[event_id] = (found, time.monotonic())
             self._unknown_until.pop(event_id, None)
         else:
             self._unknown_until[event_id] = time.monotonic() + self._unknown_ttl_s
@@ -61,6 +115,13 @@ class EventDirectory:
                 self._unknown_until.popitem(last=False)
         return found
 
-    async def _query(self, event_id: str) -> bool:
+    async def _query(self, event_id: str) -> SaleTerms | None:
         async with self._pool.acquire(timeout=5) as conn:
-            return await event_exists(conn, event_id, timeout_s=5)
+            row = await conn.fetchrow(
+                "SELECT sale_state, sale_start_at, sale_end_at FROM events WHERE event_id = $1",
+                uuid.UUID(event_id),
+                timeout=5,
+            )
+        if row is None:
+            return None
+        return SaleTerms(SaleState(row["sale_state"]), row["sale_start_at"], row["sale_end_at"])

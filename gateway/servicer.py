@@ -84,12 +84,14 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     async def _known_event(self, valid: ValidReserve) -> ValidReserve:
         # A PostgreSQL outage here reaches the client as UNAVAILABLE through
         # the interceptor's one classification.
-        if not await self._events.exists(valid.event_id):
+        terms = await self._events.terms(valid.event_id)
+        if terms is None:
             raise NotFound(
                 f"event {valid.event_id} not found",
                 reason=Reason.EVENT_NOT_FOUND,
                 metadata={"event_id": valid.event_id},
             )
+        terms.check(valid.event_id, datetime.now(UTC))
         return valid
 
     async def Reserve(

@@ -32,6 +32,12 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, Reserv
     unknown_event_ttl_s: float = Field(
         2.0, ge=0, description="how long an unknown event id is remembered as unknown"
     )
+    event_refresh_s: float = Field(
+        1.0,
+        ge=0,
+        description="how often a known event's sale terms (paused, closed, window) are re-read: "
+        "a change reaches every gateway within this",
+    )
     producer_linger_ms: int = Field(1, ge=0, description="producer batching delay")
     broker_breaker_threshold: int = Field(
         3, ge=1, description="failed publishes in a row after which `Reserve` fails fast"

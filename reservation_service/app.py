@@ -15,6 +15,7 @@ from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
 
 from .cancel import Cancellations
+from .sale import SaleControl
 from .servicer import ReservationServicer
 from .settings import ReservationSettings
 from .store import Store
@@ -44,17 +45,15 @@ async def run(settings: ReservationSettings) -> None:
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5
         )
         stack.push_async_callback(locks_client.aclose)
-        cancellations = Cancellations(
-            pool,
-            EventLocks(
-                locks_client,
-                owner=f"reservation-{settings.server.instance_id}",
-                ttl_ms=settings.lock_ttl_ms,
-            ),
-            lock_wait_s=settings.lock_wait_s,
+        locks = EventLocks(
+            locks_client,
+            owner=f"reservation-{settings.server.instance_id}",
+            ttl_ms=settings.lock_ttl_ms,
         )
+        cancellations = Cancellations(pool, locks, lock_wait_s=settings.lock_wait_s)
+        sale = SaleControl(pool, locks, lock_wait_s=settings.lock_wait_s)
         pb_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(Store(pool, accepted, cancellations)), server.grpc
+            ReservationServicer(Store(pool, accepted, cancellations), sale, pool), server.grpc
         )
         await server.start(SERVICES)
         # Unwound first: stop taking calls, finish those in flight, then close

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
+import asyncpg
 import grpc
 import structlog
 
+from ticketing.v1 import reservation_pb2
 from ticketing.v1 import reservation_service_pb2 as pb
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
 from ticketing_common.auth import ADMIN, caller
-from ticketing_common.domain import QUEUED_VERSION, Money, parse_uuid
+from ticketing_common.domain import (
+    QUEUED_VERSION,
+    Money,
+    SaleState,
+    Status,
+    from_timestamp,
+    parse_uuid,
+)
 from ticketing_common.errors import FailedPrecondition, NotFound, Reason, Violations
 
+from .listing import list_events, list_reservations, page_size
+from .sale import KEEP, Changes, SaleControl
 from .store import Store
 
 log = structlog.get_logger(__name__)
@@ -33,8 +44,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ReservationServicer(pb_grpc.ReservationServiceServicer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, sale: SaleControl, pool: asyncpg.Pool) -> None:
         self._store = store
+        self._sale = sale
+        self._pool = pool
 
     async def CreateEvent(
         self,
@@ -71,9 +84,12 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 problems.add("hold_ttl", "is for priced events: a free event has no holds")
         elif price is not None:
             problems.add("hold_ttl", "is required with a price (how long a seat waits for payment)")
+        window = (_moment(request, "sale_start_time"), _moment(request, "sale_end_time"))
+        if window[0] is not None and window[1] is not None and window[1] <= window[0]:
+            problems.add("sale_end_time", "must be after sale_start_time")
         problems.raise_if_any()
         event = await self._store.create_event(
-            name, request.capacity, request.per_user_limit, queue_ttl, price, hold_ttl
+            name, request.capacity, request.per_user_limit, queue_ttl, price, hold_ttl, window
         )
         log.info(
             "event_created",
@@ -143,6 +159,111 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             payment_status=cancelled.payment_status and cancelled.payment_status.value,
         )
         return pb.CancelReservationResponse(reservation=cancelled.to_proto())
+
+    async def UpdateEvent(
+        self, request: pb.UpdateEventRequest, context: Context
+    ) -> pb.UpdateEventResponse:
+        caller().require(ADMIN)
+        problems = Violations()
+        event_id = problems.check(parse_uuid, "event.event_id", request.event.event_id)
+        paths = list(request.update_mask.paths)
+        unknown = sorted(set(paths) - UPDATABLE)
+        if not paths:
+            problems.add(
+                "update_mask", f"must name the fields to change: {', '.join(sorted(UPDATABLE))}"
+            )
+        elif unknown:
+            problems.add(
+                "update_mask",
+                f"cannot change {', '.join(unknown)}; updatable: {', '.join(sorted(UPDATABLE))}",
+            )
+        given = request.event
+        name = given.name.strip() if "name" in paths else None
+        if name is not None and not 1 <= len(name) <= MAX_NAME:
+            problems.add("event.name", f"must be 1 to {MAX_NAME} characters")
+        problems.raise_if_any()
+        assert event_id is not None
+        changes = Changes(
+            name=name,
+            capacity=given.capacity if "capacity" in paths else None,
+            per_user_limit=given.per_user_limit if "per_user_limit" in paths else None,
+            sale_start_at=_moment(given, "sale_start_time") if "sale_start_time" in paths else KEEP,
+            sale_end_at=_moment(given, "sale_end_time") if "sale_end_time" in paths else KEEP,
+        )
+        event = await self._sale.update(event_id, changes)
+        log.info("event_updated", event_id=event_id, fields=paths)
+        return pb.UpdateEventResponse(event=event.to_proto())
+
+    async def PauseSale(
+        self, request: pb.PauseSaleRequest, context: Context
+    ) -> pb.PauseSaleResponse:
+        return pb.PauseSaleResponse(
+            event=await self._sale_state(request.event_id, SaleState.PAUSED)
+        )
+
+    async def ResumeSale(
+        self, request: pb.ResumeSaleRequest, context: Context
+    ) -> pb.ResumeSaleResponse:
+        return pb.ResumeSaleResponse(event=await self._sale_state(request.event_id, SaleState.OPEN))
+
+    async def CloseSale(
+        self, request: pb.CloseSaleRequest, context: Context
+    ) -> pb.CloseSaleResponse:
+        return pb.CloseSaleResponse(
+            event=await self._sale_state(request.event_id, SaleState.CLOSED)
+        )
+
+    async def _sale_state(self, raw_event_id: str, state: SaleState) -> reservation_pb2.Event:
+        caller().require(ADMIN)
+        event_id = parse_uuid("event_id", raw_event_id)
+        event = await self._sale.set_state(event_id, state)
+        log.info("sale_state_changed", event_id=event_id, state=state.value)
+        return event.to_proto()
+
+    async def ListEvents(
+        self, request: pb.ListEventsRequest, context: Context
+    ) -> pb.ListEventsResponse:
+        size = page_size(request.page_size)
+        events, token = await list_events(self._pool, size, request.page_token)
+        return pb.ListEventsResponse(events=[e.to_proto() for e in events], next_page_token=token)
+
+    async def ListReservations(
+        self, request: pb.ListReservationsRequest, context: Context
+    ) -> pb.ListReservationsResponse:
+        who = caller()
+        problems = Violations()
+        size = problems.check(page_size, request.page_size)
+        event_id = None
+        if request.event_id:
+            event_id = problems.check(parse_uuid, "event_id", request.event_id)
+        elif who.is_admin:
+            problems.add("event_id", "is required for an administrator (one event's list)")
+        statuses = [Status.from_proto(s) for s in request.statuses if s]
+        problems.raise_if_any()
+        assert size is not None
+        reservations, token = await list_reservations(
+            self._pool,
+            event_id=event_id,
+            # A customer sees their own, whatever else they ask.
+            user_id=None if who.is_admin else who.subject,
+            statuses=statuses,
+            size=size,
+            token=request.page_token,
+        )
+        return pb.ListReservationsResponse(
+            reservations=[r.to_proto() for r in reservations], next_page_token=token
+        )
+
+
+UPDATABLE = frozenset({"name", "capacity", "per_user_limit", "sale_start_time", "sale_end_time"})
+
+
+def _moment(
+    message: reservation_pb2.Event | pb.CreateEventRequest,
+    field: Literal["sale_start_time", "sale_end_time"],
+) -> datetime | None:
+    """A timestamp field of ``message``; None when unset."""
+    return from_timestamp(getattr(message, field)) if message.HasField(field) else None
 
 
 def _price(request: pb.CreateEventRequest, problems: Violations) -> Money | None:

@@ -3,7 +3,7 @@ gateway recorded them (Redis)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -30,9 +30,10 @@ class Store:
         queue_ttl: timedelta,
         price: Money | None,
         hold_ttl: timedelta | None,
+        window: tuple[datetime | None, datetime | None],
     ) -> Event:
         return await insert_event(
-            self._pool, name, capacity, per_user_limit, queue_ttl, price, hold_ttl
+            self._pool, name, capacity, per_user_limit, queue_ttl, price, hold_ttl, window
         )
 
     async def cancel(self, reservation: Reservation) -> Reservation:

@@ -40,6 +40,20 @@ class Seats:
     hold_ttl: timedelta | None = None
     # Requests already on the event's waitlist (ahead of any new one).
     waiting: int = 0
+    # Sale control: paused, requests wait; closed, they are refused. A
+    # request accepted outside the sale window is refused too.
+    paused: bool = False
+    closed: bool = False
+    sale_start: datetime | None = None
+    sale_end: datetime | None = None
+
+    def refuses(self, request: Request) -> bool:
+        """The sale is closed to ``request``."""
+        return (
+            self.closed
+            or (self.sale_start is not None and request.accepted_at < self.sale_start)
+            or (self.sale_end is not None and request.accepted_at > self.sale_end)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +95,11 @@ def decide(
 
     - REJECTED/EXPIRED_IN_QUEUE if it waited longer than the queue TTL (no
       seat touched);
+    - REJECTED/SALE_CLOSED if the sale is closed, or the request was
+      accepted outside the sale window;
     - REJECTED/LIMIT_EXCEEDED if it would take its user past the per-user
       limit (refused even with seats left);
+    - waitlisted (QUEUED) while the sale is paused;
     - REJECTED/SOLD_OUT if it asks for more than the seats not sold yet
       (available and held): it could never be served;
     - a winner (HELD, or CONFIRMED without holds) if nobody waits ahead of it
@@ -106,10 +123,16 @@ def decide(
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
             )
+        elif seats.refuses(request):
+            outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SALE_CLOSED))
         elif already + request.quantity > seats.per_user_limit:
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED)
             )
+        elif seats.paused:
+            waiting += 1
+            taken[request.user_id] = already + request.quantity
+            outcome.decisions.append(Decision(request, Status.QUEUED))
         elif request.quantity > available + seats.held + outcome.seats_held:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
         elif not waiting and request.quantity <= available:
@@ -133,7 +156,9 @@ def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> 
     everyone behind it keeps waiting, in order. Whoever asks for more than
     the seats not sold yet (available and held) is REJECTED/SOLD_OUT, so
     when no seat is held any more nobody waits; whoever has waited past the
-    queue TTL is REJECTED/EXPIRED_IN_QUEUE."""
+    queue TTL is REJECTED/EXPIRED_IN_QUEUE. While the sale is paused nobody
+    is served or refused for want of seats; once it is closed, everyone
+    waiting is REJECTED/SALE_CLOSED."""
     outcome = BatchOutcome()
     available = seats.available
     blocked = False
@@ -142,6 +167,10 @@ def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> 
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
             )
+        elif seats.refuses(request):
+            outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SALE_CLOSED))
+        elif seats.paused:
+            continue
         elif request.quantity > available + seats.held + outcome.seats_held:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
         elif blocked:

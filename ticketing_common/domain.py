@@ -42,6 +42,15 @@ class Status(StrEnum):
         return cls(pb.ReservationStatus.Name(value).removeprefix("RESERVATION_STATUS_"))
 
 
+class SaleState(StrEnum):
+    OPEN = "OPEN"
+    PAUSED = "PAUSED"
+    CLOSED = "CLOSED"
+
+    def to_proto(self) -> pb.SaleState.ValueType:
+        return pb.SaleState.Value(f"SALE_STATE_{self.value}")
+
+
 class RejectReason(StrEnum):
     SOLD_OUT = "SOLD_OUT"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
@@ -244,6 +253,9 @@ class Event:
     # None: no holds, winners are CONFIRMED at once.
     hold_ttl: timedelta | None = None
     waitlisted: int = 0
+    sale_state: SaleState = SaleState.OPEN
+    sale_start_at: datetime | None = None
+    sale_end_at: datetime | None = None
 
     def to_proto(self) -> pb.Event:
         queue_ttl = Duration()
@@ -259,7 +271,12 @@ class Event:
             create_time=timestamp(self.created_at),
             queue_ttl=queue_ttl,
             waitlisted=self.waitlisted,
+            sale_state=self.sale_state.to_proto(),
         )
+        if self.sale_start_at is not None:
+            message.sale_start_time.CopyFrom(timestamp(self.sale_start_at))
+        if self.sale_end_at is not None:
+            message.sale_end_time.CopyFrom(timestamp(self.sale_end_at))
         if self.price_minor:
             message.price.CopyFrom(Money(self.currency, self.price_minor).to_proto())
         if self.hold_ttl is not None:
@@ -286,6 +303,9 @@ class Event:
                 else None
             ),
             waitlisted=row["waitlisted"],
+            sale_state=SaleState(row["sale_state"]),
+            sale_start_at=row["sale_start_at"],
+            sale_end_at=row["sale_end_at"],
         )
 
 

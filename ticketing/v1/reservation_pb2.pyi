@@ -122,6 +122,32 @@ PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 9
 """The money was paid back (terminal)."""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
+class _SaleState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SaleStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SaleState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SALE_STATE_UNSPECIFIED: _SaleState.ValueType  # 0
+    SALE_STATE_OPEN: _SaleState.ValueType  # 1
+    """Requests are decided as they come."""
+    SALE_STATE_PAUSED: _SaleState.ValueType  # 2
+    """Requests wait, in order, still QUEUED, until the sale resumes."""
+    SALE_STATE_CLOSED: _SaleState.ValueType  # 3
+    """Waiting and later requests are REJECTED with REJECT_REASON_SALE_CLOSED."""
+
+class SaleState(_SaleState, metaclass=_SaleStateEnumTypeWrapper):
+    """Whether an event's sale takes requests."""
+
+SALE_STATE_UNSPECIFIED: SaleState.ValueType  # 0
+SALE_STATE_OPEN: SaleState.ValueType  # 1
+"""Requests are decided as they come."""
+SALE_STATE_PAUSED: SaleState.ValueType  # 2
+"""Requests wait, in order, still QUEUED, until the sale resumes."""
+SALE_STATE_CLOSED: SaleState.ValueType  # 3
+"""Waiting and later requests are REJECTED with REJECT_REASON_SALE_CLOSED."""
+Global___SaleState: _TypeAlias = SaleState  # noqa: Y015
+
 class _RejectReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -203,6 +229,9 @@ class Event(_message.Message):
     PRICE_FIELD_NUMBER: _builtins.int
     HOLD_TTL_FIELD_NUMBER: _builtins.int
     WAITLISTED_FIELD_NUMBER: _builtins.int
+    SALE_STATE_FIELD_NUMBER: _builtins.int
+    SALE_START_TIME_FIELD_NUMBER: _builtins.int
+    SALE_END_TIME_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     name: _builtins.str
     capacity: _builtins.int
@@ -213,7 +242,8 @@ class Event(_message.Message):
     confirmed: _builtins.int
     held: _builtins.int
     waitlisted: _builtins.int
-    """Requests waiting for held seats to come back."""
+    """Requests waiting for held seats to come back (or for a paused sale)."""
+    sale_state: Global___SaleState.ValueType
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -232,6 +262,14 @@ class Event(_message.Message):
         CONFIRMED at once (free events only).
         """
 
+    @_builtins.property
+    def sale_start_time(self) -> _timestamp_pb2.Timestamp:
+        """The sale window, if any: before its start and after its end the gateway
+        queues nothing.
+        """
+
+    @_builtins.property
+    def sale_end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -247,10 +285,13 @@ class Event(_message.Message):
         price: Global___Money | None = ...,
         hold_ttl: _duration_pb2.Duration | None = ...,
         waitlisted: _builtins.int = ...,
+        sale_state: Global___SaleState.ValueType = ...,
+        sale_start_time: _timestamp_pb2.Timestamp | None = ...,
+        sale_end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "queue_ttl", b"queue_ttl", "waitlisted", b"waitlisted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "sale_state", b"sale_state", "waitlisted", b"waitlisted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,6 +55,36 @@ class ReservationServiceStub:
                 request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationRequest.SerializeToString,
                 response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationResponse.FromString,
                 _registered_method=True)
+        self.UpdateEvent = channel.unary_unary(
+                '/ticketing.v1.ReservationService/UpdateEvent',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.UpdateEventRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.UpdateEventResponse.FromString,
+                _registered_method=True)
+        self.PauseSale = channel.unary_unary(
+                '/ticketing.v1.ReservationService/PauseSale',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.PauseSaleRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.PauseSaleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSale = channel.unary_unary(
+                '/ticketing.v1.ReservationService/ResumeSale',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ResumeSaleRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ResumeSaleResponse.FromString,
+                _registered_method=True)
+        self.CloseSale = channel.unary_unary(
+                '/ticketing.v1.ReservationService/CloseSale',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.CloseSaleRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.CloseSaleResponse.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/ticketing.v1.ReservationService/ListEvents',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
+        self.ListReservations = channel.unary_unary(
+                '/ticketing.v1.ReservationService/ListReservations',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsResponse.FromString,
+                _registered_method=True)
 
 
 class ReservationServiceServicer:
@@ -74,8 +104,8 @@ class ReservationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReservation(self, request, context):
-        """Returns a decided reservation; a request still in the queue is NOT_FOUND
-        here (watch it with NotifierService.WatchReservation instead).
+        """Returns the reservation: QUEUED (version 1) until the request is decided,
+        then its outcome.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,6 +115,51 @@ class ReservationServiceServicer:
         """Cancels a reservation, by its owner or an administrator: a HELD one's
         seats are released at once; a CONFIRMED and paid one is refunded, then
         its seats are released. Cancelling again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEvent(self, request, context):
+        """Administrators, live: changes the fields the update mask names
+        (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+        capacity goes to waiting requests first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSale(self, request, context):
+        """Requests wait, in order, until ResumeSale; nothing is rejected for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSale(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseSale(self, request, context):
+        """Waiting and later requests are REJECTED/SALE_CLOSED; holds and sold seats
+        stay. A closed sale does not open again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Events, oldest first (AIP-158 pagination).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReservations(self, request, context):
+        """Reservations, oldest first: a customer's own, or, for an administrator,
+        one event's (AIP-158 pagination), optionally only some statuses.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +187,36 @@ def add_ReservationServiceServicer_to_server(servicer, server):
                     servicer.CancelReservation,
                     request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationRequest.FromString,
                     response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationResponse.SerializeToString,
+            ),
+            'UpdateEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEvent,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.UpdateEventRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.UpdateEventResponse.SerializeToString,
+            ),
+            'PauseSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSale,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.PauseSaleRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.PauseSaleResponse.SerializeToString,
+            ),
+            'ResumeSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSale,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ResumeSaleRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ResumeSaleResponse.SerializeToString,
+            ),
+            'CloseSale': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseSale,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.CloseSaleRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.CloseSaleResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ListEventsRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'ListReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReservations,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +328,168 @@ class ReservationService:
             '/ticketing.v1.ReservationService/CancelReservation',
             ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationRequest.SerializeToString,
             ticketing_dot_v1_dot_reservation__service__pb2.CancelReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/UpdateEvent',
+            ticketing_dot_v1_dot_reservation__service__pb2.UpdateEventRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.UpdateEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/PauseSale',
+            ticketing_dot_v1_dot_reservation__service__pb2.PauseSaleRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.PauseSaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/ResumeSale',
+            ticketing_dot_v1_dot_reservation__service__pb2.ResumeSaleRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.ResumeSaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseSale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/CloseSale',
+            ticketing_dot_v1_dot_reservation__service__pb2.CloseSaleRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.CloseSaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/ListEvents',
+            ticketing_dot_v1_dot_reservation__service__pb2.ListEventsRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/ListReservations',
+            ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,13 +36,31 @@ class ReservationServiceStub:
     CreateEvent: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.CreateEventRequest, _reservation_service_pb2.CreateEventResponse]
     GetEvent: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.GetEventRequest, _reservation_service_pb2.GetEventResponse]
     GetReservation: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.GetReservationRequest, _reservation_service_pb2.GetReservationResponse]
-    """Returns a decided reservation; a request still in the queue is NOT_FOUND
-    here (watch it with NotifierService.WatchReservation instead).
+    """Returns the reservation: QUEUED (version 1) until the request is decided,
+    then its outcome.
     """
     CancelReservation: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.CancelReservationRequest, _reservation_service_pb2.CancelReservationResponse]
     """Cancels a reservation, by its owner or an administrator: a HELD one's
     seats are released at once; a CONFIRMED and paid one is refunded, then
     its seats are released. Cancelling again changes nothing.
+    """
+    UpdateEvent: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.UpdateEventRequest, _reservation_service_pb2.UpdateEventResponse]
+    """Administrators, live: changes the fields the update mask names
+    (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+    capacity goes to waiting requests first.
+    """
+    PauseSale: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.PauseSaleRequest, _reservation_service_pb2.PauseSaleResponse]
+    """Requests wait, in order, until ResumeSale; nothing is rejected for it."""
+    ResumeSale: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.ResumeSaleRequest, _reservation_service_pb2.ResumeSaleResponse]
+    CloseSale: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.CloseSaleRequest, _reservation_service_pb2.CloseSaleResponse]
+    """Waiting and later requests are REJECTED/SALE_CLOSED; holds and sold seats
+    stay. A closed sale does not open again.
+    """
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.ListEventsRequest, _reservation_service_pb2.ListEventsResponse]
+    """Events, oldest first (AIP-158 pagination)."""
+    ListReservations: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.ListReservationsRequest, _reservation_service_pb2.ListReservationsResponse]
+    """Reservations, oldest first: a customer's own, or, for an administrator,
+    one event's (AIP-158 pagination), optionally only some statuses.
     """
 
 @_typing.type_check_only
@@ -53,13 +71,31 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     CreateEvent: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.CreateEventRequest, _reservation_service_pb2.CreateEventResponse]  # type: ignore[assignment]
     GetEvent: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.GetEventRequest, _reservation_service_pb2.GetEventResponse]  # type: ignore[assignment]
     GetReservation: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.GetReservationRequest, _reservation_service_pb2.GetReservationResponse]  # type: ignore[assignment]
-    """Returns a decided reservation; a request still in the queue is NOT_FOUND
-    here (watch it with NotifierService.WatchReservation instead).
+    """Returns the reservation: QUEUED (version 1) until the request is decided,
+    then its outcome.
     """
     CancelReservation: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.CancelReservationRequest, _reservation_service_pb2.CancelReservationResponse]  # type: ignore[assignment]
     """Cancels a reservation, by its owner or an administrator: a HELD one's
     seats are released at once; a CONFIRMED and paid one is refunded, then
     its seats are released. Cancelling again changes nothing.
+    """
+    UpdateEvent: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.UpdateEventRequest, _reservation_service_pb2.UpdateEventResponse]  # type: ignore[assignment]
+    """Administrators, live: changes the fields the update mask names
+    (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+    capacity goes to waiting requests first.
+    """
+    PauseSale: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.PauseSaleRequest, _reservation_service_pb2.PauseSaleResponse]  # type: ignore[assignment]
+    """Requests wait, in order, until ResumeSale; nothing is rejected for it."""
+    ResumeSale: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.ResumeSaleRequest, _reservation_service_pb2.ResumeSaleResponse]  # type: ignore[assignment]
+    CloseSale: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.CloseSaleRequest, _reservation_service_pb2.CloseSaleResponse]  # type: ignore[assignment]
+    """Waiting and later requests are REJECTED/SALE_CLOSED; holds and sold seats
+    stay. A closed sale does not open again.
+    """
+    ListEvents: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.ListEventsRequest, _reservation_service_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """Events, oldest first (AIP-158 pagination)."""
+    ListReservations: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.ListReservationsRequest, _reservation_service_pb2.ListReservationsResponse]  # type: ignore[assignment]
+    """Reservations, oldest first: a customer's own, or, for an administrator,
+    one event's (AIP-158 pagination), optionally only some statuses.
     """
 
 class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -85,8 +121,8 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _reservation_service_pb2.GetReservationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reservation_service_pb2.GetReservationResponse, _abc.Awaitable[_reservation_service_pb2.GetReservationResponse]]:
-        """Returns a decided reservation; a request still in the queue is NOT_FOUND
-        here (watch it with NotifierService.WatchReservation instead).
+        """Returns the reservation: QUEUED (version 1) until the request is decided,
+        then its outcome.
         """
 
     @_abc_1.abstractmethod
@@ -98,6 +134,60 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Cancels a reservation, by its owner or an administrator: a HELD one's
         seats are released at once; a CONFIRMED and paid one is refunded, then
         its seats are released. Cancelling again changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateEvent(
+        self,
+        request: _reservation_service_pb2.UpdateEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.UpdateEventResponse, _abc.Awaitable[_reservation_service_pb2.UpdateEventResponse]]:
+        """Administrators, live: changes the fields the update mask names
+        (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+        capacity goes to waiting requests first.
+        """
+
+    @_abc_1.abstractmethod
+    def PauseSale(
+        self,
+        request: _reservation_service_pb2.PauseSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.PauseSaleResponse, _abc.Awaitable[_reservation_service_pb2.PauseSaleResponse]]:
+        """Requests wait, in order, until ResumeSale; nothing is rejected for it."""
+
+    @_abc_1.abstractmethod
+    def ResumeSale(
+        self,
+        request: _reservation_service_pb2.ResumeSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.ResumeSaleResponse, _abc.Awaitable[_reservation_service_pb2.ResumeSaleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CloseSale(
+        self,
+        request: _reservation_service_pb2.CloseSaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.CloseSaleResponse, _abc.Awaitable[_reservation_service_pb2.CloseSaleResponse]]:
+        """Waiting and later requests are REJECTED/SALE_CLOSED; holds and sold seats
+        stay. A closed sale does not open again.
+        """
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _reservation_service_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.ListEventsResponse, _abc.Awaitable[_reservation_service_pb2.ListEventsResponse]]:
+        """Events, oldest first (AIP-158 pagination)."""
+
+    @_abc_1.abstractmethod
+    def ListReservations(
+        self,
+        request: _reservation_service_pb2.ListReservationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.ListReservationsResponse, _abc.Awaitable[_reservation_service_pb2.ListReservationsResponse]]:
+        """Reservations, oldest first: a customer's own, or, for an administrator,
+        one event's (AIP-158 pagination), optionally only some statuses.
         """
 
 def add_ReservationServiceServicer_to_server(servicer: ReservationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,7 +5,7 @@ fenced writes of decisions in ``applier``."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from ..domain import Event, Money, Reservation
 from .db import Executor
@@ -14,7 +14,7 @@ from .db import Executor
 # index on waiting rows makes that an index-only count).
 EVENT_COLUMNS = (
     "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at,"
-    " queue_ttl_ms, price_minor, currency, hold_ttl_ms,"
+    " queue_ttl_ms, price_minor, currency, hold_ttl_ms, sale_state, sale_start_at, sale_end_at,"
     " (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id"
     " AND w.status = 'QUEUED')::int AS waitlisted"
 )
@@ -62,13 +62,14 @@ async def insert_event(  # noqa: PLR0917 - an event's fields
     queue_ttl: timedelta,
     price: Money | None = None,
     hold_ttl: timedelta | None = None,
+    sale_window: tuple[datetime | None, datetime | None] = (None, None),
 ) -> Event:
     """A new event with every seat available."""
     row = await db.fetchrow(
         f"""INSERT INTO events
                 (event_id, name, capacity, available, per_user_limit, queue_ttl_ms,
-                 price_minor, currency, hold_ttl_ms)
-            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8) RETURNING {EVENT_COLUMNS}""",
+                 price_minor, currency, hold_ttl_ms, sale_start_at, sale_end_at)
+            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {EVENT_COLUMNS}""",
         uuid.uuid4(),
         name,
         capacity,
@@ -77,6 +78,7 @@ async def insert_event(  # noqa: PLR0917 - an event's fields
         price.amount_minor if price else 0,
         price.currency if price else "",
         None if hold_ttl is None else _ms(hold_ttl),
+        *sale_window,
     )
     if row is None:  # pragma: no cover - INSERT ... RETURNING returns the row
         raise RuntimeError("INSERT ... RETURNING returned no row")

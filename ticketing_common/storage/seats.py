@@ -16,13 +16,14 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from ..decisions import BatchOutcome, Decision, Request, Seats, settle_waitlist
-from ..domain import Reservation, Status
+from ..domain import Reservation, SaleState, Status
 from .db import Connection
 from .queries import RESERVATION_COLUMNS
 
 # The event columns the fence statement returns, for the seat decisions.
 EVENT_STATE = (
-    "available, held, confirmed, per_user_limit, queue_ttl_ms, hold_ttl_ms, price_minor, currency"
+    "available, held, confirmed, per_user_limit, queue_ttl_ms, hold_ttl_ms, price_minor, currency,"
+    " sale_state, sale_start_at, sale_end_at"
 )
 
 
@@ -38,6 +39,9 @@ class EventState:
     hold_ttl: timedelta | None
     price_minor: int
     currency: str
+    sale_state: SaleState = SaleState.OPEN
+    sale_start_at: datetime | None = None
+    sale_end_at: datetime | None = None
 
     @classmethod
     def from_row(cls, event_id: uuid.UUID, row: asyncpg.Record) -> EventState:
@@ -52,6 +56,9 @@ class EventState:
             ),
             price_minor=row["price_minor"],
             currency=row["currency"],
+            sale_state=SaleState(row["sale_state"]),
+            sale_start_at=row["sale_start_at"],
+            sale_end_at=row["sale_end_at"],
         )
 
     def seats(self, waiting: int = 0) -> Seats:
@@ -62,6 +69,10 @@ class EventState:
             held=self.held,
             hold_ttl=self.hold_ttl,
             waiting=waiting,
+            paused=self.sale_state is SaleState.PAUSED,
+            closed=self.sale_state is SaleState.CLOSED,
+            sale_start=self.sale_start_at,
+            sale_end=self.sale_end_at,
         )
 
 

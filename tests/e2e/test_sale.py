@@ -1,0 +1,306 @@
+"""Sale control and listing, from outside through nginx: pausing, resuming,
+closing and rescheduling a running sale, adding capacity, and paging through
+events and reservations."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from ticketing.v1 import reservation_pb2 as pb
+from ticketing.v1 import reservation_service_pb2 as rs
+from ticketing_common.domain import timestamp
+from ticketing_common.status import reason
+from ticketing_tools.ledger import end_offsets
+from ticketing_tools.stack import LocalStack
+
+from ..helpers import (
+    CONFIRMED,
+    HELD,
+    QUEUED,
+    REJECTED,
+    Gateway,
+    Notifier,
+    Reservations,
+    as_user,
+    create_event,
+    create_priced_event,
+    get_event,
+    reserve,
+    watch,
+    watch_until,
+)
+
+SALE_CLOSED = pb.REJECT_REASON_SALE_CLOSED
+
+
+async def waiting(notifier: Notifier, reservation_id: str) -> pb.Reservation:
+    """The reservation once it is on the waitlist (or decided)."""
+    return (await watch_until(notifier, reservation_id, lambda r: r.version >= 2))[-1]
+
+
+async def refused_within(
+    gateway: Gateway, notifier: Notifier, event_id: str, user: str, timeout_s: float = 10
+) -> grpc.aio.AioRpcError:
+    """A refusal of Reserve once every gateway has the new terms (within
+    TICKETING_GATEWAY_EVENT_REFRESH_S): four in a row, nginx spreading them
+    over the gateways."""
+    refusals: list[grpc.aio.AioRpcError] = []
+    async with asyncio.timeout(timeout_s):
+        while len(refusals) < 4:
+            try:
+                reply = await reserve(gateway, event_id, user)
+            except grpc.aio.AioRpcError as exc:
+                refusals.append(exc)
+                continue
+            refusals.clear()
+            # Taken before that gateway knew: the consumer refuses it.
+            final = (await watch(notifier, reply.reservation_id))[-1]
+            assert (final.status, final.reject_reason) == (REJECTED, SALE_CLOSED)
+            await asyncio.sleep(0.1)
+    return refusals[-1]
+
+
+async def test_a_paused_sale_keeps_requests_waiting_in_order_until_it_resumes(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=2, per_user_limit=1)
+    paused = await reservations.PauseSale(rs.PauseSaleRequest(event_id=event.event_id), timeout=10)
+    assert paused.event.sale_state == pb.SALE_STATE_PAUSED
+    replies = [await reserve(gateway, event.event_id, user) for user in ("pa", "pb", "pc")]
+    for reply in replies:
+        assert (await waiting(notifier, reply.reservation_id)).status == QUEUED
+    event_now = await get_event(reservations, event.event_id)
+    assert (event_now.available, event_now.waitlisted) == (2, 3)
+
+    resumed = await reservations.ResumeSale(
+        rs.ResumeSaleRequest(event_id=event.event_id), timeout=10
+    )
+    assert resumed.event.sale_state == pb.SALE_STATE_OPEN
+    finals = [(await watch(notifier, r.reservation_id))[-1] for r in replies]
+    assert [f.status for f in finals] == [CONFIRMED, CONFIRMED, REJECTED]
+    assert finals[2].reject_reason == pb.REJECT_REASON_SOLD_OUT
+
+
+async def test_added_capacity_goes_to_the_waiting_buyers_at_once(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_priced_event(reservations, capacity=1, hold_s=60, per_user_limit=1)
+    first = await reserve(gateway, event.event_id, "ca")
+    assert await watch_until(notifier, first.reservation_id, lambda r: r.status == HELD)
+    later = await reserve(gateway, event.event_id, "cb")
+    assert (await waiting(notifier, later.reservation_id)).status == QUEUED
+
+    updated = await reservations.UpdateEvent(
+        rs.UpdateEventRequest(
+            event=pb.Event(event_id=event.event_id, capacity=2),
+            update_mask=FieldMask(paths=["capacity"]),
+        ),
+        timeout=10,
+    )
+    assert (updated.event.capacity, updated.event.available, updated.event.held) == (2, 0, 2)
+    served = await watch_until(notifier, later.reservation_id, lambda r: r.status == HELD)
+    assert served[-1].status == HELD
+
+
+async def test_closing_a_sale_refuses_the_waiting_and_then_the_gateways_queue_nothing(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=5, per_user_limit=1)
+    await reservations.PauseSale(rs.PauseSaleRequest(event_id=event.event_id), timeout=10)
+    queued = await reserve(gateway, event.event_id, "za")
+    assert (await waiting(notifier, queued.reservation_id)).status == QUEUED
+    closed = await reservations.CloseSale(rs.CloseSaleRequest(event_id=event.event_id), timeout=10)
+    assert closed.event.sale_state == pb.SALE_STATE_CLOSED
+    final = (await watch(notifier, queued.reservation_id))[-1]
+    assert (final.status, final.reject_reason) == (REJECTED, SALE_CLOSED)
+
+    refusal = await refused_within(gateway, notifier, event.event_id, "zb")
+    assert refusal.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(refusal) == "SALE_CLOSED"
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
+    for user in ("zc", "zd", "ze"):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await reserve(gateway, event.event_id, user)
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
+
+    with pytest.raises(grpc.aio.AioRpcError) as reopened:
+        await reservations.ResumeSale(rs.ResumeSaleRequest(event_id=event.event_id), timeout=10)
+    assert reopened.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (await get_event(reservations, event.event_id)).available == 5
+
+
+async def test_outside_its_window_a_sale_queues_nothing(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    now = datetime.now(UTC)
+    request = rs.CreateEventRequest(name="later", capacity=3, per_user_limit=1)
+    request.sale_start_time.CopyFrom(timestamp(now + timedelta(hours=1)))
+    event = (await reservations.CreateEvent(request, timeout=10)).event
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await reserve(gateway, event.event_id, "wa")
+    assert (early.value.code(), reason(early.value)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SALE_NOT_STARTED",
+    )
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
+
+    # Rescheduled to have started a second ago and to end in a minute.
+    moved = pb.Event(event_id=event.event_id)
+    moved.sale_start_time.CopyFrom(timestamp(now - timedelta(seconds=1)))
+    moved.sale_end_time.CopyFrom(timestamp(now + timedelta(minutes=1)))
+    await reservations.UpdateEvent(
+        rs.UpdateEventRequest(
+            event=moved, update_mask=FieldMask(paths=["sale_start_time", "sale_end_time"])
+        ),
+        timeout=10,
+    )
+    async with asyncio.timeout(10):
+        while True:  # until the gateways have re-read the terms
+            try:
+                reply = await reserve(gateway, event.event_id, "wb")
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert reason(exc) == "SALE_NOT_STARTED"
+                await asyncio.sleep(0.1)
+    assert (await watch(notifier, reply.reservation_id))[-1].status == CONFIRMED
+
+    ended = rs.CreateEventRequest(name="over", capacity=3, per_user_limit=1)
+    ended.sale_end_time.CopyFrom(timestamp(now - timedelta(seconds=1)))
+    over = (await reservations.CreateEvent(ended, timeout=10)).event
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await reserve(gateway, over.event_id, "wc")
+    assert reason(late.value) == "SALE_ENDED"
+
+
+async def test_sale_control_is_for_administrators_and_checks_what_it_changes(
+    reservations: Reservations,
+) -> None:
+    event = await create_event(reservations, capacity=3, per_user_limit=1)
+    for call in (
+        reservations.PauseSale(
+            rs.PauseSaleRequest(event_id=event.event_id), timeout=10, metadata=as_user("cust")
+        ),
+        reservations.UpdateEvent(
+            rs.UpdateEventRequest(
+                event=pb.Event(event_id=event.event_id, capacity=9),
+                update_mask=FieldMask(paths=["capacity"]),
+            ),
+            timeout=10,
+            metadata=as_user("cust"),
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await call
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for paths, fields in (([], "update_mask"), (["held"], "update_mask")):
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await reservations.UpdateEvent(
+                rs.UpdateEventRequest(
+                    event=pb.Event(event_id=event.event_id), update_mask=FieldMask(paths=paths)
+                ),
+                timeout=10,
+            )
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert fields in (bad.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as shrink:
+        await reservations.UpdateEvent(
+            rs.UpdateEventRequest(
+                event=pb.Event(event_id=event.event_id, capacity=0, per_user_limit=2),
+                update_mask=FieldMask(paths=["capacity", "per_user_limit"]),
+            ),
+            timeout=10,
+        )
+    assert shrink.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "event.capacity" in (shrink.value.details() or "")
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await reservations.PauseSale(rs.PauseSaleRequest(event_id=str(uuid.uuid4())), timeout=10)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await get_event(reservations, event.event_id)).capacity == 3
+
+
+async def test_events_page_by_page(reservations: Reservations) -> None:
+    created = [
+        (await create_event(reservations, capacity=1, per_user_limit=1)).event_id for _ in range(5)
+    ]
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await reservations.ListEvents(
+            rs.ListEventsRequest(page_size=2, page_token=token), timeout=10
+        )
+        assert len(page.events) <= 2
+        seen.extend(e.event_id for e in page.events)
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen[-5:] == created  # oldest first: the newest five close the list
+    assert len(seen) == len(set(seen))
+    assert pages >= 3
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await reservations.ListEvents(rs.ListEventsRequest(page_token="garbage"), timeout=10)
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in (bad.value.details() or "")
+
+
+async def test_reservations_page_by_page_an_events_for_admins_and_ones_own_for_customers(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=3, per_user_limit=1)
+    users = ["la", "lb", "lc", "ld", "le"]
+    for user in users:
+        reply = await reserve(gateway, event.event_id, user)
+        await watch(notifier, reply.reservation_id)
+
+    async def listing(**fields: object) -> tuple[list[pb.Reservation], int]:
+        metadata = fields.pop("metadata", None)
+        found: list[pb.Reservation] = []
+        token, pages = "", 0
+        while True:
+            page = await reservations.ListReservations(
+                rs.ListReservationsRequest(page_token=token, page_size=2, **fields),  # type: ignore[arg-type]
+                timeout=10,
+                metadata=metadata,  # type: ignore[arg-type]
+            )
+            found.extend(page.reservations)
+            pages += 1
+            token = page.next_page_token
+            if not token:
+                return found, pages
+
+    everyone, pages = await listing(event_id=event.event_id)
+    assert [r.user_id for r in everyone] == users and pages == 3
+    confirmed, _ = await listing(event_id=event.event_id, statuses=[CONFIRMED])
+    assert [r.user_id for r in confirmed] == users[:3]
+    rejected, _ = await listing(event_id=event.event_id, statuses=[REJECTED])
+    assert [r.user_id for r in rejected] == users[3:]
+    own, _ = await listing(metadata=as_user("lb"))
+    assert [r.user_id for r in own] == ["lb"]
+    # A customer naming an event still sees only their own.
+    own_here, _ = await listing(event_id=event.event_id, metadata=as_user("ld"))
+    assert [r.user_id for r in own_here] == ["ld"]
+    with pytest.raises(grpc.aio.AioRpcError) as no_event:
+        await reservations.ListReservations(rs.ListReservationsRequest(), timeout=10)
+    assert "event_id" in (no_event.value.details() or "")
+    first = await reservations.ListReservations(
+        rs.ListReservationsRequest(event_id=event.event_id, page_size=1), timeout=10
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as mixed:
+        await reservations.ListReservations(
+            rs.ListReservationsRequest(
+                event_id=event.event_id,
+                page_size=1,
+                page_token=first.next_page_token,
+                statuses=[CONFIRMED],
+            ),
+            timeout=10,
+        )
+    assert mixed.value.code() == grpc.StatusCode.INVALID_ARGUMENT

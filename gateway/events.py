@@ -1,9 +1,10 @@
 """Which events exist and whether their sale takes requests, without a
 database round trip per call.
 
-A known event's sale terms (state and window) are kept and re-read at most
-every ``refresh_s``, so a paused, closed or rescheduled sale reaches every
-gateway within that; if the re-read fails, the terms already known are used
+A known event's sale terms (state, window, and whether it is sold out) are
+kept and re-read at most every ``refresh_s``, so a paused, closed,
+rescheduled or sold-out sale, and seats coming back, reach every gateway
+within that; if the re-read fails, the terms already known are used
 (the consumers check the sale again when they decide). Events are never
 deleted, and only administrators create them, so known events are few. An
 unknown id is remembered briefly, so a flood of calls for a bad id costs one
@@ -39,6 +40,23 @@ class SaleTerms:
     state: SaleState
     start: datetime | None
     end: datetime | None
+    # Availability when read: no seat free, none held, nobody waiting is a
+    # sell-out the gateway answers itself.
+    available: int = 1
+    held: int = 0
+    waitlisted: int = 0
+
+    @property
+    def sold_out(self) -> bool:
+        """Nothing can come of a request: no seat is free or may come back
+        from a hold, and the sale is not paused (a paused sale keeps
+        requests waiting for an administrator to add seats)."""
+        return (
+            self.state is SaleState.OPEN
+            and self.available == 0
+            and self.held == 0
+            and self.waitlisted == 0
+        )
 
     def check(self, event_id: str, now: datetime) -> None:
         """Refuses a request the sale cannot take now (nothing is queued)."""
@@ -118,10 +136,20 @@ class EventDirectory:
     async def _query(self, event_id: str) -> SaleTerms | None:
         async with self._pool.acquire(timeout=5) as conn:
             row = await conn.fetchrow(
-                "SELECT sale_state, sale_start_at, sale_end_at FROM events WHERE event_id = $1",
+                """SELECT sale_state, sale_start_at, sale_end_at, available, held,
+                          (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id
+                             AND w.status = 'QUEUED')::int AS waitlisted
+                   FROM events WHERE event_id = $1""",
                 uuid.UUID(event_id),
                 timeout=5,
             )
         if row is None:
             return None
-        return SaleTerms(SaleState(row["sale_state"]), row["sale_start_at"], row["sale_end_at"])
+        return SaleTerms(
+            SaleState(row["sale_state"]),
+            row["sale_start_at"],
+            row["sale_end_at"],
+            row["available"],
+            row["held"],
+            row["waitlisted"],
+        )

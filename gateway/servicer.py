@@ -14,11 +14,11 @@ from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
 from ticketing_common.auth import caller
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
-from ticketing_common.domain import Status, reservation_id_for
+from ticketing_common.domain import RejectReason, Status, reservation_id_for
 from ticketing_common.errors import BrokerUnavailable, NotFound, Reason, Unimplemented
 
 from .broker import BrokerGate
-from .events import EventDirectory
+from .events import EventDirectory, SaleTerms
 from .idempotency import IdempotencyKeys
 from .limits import RateLimits
 from .sync import SyncReserver
@@ -27,6 +27,8 @@ from .validation import ValidReserve, validate_reserve
 log = structlog.get_logger(__name__)
 
 QUEUED = Status.QUEUED.to_proto()
+REJECTED = Status.REJECTED.to_proto()
+SOLD_OUT = RejectReason.SOLD_OUT.to_proto()
 # Leave the caller this much of its deadline to receive our UNAVAILABLE.
 DEADLINE_MARGIN_S = 0.1
 
@@ -62,7 +64,8 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             raise Unimplemented("ReserveSync is not enabled on this gateway")
         subject = caller().subject
         await self._limits.admit(subject, client_address(context))
-        valid = await self._known_event(validate_reserve(request, subject))
+        valid = validate_reserve(request, subject)
+        await self._known_event(valid)
         # The same key rules as Reserve: another quantity under it is refused.
         reservation = await self._sync.reserve(await self._keys.admit(self._request(valid)))
         return pb.ReserveSyncResponse(reservation=reservation.to_proto())
@@ -81,7 +84,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             accepted_at=datetime.now(UTC),
         )
 
-    async def _known_event(self, valid: ValidReserve) -> ValidReserve:
+    async def _known_event(self, valid: ValidReserve) -> SaleTerms:
         # A PostgreSQL outage here reaches the client as UNAVAILABLE through
         # the interceptor's one classification.
         terms = await self._events.terms(valid.event_id)
@@ -92,7 +95,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                 metadata={"event_id": valid.event_id},
             )
         terms.check(valid.event_id, datetime.now(UTC))
-        return valid
+        return terms
 
     async def Reserve(
         self,
@@ -101,7 +104,17 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     ) -> pb.ReserveResponse:
         subject = caller().subject
         await self._limits.admit(subject, client_address(context))
-        valid = await self._known_event(validate_reserve(request, subject))
+        valid = validate_reserve(request, subject)
+        terms = await self._known_event(valid)
+        if terms.sold_out:
+            # The sold-out fast path: answered here, queued nowhere.
+            return pb.ReserveResponse(
+                reservation_id=reservation_id_for(
+                    self._id_secret, valid.user_id, valid.idempotency_key, valid.event_id
+                ),
+                status=REJECTED,
+                reject_reason=SOLD_OUT,
+            )
 
         accepted = await self._keys.admit(self._request(valid))
         reservation_id = accepted.reservation_id

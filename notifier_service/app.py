@@ -11,6 +11,7 @@ from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.storage.db import create_pool
 
+from .events import EventWatch
 from .feeds import Feed, on_request, on_result, seek_to_end, seek_to_group_commits
 from .hub import PendingRequests, WatchHub
 from .servicer import NotifierServicer
@@ -32,12 +33,15 @@ async def run(settings: NotifierSettings) -> None:
         stack.push_async_callback(pool.close)
         hub = WatchHub()
         pending = PendingRequests(settings.pending_ttl_s)
+        events = EventWatch(
+            pool, coalesce_s=settings.event_coalesce_s, refresh_s=settings.event_refresh_s
+        )
         results = Feed(
             kafka,
             kafka.results_topic,
             client_id=f"notifier-{instance}",
             seek=seek_to_end,
-            handle=on_result(hub, pending),
+            handle=on_result(hub, pending, events.touched),
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             linger_s=kafka.fetch_linger_ms / 1000,
         )
@@ -64,12 +68,17 @@ async def run(settings: NotifierSettings) -> None:
                 requests_feed=requests,
                 recheck_s=settings.recheck_s,
                 catch_up_timeout_s=settings.catch_up_timeout_s,
+                events=events,
                 max_watches_per_subject=settings.max_watches_per_subject,
             ),
             server.grpc,
         )
         async with asyncio.TaskGroup() as group:
-            feeds = [group.create_task(results.run()), group.create_task(requests.run())]
+            feeds = [
+                group.create_task(results.run()),
+                group.create_task(requests.run()),
+                group.create_task(events.run()),
+            ]
             # Serve only once both feeds are positioned: from here on nothing is missed.
             await server.start(SERVICES)
             stack.push_async_callback(server.stop, SERVICES)

@@ -154,7 +154,7 @@ def seek_to_group_commits(kafka: KafkaSettings, group: str) -> Seek:
 
 
 def on_result(
-    hub: WatchHub, pending: PendingRequests
+    hub: WatchHub, pending: PendingRequests, touched: Callable[[str], None] = lambda _: None
 ) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     def handle(record: ConsumerRecord[bytes, bytes]) -> None:
         message = queue_pb2.ReservationDecided()
@@ -170,6 +170,7 @@ def on_result(
         message.reservation.settled = is_settled(message.reservation)
         pending.discard(message.reservation.reservation_id)
         hub.publish(message.reservation)
+        touched(message.reservation.event_id)
 
     return handle
 

@@ -34,6 +34,7 @@ from ticketing_common.failures import is_transient
 from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
 from ticketing_common.storage.queries import fetch_reservation
 
+from .events import EventWatch
 from .feeds import Feed
 from .hub import PendingRequests, WatchHub
 
@@ -56,8 +57,10 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         requests_feed: Feed,
         recheck_s: float,
         catch_up_timeout_s: float,
+        events: EventWatch,
         max_watches_per_subject: int = 0,
     ) -> None:
+        self._events = events
         self._pool = pool
         self._max_watches = max_watches_per_subject
         # Open streams per customer; a subject leaves when its last one ends.
@@ -167,6 +170,36 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             log.info(
                 "watch_finished", status=reservation_pb2.ReservationStatus.Name(current.status)
             )
+
+    async def WatchEvent(
+        self,
+        request: pb.WatchEventRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.WatchEventResponse]:
+        event_id = parse_uuid("event_id", request.event_id)
+        with self._counted(caller()), self._events.subscribe(event_id) as updates:
+            try:
+                current = await self._events.read([event_id])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise DependencyUnavailable(
+                        "event store unavailable; retry the watch",
+                        retry_after_s=DEPENDENCY_RETRY_AFTER_S,
+                    ) from exc
+                raise
+            if not current:
+                raise NotFound(
+                    f"event {event_id} not found",
+                    reason=Reason.EVENT_NOT_FOUND,
+                    metadata={"event_id": event_id},
+                )
+            last = current[0].to_proto()
+            yield pb.WatchEventResponse(event=last)
+            while True:
+                update = await updates.get()
+                if update != last:
+                    last = update
+                    yield pb.WatchEventResponse(event=update)
 
 
 def _not_found(reservation_id: str) -> NotFound:

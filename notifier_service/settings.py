@@ -20,6 +20,19 @@ class NotifierSettings(PostgresClient):
     server: ServerSettings = ServerSettings.with_defaults(port=50091)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
+    event_coalesce_s: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        description="WatchEvent: a watched event touched by decisions is re-read (one query for "
+        "all its watchers) and sent at most this often",
+    )
+    event_refresh_s: float = Field(
+        1.0,
+        gt=0,
+        description="WatchEvent: every watched event is re-read this often, for changes no "
+        "reservation announces (sale paused, capacity added)",
+    )
     # A safety net under the live feed.
     recheck_s: float = Field(
         5.0,

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from ticketing.v1 import notifier_service_pb2 as ns
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.domain import timestamp
@@ -304,3 +305,80 @@ async def test_reservations_page_by_page_an_events_for_admins_and_ones_own_for_c
             timeout=10,
         )
     assert mixed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_watch_event_follows_a_rush_to_sold_out_in_coalesced_updates(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=10, per_user_limit=1)
+    seen: list[pb.Event] = []
+    stream = notifier.WatchEvent(ns.WatchEventRequest(event_id=event.event_id), timeout=60)
+
+    async def follow() -> None:
+        async for message in stream:
+            seen.append(message.event)
+            if message.event.available == 0:
+                return
+
+    follower = asyncio.create_task(follow())
+    while not seen:  # the first message is the current state
+        await asyncio.sleep(0.01)
+    assert (seen[0].capacity, seen[0].available, seen[0].confirmed) == (10, 10, 0)
+    replies = await asyncio.gather(
+        *(reserve(gateway, event.event_id, f"rw-{n}") for n in range(40))
+    )
+    await asyncio.wait_for(follower, 30)
+    stream.cancel()
+    assert (seen[-1].available, seen[-1].confirmed, seen[-1].held) == (0, 10, 0)
+    confirmed = [e.confirmed for e in seen]
+    assert confirmed == sorted(confirmed)  # availability only ever shrinks here
+    assert len(seen) < len(replies)  # coalesced: fewer messages than decisions
+
+
+async def test_after_a_sell_out_reserves_are_answered_at_once_and_queue_nothing(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=2, per_user_limit=1)
+    winners = [await reserve(gateway, event.event_id, user) for user in ("so-a", "so-b")]
+    for reply in winners:
+        assert (await watch(notifier, reply.reservation_id))[-1].status == CONFIRMED
+
+    async def fast_refusals(needed: int) -> None:
+        """Until ``needed`` answers in a row are the gateways' own sold-out."""
+        in_a_row = 0
+        async with asyncio.timeout(10):
+            while in_a_row < needed:
+                reply = await reserve(gateway, event.event_id, f"so-probe-{uuid.uuid4().hex[:6]}")
+                if reply.status == REJECTED and reply.reject_reason == pb.REJECT_REASON_SOLD_OUT:
+                    in_a_row += 1
+                else:
+                    in_a_row = 0
+                    await watch(notifier, reply.reservation_id)
+                    await asyncio.sleep(0.1)
+
+    await fast_refusals(4)  # every gateway knows
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
+    answers: list[tuple[int, int]] = []
+    slots = asyncio.Semaphore(200)
+
+    async def one(n: int) -> None:
+        async with slots:
+            reply = await reserve(gateway, event.event_id, f"so-{n % 100}")
+            answers.append((reply.status, reply.reject_reason))
+
+    await asyncio.gather(*(one(n) for n in range(10_000)))
+    assert len(answers) == 10_000
+    assert set(answers) == {(REJECTED, pb.REJECT_REASON_SOLD_OUT)}
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
+
+    # A seat comes back: within the gateways' refresh, requests queue again.
+    await reservations.CancelReservation(
+        rs.CancelReservationRequest(reservation_id=winners[0].reservation_id), timeout=10
+    )
+    async with asyncio.timeout(10):
+        while True:
+            reply = await reserve(gateway, event.event_id, f"so-back-{uuid.uuid4().hex[:6]}")
+            if reply.status == QUEUED:
+                break
+            await asyncio.sleep(0.1)
+    assert (await watch(notifier, reply.reservation_id))[-1].status == CONFIRMED

@@ -97,20 +97,28 @@ class ReserveResponse(_message.Message):
 
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    REJECT_REASON_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     """Derived from (caller, idempotency_key, event_id) with a server-side
     secret: stable across retries, not computable by anyone else.
     """
     status: _reservation_pb2.ReservationStatus.ValueType
+    """QUEUED: in the queue, watch it for the outcome. REJECTED with
+    REJECT_REASON_SOLD_OUT: the event had no seat left, none held and nobody
+    waiting, so the request was answered at once and queued nowhere (there
+    is nothing to watch; a retry once seats come back is a new request).
+    """
+    reject_reason: _reservation_pb2.RejectReason.ValueType
     def __init__(
         self,
         *,
         reservation_id: _builtins.str = ...,
         status: _reservation_pb2.ReservationStatus.ValueType = ...,
+        reject_reason: _reservation_pb2.RejectReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_id", b"reservation_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -40,6 +40,11 @@ class NotifierServiceStub:
                 request_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchReservationRequest.SerializeToString,
                 response_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchReservationResponse.FromString,
                 _registered_method=True)
+        self.WatchEvent = channel.unary_stream(
+                '/ticketing.v1.NotifierService/WatchEvent',
+                request_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventResponse.FromString,
+                _registered_method=True)
 
 
 class NotifierServiceServicer:
@@ -54,6 +59,15 @@ class NotifierServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchEvent(self, request, context):
+        """An event's live availability: the current state first, then changes,
+        coalesced (at most one message per event every
+        TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotifierServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +75,11 @@ def add_NotifierServiceServicer_to_server(servicer, server):
                     servicer.WatchReservation,
                     request_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchReservationRequest.FromString,
                     response_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchReservationResponse.SerializeToString,
+            ),
+            'WatchEvent': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchEvent,
+                    request_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +110,33 @@ class NotifierService:
             '/ticketing.v1.NotifierService/WatchReservation',
             ticketing_dot_v1_dot_notifier__service__pb2.WatchReservationRequest.SerializeToString,
             ticketing_dot_v1_dot_notifier__service__pb2.WatchReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ticketing.v1.NotifierService/WatchEvent',
+            ticketing_dot_v1_dot_notifier__service__pb2.WatchEventRequest.SerializeToString,
+            ticketing_dot_v1_dot_notifier__service__pb2.WatchEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,11 @@ class NotifierServiceStub:
     """Sends the current state first, then every change; the stream ends after a
     terminal state. Unknown ids get NOT_FOUND.
     """
+    WatchEvent: _grpc.UnaryStreamMultiCallable[_notifier_service_pb2.WatchEventRequest, _notifier_service_pb2.WatchEventResponse]
+    """An event's live availability: the current state first, then changes,
+    coalesced (at most one message per event every
+    TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class NotifierServiceAsyncStub(NotifierServiceStub):
@@ -46,6 +51,11 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
     WatchReservation: _aio.UnaryStreamMultiCallable[_notifier_service_pb2.WatchReservationRequest, _notifier_service_pb2.WatchReservationResponse]  # type: ignore[assignment]
     """Sends the current state first, then every change; the stream ends after a
     terminal state. Unknown ids get NOT_FOUND.
+    """
+    WatchEvent: _aio.UnaryStreamMultiCallable[_notifier_service_pb2.WatchEventRequest, _notifier_service_pb2.WatchEventResponse]  # type: ignore[assignment]
+    """An event's live availability: the current state first, then changes,
+    coalesced (at most one message per event every
+    TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
     """
 
 class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -59,6 +69,17 @@ class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_notifier_service_pb2.WatchReservationResponse], _abc.AsyncIterator[_notifier_service_pb2.WatchReservationResponse]]:
         """Sends the current state first, then every change; the stream ends after a
         terminal state. Unknown ids get NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchEvent(
+        self,
+        request: _notifier_service_pb2.WatchEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_notifier_service_pb2.WatchEventResponse], _abc.AsyncIterator[_notifier_service_pb2.WatchEventResponse]]:
+        """An event's live availability: the current state first, then changes,
+        coalesced (at most one message per event every
+        TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
         """
 
 def add_NotifierServiceServicer_to_server(servicer: NotifierServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -631,6 +631,12 @@ def print_report(report: dict[str, Any]) -> None:
             f"  gateway through nginx = {ceiling['gateway_vs_echo_nginx']:.0%} "
             "of the echo server behind the same nginx"
         )
+        fast = ceiling["sold_out_gateway_nginx"]
+        print(
+            f"  sold out (fast path) {fast['rps']:>9} req/s   p50 {fast['p50_ms']:.1f} ms   "
+            f"p99 {fast['p99_ms']:.1f} ms = {ceiling['sold_out_vs_echo_nginx']:.0%} of the echo "
+            "server behind the same nginx"
+        )
     burst = report.get("spike")
     if isinstance(burst, dict):
         print(
@@ -738,13 +744,45 @@ async def ceiling(target: Target, seconds: int) -> dict[str, Any]:
     finally:
         await asyncio.to_thread(fleet.stop)
     gateway = await asyncio.to_thread(load, target.endpoint)
+    sold_out = await sold_out_event(target)
+    fast_path = await asyncio.to_thread(partial(load, event_id=sold_out), target.endpoint)
     return {
         "load": {"duration_s": seconds, "concurrency": 64, "connections": 8},
         "echo": echo,
         "echo_nginx": echo_nginx,
         "gateway_nginx": gateway,
         "gateway_vs_echo_nginx": gateway["rps"] / max(echo_nginx["rps"], 1e-9),
+        "sold_out_gateway_nginx": fast_path,
+        "sold_out_vs_echo_nginx": fast_path["rps"] / max(echo_nginx["rps"], 1e-9),
     }
+
+
+async def sold_out_event(target: Target) -> str:
+    """An event whose one seat is sold, once every gateway answers its
+    requests on the sold-out fast path."""
+    user = bearer(target.key.mint("sold-out"))
+    async with authorized_channel(target.endpoint, target.admin_token) as channel:
+        event = (
+            await rs_grpc.ReservationServiceStub(channel).CreateEvent(
+                rs.CreateEventRequest(name="sold out", capacity=1, per_user_limit=1), timeout=10
+            )
+        ).event
+        gateway = gw_grpc.GatewayServiceStub(channel)
+        in_a_row = 0
+        async with asyncio.timeout(30):
+            while in_a_row < CHANNELS:
+                reply = await gateway.Reserve(
+                    gw.ReserveRequest(
+                        event_id=event.event_id, quantity=1, idempotency_key=uuid.uuid4().hex
+                    ),
+                    timeout=10,
+                    metadata=user,
+                )
+                fast = reply.status == pb.RESERVATION_STATUS_REJECTED
+                in_a_row = in_a_row + 1 if fast else 0
+                if not fast:
+                    await asyncio.sleep(0.2)
+    return str(event.event_id)
 
 
 async def demo(

@@ -82,6 +82,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             quantity=valid.quantity,
             idempotency_key=valid.idempotency_key,
             accepted_at=datetime.now(UTC),
+            tier=caller().tier,
         )
 
     async def _known_event(self, valid: ValidReserve) -> SaleTerms:

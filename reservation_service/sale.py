@@ -43,6 +43,7 @@ class Changes:
     per_user_limit: int | None = None
     sale_start_at: datetime | Keep | None = KEEP
     sale_end_at: datetime | Keep | None = KEEP
+    priority_tiers: tuple[str, ...] | None = None
 
 
 class SaleControl:
@@ -106,7 +107,8 @@ class SaleControl:
             await conn.execute(
                 """UPDATE events SET name = coalesce($2, name), capacity = $3,
                           available = $3 - held - confirmed, per_user_limit = $4,
-                          sale_start_at = $5, sale_end_at = $6
+                          sale_start_at = $5, sale_end_at = $6,
+                          priority_tiers = coalesce($7, priority_tiers)
                    WHERE event_id = $1""",
                 event.event_id,
                 changes.name,
@@ -114,6 +116,7 @@ class SaleControl:
                 limit,
                 start,
                 end,
+                None if changes.priority_tiers is None else list(changes.priority_tiers),
             )
             return await self._settled(conn, token, event.event_id)
 

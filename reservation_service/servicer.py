@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -84,12 +85,20 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 problems.add("hold_ttl", "is for priced events: a free event has no holds")
         elif price is not None:
             problems.add("hold_ttl", "is required with a price (how long a seat waits for payment)")
+        tiers = _tiers(request.priority_tiers, "priority_tiers", problems)
         window = (_moment(request, "sale_start_time"), _moment(request, "sale_end_time"))
         if window[0] is not None and window[1] is not None and window[1] <= window[0]:
             problems.add("sale_end_time", "must be after sale_start_time")
         problems.raise_if_any()
         event = await self._store.create_event(
-            name, request.capacity, request.per_user_limit, queue_ttl, price, hold_ttl, window
+            name,
+            request.capacity,
+            request.per_user_limit,
+            queue_ttl,
+            price,
+            hold_ttl,
+            window,
+            tiers,
         )
         log.info(
             "event_created",
@@ -181,6 +190,11 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         name = given.name.strip() if "name" in paths else None
         if name is not None and not 1 <= len(name) <= MAX_NAME:
             problems.add("event.name", f"must be 1 to {MAX_NAME} characters")
+        tiers = (
+            _tiers(given.priority_tiers, "event.priority_tiers", problems)
+            if "priority_tiers" in paths
+            else None
+        )
         problems.raise_if_any()
         assert event_id is not None
         changes = Changes(
@@ -189,6 +203,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             per_user_limit=given.per_user_limit if "per_user_limit" in paths else None,
             sale_start_at=_moment(given, "sale_start_time") if "sale_start_time" in paths else KEEP,
             sale_end_at=_moment(given, "sale_end_time") if "sale_end_time" in paths else KEEP,
+            priority_tiers=tiers,
         )
         event = await self._sale.update(event_id, changes)
         log.info("event_updated", event_id=event_id, fields=paths)
@@ -255,7 +270,24 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         )
 
 
-UPDATABLE = frozenset({"name", "capacity", "per_user_limit", "sale_start_time", "sale_end_time"})
+UPDATABLE = frozenset(
+    {"name", "capacity", "per_user_limit", "sale_start_time", "sale_end_time", "priority_tiers"}
+)
+MAX_TIERS = 16
+MAX_TIER = 64
+
+
+def _tiers(given: Sequence[str], field: str, problems: Violations) -> tuple[str, ...]:
+    """The priority tiers, checked: at most 16, each 1 to 64 printable characters."""
+    tiers = tuple(dict.fromkeys(given))
+    if len(tiers) > MAX_TIERS:
+        problems.add(field, f"at most {MAX_TIERS} tiers")
+    for tier in tiers:
+        if not 1 <= len(tier) <= MAX_TIER or not tier.isprintable():
+            problems.add(
+                field, f"a tier is 1 to {MAX_TIER} printable characters, got {tier[:80]!r}"
+            )
+    return tiers
 
 
 def _moment(

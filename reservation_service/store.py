@@ -31,9 +31,18 @@ class Store:
         price: Money | None,
         hold_ttl: timedelta | None,
         window: tuple[datetime | None, datetime | None],
+        priority_tiers: tuple[str, ...] = (),
     ) -> Event:
         return await insert_event(
-            self._pool, name, capacity, per_user_limit, queue_ttl, price, hold_ttl, window
+            self._pool,
+            name,
+            capacity,
+            per_user_limit,
+            queue_ttl,
+            price,
+            hold_ttl,
+            window,
+            priority_tiers,
         )
 
     async def cancel(self, reservation: Reservation) -> Reservation:

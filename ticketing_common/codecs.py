@@ -25,6 +25,7 @@ def encode_request(request: Request) -> bytes:
         quantity=request.quantity,
         idempotency_key=request.idempotency_key,
         accept_time=timestamp(request.accepted_at),
+        tier=request.tier,
     ).SerializeToString()
 
 
@@ -70,6 +71,7 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
         accepted_at=accepted_at,
         partition=partition,
         offset=offset,
+        tier=message.tier[:MAX_TEXT],
     )
 
 

@@ -26,6 +26,8 @@ class Request:
     # Where the record sits in the requests topic; unknown (-1) until it is there.
     partition: int = -1
     offset: int = -1
+    # The caller's priority tier (from its token).
+    tier: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +40,22 @@ class Seats:
     held: int = 0
     # None: winners are CONFIRMED at once; else they are HELD this long.
     hold_ttl: timedelta | None = None
-    # Requests already on the event's waitlist (ahead of any new one).
+    # Requests already on the event's waitlist (ahead of any new one), and
+    # how many of them are in the priority lane.
     waiting: int = 0
+    waiting_priority: int = 0
+    # Tiers whose requests go in the priority lane.
+    priority_tiers: frozenset[str] = frozenset()
     # Sale control: paused, requests wait; closed, they are refused. A
     # request accepted outside the sale window is refused too.
     paused: bool = False
     closed: bool = False
     sale_start: datetime | None = None
     sale_end: datetime | None = None
+
+    def lane(self, request: Request) -> int:
+        """1 for the priority lane, 0 for the standard one."""
+        return 1 if request.tier and request.tier in self.priority_tiers else 0
 
     def refuses(self, request: Request) -> bool:
         """The sale is closed to ``request``."""
@@ -107,13 +117,20 @@ def decide(
     - else waitlisted (QUEUED): seats it needs are held by others and may
       come back. Once anyone waits, later requests wait behind them.
 
+    The priority lane goes first: its requests are decided before the
+    standard lane's, each lane in queue order, and a priority request waits
+    only behind priority requests.
+
     Requests must not include ids already decided in earlier batches.
     """
     outcome = BatchOutcome()
-    available, waiting = seats.available, seats.waiting
+    available = seats.available
+    waiting = [seats.waiting - seats.waiting_priority, seats.waiting_priority]
     taken: dict[str, int] = dict(user_seats)
     seen: set[str] = set()
-    for request in requests:
+    # Stable: within a lane, the queue order stays.
+    for request in sorted(requests, key=lambda r: -seats.lane(r)):
+        lane = seats.lane(request)
         if request.reservation_id in seen:
             outcome.duplicates.append(request)
             continue
@@ -130,24 +147,25 @@ def decide(
                 Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED)
             )
         elif seats.paused:
-            waiting += 1
+            waiting[lane] += 1
             taken[request.user_id] = already + request.quantity
             outcome.decisions.append(Decision(request, Status.QUEUED))
         elif request.quantity > available + seats.held + outcome.seats_held:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
-        elif not waiting and request.quantity <= available:
+        elif not sum(waiting[lane:]) and request.quantity <= available:
             available -= request.quantity
             taken[request.user_id] = already + request.quantity
             outcome.win(request, seats)
         else:
-            waiting += 1
+            waiting[lane] += 1
             taken[request.user_id] = already + request.quantity
             outcome.decisions.append(Decision(request, Status.QUEUED))
     return outcome
 
 
 def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> BatchOutcome:
-    """What becomes of the waitlist (``waiting``, in queue order) with the
+    """What becomes of the waitlist (``waiting``: the priority lane first,
+    each lane in queue order) with the
     seats as they are now; only requests whose state changes are in the
     outcome.
 

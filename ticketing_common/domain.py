@@ -171,6 +171,8 @@ class Reservation:
     currency: str = ""
     payment_id: str | None = None
     payment_status: PaymentStatus | None = None
+    # Decided in the event's priority lane.
+    priority: bool = False
 
     @property
     def settled(self) -> bool:
@@ -200,6 +202,7 @@ class Reservation:
             update_time=timestamp(self.updated_at or self.decided_at or self.accepted_at),
             version=self.version,
             settled=self.settled,
+            priority=self.priority,
         )
         if self.reject_reason is not None:
             message.reject_reason = self.reject_reason.to_proto()
@@ -234,6 +237,7 @@ class Reservation:
             currency=row["currency"],
             payment_id=str(row["payment_id"]) if row["payment_id"] else None,
             payment_status=PaymentStatus(row["payment_status"]) if row["payment_status"] else None,
+            priority=row["lane"] == 1,
         )
 
 
@@ -256,6 +260,7 @@ class Event:
     sale_state: SaleState = SaleState.OPEN
     sale_start_at: datetime | None = None
     sale_end_at: datetime | None = None
+    priority_tiers: tuple[str, ...] = ()
 
     def to_proto(self) -> pb.Event:
         queue_ttl = Duration()
@@ -272,6 +277,7 @@ class Event:
             queue_ttl=queue_ttl,
             waitlisted=self.waitlisted,
             sale_state=self.sale_state.to_proto(),
+            priority_tiers=self.priority_tiers,
         )
         if self.sale_start_at is not None:
             message.sale_start_time.CopyFrom(timestamp(self.sale_start_at))
@@ -306,6 +312,7 @@ class Event:
             sale_state=SaleState(row["sale_state"]),
             sale_start_at=row["sale_start_at"],
             sale_end_at=row["sale_end_at"],
+            priority_tiers=tuple(row["priority_tiers"]),
         )
 
 

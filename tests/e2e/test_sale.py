@@ -12,6 +12,7 @@ import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import notifier_service_pb2 as ns
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
@@ -19,12 +20,14 @@ from ticketing_common.domain import timestamp
 from ticketing_common.status import reason
 from ticketing_tools.ledger import end_offsets
 from ticketing_tools.stack import LocalStack
+from ticketing_tools.tokens import bearer
 
 from ..helpers import (
     CONFIRMED,
     HELD,
     QUEUED,
     REJECTED,
+    TEST_KEY,
     Gateway,
     Notifier,
     Reservations,
@@ -382,3 +385,33 @@ async def test_after_a_sell_out_reserves_are_answered_at_once_and_queue_nothing(
                 break
             await asyncio.sleep(0.1)
     assert (await watch(notifier, reply.reservation_id))[-1].status == CONFIRMED
+
+
+async def test_vip_requests_sent_after_a_standard_burst_win_their_seats(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    request = rs.CreateEventRequest(
+        name="presale", capacity=5, per_user_limit=1, priority_tiers=["vip"]
+    )
+    event = (await reservations.CreateEvent(request, timeout=10)).event
+    assert list(event.priority_tiers) == ["vip"]
+    await reservations.PauseSale(rs.PauseSaleRequest(event_id=event.event_id), timeout=10)
+    standard = [await reserve(gateway, event.event_id, f"std-{n}") for n in range(6)]
+    vips = [
+        await gateway.Reserve(
+            gw.ReserveRequest(event_id=event.event_id, quantity=1, idempotency_key="vip"),
+            timeout=10,
+            metadata=bearer(TEST_KEY.mint(f"vip-{n}", tier="vip")),
+        )
+        for n in range(3)
+    ]
+    for reply in [*standard, *vips]:
+        assert (await waiting(notifier, reply.reservation_id)).status == QUEUED
+    await reservations.ResumeSale(rs.ResumeSaleRequest(event_id=event.event_id), timeout=10)
+
+    vip_finals = [(await watch(notifier, r.reservation_id))[-1] for r in vips]
+    assert [(f.status, f.priority) for f in vip_finals] == [(CONFIRMED, True)] * 3
+    std_finals = [(await watch(notifier, r.reservation_id))[-1] for r in standard]
+    # The standard lane gets what is left, in arrival order.
+    assert [f.status for f in std_finals] == [CONFIRMED] * 2 + [REJECTED] * 4
+    assert not any(f.priority for f in std_finals)

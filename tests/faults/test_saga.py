@@ -48,8 +48,9 @@ SAGA_SETTINGS = {
     "TICKETING_PAYMENT_LOCK_WAIT_S": "1",
     "TICKETING_PAYMENT_SWEEP_INTERVAL_S": "0.5",
     "TICKETING_CONSUMER_EXPIRY_INTERVAL_S": "0.2",
-    # Longer than the outages below: a payment waits them out.
-    "TICKETING_PAYMENT_SAGA_TIMEOUT_S": "10",
+    # Far longer than the outages below (and a restart on a busy machine): a
+    # payment waits them out.
+    "TICKETING_PAYMENT_SAGA_TIMEOUT_S": "30",
 }
 
 

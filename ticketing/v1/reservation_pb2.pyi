@@ -3,10 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -232,6 +234,7 @@ class Event(_message.Message):
     SALE_STATE_FIELD_NUMBER: _builtins.int
     SALE_START_TIME_FIELD_NUMBER: _builtins.int
     SALE_END_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_TIERS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     name: _builtins.str
     capacity: _builtins.int
@@ -270,6 +273,13 @@ class Event(_message.Message):
 
     @_builtins.property
     def sale_end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def priority_tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Callers whose token's tier is one of these are in the priority lane:
+        while both lanes have requests waiting, the priority lane is decided
+        first; within a lane, requests are decided in arrival order.
+        """
+
     def __init__(
         self,
         *,
@@ -288,10 +298,11 @@ class Event(_message.Message):
         sale_state: Global___SaleState.ValueType = ...,
         sale_start_time: _timestamp_pb2.Timestamp | None = ...,
         sale_end_time: _timestamp_pb2.Timestamp | None = ...,
+        priority_tiers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "sale_state", b"sale_state", "waitlisted", b"waitlisted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "priority_tiers", b"priority_tiers", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "sale_state", b"sale_state", "waitlisted", b"waitlisted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -318,6 +329,7 @@ class Reservation(_message.Message):
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -336,6 +348,8 @@ class Reservation(_message.Message):
     """True once nothing about this reservation will change by itself any more
     (a watch stream ends there): a final status with no payment step left.
     """
+    priority: _builtins.bool
+    """Decided in the event's priority lane."""
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp:
         """When the gateway accepted the request (the broker acknowledged it)."""
@@ -374,10 +388,11 @@ class Reservation(_message.Message):
         payment_id: _builtins.str = ...,
         payment_status: Global___PaymentStatus.ValueType = ...,
         settled: _builtins.bool = ...,
+        priority: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "hold_expire_time", b"hold_expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "event_id", b"event_id", "hold_expire_time", b"hold_expire_time", "payment_id", b"payment_id", "payment_status", b"payment_status", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "settled", b"settled", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "event_id", b"event_id", "hold_expire_time", b"hold_expire_time", "payment_id", b"payment_id", "payment_status", b"payment_status", "priority", b"priority", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "settled", b"settled", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

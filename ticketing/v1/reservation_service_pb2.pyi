@@ -34,6 +34,7 @@ class CreateEventRequest(_message.Message):
     HOLD_TTL_FIELD_NUMBER: _builtins.int
     SALE_START_TIME_FIELD_NUMBER: _builtins.int
     SALE_END_TIME_FIELD_NUMBER: _builtins.int
+    PRIORITY_TIERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     capacity: _builtins.int
     """Seats for sale, at least 1."""
@@ -59,6 +60,10 @@ class CreateEventRequest(_message.Message):
 
     @_builtins.property
     def sale_end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def priority_tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Token tiers whose requests go in the priority lane (e.g. "vip")."""
+
     def __init__(
         self,
         *,
@@ -70,10 +75,11 @@ class CreateEventRequest(_message.Message):
         hold_ttl: _duration_pb2.Duration | None = ...,
         sale_start_time: _timestamp_pb2.Timestamp | None = ...,
         sale_end_time: _timestamp_pb2.Timestamp | None = ...,
+        priority_tiers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "priority_tiers", b"priority_tiers", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

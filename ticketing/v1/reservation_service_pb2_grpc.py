@@ -122,7 +122,8 @@ class ReservationServiceServicer:
 
     def UpdateEvent(self, request, context):
         """Administrators, live: changes the fields the update mask names
-        (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+        (name, capacity, per_user_limit, sale_start_time, sale_end_time,
+        priority_tiers). More
         capacity goes to waiting requests first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -46,7 +46,8 @@ class ReservationServiceStub:
     """
     UpdateEvent: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.UpdateEventRequest, _reservation_service_pb2.UpdateEventResponse]
     """Administrators, live: changes the fields the update mask names
-    (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+    (name, capacity, per_user_limit, sale_start_time, sale_end_time,
+    priority_tiers). More
     capacity goes to waiting requests first.
     """
     PauseSale: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.PauseSaleRequest, _reservation_service_pb2.PauseSaleResponse]
@@ -81,7 +82,8 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     """
     UpdateEvent: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.UpdateEventRequest, _reservation_service_pb2.UpdateEventResponse]  # type: ignore[assignment]
     """Administrators, live: changes the fields the update mask names
-    (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+    (name, capacity, per_user_limit, sale_start_time, sale_end_time,
+    priority_tiers). More
     capacity goes to waiting requests first.
     """
     PauseSale: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.PauseSaleRequest, _reservation_service_pb2.PauseSaleResponse]  # type: ignore[assignment]
@@ -143,7 +145,8 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reservation_service_pb2.UpdateEventResponse, _abc.Awaitable[_reservation_service_pb2.UpdateEventResponse]]:
         """Administrators, live: changes the fields the update mask names
-        (name, capacity, per_user_limit, sale_start_time, sale_end_time). More
+        (name, capacity, per_user_limit, sale_start_time, sale_end_time,
+        priority_tiers). More
         capacity goes to waiting requests first.
         """
 

@@ -159,11 +159,15 @@ class Applier:
                     users,
                 )
             }
-            waiting = await conn.fetchval(
-                "SELECT count(*) FROM reservations WHERE event_id = $1 AND status = 'QUEUED'",
+            waiting = await conn.fetchrow(
+                """SELECT count(*) AS total, count(*) FILTER (WHERE lane = 1) AS priority
+                   FROM reservations WHERE event_id = $1 AND status = 'QUEUED'""",
                 event.event_id,
             )
-            outcome = decide(event.seats(waiting), user_seats, fresh, now)
+            assert waiting is not None
+            outcome = decide(
+                event.seats(waiting["total"], waiting["priority"]), user_seats, fresh, now
+            )
         decided = await insert_decisions(conn, event, outcome.decisions, token, now)
         if event is not None:
             await take_seats(conn, event, outcome)

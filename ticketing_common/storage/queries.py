@@ -15,12 +15,14 @@ from .db import Executor
 EVENT_COLUMNS = (
     "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at,"
     " queue_ttl_ms, price_minor, currency, hold_ttl_ms, sale_state, sale_start_at, sale_end_at,"
+    " priority_tiers,"
     " (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id"
     " AND w.status = 'QUEUED')::int AS waitlisted"
 )
 RESERVATION_COLUMNS = (
     "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at,"
-    " version, updated_at, hold_expires_at, amount_minor, currency, payment_id, payment_status"
+    " version, updated_at, hold_expires_at, amount_minor, currency, payment_id, payment_status,"
+    " lane"
 )
 
 
@@ -63,13 +65,15 @@ async def insert_event(  # noqa: PLR0917 - an event's fields
     price: Money | None = None,
     hold_ttl: timedelta | None = None,
     sale_window: tuple[datetime | None, datetime | None] = (None, None),
+    priority_tiers: tuple[str, ...] = (),
 ) -> Event:
     """A new event with every seat available."""
     row = await db.fetchrow(
         f"""INSERT INTO events
                 (event_id, name, capacity, available, per_user_limit, queue_ttl_ms,
-                 price_minor, currency, hold_ttl_ms, sale_start_at, sale_end_at)
-            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {EVENT_COLUMNS}""",
+                 price_minor, currency, hold_ttl_ms, sale_start_at, sale_end_at, priority_tiers)
+            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            RETURNING {EVENT_COLUMNS}""",
         uuid.uuid4(),
         name,
         capacity,
@@ -79,6 +83,7 @@ async def insert_event(  # noqa: PLR0917 - an event's fields
         price.currency if price else "",
         None if hold_ttl is None else _ms(hold_ttl),
         *sale_window,
+        list(priority_tiers),
     )
     if row is None:  # pragma: no cover - INSERT ... RETURNING returns the row
         raise RuntimeError("INSERT ... RETURNING returned no row")

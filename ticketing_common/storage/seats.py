@@ -23,7 +23,7 @@ from .queries import RESERVATION_COLUMNS
 # The event columns the fence statement returns, for the seat decisions.
 EVENT_STATE = (
     "available, held, confirmed, per_user_limit, queue_ttl_ms, hold_ttl_ms, price_minor, currency,"
-    " sale_state, sale_start_at, sale_end_at"
+    " sale_state, sale_start_at, sale_end_at, priority_tiers"
 )
 
 
@@ -42,6 +42,7 @@ class EventState:
     sale_state: SaleState = SaleState.OPEN
     sale_start_at: datetime | None = None
     sale_end_at: datetime | None = None
+    priority_tiers: frozenset[str] = frozenset()
 
     @classmethod
     def from_row(cls, event_id: uuid.UUID, row: asyncpg.Record) -> EventState:
@@ -59,9 +60,10 @@ class EventState:
             sale_state=SaleState(row["sale_state"]),
             sale_start_at=row["sale_start_at"],
             sale_end_at=row["sale_end_at"],
+            priority_tiers=frozenset(row["priority_tiers"]),
         )
 
-    def seats(self, waiting: int = 0) -> Seats:
+    def seats(self, waiting: int = 0, waiting_priority: int = 0) -> Seats:
         return Seats(
             available=self.available,
             per_user_limit=self.per_user_limit,
@@ -69,6 +71,8 @@ class EventState:
             held=self.held,
             hold_ttl=self.hold_ttl,
             waiting=waiting,
+            waiting_priority=waiting_priority,
+            priority_tiers=self.priority_tiers,
             paused=self.sale_state is SaleState.PAUSED,
             closed=self.sale_state is SaleState.CLOSED,
             sale_start=self.sale_start_at,
@@ -85,7 +89,7 @@ async def waitlist(conn: Connection, event_id: uuid.UUID) -> list[Request]:
         """SELECT reservation_id, event_id, user_id, quantity, idempotency_key, accepted_at,
                   source_partition, source_offset
            FROM reservations WHERE event_id = $1 AND status = 'QUEUED'
-           ORDER BY decided_at, source_offset""",
+           ORDER BY lane DESC, decided_at, source_offset""",
         event_id,
     )
     return [
@@ -115,7 +119,7 @@ async def insert_decisions(
     """Stores new requests as decided (or waitlisted), one statement."""
     if not decisions:
         return {}
-    columns: tuple[list[object], ...] = tuple([] for _ in range(15))
+    columns: tuple[list[object], ...] = tuple([] for _ in range(16))
     for d in decisions:
         r = d.request
         holds = d.status is Status.HELD and event is not None and event.hold_ttl is not None
@@ -135,6 +139,7 @@ async def insert_decisions(
             now + event.hold_ttl if holds and event and event.hold_ttl else None,
             _amount(event, d),
             event.currency if event is not None and _amount(event, d) else "",
+            event.seats().lane(r) if event is not None else 0,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
@@ -143,11 +148,11 @@ async def insert_decisions(
         f"""INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
                reject_reason, idempotency_key, accepted_at, decided_at,
                source_partition, source_offset, fence_token, hold_expires_at, amount_minor,
-               currency, updated_at, version)
-           SELECT *, $16::timestamptz, 2 FROM unnest($1::uuid[], $2::uuid[], $3::text[],
+               currency, lane, updated_at, version)
+           SELECT *, $17::timestamptz, 2 FROM unnest($1::uuid[], $2::uuid[], $3::text[],
                $4::int[], $5::text[], $6::text[], $7::text[], $8::timestamptz[],
                $9::timestamptz[], $10::int[], $11::bigint[], $12::bigint[],
-               $13::timestamptz[], $14::bigint[], $15::text[])
+               $13::timestamptz[], $14::bigint[], $15::text[], $16::smallint[])
            {conflict}
            RETURNING {RESERVATION_COLUMNS}""",
         *columns,

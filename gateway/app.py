@@ -95,6 +95,7 @@ async def run(settings: GatewaySettings) -> None:
                 ),
                 keys=keys,
                 limits=limits,
+                sold_out_fast_path=settings.sold_out_fast_path,
                 id_secret=settings.reservation_id_secret.encode(),
                 broker=BrokerGate(
                     producer,

@@ -45,7 +45,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         publish_timeout_s: float,
         fault_delay_s: float = 0.0,
         sync: SyncReserver | None = None,
+        sold_out_fast_path: bool = True,
     ) -> None:
+        self._sold_out_fast_path = sold_out_fast_path
         self._events = events
         self._broker = broker
         self._keys = keys
@@ -90,11 +92,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         # the interceptor's one classification.
         terms = await self._events.terms(valid.event_id)
         if terms is None:
-            raise NotFound(
-                f"event {valid.event_id} not found",
-                reason=Reason.EVENT_NOT_FOUND,
-                metadata={"event_id": valid.event_id},
-            )
+            raise _event_not_found(valid.event_id)
         terms.check(valid.event_id, datetime.now(UTC))
         return terms
 
@@ -106,19 +104,23 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         subject = caller().subject
         await self._limits.admit(subject, client_address(context))
         valid = validate_reserve(request, subject)
-        terms = await self._known_event(valid)
-        if terms.sold_out:
-            # The sold-out fast path: answered here, queued nowhere.
-            return pb.ReserveResponse(
-                reservation_id=reservation_id_for(
-                    self._id_secret, valid.user_id, valid.idempotency_key, valid.event_id
-                ),
-                status=REJECTED,
-                reject_reason=SOLD_OUT,
-            )
-
-        accepted = await self._keys.admit(self._request(valid))
+        terms = await self._events.terms(valid.event_id)
+        if terms is None:
+            raise _event_not_found(valid.event_id)
+        fresh = self._request(valid)
+        accepted = await self._keys.admit(fresh)
         reservation_id = accepted.reservation_id
+        # A retry (the key stands for an earlier request) goes to the queue as
+        # before, whatever the sale's terms now: the consumer judges it by its
+        # first accept time, and it may well be decided already.
+        if accepted.accepted_at == fresh.accepted_at:
+            terms.check(valid.event_id, fresh.accepted_at)
+            if self._sold_out_fast_path and terms.sold_out:
+                # The sold-out fast path: answered here, queued nowhere.
+                log.debug("reserve_sold_out", reservation_id=reservation_id)
+                return pb.ReserveResponse(
+                    reservation_id=reservation_id, status=REJECTED, reject_reason=SOLD_OUT
+                )
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
         if remaining is not None:
@@ -165,3 +167,11 @@ def client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     if kind == "ipv6":
         return rest.rsplit(":", 1)[0].strip("[]").removeprefix("%5B").removesuffix("%5D")
     return rest.rsplit(":", 1)[0] if kind == "ipv4" else peer
+
+
+def _event_not_found(event_id: str) -> NotFound:
+    return NotFound(
+        f"event {event_id} not found",
+        reason=Reason.EVENT_NOT_FOUND,
+        metadata={"event_id": event_id},
+    )

@@ -32,6 +32,11 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, Reserv
     unknown_event_ttl_s: float = Field(
         2.0, ge=0, description="how long an unknown event id is remembered as unknown"
     )
+    sold_out_fast_path: bool = Field(
+        True,
+        description="answer `Reserve` REJECTED/SOLD_OUT at once, queueing nothing, while the "
+        "event has no seat free, none held and nobody waiting",
+    )
     event_refresh_s: float = Field(
         1.0,
         ge=0,

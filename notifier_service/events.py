@@ -72,9 +72,10 @@ class EventWatch:
             try:
                 events = await self.read(sorted(wanted))
             except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("event_watch_read_failed", error=repr(exc))
+                if is_transient(exc):
+                    log.warning("event_watch_read_failed", error=repr(exc))
+                else:
+                    log.exception("event_watch_read_failed")
                 self._touched |= wanted  # try again next round
                 continue
             for event in events:

@@ -23,7 +23,13 @@ from ticketing_common.domain import (
     from_timestamp,
     parse_uuid,
 )
-from ticketing_common.errors import FailedPrecondition, NotFound, Reason, Violations
+from ticketing_common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Reason,
+    Violations,
+)
 
 from .listing import list_events, list_reservations, page_size
 from .sale import KEEP, Changes, SaleControl
@@ -253,7 +259,11 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             event_id = problems.check(parse_uuid, "event_id", request.event_id)
         elif who.is_admin:
             problems.add("event_id", "is required for an administrator (one event's list)")
-        statuses = [Status.from_proto(s) for s in request.statuses if s]
+        try:
+            statuses = [Status.from_proto(s) for s in request.statuses if s]
+        except ValueError:
+            problems.add("statuses", "holds a value that is not a ReservationStatus")
+            statuses = []
         problems.raise_if_any()
         assert size is not None
         reservations, token = await list_reservations(
@@ -295,7 +305,13 @@ def _moment(
     field: Literal["sale_start_time", "sale_end_time"],
 ) -> datetime | None:
     """A timestamp field of ``message``; None when unset."""
-    return from_timestamp(getattr(message, field)) if message.HasField(field) else None
+    if not message.HasField(field):
+        return None
+    try:
+        return from_timestamp(getattr(message, field))
+    except (ValueError, OverflowError):
+        prefix = "event." if isinstance(message, reservation_pb2.Event) else ""
+        raise InvalidArgument(f"{prefix}{field}", "is out of range") from None
 
 
 def _price(request: pb.CreateEventRequest, problems: Violations) -> Money | None:

@@ -136,7 +136,13 @@ def decide(
             continue
         seen.add(request.reservation_id)
         already = taken.get(request.user_id, 0)
-        if now - request.accepted_at > seats.queue_ttl:
+        if seats.paused and not seats.refuses(request):
+            # Nothing is rejected while paused (the queue TTL resumes with
+            # the sale: a pause counts towards it).
+            waiting[lane] += 1
+            taken[request.user_id] = already + request.quantity
+            outcome.decisions.append(Decision(request, Status.QUEUED))
+        elif now - request.accepted_at > seats.queue_ttl:
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
             )
@@ -181,14 +187,14 @@ def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> 
     available = seats.available
     blocked = False
     for request in waiting:
+        if seats.paused and not seats.refuses(request):
+            continue  # nothing is decided while paused
         if now - request.accepted_at > seats.queue_ttl:
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
             )
         elif seats.refuses(request):
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SALE_CLOSED))
-        elif seats.paused:
-            continue
         elif request.quantity > available + seats.held + outcome.seats_held:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
         elif blocked:

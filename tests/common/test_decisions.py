@@ -178,3 +178,33 @@ def test_a_waiting_request_past_the_queue_ttl_expires_in_the_queue() -> None:
         "r1:REJECTED/EXPIRED_IN_QUEUE",
         "r2:HELD",
     ]
+
+
+def test_while_paused_everything_waits_and_nothing_expires() -> None:
+    stale = dataclasses.replace(req("r1", "a"), accepted_at=NOW - TTL - timedelta(seconds=1))
+    paused = Seats(available=5, per_user_limit=9, queue_ttl=TTL, paused=True)
+    assert outcomes([stale, req("r2", "b")], paused) == ["QUEUED", "QUEUED"]
+    assert settled([stale, req("r2", "b")], paused) == []
+    # Closed instead: both are told the sale is closed.
+    closed = Seats(available=5, per_user_limit=9, queue_ttl=TTL, closed=True)
+    assert settled([req("r1", "a"), req("r2", "b")], closed) == [
+        "r1:REJECTED/SALE_CLOSED",
+        "r2:REJECTED/SALE_CLOSED",
+    ]
+
+
+def test_the_priority_lane_is_decided_first_each_lane_in_order() -> None:
+    seats = Seats(available=2, per_user_limit=9, queue_ttl=TTL, priority_tiers=frozenset({"vip"}))
+    batch = [
+        req("r1", "a"),
+        dataclasses.replace(req("r2", "b"), tier="vip"),
+        req("r3", "c"),
+        dataclasses.replace(req("r4", "d"), tier="vip"),
+    ]
+    result = decide(seats, {}, batch, NOW)
+    assert [(d.request.reservation_id, d.status.value) for d in result.decisions] == [
+        ("r2", "CONFIRMED"),
+        ("r4", "CONFIRMED"),
+        ("r1", "REJECTED"),
+        ("r3", "REJECTED"),
+    ]

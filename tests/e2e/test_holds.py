@@ -207,10 +207,16 @@ async def test_holds_expiring_in_a_rush_go_to_waiting_buyers_in_queue_order(
 ) -> None:
     event = await create_priced_event(reservations, capacity=6, hold_s=1.5, per_user_limit=1)
     users = [f"rush-{n}" for n in range(60)]
-    payers = {user for n, user in enumerate(users) if n % 10 < 7}
+    # Three in ten do not pay, the first three among them: some holds must
+    # run out whatever order the others arrive in.
+    payers = {user for n, user in enumerate(users) if n % 10 >= 3}
+    first = [await reserve(gateway, event.event_id, user) for user in users[:3]]
 
     async def buyer(user: str) -> pb.Reservation:
-        reply = await reserve(gateway, event.event_id, user)
+        n = users.index(user)
+        reply = first[n] if n < 3 else await reserve(gateway, event.event_id, user)
+        if reply.status == REJECTED:  # the gateway's own sold out, once all is paid
+            return pb.Reservation(status=REJECTED, reject_reason=reply.reject_reason, settled=True)
         last = None
         paid = False
         async for message in notifier.WatchReservation(

@@ -19,7 +19,7 @@ DROP INDEX reservations_waitlist;
 CREATE INDEX reservations_waitlist ON reservations (event_id, lane DESC, decided_at, source_offset)
     WHERE status = 'QUEUED';
 
--- Listing reservations: an event's, and a customer's own, newest first.
+-- Listing (oldest first): events, an event's reservations, a customer's own.
 CREATE INDEX reservations_event_listing ON reservations (event_id, accepted_at, reservation_id);
 CREATE INDEX reservations_user_listing ON reservations (user_id, accepted_at, reservation_id);
 CREATE INDEX events_listing ON events (created_at, event_id);

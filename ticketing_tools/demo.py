@@ -156,6 +156,11 @@ async def queue_user(  # noqa: PLR0917 - one user's whole journey
         result.answered_at, result.code = loop.time(), exc.code().name
         return
     result.answered_at = loop.time()
+    if reply.status == pb.RESERVATION_STATUS_REJECTED:
+        # The gateway's sold-out fast path: final, and queued nowhere.
+        result.final_at = result.answered_at
+        result.final_status, result.reject_reason = reply.status, reply.reject_reason
+        return
     try:
         async for message in notifier.WatchReservation(
             ns.WatchReservationRequest(reservation_id=reply.reservation_id),

@@ -68,6 +68,8 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             problems.add("name", "is required")
         elif len(name) > MAX_NAME:
             problems.add("name", f"must be at most {MAX_NAME} characters")
+        elif not name.isprintable():
+            problems.add("name", "must not contain control characters")
         if not 1 <= request.capacity <= MAX_CAPACITY:
             problems.add(
                 "capacity", f"must be between 1 and {MAX_CAPACITY}, got {request.capacity}"
@@ -194,8 +196,8 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             )
         given = request.event
         name = given.name.strip() if "name" in paths else None
-        if name is not None and not 1 <= len(name) <= MAX_NAME:
-            problems.add("event.name", f"must be 1 to {MAX_NAME} characters")
+        if name is not None and not (1 <= len(name) <= MAX_NAME and name.isprintable()):
+            problems.add("event.name", f"must be 1 to {MAX_NAME} characters, no control characters")
         tiers = (
             _tiers(given.priority_tiers, "event.priority_tiers", problems)
             if "priority_tiers" in paths

@@ -13,7 +13,6 @@ from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 
 from ticketing.v1 import queue_pb2
-from ticketing_common.failures import is_transient
 
 from .saga import Saga
 
@@ -59,13 +58,7 @@ class CommandRunner:
 
     async def _advance(self, payment_id: str) -> None:
         try:
-            await self._saga.advance(payment_id)
-        except Exception as exc:
-            # Left where it stands: the sweeper takes it on again.
-            if is_transient(exc):
-                log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
-            else:
-                log.exception("payment_step_failed", payment_id=payment_id)
+            await self._saga.try_advance(payment_id)
         finally:
             self._running.discard(payment_id)
             self._slots.release()

@@ -82,6 +82,17 @@ class Saga:
             PaymentStatus.REFUNDING: self._refund,
         }
 
+    async def try_advance(self, payment_id: str) -> None:
+        """``advance``, a failure logged rather than raised: the payment is
+        left where it stands, and the sweeper takes it on again."""
+        try:
+            await self.advance(payment_id)
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
+            else:
+                log.exception("payment_step_failed", payment_id=payment_id)
+
     async def advance(self, payment_id: str) -> PaymentStatus | None:
         """Takes the payment as far as it goes now; returns where it stands."""
         with structlog.contextvars.bound_contextvars(payment_id=payment_id):
@@ -138,16 +149,10 @@ class Saga:
         reservation = await self._reservation(payment)
 
         async def work(conn: Connection, token: int, event: EventState | None) -> Payment | None:
-            current = await lock_payment(conn, payment.payment_id)
-            if current is None or current.status is not PaymentStatus.AUTHORIZED:
+            locked = await _lock_both(conn, payment, PaymentStatus.AUTHORIZED)
+            if locked is None:
                 return None
-            row = await conn.fetchrow(
-                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
-                "FOR UPDATE",
-                uuid.UUID(payment.reservation_id),
-            )
-            assert row is not None
-            held = Reservation.from_row(row)
+            current, held = locked
             now = datetime.now(UTC)
             if (
                 event is None
@@ -209,16 +214,10 @@ class Saga:
         reservation = await self._reservation(payment)
 
         async def work(conn: Connection, token: int, event: EventState | None) -> Payment | None:
-            current = await lock_payment(conn, payment.payment_id)
-            if current is None or current.status is not PaymentStatus.REFUNDING:
+            locked = await _lock_both(conn, payment, PaymentStatus.REFUNDING)
+            if locked is None:
                 return None
-            row = await conn.fetchrow(
-                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
-                "FOR UPDATE",
-                uuid.UUID(payment.reservation_id),
-            )
-            assert row is not None
-            confirmed = Reservation.from_row(row)
+            current, confirmed = locked
             if event is not None and confirmed.status is Status.CONFIRMED:
                 _, changed = await release(
                     conn,
@@ -242,6 +241,22 @@ class Saga:
         )
         assert row is not None  # a payment references its reservation
         return Reservation.from_row(row)
+
+
+async def _lock_both(
+    conn: Connection, payment: Payment, expected: PaymentStatus
+) -> tuple[Payment, Reservation] | None:
+    """The payment and its reservation, both rows locked, if the payment is
+    still ``expected`` (else another worker moved it on: None)."""
+    current = await lock_payment(conn, payment.payment_id)
+    if current is None or current.status is not expected:
+        return None
+    row = await conn.fetchrow(
+        f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 FOR UPDATE",
+        uuid.UUID(payment.reservation_id),
+    )
+    assert row is not None  # a payment references its reservation
+    return current, Reservation.from_row(row)
 
 
 class Sweeper:
@@ -291,12 +306,7 @@ class Sweeper:
         for payment_id in stale:
             self._running.add(payment_id)
             try:
-                await self._saga.advance(payment_id)
-            except Exception as exc:
-                if is_transient(exc):
-                    log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
-                else:
-                    log.exception("payment_step_failed", payment_id=payment_id)
+                await self._saga.try_advance(payment_id)
             finally:
                 self._running.discard(payment_id)
         if stale:

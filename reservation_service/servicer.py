@@ -141,11 +141,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         # Someone else's reservation does not exist for this caller: an
         # answer that differed would tell which ids are taken.
         if reservation is None or not caller().may_see(reservation.user_id):
-            raise NotFound(
-                f"reservation {reservation_id} not found",
-                reason=Reason.RESERVATION_NOT_FOUND,
-                metadata={"reservation_id": reservation_id},
-            )
+            raise _reservation_not_found(reservation_id)
         return pb.GetReservationResponse(reservation=reservation.to_proto())
 
     async def CancelReservation(
@@ -156,11 +152,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         reservation_id = parse_uuid("reservation_id", request.reservation_id)
         reservation = await self._store.get_reservation(reservation_id)
         if reservation is None or not caller().may_see(reservation.user_id):
-            raise NotFound(
-                f"reservation {reservation_id} not found",
-                reason=Reason.RESERVATION_NOT_FOUND,
-                metadata={"reservation_id": reservation_id},
-            )
+            raise _reservation_not_found(reservation_id)
         if reservation.version == QUEUED_VERSION:
             raise FailedPrecondition(
                 f"reservation {reservation_id} is still in the queue; cancel it once it is "
@@ -329,3 +321,13 @@ def _price(request: pb.CreateEventRequest, problems: Violations) -> Money | None
             f"must be an ISO 4217 code such as EUR, got {price.currency_code[:16]!r}",
         )
     return Money(price.currency_code, price.amount_minor)
+
+
+def _reservation_not_found(reservation_id: str) -> NotFound:
+    """Also the answer for someone else's reservation: an answer that
+    differed would tell which ids are taken."""
+    return NotFound(
+        f"reservation {reservation_id} not found",
+        reason=Reason.RESERVATION_NOT_FOUND,
+        metadata={"reservation_id": reservation_id},
+    )

@@ -60,24 +60,31 @@ class SaleTerms:
 
     def check(self, event_id: str, now: datetime) -> None:
         """Refuses a request the sale cannot take now (nothing is queued)."""
+        refused = self.refusal(event_id, now)
+        if refused is not None:
+            raise refused
+
+    def refusal(self, event_id: str, now: datetime) -> FailedPrecondition | None:
+        """Why the sale cannot take a request now, if it cannot."""
         if self.state is SaleState.CLOSED:
-            raise FailedPrecondition(
+            return FailedPrecondition(
                 f"the sale of event {event_id} is closed",
                 reason=Reason.SALE_CLOSED,
                 metadata={"event_id": event_id},
             )
         if self.start is not None and now < self.start:
-            raise FailedPrecondition(
+            return FailedPrecondition(
                 f"the sale of event {event_id} starts at {self.start.isoformat()}",
                 reason=Reason.SALE_NOT_STARTED,
                 metadata={"event_id": event_id, "sale_start_time": self.start.isoformat()},
             )
         if self.end is not None and now > self.end:
-            raise FailedPrecondition(
+            return FailedPrecondition(
                 f"the sale of event {event_id} ended at {self.end.isoformat()}",
                 reason=Reason.SALE_ENDED,
                 metadata={"event_id": event_id, "sale_end_time": self.end.isoformat()},
             )
+        return None
 
 
 class EventDirectory:

@@ -57,6 +57,20 @@ class IdempotencyKeys:
             )
         return dataclasses.replace(request, accepted_at=first.accepted_at)
 
+    async def known(self, reservation_id: str) -> bool:
+        """Whether the key already stands for a request (a retry). If Redis
+        does not answer in time: as if not (logged)."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._accepted.known(reservation_id)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning(
+                "idempotency_lookup_skipped", reservation_id=reservation_id, error=repr(exc)
+            )
+            return False
+
     async def queued(self, reservation_id: str, *, within_s: float | None = None) -> None:
         """Marks the request as in the queue (polls now answer QUEUED),
         waiting at most ``within_s`` (what is left of the caller's deadline):

@@ -108,19 +108,23 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         if terms is None:
             raise _event_not_found(valid.event_id)
         fresh = self._request(valid)
+        refused = terms.refusal(valid.event_id, fresh.accepted_at)
+        sold_out = self._sold_out_fast_path and terms.sold_out
+        # A retry (the key already stands for a request) goes to the queue as
+        # before, whatever the sale's terms now: the consumer judges it by its
+        # first accept time, and it may well be decided already. A new request
+        # the terms refuse is refused here, and not recorded: the same key
+        # may try again once the sale takes it.
+        if (refused or sold_out) and not await self._keys.known(fresh.reservation_id):
+            if refused is not None:
+                raise refused
+            # The sold-out fast path: answered here, queued nowhere.
+            log.debug("reserve_sold_out", reservation_id=fresh.reservation_id)
+            return pb.ReserveResponse(
+                reservation_id=fresh.reservation_id, status=REJECTED, reject_reason=SOLD_OUT
+            )
         accepted = await self._keys.admit(fresh)
         reservation_id = accepted.reservation_id
-        # A retry (the key stands for an earlier request) goes to the queue as
-        # before, whatever the sale's terms now: the consumer judges it by its
-        # first accept time, and it may well be decided already.
-        if accepted.accepted_at == fresh.accepted_at:
-            terms.check(valid.event_id, fresh.accepted_at)
-            if self._sold_out_fast_path and terms.sold_out:
-                # The sold-out fast path: answered here, queued nowhere.
-                log.debug("reserve_sold_out", reservation_id=reservation_id)
-                return pb.ReserveResponse(
-                    reservation_id=reservation_id, status=REJECTED, reject_reason=SOLD_OUT
-                )
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
         if remaining is not None:

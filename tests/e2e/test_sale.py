@@ -35,6 +35,7 @@ from ..helpers import (
     create_event,
     create_priced_event,
     get_event,
+    queue_drained,
     reserve,
     watch,
     watch_until,
@@ -148,7 +149,7 @@ async def test_outside_its_window_a_sale_queues_nothing(
     event = (await reservations.CreateEvent(request, timeout=10)).event
     before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     with pytest.raises(grpc.aio.AioRpcError) as early:
-        await reserve(gateway, event.event_id, "wa")
+        await reserve(gateway, event.event_id, "wa", key="wa-1")
     assert (early.value.code(), reason(early.value)) == (
         grpc.StatusCode.FAILED_PRECONDITION,
         "SALE_NOT_STARTED",
@@ -168,7 +169,8 @@ async def test_outside_its_window_a_sale_queues_nothing(
     async with asyncio.timeout(10):
         while True:  # until the gateways have re-read the terms
             try:
-                reply = await reserve(gateway, event.event_id, "wb")
+                # The same key as the refused call: a refusal recorded nothing.
+                reply = await reserve(gateway, event.event_id, "wa", key="wa-1")
                 break
             except grpc.aio.AioRpcError as exc:
                 assert reason(exc) == "SALE_NOT_STARTED"
@@ -342,7 +344,9 @@ async def test_after_a_sell_out_reserves_are_answered_at_once_and_queue_nothing(
     stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=2, per_user_limit=1)
-    winners = [await reserve(gateway, event.event_id, user) for user in ("so-a", "so-b")]
+    winners = [
+        await reserve(gateway, event.event_id, user, key=f"{user}-key") for user in ("so-a", "so-b")
+    ]
     for reply in winners:
         assert (await watch(notifier, reply.reservation_id))[-1].status == CONFIRMED
 
@@ -360,6 +364,12 @@ async def test_after_a_sell_out_reserves_are_answered_at_once_and_queue_nothing(
                     await asyncio.sleep(0.1)
 
     await fast_refusals(4)  # every gateway knows
+    # A winner's retry with its key is not told SOLD_OUT: it is the same
+    # request, queued again, and its real outcome stands.
+    retried = await reserve(gateway, event.event_id, "so-a", key="so-a-key")
+    assert (retried.reservation_id, retried.status) == (winners[0].reservation_id, QUEUED)
+    assert (await watch(notifier, retried.reservation_id))[-1].status == CONFIRMED
+    await queue_drained(stack)
     before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
     answers: list[tuple[int, int]] = []
     slots = asyncio.Semaphore(200)

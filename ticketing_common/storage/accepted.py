@@ -81,6 +81,19 @@ return out
     width=len(FIELDS),
 )
 
+# Whether each key is recorded (1) or not (0).
+KNOWN = BatchScript(
+    """
+local out = {}
+for _, key in ipairs(KEYS) do
+  table.insert(out, redis.call('EXISTS', key))
+end
+return out
+""",
+    per_key=0,
+    width=1,
+)
+
 # Marks recorded requests queued; a record that expired meanwhile stays gone.
 MARK_QUEUED = BatchScript(
     """
@@ -133,6 +146,12 @@ class AcceptedRequests:
         if accepted is None:  # pragma: no cover - the script always returns the fields
             raise RuntimeError(f"accepted request {request.reservation_id} vanished")
         return accepted
+
+    async def known(self, reservation_id: str) -> bool:
+        """Whether a request was recorded under this id (a retry)."""
+        batcher, _ = self._writer()
+        (found,) = await batcher.call(KNOWN, KEY_PREFIX + reservation_id)
+        return bool(int(found))
 
     async def mark_queued(self, reservation_id: str) -> None:
         batcher, _ = self._writer()

@@ -72,15 +72,8 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         self._catch_up_timeout_s = catch_up_timeout_s
 
     async def _stored(self, reservation_id: str) -> reservation_pb2.Reservation | None:
-        try:
+        with _store_outage("reservation store"):
             stored = await fetch_reservation(self._pool, reservation_id)
-        except Exception as exc:
-            if is_transient(exc):
-                raise DependencyUnavailable(
-                    "reservation store unavailable; retry the watch",
-                    retry_after_s=DEPENDENCY_RETRY_AFTER_S,
-                ) from exc
-            raise
         return None if stored is None else stored.to_proto()
 
     async def _snapshot(
@@ -178,15 +171,8 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
     ) -> AsyncIterator[pb.WatchEventResponse]:
         event_id = parse_uuid("event_id", request.event_id)
         with self._counted(caller()), self._events.subscribe(event_id) as updates:
-            try:
+            with _store_outage("event store"):
                 current = await self._events.read([event_id])
-            except Exception as exc:
-                if is_transient(exc):
-                    raise DependencyUnavailable(
-                        "event store unavailable; retry the watch",
-                        retry_after_s=DEPENDENCY_RETRY_AFTER_S,
-                    ) from exc
-                raise
             if not current:
                 raise NotFound(
                     f"event {event_id} not found",
@@ -200,6 +186,20 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 if update != last:
                     last = update
                     yield pb.WatchEventResponse(event=update)
+
+
+@contextlib.contextmanager
+def _store_outage(store: str) -> Iterator[None]:
+    """A transient failure of PostgreSQL reaches the watcher as UNAVAILABLE
+    with a RetryInfo."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise DependencyUnavailable(
+                f"{store} unavailable; retry the watch", retry_after_s=DEPENDENCY_RETRY_AFTER_S
+            ) from exc
+        raise
 
 
 def _not_found(reservation_id: str) -> NotFound:

@@ -136,12 +136,26 @@ class Applier:
         and change nothing). Waiting requests this serves first are announced
         through the outbox, like every change outside a decision."""
         now = datetime.now(UTC)
+        waiting, waiting_priority = 0, 0
         if event is not None:
+            # One count in the usual case (nobody waits); the waitlist itself
+            # is read only when somebody does.
+            counts = await conn.fetchrow(
+                """SELECT count(*) AS total, count(*) FILTER (WHERE lane = 1) AS priority
+                   FROM reservations WHERE event_id = $1 AND status = 'QUEUED'""",
+                event.event_id,
+            )
+            assert counts is not None
+            waiting, waiting_priority = counts["total"], counts["priority"]
+        if event is not None and waiting:
             # Seats that came back without a settle (none should) go to the
             # waiting requests before any new one. First, so that what is
             # read next (a redelivered waiting request) is as it now stands.
             event, served = await settle(conn, event, token, now)
             await outbox.announce(conn, served)
+            # Every reservation settle changed left the waitlist.
+            waiting -= len(served)
+            waiting_priority -= sum(1 for r in served if r.priority)
         known = await fetch_reservations(conn, [r.reservation_id for r in requests])
         fresh = [r for r in requests if r.reservation_id not in known]
         if event is None:
@@ -159,15 +173,7 @@ class Applier:
                     users,
                 )
             }
-            waiting = await conn.fetchrow(
-                """SELECT count(*) AS total, count(*) FILTER (WHERE lane = 1) AS priority
-                   FROM reservations WHERE event_id = $1 AND status = 'QUEUED'""",
-                event.event_id,
-            )
-            assert waiting is not None
-            outcome = decide(
-                event.seats(waiting["total"], waiting["priority"]), user_seats, fresh, now
-            )
+            outcome = decide(event.seats(waiting, waiting_priority), user_seats, fresh, now)
         decided = await insert_decisions(conn, event, outcome.decisions, token, now)
         if event is not None:
             await take_seats(conn, event, outcome)

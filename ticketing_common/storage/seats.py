@@ -120,6 +120,7 @@ async def insert_decisions(
     if not decisions:
         return {}
     columns: tuple[list[object], ...] = tuple([] for _ in range(16))
+    seats = event.seats() if event is not None else None
     for d in decisions:
         r = d.request
         holds = d.status is Status.HELD and event is not None and event.hold_ttl is not None
@@ -139,7 +140,7 @@ async def insert_decisions(
             now + event.hold_ttl if holds and event and event.hold_ttl else None,
             _amount(event, d),
             event.currency if event is not None and _amount(event, d) else "",
-            event.seats().lane(r) if event is not None else 0,
+            seats.lane(r) if seats is not None else 0,
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)

@@ -45,6 +45,15 @@ class SaleTerms:
     available: int = 1
     held: int = 0
     waitlisted: int = 0
+    # The highest line number decided, read with the waitlist in one statement.
+    decided_sequence: int = 0
+
+    def position(self, sequence: int) -> int:
+        """An upper bound on the place of the request numbered ``sequence``:
+        the waitlist and every number between the last decided one and it,
+        as of this reading. Decisions since only make it smaller; a
+        number given out but never queued (a failed append) makes it larger."""
+        return self.waitlisted + max(0, sequence - self.decided_sequence - 1)
 
     @property
     def sold_out(self) -> bool:
@@ -143,7 +152,7 @@ class EventDirectory:
     async def _query(self, event_id: str) -> SaleTerms | None:
         async with self._pool.acquire(timeout=5) as conn:
             row = await conn.fetchrow(
-                """SELECT sale_state, sale_start_at, sale_end_at, available, held,
+                """SELECT sale_state, sale_start_at, sale_end_at, available, held, decided_sequence,
                           (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id
                              AND w.status = 'QUEUED')::int AS waitlisted
                    FROM events WHERE event_id = $1""",
@@ -159,4 +168,5 @@ class EventDirectory:
             row["available"],
             row["held"],
             row["waitlisted"],
+            row["decided_sequence"],
         )

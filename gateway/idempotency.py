@@ -30,13 +30,14 @@ class IdempotencyKeys:
         self._accepted = accepted
         self._timeout_s = timeout_s
 
-    async def admit(self, request: Request) -> Request:
-        """The request to append: ``request`` itself, or for a retry the first
-        one sent (its accept time, so a retry does not restart the queue TTL).
-        Raises IdempotencyKeyReused when the key stood for another quantity."""
+    async def admit(self, request: Request, *, decided_sequence: int = 0) -> Request:
+        """The request to append, numbered in its event's line: ``request``
+        itself, or for a retry the first one sent (its accept time, so a
+        retry does not restart the queue TTL, and its number). Raises
+        IdempotencyKeyReused when the key stood for another quantity."""
         try:
             async with asyncio.timeout(self._timeout_s):
-                first = await self._accepted.claim(request)
+                first = await self._accepted.claim(request, decided_sequence=decided_sequence)
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -55,7 +56,7 @@ class IdempotencyKeys:
                     "quantity": str(first.quantity),
                 },
             )
-        return dataclasses.replace(request, accepted_at=first.accepted_at)
+        return dataclasses.replace(request, accepted_at=first.accepted_at, sequence=first.sequence)
 
     async def known(self, reservation_id: str) -> bool:
         """Whether the key already stands for a request (a retry). If Redis

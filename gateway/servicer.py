@@ -11,6 +11,7 @@ import structlog
 
 from ticketing.v1 import gateway_service_pb2 as pb
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
+from ticketing.v1 import reservation_pb2
 from ticketing_common.auth import caller
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
@@ -123,7 +124,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             return pb.ReserveResponse(
                 reservation_id=fresh.reservation_id, status=REJECTED, reject_reason=SOLD_OUT
             )
-        accepted = await self._keys.admit(fresh)
+        accepted = await self._keys.admit(fresh, decided_sequence=terms.decided_sequence)
         reservation_id = accepted.reservation_id
         timeout = self._publish_timeout_s
         remaining = context.time_remaining()
@@ -156,7 +157,15 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             partition=metadata.partition,
             offset=metadata.offset,
         )
-        return pb.ReserveResponse(reservation_id=reservation_id, status=QUEUED)
+        return pb.ReserveResponse(
+            reservation_id=reservation_id,
+            status=QUEUED,
+            queue_position=(
+                reservation_pb2.QueuePosition(position=terms.position(accepted.sequence))
+                if accepted.sequence
+                else None
+            ),
+        )
 
 
 def client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:

@@ -9,11 +9,13 @@ from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing_common import logs
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
+from ticketing_common.kafka import group_offsets
 from ticketing_common.storage.db import create_pool
 
 from .events import EventWatch
 from .feeds import Feed, on_request, on_result, seek_to_end, seek_to_group_commits
 from .hub import PendingRequests, WatchHub
+from .positions import QueuePositions
 from .servicer import NotifierServicer
 from .settings import NotifierSettings
 
@@ -33,6 +35,7 @@ async def run(settings: NotifierSettings) -> None:
         stack.push_async_callback(pool.close)
         hub = WatchHub()
         pending = PendingRequests(settings.pending_ttl_s)
+        positions = QueuePositions(window_s=settings.eta_window_s, ttl_s=settings.pending_ttl_s)
         events = EventWatch(
             pool, coalesce_s=settings.event_coalesce_s, refresh_s=settings.event_refresh_s
         )
@@ -41,7 +44,7 @@ async def run(settings: NotifierSettings) -> None:
             kafka.results_topic,
             client_id=f"notifier-{instance}",
             seek=seek_to_end,
-            handle=on_result(hub, pending, events.touched),
+            handle=on_result(hub, pending, positions, events.touched),
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             linger_s=kafka.fetch_linger_ms / 1000,
         )
@@ -50,13 +53,23 @@ async def run(settings: NotifierSettings) -> None:
             kafka.requests_topic,
             client_id=f"notifier-{instance}",
             seek=seek_to_group_commits(kafka, kafka.consumer_group),
-            handle=on_request(hub, pending),
+            handle=on_request(hub, pending, positions),
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             linger_s=kafka.fetch_linger_ms / 1000,
         )
-        for feed in (results, requests):
-            await feed.start()
-            stack.push_async_callback(feed.stop)
+        # In this order: the waitlist is loaded once results are positioned
+        # (what changes later arrives on them), and before requests are read.
+        await results.start()
+        stack.push_async_callback(results.stop)
+        await positions.load_waitlist(pool)
+        await requests.start()
+        stack.push_async_callback(requests.stop)
+
+        async def committed() -> dict[int, int]:
+            found = await group_offsets(
+                kafka, kafka.consumer_group, requests.partitions, retry_for_s=0
+            )
+            return {tp.partition: o for tp, o in found.items() if o is not None}
 
         verifier = TokenVerifier(settings.auth.verifier_config())
         server = Server("notifier_service", settings.server, verifier=verifier)
@@ -69,6 +82,8 @@ async def run(settings: NotifierSettings) -> None:
                 recheck_s=settings.recheck_s,
                 catch_up_timeout_s=settings.catch_up_timeout_s,
                 events=events,
+                positions=positions,
+                position_interval_s=settings.position_interval_s,
                 max_watches_per_subject=settings.max_watches_per_subject,
             ),
             server.grpc,
@@ -78,6 +93,9 @@ async def run(settings: NotifierSettings) -> None:
                 group.create_task(results.run()),
                 group.create_task(requests.run()),
                 group.create_task(events.run()),
+                group.create_task(
+                    positions.run(pool, committed, refresh_s=settings.position_refresh_s)
+                ),
             ]
             # Serve only once both feeds are positioned: from here on nothing is missed.
             await server.start(SERVICES)

@@ -26,6 +26,7 @@ from ticketing_common.domain import DECIDED_VERSION, Reservation, is_settled
 from ticketing_common.kafka import group_offsets, start_with_retry
 
 from .hub import PendingRequests, WatchHub
+from .positions import QueuePositions
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +92,10 @@ class Feed:
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    @property
+    def partitions(self) -> list[TopicPartition]:
+        return list(self._handled)
+
     async def run(self) -> None:
         """Reads for ever. The broker going away is absorbed by aiokafka; any
         other failure is logged and the read retried, so watchers keep their
@@ -154,7 +159,10 @@ def seek_to_group_commits(kafka: KafkaSettings, group: str) -> Seek:
 
 
 def on_result(
-    hub: WatchHub, pending: PendingRequests, touched: Callable[[str], None] = lambda _: None
+    hub: WatchHub,
+    pending: PendingRequests,
+    positions: QueuePositions,
+    touched: Callable[[str], None] = lambda _: None,
 ) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     def handle(record: ConsumerRecord[bytes, bytes]) -> None:
         message = queue_pb2.ReservationDecided()
@@ -169,6 +177,7 @@ def on_result(
         # Older writers leave `settled` out; watch streams end on it.
         message.reservation.settled = is_settled(message.reservation)
         pending.discard(message.reservation.reservation_id)
+        positions.on_result(message.reservation)  # before watchers look
         hub.publish(message.reservation)
         touched(message.reservation.event_id)
 
@@ -176,7 +185,7 @@ def on_result(
 
 
 def on_request(
-    hub: WatchHub, pending: PendingRequests
+    hub: WatchHub, pending: PendingRequests, positions: QueuePositions
 ) -> Callable[[ConsumerRecord[bytes, bytes]], None]:
     def handle(record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -191,6 +200,9 @@ def on_request(
             request.accepted_at,
         ).to_proto()
         pending.add(queued)
+        positions.queued(
+            request.reservation_id, request.event_id, record.partition, record.offset, request.tier
+        )
         # A watcher that called a moment after Reserve is usually waiting for this.
         hub.publish(queued)
 

@@ -37,6 +37,7 @@ from ticketing_common.storage.queries import fetch_reservation
 from .events import EventWatch
 from .feeds import Feed
 from .hub import PendingRequests, WatchHub
+from .positions import LEFT, Place, QueuePositions
 
 log = structlog.get_logger(__name__)
 
@@ -58,9 +59,13 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         recheck_s: float,
         catch_up_timeout_s: float,
         events: EventWatch,
+        positions: QueuePositions,
+        position_interval_s: float,
         max_watches_per_subject: int = 0,
     ) -> None:
         self._events = events
+        self._positions = positions
+        self._position_interval_s = position_interval_s
         self._pool = pool
         self._max_watches = max_watches_per_subject
         # Open streams per customer; a subject leaves when its last one ends.
@@ -139,30 +144,51 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
             if not caller().may_see(current.user_id):
                 # As if it did not exist: the answer must not tell whose it is.
                 raise _not_found(reservation_id)
-            yield pb.WatchReservationResponse(reservation=current)
+            place = self._place(current)
+            yield _response(current, place)
+            loop = asyncio.get_running_loop()
+            recheck_at = loop.time() + self._recheck_s
+            place_at = loop.time() + self._position_interval_s
             while not current.settled:
-                update: reservation_pb2.Reservation | None
+                queued = current.status == reservation_pb2.RESERVATION_STATUS_QUEUED
+                wake_at = min(recheck_at, place_at) if queued else recheck_at
+                update: reservation_pb2.Reservation | None = None
                 try:
-                    update = await asyncio.wait_for(updates.get(), self._recheck_s)
+                    update = await asyncio.wait_for(updates.get(), wake_at - loop.time())
                 except TimeoutError:
-                    # Safety net under the live feed: a result record lost on
-                    # the way (e.g. a broker that forgot it) must not leave the
-                    # watcher waiting forever. If the store is down too, the
-                    # live feed may still deliver: keep the stream.
-                    try:
-                        update = await self._stored(reservation_id)
-                    except DependencyUnavailable:
-                        log.warning("recheck_failed")
-                        update = None
+                    if loop.time() >= recheck_at:
+                        # Safety net under the live feed: a result record lost
+                        # on the way (e.g. a broker that forgot it) must not
+                        # leave the watcher waiting forever. If the store is
+                        # down too, the live feed may still deliver: keep the
+                        # stream.
+                        try:
+                            update = await self._stored(reservation_id)
+                        except DependencyUnavailable:
+                            log.warning("recheck_failed")
+                if update is not None:
+                    recheck_at = loop.time() + self._recheck_s
                 # Only a newer state goes out: a late QUEUED copy from the
                 # requests feed, or a state the recheck found again, does not.
-                if update is None or update.version <= current.version:
-                    continue
-                current = update
-                yield pb.WatchReservationResponse(reservation=current)
+                if update is not None and update.version > current.version:
+                    current = update
+                    place = self._place(current)
+                    yield _response(current, place)
+                elif queued and loop.time() >= place_at:
+                    # Its place alone, at most once per interval, if it moved.
+                    place_at = loop.time() + self._position_interval_s
+                    moved = self._place(current)
+                    if _differs(moved, place):
+                        place = moved
+                        yield _response(current, place)
             log.info(
                 "watch_finished", status=reservation_pb2.ReservationStatus.Name(current.status)
             )
+
+    def _place(self, reservation: reservation_pb2.Reservation) -> Place | None:
+        if reservation.status != reservation_pb2.RESERVATION_STATUS_QUEUED:
+            return LEFT
+        return self._positions.place(reservation.reservation_id)
 
     async def WatchEvent(
         self,
@@ -186,6 +212,26 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 if update != last:
                     last = update
                     yield pb.WatchEventResponse(event=update)
+
+
+def _response(
+    reservation: reservation_pb2.Reservation, place: Place | None
+) -> pb.WatchReservationResponse:
+    return pb.WatchReservationResponse(
+        reservation=reservation, queue_position=None if place is None else place.to_proto()
+    )
+
+
+def _differs(new: Place | None, old: Place | None) -> bool:
+    """Worth a message: the position moved, or the estimate appeared,
+    vanished or changed by a second and a tenth of itself."""
+    if new is None or old is None:
+        return new is not old
+    if new.position != old.position or (new.wait_s is None) != (old.wait_s is None):
+        return True
+    if new.wait_s is None or old.wait_s is None:
+        return False
+    return abs(new.wait_s - old.wait_s) >= max(1.0, 0.1 * old.wait_s)
 
 
 @contextlib.contextmanager

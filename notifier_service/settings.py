@@ -46,6 +46,24 @@ class NotifierSettings(PostgresClient):
         "notifier (administrators are not capped); 0 is no cap. Past it: "
         "`RESOURCE_EXHAUSTED`",
     )
+    position_interval_s: float = Field(
+        1.0,
+        ge=0.05,
+        description="WatchReservation: while a request is queued, its position and estimated "
+        "wait go out when they change, at most this often per stream",
+    )
+    position_refresh_s: float = Field(
+        1.0,
+        gt=0,
+        description="queue positions: how often the events' priority tiers and sale state are "
+        "re-read, and requests the consumers committed past are checked",
+    )
+    eta_window_s: float = Field(
+        10.0,
+        ge=1,
+        description="queue positions: the estimated wait comes from the event's decisions over "
+        "this last stretch",
+    )
     pending_ttl_s: float = Field(
         3_600.0, ge=1, description="how long an accepted, undecided request is remembered"
     )

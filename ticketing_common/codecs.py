@@ -26,6 +26,7 @@ def encode_request(request: Request) -> bytes:
         idempotency_key=request.idempotency_key,
         accept_time=timestamp(request.accepted_at),
         tier=request.tier,
+        sequence=request.sequence,
     ).SerializeToString()
 
 
@@ -72,6 +73,7 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
         partition=partition,
         offset=offset,
         tier=message.tier[:MAX_TEXT],
+        sequence=max(0, message.sequence),
     )
 
 

@@ -28,6 +28,8 @@ class Request:
     offset: int = -1
     # The caller's priority tier (from its token).
     tier: str = ""
+    # Its number in the event's line (0: not numbered); see queue.proto.
+    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)

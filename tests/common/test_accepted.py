@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -78,3 +79,23 @@ async def test_a_reader_cannot_write(stack: LocalStack) -> None:
             await AcceptedRequests(client).claim(request(str(uuid.uuid4()), 1, T0))
     finally:
         await client.aclose()
+
+
+async def test_new_requests_are_numbered_in_their_events_line_and_a_retry_keeps_its_number(
+    accepted: AcceptedRequests,
+) -> None:
+    event_id = str(uuid.uuid4())
+    ids = [str(uuid.uuid4()) for _ in range(5)]
+
+    def for_event(reservation_id: str) -> Request:
+        return dataclasses.replace(request(reservation_id, 1, T0), event_id=event_id)
+
+    numbered = await asyncio.gather(*(accepted.claim(for_event(i)) for i in ids))
+    assert [r.sequence for r in numbered] == [1, 2, 3, 4, 5]
+    retried = await accepted.claim(for_event(ids[1]), decided_sequence=100)
+    assert retried.sequence == 2
+    # Redis lost the line but the consumers decided up to 100: it goes on above.
+    await accepted.claim(for_event(str(uuid.uuid4())))  # 6
+    late = await accepted.claim(for_event(str(uuid.uuid4())), decided_sequence=100)
+    after = await accepted.claim(for_event(str(uuid.uuid4())))
+    assert (late.sequence, after.sequence) == (101, 102)

@@ -84,3 +84,11 @@ def test_outside_the_sale_window_nothing_is_taken() -> None:
         over.check("e", now)
     assert late.value.reason == Reason.SALE_ENDED
     SaleTerms(SaleState.PAUSED, now - timedelta(1), now + timedelta(1)).check("e", now)
+
+
+def test_a_position_counts_the_waitlist_and_the_numbers_not_decided_before_it() -> None:
+    terms = SaleTerms(SaleState.OPEN, None, None, waitlisted=3, decided_sequence=10)
+    assert [terms.position(n) for n in (11, 12, 15)] == [3, 4, 7]
+    # Decided out of order (another gateway's earlier number came later): no
+    # negative places.
+    assert terms.position(9) == 3

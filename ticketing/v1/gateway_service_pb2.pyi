@@ -98,6 +98,7 @@ class ReserveResponse(_message.Message):
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     REJECT_REASON_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     """Derived from (caller, idempotency_key, event_id) with a server-side
     secret: stable across retries, not computable by anyone else.
@@ -109,16 +110,27 @@ class ReserveResponse(_message.Message):
     is nothing to watch; a retry once seats come back is a new request).
     """
     reject_reason: _reservation_pb2.RejectReason.ValueType
+    @_builtins.property
+    def queue_position(self) -> _reservation_pb2.QueuePosition:
+        """For a QUEUED request, an upper bound on its place in the event's queue
+        as the broker took it: the requests of the event accepted before it and
+        not decided yet, and its waitlist, as of the gateway's last look at the
+        event (at most TICKETING_GATEWAY_EVENT_REFRESH_S ago, so it only
+        overstates). WatchReservation streams the exact figure and an estimated
+        wait. Unset when the gateway could not number the request.
+        """
+
     def __init__(
         self,
         *,
         reservation_id: _builtins.str = ...,
         status: _reservation_pb2.ReservationStatus.ValueType = ...,
         reject_reason: _reservation_pb2.RejectReason.ValueType = ...,
+        queue_position: _reservation_pb2.QueuePosition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue_position", b"queue_position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue_position", b"queue_position", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -82,18 +82,29 @@ class WatchReservationResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESERVATION_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def reservation(self) -> _reservation_pb2.Reservation:
         """The full current state of the reservation."""
+
+    @_builtins.property
+    def queue_position(self) -> _reservation_pb2.QueuePosition:
+        """Set on every message: while the reservation is QUEUED, its place in the
+        event's queue and the estimated wait (unset when the notifier cannot
+        place it); once it has left the queue, position 0 and no wait. While it
+        is QUEUED a message also goes out when only this changes, at most once
+        every TICKETING_NOTIFIER_POSITION_INTERVAL_S per stream.
+        """
 
     def __init__(
         self,
         *,
         reservation: _reservation_pb2.Reservation | None = ...,
+        queue_position: _reservation_pb2.QueuePosition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["queue_position", b"queue_position", "reservation", b"reservation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue_position", b"queue_position", "reservation", b"reservation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

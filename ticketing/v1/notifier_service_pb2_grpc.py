@@ -52,8 +52,9 @@ class NotifierServiceServicer:
     """
 
     def WatchReservation(self, request, context):
-        """Sends the current state first, then every change; the stream ends after a
-        terminal state. Unknown ids get NOT_FOUND.
+        """Sends the current state first, then every change, and while the request
+        waits its queue position and estimated wait as they move; the stream
+        ends after a terminal state. Unknown ids get NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

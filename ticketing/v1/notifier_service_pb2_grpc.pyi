@@ -34,8 +34,9 @@ class NotifierServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotifierServiceAsyncStub: ...
     WatchReservation: _grpc.UnaryStreamMultiCallable[_notifier_service_pb2.WatchReservationRequest, _notifier_service_pb2.WatchReservationResponse]
-    """Sends the current state first, then every change; the stream ends after a
-    terminal state. Unknown ids get NOT_FOUND.
+    """Sends the current state first, then every change, and while the request
+    waits its queue position and estimated wait as they move; the stream
+    ends after a terminal state. Unknown ids get NOT_FOUND.
     """
     WatchEvent: _grpc.UnaryStreamMultiCallable[_notifier_service_pb2.WatchEventRequest, _notifier_service_pb2.WatchEventResponse]
     """An event's live availability: the current state first, then changes,
@@ -49,8 +50,9 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     WatchReservation: _aio.UnaryStreamMultiCallable[_notifier_service_pb2.WatchReservationRequest, _notifier_service_pb2.WatchReservationResponse]  # type: ignore[assignment]
-    """Sends the current state first, then every change; the stream ends after a
-    terminal state. Unknown ids get NOT_FOUND.
+    """Sends the current state first, then every change, and while the request
+    waits its queue position and estimated wait as they move; the stream
+    ends after a terminal state. Unknown ids get NOT_FOUND.
     """
     WatchEvent: _aio.UnaryStreamMultiCallable[_notifier_service_pb2.WatchEventRequest, _notifier_service_pb2.WatchEventResponse]  # type: ignore[assignment]
     """An event's live availability: the current state first, then changes,
@@ -67,8 +69,9 @@ class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notifier_service_pb2.WatchReservationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_notifier_service_pb2.WatchReservationResponse], _abc.AsyncIterator[_notifier_service_pb2.WatchReservationResponse]]:
-        """Sends the current state first, then every change; the stream ends after a
-        terminal state. Unknown ids get NOT_FOUND.
+        """Sends the current state first, then every change, and while the request
+        waits its queue position and estimated wait as they move; the stream
+        ends after a terminal state. Unknown ids get NOT_FOUND.
         """
 
     @_abc_1.abstractmethod

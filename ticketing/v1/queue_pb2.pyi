@@ -33,6 +33,7 @@ class ReservationRequested(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     ACCEPT_TIME_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -41,6 +42,12 @@ class ReservationRequested(_message.Message):
     tier: _builtins.str
     """The caller's priority tier, from its token's claim (never from a
     request body); the event's priority_tiers decide its lane.
+    """
+    sequence: _builtins.int
+    """The request's number in its event's line, counted by the gateways from 1
+    (0: not numbered, e.g. the gateway accepted it without Redis). The
+    consumers record the highest one decided per event, which is what the
+    gateway's queue position counts from.
     """
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -54,10 +61,11 @@ class ReservationRequested(_message.Message):
         idempotency_key: _builtins.str = ...,
         accept_time: _timestamp_pb2.Timestamp | None = ...,
         tier: _builtins.str = ...,
+        sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity", "reservation_id", b"reservation_id", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity", "reservation_id", b"reservation_id", "sequence", b"sequence", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -397,3 +397,39 @@ class Reservation(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Reservation: _TypeAlias = Reservation  # noqa: Y015
+
+@_typing.final
+class QueuePosition(_message.Message):
+    """Where a QUEUED request stands in its event's queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    ESTIMATED_WAIT_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """How many of the event's queued requests will be decided before this one:
+    those of a higher priority lane, then those ahead of it in its own lane
+    (the waitlist first, then the requests topic in order). 0 once it is
+    next, and once it has left the queue. A request moves back when
+    priority requests arrive.
+    """
+    @_builtins.property
+    def estimated_wait(self) -> _duration_pb2.Duration:
+        """The expected wait until it is decided, from how fast the event's queue
+        has moved lately. Unset when there is no basis for one (the sale is
+        paused, or nothing of the event was decided lately); 0 once decided.
+        """
+
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        estimated_wait: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["estimated_wait", b"estimated_wait"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["estimated_wait", b"estimated_wait", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueuePosition: _TypeAlias = QueuePosition  # noqa: Y015

@@ -47,6 +47,8 @@ class Accepted:
     quantity: int
     accepted_at: datetime
     state: State
+    # Its number in the event's line (0: recorded before numbering).
+    sequence: int = 0
 
     def as_queued(self) -> Reservation:
         return Reservation.queued(
@@ -54,30 +56,45 @@ class Accepted:
         )
 
 
-FIELDS = ("event_id", "user_id", "quantity", "accept_us", "state")
+FIELDS = ("event_id", "user_id", "quantity", "accept_us", "state", "seq")
+LINE_PREFIX = "ticketing:line:"
 
-# For each key: records the request (four arguments each; the TTL is the last
+# For each key: records the request (five arguments each; the TTL is the last
 # ARGV) unless the id is known, then returns what is recorded now, so the
-# caller compares the first request's parameters with its own.
+# caller compares the first request's parameters with its own. A new request
+# also gets the next number in its event's line. The fifth argument is the
+# highest number the consumers have decided for the event: a line that Redis
+# lost (a restart without persistence) starts again above it, so numbers
+# never fall behind what was decided.
 CLAIM = BatchScript(
     """
 local ttl = ARGV[#ARGV]
 local out = {}
 for i, key in ipairs(KEYS) do
-  local a = (i - 1) * 4
+  local a = (i - 1) * 5
   if redis.call('EXISTS', key) == 0 then
+    local line = '"""
+    + LINE_PREFIX
+    + """' .. ARGV[a + 1]
+    local seq = redis.call('INCR', line)
+    local floor = tonumber(ARGV[a + 5])
+    if seq <= floor then
+      seq = floor + 1
+      redis.call('SET', line, seq)
+    end
     redis.call('HSET', key, 'event_id', ARGV[a + 1], 'user_id', ARGV[a + 2],
-               'quantity', ARGV[a + 3], 'accept_us', ARGV[a + 4], 'state', 'pending')
+               'quantity', ARGV[a + 3], 'accept_us', ARGV[a + 4], 'state', 'pending',
+               'seq', seq)
     redis.call('PEXPIRE', key, ttl)
   end
   for _, value in ipairs(redis.call('HMGET', key, 'event_id', 'user_id', 'quantity',
-                                    'accept_us', 'state')) do
+                                    'accept_us', 'state', 'seq')) do
     table.insert(out, value)
   end
 end
 return out
 """,
-    per_key=4,
+    per_key=5,
     width=len(FIELDS),
 )
 
@@ -131,15 +148,17 @@ class AcceptedRequests:
             raise RuntimeError("a read-only AcceptedRequests records nothing")
         return self._batcher, self._ttl_ms
 
-    async def claim(self, request: Request) -> Accepted:
+    async def claim(self, request: Request, *, decided_sequence: int = 0) -> Accepted:
         """Records ``request`` if its reservation id is new, and returns the
-        request recorded under that id: this one, or the first one sent."""
+        request recorded under that id: this one, or the first one sent.
+        ``decided_sequence``: the highest number decided for the event, as
+        far as the caller knows (see CLAIM)."""
         batcher, ttl_ms = self._writer()
         micros = round(request.accepted_at.timestamp() * 1_000_000)
         found = await batcher.call(
             CLAIM,
             KEY_PREFIX + request.reservation_id,
-            (request.event_id, request.user_id, request.quantity, micros),
+            (request.event_id, request.user_id, request.quantity, micros, decided_sequence),
             (ttl_ms,),
         )
         accepted = _parse(request.reservation_id, found)
@@ -163,7 +182,7 @@ class AcceptedRequests:
 
 
 def _parse(reservation_id: str, fields: list[bytes | str | None]) -> Accepted | None:
-    event_id, user_id, quantity, accept_us, state = fields
+    event_id, user_id, quantity, accept_us, state, *rest = fields
     if event_id is None or user_id is None or quantity is None or accept_us is None:
         return None
     return Accepted(
@@ -173,6 +192,7 @@ def _parse(reservation_id: str, fields: list[bytes | str | None]) -> Accepted | 
         quantity=int(quantity),
         accepted_at=datetime.fromtimestamp(int(accept_us) / 1_000_000, UTC),
         state=State(_text(state or State.PENDING)),
+        sequence=int(rest[0]) if rest and rest[0] is not None else 0,
     )
 
 

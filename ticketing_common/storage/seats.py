@@ -159,6 +159,15 @@ async def insert_decisions(
         *columns,
         now,
     )
+    numbered = max(d.request.sequence for d in decisions)
+    if numbered and event is not None:
+        # Where the gateways' queue positions count from (0006_queue_position.sql).
+        await conn.execute(
+            """UPDATE events SET decided_sequence = GREATEST(decided_sequence, $2)
+               WHERE event_id = $1""",
+            event.event_id,
+            numbered,
+        )
     return {str(row["reservation_id"]): Reservation.from_row(row) for row in rows}
 
 

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle flood
+.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle flood eta
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | token | demo | idle"
+	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | token | demo | idle | flood | eta"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -92,6 +92,11 @@ token: setup
 # own with the per-subject limit on (BENCHMARKS.md, section 6).
 flood: setup
 	$(BIN)/python -m ticketing_tools.flood $(ARGS)
+
+# How good the streamed estimated wait is, on a stack of its own
+# (BENCHMARKS.md, section 9).
+eta: setup
+	$(BIN)/python -m ticketing_tools.eta $(ARGS)
 
 # The seed scenario, both designs and the gRPC ceiling (BENCHMARKS.md); against
 # the running `make run` stack, or a stack of its own when none runs.

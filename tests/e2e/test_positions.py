@@ -124,13 +124,13 @@ async def test_positions_from_reserve_and_the_watch_fall_to_zero(
                 await stream.until(at(later))
 
         for reply, stream in zip(replies, watched, strict=True):
+            waited = [m for m in stream.messages if m.reservation.status == QUEUED]
+            served = next(m for m in stream.messages if held(m))
             positions = [reply.queue_position.position] + [
-                m.queue_position.position
-                for m in stream.messages
-                if m.reservation.status in (QUEUED, HELD)
+                m.queue_position.position for m in [*waited, served]
             ]
             assert positions == sorted(positions, reverse=True), stream.positions()
-            assert held(stream.messages[-1]) and positions[-1] == 0, stream.positions()
+            assert positions[-1] == 0, stream.positions()
         # The last in line saw every step (a message may repeat a position
         # when only its estimated wait changed).
         steps = [p for s, p in watched[3].positions() if s == "RESERVATION_STATUS_QUEUED"]

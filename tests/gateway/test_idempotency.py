@@ -4,6 +4,7 @@ first request's record, and what it does when Redis fails or hangs."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -39,7 +40,7 @@ class Recorded:
         self.hang = False
         self.marked: list[str] = []
 
-    async def claim(self, sent: Request) -> Accepted:
+    async def claim(self, sent: Request, *, decided_sequence: int = 0) -> Accepted:
         if self.hang:
             await asyncio.Event().wait()
         if self.failure is not None:
@@ -52,6 +53,7 @@ class Recorded:
             first.quantity,
             first.accepted_at,
             State.QUEUED,
+            first.sequence,
         )
 
     async def mark_queued(self, reservation_id: str) -> None:
@@ -68,8 +70,8 @@ async def test_a_new_key_admits_the_request_as_sent() -> None:
     assert await keys(Recorded()).admit(request()) == request()
 
 
-async def test_a_retry_keeps_the_first_accept_time() -> None:
-    first = request()
+async def test_a_retry_keeps_the_first_accept_time_and_number() -> None:
+    first = dataclasses.replace(request(), sequence=7)
     retry = request(at=NOW + timedelta(seconds=3))
     assert await keys(Recorded(first)).admit(retry) == first
 

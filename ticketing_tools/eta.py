@@ -56,7 +56,7 @@ class Watched:
 
 
 async def enqueue(
-    gateway: gw_grpc.GatewayServiceStub, event_id: str, count: int, concurrency: int
+    gateway: gw_grpc.GatewayServiceAsyncStub, event_id: str, count: int, concurrency: int
 ) -> list[gw.ReserveResponse]:
     replies: list[gw.ReserveResponse | None] = [None] * count
     numbers = iter(range(count))
@@ -72,16 +72,15 @@ async def enqueue(
     return [r for r in replies if r is not None]
 
 
-async def follow(notifier: ns_grpc.NotifierServiceStub, watched: Watched) -> None:
-    call = notifier.WatchReservation(
+async def follow(notifier: ns_grpc.NotifierServiceAsyncStub, watched: Watched) -> None:
+    """Records the stream until it ends (the decision is CONFIRMED: final)."""
+    async for message in notifier.WatchReservation(
         ns.WatchReservationRequest(reservation_id=watched.reservation_id), timeout=600
-    )
-    async for message in call:
+    ):
         now = time.monotonic()
         if message.reservation.status != QUEUED:
-            watched.decided_at = now
-            call.cancel()
-            return
+            watched.decided_at = watched.decided_at or now
+            continue
         place = message.queue_position
         wait = (
             place.estimated_wait.ToMilliseconds() / 1000
@@ -115,9 +114,8 @@ async def measure(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]
         consumers(stack, signal.SIGSTOP)
         try:
             started = time.monotonic()
-            replies = await enqueue(
-                gw_grpc.GatewayServiceStub(channel), event_id, args.requests, args.concurrency
-            )
+            gateway: gw_grpc.GatewayServiceAsyncStub = gw_grpc.GatewayServiceStub(channel)
+            replies = await enqueue(gateway, event_id, args.requests, args.concurrency)
             enqueue_s = time.monotonic() - started
             step = max(1, len(replies) // args.watchers)
             sample = [
@@ -125,7 +123,7 @@ async def measure(stack: LocalStack, args: argparse.Namespace) -> dict[str, Any]
                 for n, r in enumerate(replies)
                 if n % step == step - 1
             ]
-            notifier = ns_grpc.NotifierServiceStub(channel)
+            notifier: ns_grpc.NotifierServiceAsyncStub = ns_grpc.NotifierServiceStub(channel)
             tasks = [asyncio.create_task(follow(notifier, w)) for w in sample]
             # Every watcher has its first position before the queue moves.
             async with asyncio.timeout(60):

@@ -112,12 +112,14 @@ class ReserveResponse(_message.Message):
     reject_reason: _reservation_pb2.RejectReason.ValueType
     @_builtins.property
     def queue_position(self) -> _reservation_pb2.QueuePosition:
-        """For a QUEUED request, an upper bound on its place in the event's queue
-        as the broker took it: the requests of the event accepted before it and
-        not decided yet, and its waitlist, as of the gateway's last look at the
-        event (at most TICKETING_GATEWAY_EVENT_REFRESH_S ago, so it only
-        overstates). WatchReservation streams the exact figure and an estimated
-        wait. Unset when the gateway could not number the request.
+        """For a QUEUED request, its place in the event's queue as the gateway
+        sees it: the event's waitlist and the requests numbered before it and
+        not decided yet, as of the gateway's last look at the event (at most
+        TICKETING_GATEWAY_EVENT_REFRESH_S ago: staleness only overstates). It
+        knows no lanes, and requests accepted at the same moment may be
+        appended in another order than numbered. WatchReservation streams the
+        exact place and an estimated wait. Unset when the gateway could not
+        number the request (Redis skipped).
         """
 
     def __init__(

@@ -142,6 +142,7 @@ def report(
 ) -> dict[str, Any]:
     relative: list[float] = []
     absolute: list[float] = []
+    signed: list[float] = []
     first_relative: list[float] = []
     rose = 0
     above_reserve: list[int] = []
@@ -158,6 +159,7 @@ def report(
             if actual < args.min_wait_s:
                 continue  # a wait this short is noise on this machine
             absolute.append(abs(wait - actual))
+            signed.append((wait - actual) / actual)
             relative.append(abs(wait - actual) / actual)
             if n == 0:
                 first_relative.append(relative[-1])
@@ -176,6 +178,12 @@ def report(
         "estimates": len(relative),
         "relative_error": {"p50": pct(relative, 50), "p90": pct(relative, 90)},
         "absolute_error_s": {"p50": pct(absolute, 50), "p90": pct(absolute, 90)},
+        # Above 0: the estimate said longer than the wait turned out.
+        "signed_relative_error": {
+            "p10": pct(signed, 10),
+            "p50": pct(signed, 50),
+            "p90": pct(signed, 90),
+        },
         "first_estimate_relative_error": {
             "p50": pct(first_relative, 50),
             "p90": pct(first_relative, 90),

@@ -17,6 +17,7 @@ from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
 from ticketing_common.storage.outbox import PAYMENTS, RESULTS, OutboxRelay
 
+from . import metrics
 from .expiry import HoldExpiry
 from .loop import ConsumeLoop, DependencyBreaker
 from .settings import ConsumerSettings
@@ -101,6 +102,7 @@ async def run(settings: ConsumerSettings) -> None:
             linger_s=settings.kafka.fetch_linger_ms / 1000,
             fault_delay_s=settings.fault_delay_ms / 1000,
         )
+        metrics.register_lag(consumer, loop.committed)
         consumer.subscribe([settings.kafka.requests_topic], listener=loop)
         await start_with_retry(consumer)
         # Unwound first (the stack is LIFO): leaves the group after the loop's

@@ -29,6 +29,8 @@ from ticketing_common.storage.locks import EventLocks, LockNotAcquired
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
 from ticketing_common.storage.seats import EventState, release
 
+from . import metrics
+
 log = structlog.get_logger(__name__)
 
 
@@ -67,13 +69,16 @@ class HoldExpiry:
         changed = 0
         for row in due:
             try:
-                changed += await under_event_lock(
+                expired, moved = await under_event_lock(
                     self._locks,
                     self._pool,
                     str(row["event_id"]),
                     self._expire,
                     lock_wait_s=self._lock_wait_s,
                 )
+                # Committed: now they count.
+                metrics.HOLD_EXPIRIES.inc(expired)
+                changed += moved
             except LockNotAcquired:
                 continue  # someone else is on this event; next pass
             except Exception as exc:
@@ -87,9 +92,12 @@ class HoldExpiry:
                     log.exception("hold_expiry_failed", event_id=str(row["event_id"]))
         return changed
 
-    async def _expire(self, conn: Connection, token: int, event: EventState | None) -> int:
+    async def _expire(
+        self, conn: Connection, token: int, event: EventState | None
+    ) -> tuple[int, int]:
+        """Expires the event's due holds: (holds expired, reservations changed)."""
         if event is None:
-            return 0
+            return 0, 0
         now = datetime.now(UTC)
         rows = await conn.fetch(
             f"""SELECT {RESERVATION_COLUMNS} FROM reservations
@@ -114,4 +122,4 @@ class HoldExpiry:
                 expired=len(holds),
                 changed=len(changed),
             )
-        return len(changed)
+        return len(holds), len(changed)

@@ -31,6 +31,7 @@ from purgatory.domain.model import OpenedState
 
 from ticketing_common.failures import is_transient
 
+from . import metrics
 from .worker import BatchProcessor
 
 log = structlog.get_logger(__name__)
@@ -144,10 +145,19 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._in_batch = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._isolation = Isolation()
+        # What this consumer last committed (or found committed), per partition.
+        self._committed: dict[TopicPartition, int] = {}
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        """This consumer's last commit for ``tp`` since it was assigned (None
+        before its first: the lag metric starts with it)."""
+        return self._committed.get(tp)
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._in_batch:
             self._isolation.forget(revoked)
+            for tp in revoked:
+                self._committed.pop(tp, None)
             log.info("partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -239,6 +249,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         for tp, offset in offsets.items():
             self._isolation.committed(tp, offset)
+            self._committed[tp] = offset
 
     async def _throttle(self, records: int) -> None:
         if self._limiter is None:
@@ -253,6 +264,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         """Breaker open: stop fetching, say so, and probe until healthy."""
         paused = list(self._consumer.assignment())
         self._consumer.pause(*paused)
+        metrics.PAUSED.set(1)
         await self._set_serving(False)
         log.warning("consumer_paused", partitions=sorted(tp.partition for tp in paused))
         while not self._stopping.is_set():
@@ -260,6 +272,7 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             if await self._breaker.probe():
                 break
         self._consumer.resume(*self._consumer.paused())
+        metrics.PAUSED.set(0)
         await self._set_serving(True)
         log.info("consumer_resumed")
 

@@ -17,7 +17,7 @@ from ticketing_common.config import (
 class ConsumerSettings(PostgresClient, RedisClient, ReservationIdSecret):
     model_config = settings_config("CONSUMER")
 
-    server: ServerSettings = ServerSettings.with_defaults(port=50081)
+    server: ServerSettings = ServerSettings.with_defaults(port=50081, metrics_port=9081)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(
         6,

@@ -31,6 +31,8 @@ from ticketing_common.failures import is_transient
 from ticketing_common.storage.applier import Applier, decide_fenced
 from ticketing_common.storage.locks import EventLocks
 
+from . import metrics
+
 log = structlog.get_logger(__name__)
 
 # How far ahead of this clock a gateway's accept time may be.
@@ -177,6 +179,7 @@ class BatchProcessor:
             attempts=attempts,
             reservation_id=salvaged.reservation_id if salvaged else None,
         )
+        metrics.DEAD_LETTERS.labels(kind.value).inc()
         log.error(
             "dead_lettered",
             kind=kind.value,

@@ -31,8 +31,12 @@ from purgatory.domain.model import OpenedState
 
 from ticketing_common.errors import BrokerUnavailable, Reason
 
+from . import metrics
+
 CIRCUIT = "broker"
 CLOSED = "closed"
+# The breaker's state as the metric shows it.
+STATE_VALUES = {CLOSED: 0, "half-opened": 1, "opened": 2}
 
 
 class CallerDeadline(Exception):
@@ -68,6 +72,8 @@ class BrokerGate:
         self._probe_in_flight = False
         # Per partition, when the broker last acknowledged a record of ours.
         self._last_ack: dict[int, float] = {}
+        self._state = CLOSED
+        metrics.BREAKER_STATE.set_function(lambda: STATE_VALUES.get(self._state, 0))
 
     def _unavailable(
         self, why: str, reason: Reason = Reason.BROKER_UNAVAILABLE
@@ -94,7 +100,8 @@ class BrokerGate:
                 try:
                     # asyncio.timeout, not wait_for: no extra task per call.
                     async with asyncio.timeout(timeout_s):
-                        return await self._acknowledged(key, value)
+                        with metrics.PUBLISH_SECONDS.time():
+                            return await self._acknowledged(key, value)
                 except TimeoutError:
                     # A broker that could not acknowledge within the silence
                     # (or the whole publish timeout, if shorter) is failing;
@@ -116,6 +123,7 @@ class BrokerGate:
         finally:
             if probing:
                 self._probe_in_flight = False
+            self._state = breaker.context.state
 
     async def _acknowledged(self, key: bytes, value: bytes) -> RecordMetadata:
         """Appends and waits for the ack while the partition shows signs of

@@ -27,6 +27,8 @@ from ticketing_common.errors import Reason, ResourceExhausted
 from ticketing_common.failures import is_transient
 from ticketing_common.storage.batched import BatchScript, ScriptBatcher
 
+from . import metrics
+
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "ticketing:rate:"
@@ -110,6 +112,7 @@ class RateLimits:
                 raise self._refusal(kind, limit, window)
 
     def _refusal(self, kind: str, limit: int, window: int) -> ResourceExhausted:
+        metrics.RATE_LIMITED.labels(kind).inc()
         ends_ms = (window + 1) * self._window_ms - time.time() * 1000
         return ResourceExhausted(
             f"too many calls from this {kind}: at most {limit} per "

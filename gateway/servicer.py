@@ -18,6 +18,7 @@ from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Status, reservation_id_for
 from ticketing_common.errors import BrokerUnavailable, NotFound, Reason, Unimplemented
 
+from . import metrics
 from .broker import BrokerGate
 from .events import EventDirectory, SaleTerms
 from .idempotency import IdempotencyKeys
@@ -121,6 +122,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                 raise refused
             # The sold-out fast path: answered here, queued nowhere.
             log.debug("reserve_sold_out", reservation_id=fresh.reservation_id)
+            metrics.SOLD_OUT_FAST_PATH.inc()
             return pb.ReserveResponse(
                 reservation_id=fresh.reservation_id, status=REJECTED, reject_reason=SOLD_OUT
             )

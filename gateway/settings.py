@@ -20,7 +20,7 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, Reserv
     model_config = settings_config("GATEWAY")
 
     auth: AuthSettings = AuthSettings.with_defaults()
-    server: ServerSettings = ServerSettings.with_defaults(port=50061)
+    server: ServerSettings = ServerSettings.with_defaults(port=50061, metrics_port=9061)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
     # The caller's deadline shortens it further.

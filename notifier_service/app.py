@@ -12,6 +12,7 @@ from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import group_offsets
 from ticketing_common.storage.db import create_pool
 
+from . import metrics
 from .events import EventWatch
 from .feeds import Feed, on_request, on_result, seek_to_end, seek_to_group_commits
 from .hub import PendingRequests, WatchHub
@@ -71,6 +72,11 @@ async def run(settings: NotifierSettings) -> None:
             )
             return {tp.partition: o for tp, o in found.items() if o is not None}
 
+        metrics.observe(metrics.WATCH_STREAMS.labels("reservation"), lambda: hub.watching)
+        metrics.observe(metrics.WATCH_STREAMS.labels("event"), lambda: events.watching)
+        metrics.observe(metrics.FEED_LAG.labels(kafka.requests_topic), requests.lag)
+        metrics.observe(metrics.FEED_LAG.labels(kafka.results_topic), results.lag)
+        metrics.observe(metrics.QUEUED_REQUESTS, lambda: len(positions))
         verifier = TokenVerifier(settings.auth.verifier_config())
         server = Server("notifier_service", settings.server, verifier=verifier)
         pb_grpc.add_NotifierServiceServicer_to_server(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -25,6 +26,7 @@ from ticketing_common.config import KafkaSettings
 from ticketing_common.domain import DECIDED_VERSION, Reservation, is_settled
 from ticketing_common.kafka import group_offsets, start_with_retry
 
+from . import metrics
 from .hub import PendingRequests, WatchHub
 from .positions import QueuePositions
 
@@ -95,6 +97,15 @@ class Feed:
     @property
     def partitions(self) -> list[TopicPartition]:
         return list(self._handled)
+
+    def lag(self) -> int:
+        """Records behind the partitions' ends, as of the last fetch."""
+        behind = 0
+        for tp, handled in list(self._handled.items()):
+            end = self._consumer.highwater(tp)
+            if end is not None:
+                behind += max(0, end - handled)
+        return behind
 
     async def run(self) -> None:
         """Reads for ever. The broker going away is absorbed by aiokafka; any
@@ -178,7 +189,11 @@ def on_result(
         message.reservation.settled = is_settled(message.reservation)
         pending.discard(message.reservation.reservation_id)
         positions.on_result(message.reservation)  # before watchers look
-        hub.publish(message.reservation)
+        if hub.publish(message.reservation) and message.reservation.HasField("update_time"):
+            changed = message.reservation.update_time.ToDatetime(tzinfo=UTC)
+            metrics.DECIDE_TO_STREAM.observe(
+                max(0.0, (datetime.now(UTC) - changed).total_seconds())
+            )
         touched(message.reservation.event_id)
 
     return handle

@@ -39,11 +39,14 @@ class WatchHub:
             if not watchers:
                 del self._watchers[reservation_id]
 
-    def publish(self, reservation: pb.Reservation) -> None:
-        for queue in self._watchers.get(reservation.reservation_id, ()):
+    def publish(self, reservation: pb.Reservation) -> int:
+        """Hands ``reservation`` to its watchers; returns how many there are."""
+        watchers = self._watchers.get(reservation.reservation_id, ())
+        for queue in watchers:
             if queue.full():
                 queue.get_nowait()  # the oldest goes; the newest is kept
             queue.put_nowait(reservation)
+        return len(watchers)
 
     @property
     def watching(self) -> int:

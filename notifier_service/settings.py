@@ -17,7 +17,7 @@ class NotifierSettings(PostgresClient):
     model_config = settings_config("NOTIFIER")
 
     auth: AuthSettings = AuthSettings.with_defaults()
-    server: ServerSettings = ServerSettings.with_defaults(port=50091)
+    server: ServerSettings = ServerSettings.with_defaults(port=50091, metrics_port=9091)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
     event_coalesce_s: float = Field(

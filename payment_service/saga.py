@@ -48,6 +48,7 @@ from ticketing_common.storage.locks import EventLocks
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
 from ticketing_common.storage.seats import EventState, release, settle
 
+from . import metrics
 from .provider import Provider
 from .store import Payment, fetch_payment, lock_payment, transition
 
@@ -105,6 +106,9 @@ class Saga:
                     payment = await fetch_payment(self._pool, payment_id)
                     continue
                 log.info("payment_step", status=moved.status.value, detail=moved.detail)
+                metrics.SAGA_STEPS.labels(
+                    payment.status.value.lower(), moved.status.value.lower()
+                ).inc()
                 payment = moved
                 if self._fault_delay_s and moved.status.open:
                     await asyncio.sleep(self._fault_delay_s)

@@ -18,7 +18,7 @@ class PaymentSettings(PostgresClient, RedisClient):
     model_config = settings_config("PAYMENT")
 
     auth: AuthSettings = AuthSettings.with_defaults()
-    server: ServerSettings = ServerSettings.with_defaults(port=50101)
+    server: ServerSettings = ServerSettings.with_defaults(port=50101, metrics_port=9101)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
     saga_timeout_s: float = Field(

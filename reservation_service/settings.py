@@ -20,7 +20,7 @@ class ReservationSettings(PostgresClient, RedisClient, AcceptedRequestsStore):
     model_config = settings_config("RESERVATION")
 
     auth: AuthSettings = AuthSettings.with_defaults()
-    server: ServerSettings = ServerSettings.with_defaults(port=50071)
+    server: ServerSettings = ServerSettings.with_defaults(port=50071, metrics_port=9071)
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
     lock_ttl_ms: int = Field(
         5_000,

@@ -290,6 +290,20 @@ class ServerSettings(Settings):
         description="time in-flight calls get after SIGTERM; keep it below the orchestrator's "
         "stop timeout",
     )
+    drain_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="after SIGTERM, how long the server reports `NOT_SERVING` while still "
+        "taking calls, so load balancers stop sending before calls are refused; set it to "
+        "a little more than their health-check interval (e.g. 5 behind Kubernetes or Envoy)",
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65_535,
+        description="port of the Prometheus metrics endpoint (`/metrics`, on the gRPC host); "
+        "`0` picks a free port",
+    )
     log_level: LogLevel = Field(
         "info",
         description="how much is logged, as JSON lines on stderr; the libraries' own "

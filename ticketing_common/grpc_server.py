@@ -26,6 +26,7 @@ from ticketing.v1 import (
     reservation_service_pb2,
 )
 
+from . import metrics
 from .auth import AuthInterceptor, TokenVerifier
 from .config import ServerSettings
 from .status import ErrorInterceptor
@@ -72,8 +73,13 @@ class Server:
         stay open); None only for a server that serves nothing but health."""
         self.name = name
         self._grace_s = settings.shutdown_grace_s
-        # The error interceptor first: it maps what the auth interceptor refuses.
-        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [ErrorInterceptor()]
+        self._drain_delay_s = settings.drain_delay_s
+        # Metrics outermost, to see the status each call ends with; then the
+        # error interceptor: it maps what the auth interceptor refuses.
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
+            metrics.MetricsInterceptor(),
+            ErrorInterceptor(),
+        ]
         if verifier is not None:
             interceptors.append(AuthInterceptor(verifier))
         self.grpc = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
@@ -97,6 +103,8 @@ class Server:
         )
         self._stopped = False
         self.address = f"{host}:{self.port}"
+        self._metrics_address = (host, settings.metrics_port)
+        self.metrics_port: int | None = None
 
     async def set_serving(self, serving: bool, services: tuple[str, ...] = ()) -> None:
         status = (
@@ -108,19 +116,23 @@ class Server:
             await _maybe_await(self.health.set(service, status))
 
     async def start(self, services: tuple[str, ...]) -> None:
+        self.metrics_port = metrics.serve(*self._metrics_address)
         await self.grpc.start()
         await self.set_serving(True, services)
         log.info("serving", server=self.name, address=self.address)
 
     async def stop(self, services: tuple[str, ...]) -> None:
-        """Stage one: report NOT_SERVING and refuse new calls; stage two: give
-        in-flight calls the grace period, then cancel what is left. Calling it
-        again does nothing."""
+        """Stage one: report NOT_SERVING, still taking calls for the drain
+        delay (load balancers notice and stop sending), then refuse new
+        calls; stage two: give in-flight calls the grace period, then cancel
+        what is left. Calling it again does nothing."""
         if self._stopped:
             return
         self._stopped = True
-        log.info("draining", server=self.name, grace_s=self._grace_s)
+        log.info("draining", server=self.name, delay_s=self._drain_delay_s, grace_s=self._grace_s)
         await self.set_serving(False, services)
+        if self._drain_delay_s:
+            await asyncio.sleep(self._drain_delay_s)
         await self.grpc.stop(self._grace_s)
         log.info("stopped", server=self.name)
 

@@ -11,6 +11,7 @@ one seat update (plus the waitlist's, when requests wait).
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -19,12 +20,13 @@ from typing import TypeVar
 import asyncpg
 import structlog
 
+from .. import metrics
 from ..decisions import Request, decide, reject_all
 from ..domain import RejectReason, Reservation
 from ..errors import StaleFencingToken
 from . import outbox
 from .db import Connection
-from .locks import EventLocks
+from .locks import EventLocks, Lease
 from .queries import fetch_reservations
 from .seats import EVENT_STATE, EventState, insert_decisions, settle, take_seats
 
@@ -51,7 +53,7 @@ async def under_event_lock(
     has written already. If Redis lost its counter (a restart without
     persistence), the verified holder lifts it past what PostgreSQL has seen
     and tries once more with a fresh token."""
-    lease = await locks.acquire(event_id, wait_s=lock_wait_s)
+    lease = await _acquire(locks, event_id, lock_wait_s)
     try:
         if fault_delay_s:
             await asyncio.sleep(fault_delay_s)  # locked, not written yet
@@ -60,13 +62,22 @@ async def under_event_lock(
         except StaleFencingToken as exc:
             if not await locks.raise_floor(event_id, lease, exc.stored):
                 log.warning("fencing_refused", token=exc.token, stored=exc.stored)
+                metrics.FENCING_REFUSALS.inc()
                 raise
             log.warning("fencing_counter_reset", token=exc.token, stored=exc.stored)
             await locks.release(lease)
-            lease = await locks.acquire(event_id, wait_s=lock_wait_s)
+            lease = await _acquire(locks, event_id, lock_wait_s)
             return await fenced(pool, event_id, lease.token, work)
     finally:
         await locks.release(lease)
+
+
+async def _acquire(locks: EventLocks, event_id: str, wait_s: float) -> Lease:
+    begun = time.perf_counter()
+    try:
+        return await locks.acquire(event_id, wait_s=wait_s)
+    finally:
+        metrics.LOCK_WAIT.observe(time.perf_counter() - begun)
 
 
 async def fenced(pool: asyncpg.Pool, event_id: str, token: int, work: Work[T]) -> T:
@@ -107,14 +118,18 @@ async def decide_fenced(
     transaction. Shared by the consumer (a batch) and the synchronous design
     (a single request; ``log_batch=False`` keeps its line at debug level).
     Returns each request's reservation as stored, in order."""
+    changed: list[Reservation] = []
+
+    async def apply(conn: Connection, token: int, event: EventState | None) -> list[Reservation]:
+        changed.clear()  # a retry after a fencing counter reset starts over
+        return await applier.apply(conn, token, event, requests, changed=changed)
+
     decided = await under_event_lock(
-        locks,
-        applier.pool,
-        event_id,
-        lambda conn, token, event: applier.apply(conn, token, event, requests),
-        lock_wait_s=lock_wait_s,
-        fault_delay_s=fault_delay_s,
+        locks, applier.pool, event_id, apply, lock_wait_s=lock_wait_s, fault_delay_s=fault_delay_s
     )
+    # Committed: now they count.
+    metrics.BATCH_SIZE.observe(len(requests))
+    metrics.count_decisions(changed)
     (log.info if log_batch else log.debug)("batch_decided", requests=len(requests))
     return decided
 
@@ -129,12 +144,16 @@ class Applier:
         token: int,
         event: EventState | None,
         requests: Sequence[Request],
+        *,
+        changed: list[Reservation] | None = None,
     ) -> list[Reservation]:
         """Decides ``requests`` (all for one event, in queue order) inside the
         fenced transaction; returns each one's reservation as stored, in the
         same order (ids decided before come back with their earlier outcome
         and change nothing). Waiting requests this serves first are announced
-        through the outbox, like every change outside a decision."""
+        through the outbox, like every change outside a decision. What this
+        decided or changed is added to ``changed``."""
+        changed = [] if changed is None else changed
         now = datetime.now(UTC)
         waiting, waiting_priority = 0, 0
         if event is not None:
@@ -153,6 +172,7 @@ class Applier:
             # read next (a redelivered waiting request) is as it now stands.
             event, served = await settle(conn, event, token, now)
             await outbox.announce(conn, served)
+            changed.extend(served)
             # Every reservation settle changed left the waitlist.
             waiting -= len(served)
             waiting_priority -= sum(1 for r in served if r.priority)
@@ -175,8 +195,10 @@ class Applier:
             }
             outcome = decide(event.seats(waiting, waiting_priority), user_seats, fresh, now)
         decided = await insert_decisions(conn, event, outcome.decisions, token, now)
+        changed.extend(decided.values())
         if event is not None:
-            await take_seats(conn, event, outcome)
+            event = await take_seats(conn, event, outcome)
+            metrics.EVENT_AVAILABLE.labels(str(event.event_id)).set(event.available)
         known.update(decided)
         return [known[r.reservation_id] for r in requests]
 

@@ -42,6 +42,12 @@ def banner(stack: LocalStack) -> str:
         if stack.kafka_admin_properties is not None
         else ""
     )
+    metrics = "\n".join(
+        f"  {child.name:<22} http://127.0.0.1:{child.metrics_port}/metrics"
+        for children in stack.services.values()
+        for child in children
+        if child.metrics_port
+    )
     return f"""
 Ticketing stack ready at {endpoint}{" over TLS" if stack.tls else ""}  (logs: {stack.logs})
 {kafka}
@@ -56,6 +62,9 @@ TOKEN=$({admin} token --subject alice)
   ticketing.v1.NotifierService/WatchReservation
 
 (replace EVENT_ID and RESERVATION_ID with the ids the previous calls returned)
+
+Prometheus metrics:
+{metrics}
 Ledger and dead letters of this stack: make ledger / make dlq
 Press Ctrl-C to stop everything.
 """

@@ -549,14 +549,17 @@ class LocalStack:
         """Starts one more instance of ``name``, with extra ``settings`` of its
         own if given; ``wait_healthy`` waits for it."""
         index = len(self.services.get(name, []))
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
+        env = self._service_env(name, index, port)
+        env[variable(ServerSettings, "metrics_port")] = str(metrics_port)
         child = Child(
             f"{name}-{index}",
             [sys.executable, "-m", name],
             self.logs / f"{name}-{index}.log",
-            env={**self._service_env(name, index, port), **(settings or {})},
+            env={**env, **(settings or {})},
             port=port,
             health_address=f"127.0.0.1:{port}",
+            metrics_port=metrics_port,
         )
         self._launch(child)
         self.services.setdefault(name, []).append(child)

@@ -143,6 +143,8 @@ class Child:
     # services, the gRPC address whose health check says so.
     port: int | None = None
     health_address: str | None = None
+    # Where one of our services serves its Prometheus metrics.
+    metrics_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:

@@ -64,11 +64,18 @@ test-unit: setup
 $(BUF):
 	npm install --prefix .tools --no-save --no-package-lock --silent @bufbuild/buf
 
+# The protos must not break what the last release (its git tag) served.
+RELEASE := $(shell git describe --tags --abbrev=0 --match 'v[0-9]*' 2>/dev/null)
+
 lint: setup $(BUF)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BUF) lint
+	@if [ -n "$(RELEASE)" ]; then \
+		echo "buf breaking --against .git#tag=$(RELEASE)"; \
+		$(BUF) breaking --against '.git#tag=$(RELEASE)'; \
+	else echo "buf breaking: no release tag in this clone, nothing to compare with"; fi
 
 format: setup
 	$(BIN)/ruff format .

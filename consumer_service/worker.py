@@ -22,7 +22,7 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 from ticketing_common.codecs import UndecodableRecord, decode_request, salvage
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request

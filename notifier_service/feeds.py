@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 from ticketing_common.codecs import UndecodableRecord, decode_request
 from ticketing_common.config import KafkaSettings
 from ticketing_common.domain import DECIDED_VERSION, Reservation, is_settled

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 
 from .saga import Saga
 

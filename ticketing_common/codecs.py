@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 
 from .decisions import Request
 from .domain import from_timestamp, timestamp

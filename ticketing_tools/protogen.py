@@ -1,8 +1,9 @@
 """Regenerates the Python code of ``protos/`` (``make proto``).
 
-The generated package is ``ticketing.v1`` at the repository root, mirroring the
-proto package, so generated modules import each other the way protoc writes
-them. It is never edited by hand; ``tests/tools/test_protogen.py`` fails when
+The generated packages are ``ticketing.v1`` (the public API) and
+``ticketing.queue.v1`` (the Kafka records) at the repository root, mirroring
+the proto packages, so generated modules import each other the way protoc
+writes them. It is never edited by hand; ``tests/tools/test_protogen.py`` fails when
 it drifts from the protos. Run from the repository root (``make proto`` does),
 or name it with ``--root``.
 """
@@ -18,12 +19,15 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
-PACKAGE_DIR = Path("ticketing") / "v1"
+PACKAGE_DIRS = (Path("ticketing") / "v1", Path("ticketing") / "queue" / "v1")
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
+# Every proto with its imports as one FileDescriptorSet, for tools that take a
+# protoset (ghz --protoset, grpcurl -protoset); `buf build -o` writes the same.
+PROTOSET = Path("protos") / "ticketing.protoset"
 
 
 def proto_files(root: Path) -> list[Path]:
-    return sorted((root / "protos" / PACKAGE_DIR).glob("*.proto"))
+    return sorted(p for d in PACKAGE_DIRS for p in (root / "protos" / d).glob("*.proto"))
 
 
 def generate(root: Path, out_dir: Path) -> list[Path]:
@@ -40,16 +44,26 @@ def generate(root: Path, out_dir: Path) -> list[Path]:
         f"--grpc_python_out={out_dir}",
         f"--mypy_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
+        f"--descriptor_set_out={out_dir / PROTOSET}",
+        "--include_imports",
         *(str(p) for p in proto_files(root)),
     ]
+    (out_dir / PROTOSET).parent.mkdir(parents=True, exist_ok=True)
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed: " + " ".join(args))
     return generated_files(out_dir)
 
 
 def generated_files(base: Path) -> list[Path]:
-    folder = base / PACKAGE_DIR
-    return sorted(p for p in folder.iterdir() if p.name.endswith(GENERATED_SUFFIXES))
+    modules = [
+        p
+        for d in PACKAGE_DIRS
+        if (base / d).is_dir()
+        for p in (base / d).iterdir()
+        if p.name.endswith(GENERATED_SUFFIXES)
+    ]
+    protoset = [base / PROTOSET] if (base / PROTOSET).is_file() else []
+    return sorted(modules + protoset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,21 +71,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="the repository root")
     root: Path = parser.parse_args(argv).root.resolve()
     if not proto_files(root):
-        parser.error(f"no .proto files under {root / 'protos' / PACKAGE_DIR}")
+        parser.error(f"no .proto files under {root / 'protos'}")
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(root, Path(tmp))
-        target = root / PACKAGE_DIR
-        target.mkdir(parents=True, exist_ok=True)
         for old in generated_files(root):
             old.unlink()
         for path in fresh:
-            shutil.copyfile(path, target / path.name)
-    for init in (root / "ticketing" / "__init__.py", target / "__init__.py"):
+            target = root / path.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    # Every folder of the generated packages is a package: ticketing,
+    # ticketing/v1, ticketing/queue, ticketing/queue/v1.
+    packages = {p for d in PACKAGE_DIRS for p in (d, *d.parents) if p != Path(".")}
+    for folder in sorted(packages):
+        init = root / folder / "__init__.py"
         if not init.exists():
             init.write_text('"""Generated from protos/ by `make proto`; do not edit."""\n')
     # PEP 561: the generated stubs (.pyi) are the package's types.
     (root / "ticketing" / "py.typed").touch()
-    print(f"generated {len(fresh)} files in {target.relative_to(root)}", file=sys.stderr)
+    print(f"generated {len(fresh)} files under {root / 'ticketing'}", file=sys.stderr)
     return 0
 
 

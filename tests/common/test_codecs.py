@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.codecs import UndecodableRecord, decode_request, encode_request
 from ticketing_common.decisions import Request

@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.errors import StaleFencingToken

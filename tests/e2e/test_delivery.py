@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from google.protobuf.duration_pb2 import Duration
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.deadletters import Kind

@@ -1,4 +1,5 @@
-"""The generated code in ticketing/v1 must be exactly what protos/ produces."""
+"""The generated code (ticketing/v1, ticketing/queue/v1, the protoset) must be
+exactly what protos/ produces."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from ticketing_tools import protogen
 
 def test_generated_code_matches_the_protos(tmp_path: Path, pytestconfig: pytest.Config) -> None:
     root = pytestconfig.rootpath
-    fresh = {p.name: p.read_bytes() for p in protogen.generate(root, tmp_path)}
-    committed = {p.name: p.read_bytes() for p in protogen.generated_files(root)}
+    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in protogen.generate(root, tmp_path)}
+    committed = {p.relative_to(root): p.read_bytes() for p in protogen.generated_files(root)}
+    assert protogen.PROTOSET in committed
     assert sorted(committed) == sorted(fresh), "run `make proto`"
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"generated code is out of date, run `make proto`: {stale}"

@@ -26,7 +26,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 
-from ticketing.v1 import queue_pb2
+from ticketing.queue.v1 import queue_pb2
 
 from ..domain import Reservation
 from .db import Connection

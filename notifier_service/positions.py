@@ -14,7 +14,10 @@ requests in higher lanes plus those ahead of it in its own.
   later keeps the first one's place). Its lane comes from its caller's tier
   and the event's priority tiers, re-read every ``refresh_s``.
 - The results feed moves a request to the waitlist (QUEUED; the lane is on
-  the result) or takes it out (any other state): that is a departure.
+  the result) or takes it out (any other state): that is a departure. The
+  two feeds are read independently, so a result may come before its request:
+  it is remembered (``EARLY``, for ``EARLY_S``) and applied when the request
+  comes.
 - What the feeds cannot say is made good from the consumers' committed
   offsets: a request below them has been decided, so one still held as
   undecided (decided before this notifier started, or its result is still
@@ -33,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -42,7 +45,7 @@ import structlog
 from sortedcontainers import SortedList
 
 from ticketing.v1 import reservation_pb2 as pb
-from ticketing_common.domain import SaleState
+from ticketing_common.domain import DECIDED_VERSION, SaleState
 from ticketing_common.failures import is_transient
 
 log = structlog.get_logger(__name__)
@@ -52,6 +55,10 @@ log = structlog.get_logger(__name__)
 WAITLIST = ("\x00standard", "\x00priority")
 # The shortest span of departures an estimate is made from.
 MIN_SPAN_S = 1.0
+# Results whose request has not been read yet, remembered at most this many
+# and this long.
+EARLY = 100_000
+EARLY_S = 60.0
 # Departures are counted in slots this long (a window holds a few hundred at
 # most, however fast the queue moves), and an event's rate is recomputed at
 # most this often, however many watchers ask.
@@ -130,6 +137,9 @@ class QueuePositions:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._lines: dict[str, _Line] = {}
+        # Results that came before their requests: (when, the waitlist group
+        # it is in, or None: it has left the queue).
+        self._early: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
 
     # -- what the feeds say ------------------------------------------------
 
@@ -139,16 +149,21 @@ class QueuePositions:
         """A request read from the requests topic (a retry's record is ignored)."""
         if reservation_id in self._entries:
             return
+        early = self._early.pop(reservation_id, None)
+        if early is not None:
+            if early[1] is None:
+                return  # decided already
+            tier = early[1]
         key = (partition, offset, reservation_id)
         self._entries[reservation_id] = _Entry(event_id, key, tier, self._clock())
         self._line(event_id).add(tier, key)
 
     def waitlisted(self, reservation_id: str, priority: bool) -> None:
         """A request decided QUEUED: it waits on, in the waitlist's lane."""
+        group = WAITLIST[int(priority)]
         entry = self._entries.get(reservation_id)
         if entry is None:
-            return  # unknown here: the committed-offsets check will place it
-        group = WAITLIST[int(priority)]
+            return
         if entry.group != group:
             line = self._line(entry.event_id)
             line.remove(entry.group, entry.key)
@@ -163,20 +178,40 @@ class QueuePositions:
         line = self._lines[entry.event_id]
         line.remove(entry.group, entry.key)
         if departed:
-            now = self._clock()
-            if line.departures and now - line.departures[-1][0] < SLOT_S:
-                slot, count = line.departures[-1]
-                line.departures[-1] = (slot, count + 1)
-            else:
-                line.departures.append((now, 1))
+            self._depart(line)
         if not line.groups and not line.departures:
             del self._lines[entry.event_id]
 
-    def on_result(self, reservation: pb.Reservation) -> None:
-        if reservation.status == pb.RESERVATION_STATUS_QUEUED:
-            self.waitlisted(reservation.reservation_id, reservation.priority)
+    def _depart(self, line: _Line) -> None:
+        now = self._clock()
+        if line.departures and now - line.departures[-1][0] < SLOT_S:
+            slot, count = line.departures[-1]
+            line.departures[-1] = (slot, count + 1)
         else:
-            self.left(reservation.reservation_id)
+            line.departures.append((now, 1))
+
+    def _remember(self, reservation_id: str, group: str | None) -> None:
+        now = self._clock()
+        self._early[reservation_id] = (now, group)
+        self._early.move_to_end(reservation_id)
+        while self._early and (
+            len(self._early) > EARLY or next(iter(self._early.values()))[0] < now - EARLY_S
+        ):
+            self._early.popitem(last=False)
+
+    def on_result(self, reservation: pb.Reservation) -> None:
+        reservation_id = reservation.reservation_id
+        queued = reservation.status == pb.RESERVATION_STATUS_QUEUED
+        if reservation_id in self._entries:
+            if queued:
+                self.waitlisted(reservation_id, reservation.priority)
+            else:
+                self.left(reservation_id)
+        elif reservation.version <= DECIDED_VERSION:
+            # A first decision before its request: applied when that comes.
+            self._remember(reservation_id, WAITLIST[reservation.priority] if queued else None)
+            if not queued:
+                self._depart(self._line(reservation.event_id))
 
     # -- what watchers ask -------------------------------------------------
 
@@ -258,7 +293,15 @@ class QueuePositions:
 
     def forget_stale(self) -> None:
         """Forgets requests held longer than the TTL (their results were lost
-        and the commit check could not settle them)."""
+        and the commit check could not settle them), and lines nobody waits
+        in that have not moved within the window."""
+        quiet = self._clock() - self._window_s
+        for event_id in [
+            e
+            for e, line in self._lines.items()
+            if not line.groups and (not line.departures or line.departures[-1][0] < quiet)
+        ]:
+            del self._lines[event_id]
         horizon = self._clock() - self._ttl_s
         stale: list[str] = []
         for reservation_id, entry in self._entries.items():  # oldest first

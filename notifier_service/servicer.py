@@ -22,7 +22,7 @@ from ticketing.v1 import notifier_service_pb2 as pb
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
 from ticketing.v1 import reservation_pb2
 from ticketing_common.auth import Identity, caller
-from ticketing_common.domain import parse_uuid
+from ticketing_common.domain import DECIDED_VERSION, parse_uuid
 from ticketing_common.errors import (
     DependencyUnavailable,
     NotFound,
@@ -188,6 +188,10 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
     def _place(self, reservation: reservation_pb2.Reservation) -> Place | None:
         if reservation.status != reservation_pb2.RESERVATION_STATUS_QUEUED:
             return LEFT
+        if reservation.version >= DECIDED_VERSION:
+            # On the waitlist, as the state read says: its lane is on it
+            # (the results feed may not have told us yet).
+            self._positions.waitlisted(reservation.reservation_id, reservation.priority)
         return self._positions.place(reservation.reservation_id)
 
     async def WatchEvent(

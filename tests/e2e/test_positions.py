@@ -165,7 +165,9 @@ async def test_a_priority_request_is_placed_ahead_and_moves_the_standard_ones_ba
         # those numbered before; the notifier's is exact.
         assert vip.queue_position.position == 2
         async with streams(notifier, [vip.reservation_id]) as (vip_stream,):
-            first = await vip_stream.until(lambda m: m.reservation.version >= 2)
+            first = await vip_stream.until(
+                lambda m: m.reservation.version >= 2 and m.HasField("queue_position")
+            )
             assert first.reservation.priority and first.queue_position.position == 0
         for n, stream in enumerate(watched):
             await stream.until(at(n + 1))

@@ -125,3 +125,19 @@ def test_a_request_past_the_ttl_is_forgotten(clock: Clock) -> None:
     line.queued("new", EVENT, 0, 1, "")
     line.forget_stale()
     assert positions(line, ["old", "new"]) == [None, 0]
+
+
+def test_a_result_read_before_its_request_is_applied_when_the_request_comes(
+    line: QueuePositions,
+) -> None:
+    line.queued("s0", EVENT, 0, 0, "")
+    decided = result("gone", pb.RESERVATION_STATUS_CONFIRMED)
+    decided.version = 2
+    line.on_result(decided)
+    waiting = result("vip", pb.RESERVATION_STATUS_QUEUED, priority=True)
+    waiting.version = 2
+    line.on_result(waiting)
+    line.queued("gone", EVENT, 0, 1, "")  # decided already: never in the line
+    line.queued("vip", EVENT, 0, 2, "vip")  # in the waitlist's priority lane
+    line.queued("s3", EVENT, 0, 3, "")
+    assert positions(line, ["vip", "s0", "gone", "s3"]) == [0, 1, None, 2]

@@ -9,7 +9,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
 from aiolimiter import AsyncLimiter
 
-from ticketing_common import logs
+from ticketing_common import logs, tracing
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
 from ticketing_common.storage.applier import Applier
@@ -31,6 +31,7 @@ SERVICES = ("ticketing.v1.ConsumerService",)
 
 async def run(settings: ConsumerSettings) -> None:
     logs.configure("consumer_service", settings.server.log_level)
+    tracing.configure("consumer_service", settings.server)
     instance = settings.server.instance_id
     async with AsyncExitStack() as stack:
         pool = await create_pool(

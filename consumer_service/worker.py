@@ -21,8 +21,10 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from opentelemetry import context as otel_context
 
 from ticketing.queue.v1 import queue_pb2
+from ticketing_common import tracing
 from ticketing_common.codecs import UndecodableRecord, decode_request, salvage
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
@@ -75,6 +77,8 @@ class BatchProcessor:
         it names one, is told REJECTED/INVALID): the partition keeps flowing.
         """
         by_event: dict[str, list[Request]] = defaultdict(list)
+        # Each request's trace context, from its record (tracing on only).
+        traces: dict[str, otel_context.Context | None] = {}
         unreadable: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         forged: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         offsets: dict[TopicPartition, int] = {}
@@ -92,17 +96,22 @@ class BatchProcessor:
                     forged.append((record, problem))
                     continue
                 by_event[request.event_id].append(request)
+                if tracing.enabled():
+                    traces.setdefault(request.reservation_id, tracing.extract(record.headers))
             if records:
                 offsets[tp] = records[-1].offset + 1
 
         results: list[Reservation] = []
+        carried: dict[str, tracing.Headers] = {}
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(self._decide_event(event_id, requests))
+                group.create_task(self._decide_event(event_id, requests, traces))
                 for event_id, requests in by_event.items()
             ]
         for task in tasks:
-            results.extend(task.result())
+            decided, headers = task.result()
+            results.extend(decided)
+            carried.update(headers)
         for record, error in unreadable:
             results.extend(
                 await self._dead_letter(
@@ -113,7 +122,7 @@ class BatchProcessor:
             await self._dead_letter(
                 record, Kind.FORGED, error, attempts=1, reason=RejectReason.INVALID
             )
-        await self._publish(results)
+        await self._publish(results, carried)
         return offsets
 
     def _forgery(self, request: Request) -> str | None:
@@ -191,9 +200,22 @@ class BatchProcessor:
         )
         return told
 
-    async def _decide_event(self, event_id: str, requests: list[Request]) -> list[Reservation]:
+    async def _decide_event(
+        self,
+        event_id: str,
+        requests: list[Request],
+        traces: Mapping[str, otel_context.Context | None],
+    ) -> tuple[list[Reservation], dict[str, tracing.Headers]]:
+        """The event's reservations as decided, and the trace headers each
+        traced request's result carries on."""
         async with self._slots:
-            return await self._decide_event_locked(event_id, requests)
+            with tracing.continuing(
+                "ticketing.decide",
+                {r.reservation_id: traces.get(r.reservation_id) for r in requests},
+                event_id=event_id,
+                requests=len(requests),
+            ) as carried:
+                return await self._decide_event_locked(event_id, requests), dict(carried)
 
     async def _decide_event_locked(
         self, event_id: str, requests: list[Request]
@@ -208,12 +230,16 @@ class BatchProcessor:
                 fault_delay_s=self._fault_delay_s,
             )
 
-    async def _publish(self, results: Sequence[Reservation]) -> None:
+    async def _publish(
+        self, results: Sequence[Reservation], traced: Mapping[str, tracing.Headers] | None = None
+    ) -> None:
+        traced = traced or {}
         futures = [
             await self._producer.send(
                 self._results_topic,
                 queue_pb2.ReservationDecided(reservation=r.to_proto()).SerializeToString(),
                 key=r.reservation_id.encode(),
+                headers=list(traced[r.reservation_id]) if r.reservation_id in traced else None,
             )
             for r in results
         ]

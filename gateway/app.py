@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 import redis.asyncio as redis
 
 from ticketing.v1 import gateway_service_pb2_grpc as pb_grpc
-from ticketing_common import logs
+from ticketing_common import logs, tracing
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
@@ -32,6 +32,7 @@ SERVICES = ("ticketing.v1.GatewayService",)
 
 async def run(settings: GatewaySettings) -> None:
     logs.configure("gateway", settings.server.log_level)
+    tracing.configure("gateway", settings.server)
     async with AsyncExitStack() as stack:
         pool = await create_pool(
             settings.postgres_dsn,

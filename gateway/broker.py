@@ -29,6 +29,7 @@ from aiokafka.structs import RecordMetadata
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
+from ticketing_common import tracing
 from ticketing_common.errors import BrokerUnavailable, Reason
 
 from . import metrics
@@ -132,16 +133,19 @@ class BrokerGate:
         loop = asyncio.get_running_loop()
         partitions = sorted(await self._producer.partitions_for(self._topic))
         partition: int = self._partitioner(key, partitions, partitions)
-        delivery = await self._producer.send(self._topic, value, key=key, partition=partition)
-        delivery.add_done_callback(functools.partial(self._delivered, partition))
-        started = loop.time()
-        while True:
-            quiet_s = loop.time() - max(self._last_ack.get(partition, 0.0), started)
-            if quiet_s >= self._silence_s:
-                raise BrokerSilent
-            done, _ = await asyncio.wait((delivery,), timeout=self._silence_s - quiet_s)
-            if done:
-                return cast(RecordMetadata, delivery.result())
+        with tracing.producing(self._topic) as headers:
+            delivery = await self._producer.send(
+                self._topic, value, key=key, partition=partition, headers=headers
+            )
+            delivery.add_done_callback(functools.partial(self._delivered, partition))
+            started = loop.time()
+            while True:
+                quiet_s = loop.time() - max(self._last_ack.get(partition, 0.0), started)
+                if quiet_s >= self._silence_s:
+                    raise BrokerSilent
+                done, _ = await asyncio.wait((delivery,), timeout=self._silence_s - quiet_s)
+                if done:
+                    return cast(RecordMetadata, delivery.result())
 
     def _delivered(self, partition: int, delivery: asyncio.Future[RecordMetadata]) -> None:
         # Also for records nobody waits for any more: their outcome is

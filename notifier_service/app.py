@@ -6,7 +6,7 @@ import asyncio
 from contextlib import AsyncExitStack
 
 from ticketing.v1 import notifier_service_pb2_grpc as pb_grpc
-from ticketing_common import logs
+from ticketing_common import logs, tracing
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import group_offsets
@@ -25,6 +25,7 @@ SERVICES = ("ticketing.v1.NotifierService",)
 
 async def run(settings: NotifierSettings) -> None:
     logs.configure("notifier_service", settings.server.log_level)
+    tracing.configure("notifier_service", settings.server)
     kafka = settings.kafka
     instance = settings.server.instance_id
     async with AsyncExitStack() as stack:

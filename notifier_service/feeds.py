@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from google.protobuf.message import DecodeError
 
 from ticketing.queue.v1 import queue_pb2
+from ticketing_common import tracing
 from ticketing_common.codecs import UndecodableRecord, decode_request
 from ticketing_common.config import KafkaSettings
 from ticketing_common.domain import DECIDED_VERSION, Reservation, is_settled
@@ -189,7 +190,10 @@ def on_result(
         message.reservation.settled = is_settled(message.reservation)
         pending.discard(message.reservation.reservation_id)
         positions.on_result(message.reservation)  # before watchers look
-        if hub.publish(message.reservation) and message.reservation.HasField("update_time"):
+        with tracing.handing_over(record.headers, message.reservation.reservation_id) as span:
+            watchers = hub.publish(message.reservation)
+            span.set_attribute("ticketing.watchers", watchers)
+        if watchers and message.reservation.HasField("update_time"):
             changed = message.reservation.update_time.ToDatetime(tzinfo=UTC)
             metrics.DECIDE_TO_STREAM.observe(
                 max(0.0, (datetime.now(UTC) - changed).total_seconds())

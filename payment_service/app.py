@@ -10,7 +10,7 @@ import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer
 
 from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
-from ticketing_common import logs
+from ticketing_common import logs, tracing
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import start_with_retry
@@ -28,6 +28,7 @@ SERVICES = ("ticketing.v1.PaymentService",)
 
 async def run(settings: PaymentSettings) -> None:
     logs.configure("payment_service", settings.server.log_level)
+    tracing.configure("payment_service", settings.server)
     instance = settings.server.instance_id
     async with AsyncExitStack() as stack:
         pool = await create_pool(

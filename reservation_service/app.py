@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 import redis.asyncio as redis
 
 from ticketing.v1 import reservation_service_pb2_grpc as pb_grpc
-from ticketing_common import logs
+from ticketing_common import logs, tracing
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.storage.accepted import AcceptedRequests
@@ -25,6 +25,7 @@ SERVICES = ("ticketing.v1.ReservationService",)
 
 async def run(settings: ReservationSettings) -> None:
     logs.configure("reservation_service", settings.server.log_level)
+    tracing.configure("reservation_service", settings.server)
     async with AsyncExitStack() as stack:
         pool = await create_pool(
             settings.postgres_dsn,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
+from ticketing_common.config import ServerSettings, variable
 from ticketing_tools.stack import LocalStack, StackConfig
 
 from .helpers import (
@@ -25,6 +26,7 @@ from .helpers import (
     payments_stub,
     reservations_stub,
 )
+from .spans import SpanCollector
 
 STACK_FIXTURES = frozenset({"stack", "fault_stack", "cluster_stack", "saga_stack"})
 
@@ -47,11 +49,29 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
+def spans() -> Iterator[SpanCollector]:
+    """Where the test stack's services export their spans."""
+    collector = SpanCollector()
+    collector.start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(spans: SpanCollector) -> Iterator[LocalStack]:
     # TICKETING_STACK_KEEP_LOGS=/some/dir keeps the services' logs for a look.
     config = StackConfig(listen_port=0, signing_key_file=str(TEST_KEY_FILE))
+    # Tracing on, but recording only the traces a test starts (a sampled
+    # traceparent on its call): the others pay for unrecorded spans only.
+    tracing = {
+        variable(ServerSettings, "tracing_otlp_endpoint"): f"127.0.0.1:{spans.port}",
+        variable(ServerSettings, "tracing_sample_ratio"): "0",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
     # ReserveSync is off unless turned on: the tests compare it with Reserve.
-    with LocalStack(config, service_env=TEST_SERVICE_ENV) as running:
+    with LocalStack(config, service_env={**TEST_SERVICE_ENV, **tracing}) as running:
         yield running
 
 

@@ -304,6 +304,19 @@ class ServerSettings(Settings):
         description="port of the Prometheus metrics endpoint (`/metrics`, on the gRPC host); "
         "`0` picks a free port",
     )
+    tracing_otlp_endpoint: str | None = Field(
+        None,
+        description="send OpenTelemetry traces to this OTLP/gRPC collector; unset, tracing is "
+        "off and costs nothing",
+        examples=["http://otel-collector:4317"],
+    )
+    tracing_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of the traces that start here (a call without a sampled "
+        "`traceparent`) that are recorded; a caller's sampled trace is always followed",
+    )
     log_level: LogLevel = Field(
         "info",
         description="how much is logged, as JSON lines on stderr; the libraries' own "

@@ -26,7 +26,7 @@ from ticketing.v1 import (
     reservation_service_pb2,
 )
 
-from . import metrics
+from . import metrics, tracing
 from .auth import AuthInterceptor, TokenVerifier
 from .config import ServerSettings
 from .status import ErrorInterceptor
@@ -76,7 +76,9 @@ class Server:
         self._drain_delay_s = settings.drain_delay_s
         # Metrics outermost, to see the status each call ends with; then the
         # error interceptor: it maps what the auth interceptor refuses.
+        # Tracing outermost of all, when on: its span covers the whole call.
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [
+            *tracing.server_interceptors(),
             metrics.MetricsInterceptor(),
             ErrorInterceptor(),
         ]

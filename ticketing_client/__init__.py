@@ -1,0 +1,92 @@
+"""A typed asyncio client for the ticketing API.
+
+    async with TicketingClient("127.0.0.1:50051", token=token) as client:
+        outcome = await client.reserve_and_wait(event_id, 2)
+        match outcome:
+            case Confirmed():
+                ...
+            case Held(deadline=deadline, amount=amount):
+                ...  # pay before the deadline
+            case SoldOut():
+                ...
+
+Reserve is retried with the same idempotency key (the same request, never
+seats taken twice), the watch reconnects and tells each state once, and
+refusals that are not outcomes raise an ``ApiError`` subclass.
+"""
+
+from ._channel import SERVICE_CONFIG, TokenSource
+from ._client import TicketingClient
+from ._errors import (
+    ApiError,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    IdempotencyKeyReused,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    SaleNotOpen,
+    Unauthenticated,
+    Unavailable,
+)
+from ._outcomes import (
+    Accepted,
+    Cancelled,
+    Confirmed,
+    Expired,
+    ExpiredInQueue,
+    Held,
+    LimitExceeded,
+    Money,
+    Outcome,
+    PaymentStatus,
+    QueueUpdate,
+    Rejected,
+    RejectReason,
+    SaleClosed,
+    SoldOut,
+    Update,
+)
+from ._retry import Backoff, RetryPolicy
+from ._watch import Unsettled, VersionFilter, WatchPolicy
+
+__all__ = [
+    "SERVICE_CONFIG",
+    "Accepted",
+    "ApiError",
+    "Backoff",
+    "Cancelled",
+    "Confirmed",
+    "DeadlineExceeded",
+    "Expired",
+    "ExpiredInQueue",
+    "FailedPrecondition",
+    "FieldViolation",
+    "Held",
+    "IdempotencyKeyReused",
+    "InvalidArgument",
+    "LimitExceeded",
+    "Money",
+    "NotFound",
+    "Outcome",
+    "PaymentStatus",
+    "PermissionDenied",
+    "QueueUpdate",
+    "RejectReason",
+    "Rejected",
+    "ResourceExhausted",
+    "RetryPolicy",
+    "SaleClosed",
+    "SaleNotOpen",
+    "SoldOut",
+    "TicketingClient",
+    "TokenSource",
+    "Unauthenticated",
+    "Unavailable",
+    "Unsettled",
+    "Update",
+    "VersionFilter",
+    "WatchPolicy",
+]

@@ -1,0 +1,519 @@
+"""The deployment files agree with the code.
+
+The Dockerfile, ``deploy/compose.yaml``, the Kubernetes manifests of
+``deploy/k8s`` (rendered as kustomize does), ``deploy/envoy.yaml``, the
+compose nginx and ``deploy/prometheus.yml`` name settings, ports and health
+services that the code declares elsewhere: every setting they name exists
+and reaches only a process that reads it, every port and health name is the
+service's own, the drain fits in the stop timeout, and the gRPC fronts route
+as the local stack does. Nothing here needs a running stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ticketing_common.config import KafkaSettings, ServerSettings, group_defaults, variable
+from ticketing_tools import settings_doc
+from ticketing_tools.stack import nginx
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+
+# What a service's Deployment, compose service, Envoy cluster and Prometheus
+# job are called (Kubernetes names allow no underscore).
+HOST_NAMES = {
+    "gateway": "gateway",
+    "reservation_service": "reservation",
+    "consumer_service": "consumer",
+    "notifier_service": "notifier",
+    "payment_service": "payment",
+}
+# Margin between the drain (delay and grace) and the stop timeout: closing
+# the pools, a consumer's last commit.
+STOP_MARGIN_S = 5.0
+SETTING_NAME = re.compile(r"\bTICKETING_[A-Z0-9_]+\b")
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service as its code declares it."""
+
+    module: str
+    health: str
+    port: int
+    metrics_port: int
+    # The TICKETING_* variables its settings read.
+    reads: frozenset[str]
+
+
+def _variables_of(user: str) -> frozenset[str]:
+    return frozenset(s.variable for s in settings_doc.collect() if user in s.users)
+
+
+@cache
+def services() -> dict[str, Service]:
+    found = {}
+    for module, settings in settings_doc.SERVICES.items():
+        (health,) = importlib.import_module(f"{module}.app").SERVICES
+        server = group_defaults(settings.model_fields["server"])
+        found[module] = Service(
+            module, health, server["port"], server["metrics_port"], _variables_of(module)
+        )
+    return found
+
+
+@cache
+def all_variables() -> frozenset[str]:
+    return frozenset(s.variable for s in settings_doc.collect())
+
+
+def server_variable(name: str) -> str:
+    """The variable of a setting every server shares (`TICKETING_DRAIN_DELAY_S`)."""
+    return variable(ServerSettings, name)
+
+
+# -- reading the files ---------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+# Kinds that live in no namespace (kustomize leaves them without one).
+CLUSTER_SCOPED = frozenset({"Namespace"})
+KUSTOMIZE_FIELDS = frozenset({"apiVersion", "kind", "namespace", "resources", "images"})
+
+
+def render_kustomization(folder: Path) -> list[dict[str, Any]]:
+    """The manifests of ``folder`` as ``kustomize build`` renders them, for
+    the fields its kustomization.yaml may use here (resources, namespace,
+    images); a field this reader does not know fails instead of being
+    ignored. ``test_the_reader_renders_as_kustomize_does`` compares it with
+    kustomize itself where a binary is at hand."""
+    kustomization = load_yaml(folder / "kustomization.yaml")
+    unknown = set(kustomization) - KUSTOMIZE_FIELDS
+    assert not unknown, f"kustomization.yaml uses {sorted(unknown)}: teach render_kustomization"
+    images = {image["name"]: image for image in kustomization.get("images", [])}
+    documents = []
+    for resource in kustomization["resources"]:
+        for document in yaml.safe_load_all((folder / resource).read_text()):
+            if document is None:
+                continue
+            if document["kind"] not in CLUSTER_SCOPED and "namespace" in kustomization:
+                document["metadata"]["namespace"] = kustomization["namespace"]
+            for container in containers(document):
+                name, _, tag = container["image"].partition(":")
+                if name in images:
+                    image = images[name]
+                    tag = image.get("newTag", tag)
+                    container["image"] = image.get("newName", name) + (f":{tag}" if tag else "")
+            documents.append(document)
+    return documents
+
+
+def containers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    template = document.get("spec", {}).get("template", {})
+    return list(template.get("spec", {}).get("containers", []))
+
+
+@cache
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in render_kustomization(K8S)}
+
+
+def of_kind(kind: str) -> Iterator[dict[str, Any]]:
+    return (d for (k, _), d in manifests().items() if k == kind)
+
+
+def config_map() -> dict[str, str]:
+    (config,) = of_kind("ConfigMap")
+    data: dict[str, str] = config["data"]
+    return data
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = load_yaml(DEPLOY / "compose.yaml")
+    return loaded
+
+
+def module_of(command: list[str]) -> str | None:
+    """The service a container's command runs (``python -m gateway``)."""
+    if command[:2] == ["python", "-m"]:
+        return command[2]
+    return None
+
+
+def compose_services_running(module: str) -> list[str]:
+    return [
+        name
+        for name, spec in compose()["services"].items()
+        if module_of(spec.get("command", [])) == module
+    ]
+
+
+def seconds(text: str | int | float) -> float:
+    if isinstance(text, int | float):
+        return float(text)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m)", text)
+    assert match, f"not a duration: {text!r}"
+    return float(match[1]) * {"ms": 0.001, "s": 1.0, "m": 60.0}[match[2]]
+
+
+def deployment_of(module: str) -> dict[str, Any]:
+    found = [
+        d for d in of_kind("Deployment") if module_of(containers(d)[0].get("command", [])) == module
+    ]
+    assert len(found) == 1, f"{module}: {len(found)} Deployments run it"
+    return found[0]
+
+
+# -- settings ------------------------------------------------------------------
+
+
+def test_every_setting_the_files_name_exists() -> None:
+    files = [
+        ROOT / "Dockerfile",
+        DEPLOY / "compose.yaml",
+        DEPLOY / "envoy.yaml",
+        DEPLOY / "prometheus.yml",
+        *sorted((DEPLOY / "compose").iterdir()),
+        *sorted(K8S.glob("*.yaml")),
+    ]
+    unknown = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in files
+        for name in SETTING_NAME.findall(path.read_text())
+        if name not in all_variables()
+    }
+    assert not unknown, sorted(unknown)
+
+
+def test_each_compose_container_gets_only_what_its_process_reads() -> None:
+    admin = _variables_of("admin")
+    checked = 0
+    for name, spec in compose()["services"].items():
+        command = spec.get("command", [])
+        module = module_of(command)
+        if module is not None:
+            allowed = services()[module].reads
+        elif command[:1] == ["ticketing-admin"]:
+            allowed = admin
+        else:
+            continue
+        given = {key for key in spec.get("environment", {}) if key.startswith("TICKETING_")}
+        assert given <= allowed, f"{name} is given {sorted(given - allowed)}, which it never reads"
+        checked += 1
+    assert checked == len(services()) + 2  # and the migration and the ACL jobs
+
+
+def test_each_pod_gets_only_what_its_process_reads() -> None:
+    read_by_some_service = frozenset().union(*(s.reads for s in services().values()))
+    shared = set(config_map())
+    assert shared <= read_by_some_service, sorted(shared - read_by_some_service)
+    for service in services().values():
+        (container,) = containers(deployment_of(service.module))
+        own = {entry["name"] for entry in container["env"]}
+        assert own <= service.reads, f"{service.module}: {sorted(own - service.reads)}"
+        assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == ["ticketing-config"]
+    (job,) = of_kind("Job")
+    (migrate,) = containers(job)
+    assert migrate["command"] == ["ticketing-admin", "migrate"]
+    assert {entry["name"] for entry in migrate["env"]} <= _variables_of("admin")
+
+
+def test_secrets_come_from_the_secret_and_its_keys_exist() -> None:
+    (secret,) = of_kind("Secret")
+    keys = set(secret["stringData"])
+    used = set()
+    for document in (*of_kind("Deployment"), *of_kind("Job")):
+        for container in containers(document):
+            for entry in container.get("env", []):
+                ref = entry.get("valueFrom", {}).get("secretKeyRef")
+                if ref is not None:
+                    assert ref["name"] == secret["metadata"]["name"]
+                    used.add(ref["key"])
+    assert used == keys, f"unused: {sorted(keys - used)}, missing: {sorted(used - keys)}"
+    # Placeholders only: every value says so.
+    assert all("CHANGE-ME" in value for value in secret["stringData"].values())
+
+
+def test_compose_secrets_are_placeholders() -> None:
+    values = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / ".env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert values
+    assert all(value.startswith("CHANGE-ME") for value in values.values()), values
+    named = set(re.findall(r"\$\{(\w+):\?", (DEPLOY / "compose.yaml").read_text()))
+    assert named == set(values)
+
+
+# -- ports, health names, metrics ----------------------------------------------
+
+
+def test_ports_are_the_services_defaults() -> None:
+    """No file moves a port away from its default, so the defaults (which
+    the rest of these tests compare against) are the ports in use."""
+    moved = {server_variable("port"), server_variable("metrics_port")}
+    assert not moved & set(config_map())
+    for spec in compose()["services"].values():
+        assert not moved & set(spec.get("environment", {}))
+    for document in of_kind("Deployment"):
+        for container in containers(document):
+            assert not moved & {entry["name"] for entry in container["env"]}
+
+
+def test_pods_probe_their_own_port_and_health_name() -> None:
+    for service in services().values():
+        deployment = deployment_of(service.module)
+        (container,) = containers(deployment)
+        ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+        assert ports == {"grpc": service.port, "metrics": service.metrics_port}
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"] == {"port": service.port, "service": service.health}
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(service.metrics_port),
+            "prometheus.io/path": "/metrics",
+        }
+
+
+def test_services_select_their_pods_by_their_names() -> None:
+    for module, host in HOST_NAMES.items():
+        deployment = deployment_of(module)
+        assert deployment["metadata"]["name"] == host
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"] == labels
+        service = manifests()[("Service", host)]
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["selector"] == labels
+        assert {p["port"] for p in service["spec"]["ports"]} == {
+            services()[module].port,
+            services()[module].metrics_port,
+        }
+        budget = manifests()[("PodDisruptionBudget", host)]
+        assert budget["spec"]["selector"]["matchLabels"] == labels
+
+
+def test_prometheus_scrapes_every_instance_on_its_metrics_port() -> None:
+    jobs = {job["job_name"]: job for job in load_yaml(DEPLOY / "prometheus.yml")["scrape_configs"]}
+    for module, service in services().items():
+        (discovery,) = jobs[module]["dns_sd_configs"]
+        (name,) = discovery["names"]
+        assert compose_services_running(module) == [name]
+        assert discovery["port"] == service.metrics_port
+
+
+def test_the_build_context_holds_every_package() -> None:
+    """`pip install .` in the image needs every package pyproject.toml lists;
+    .dockerignore must leave none of them (nor the files it reads) out."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    wanted = {name.split(".")[0] for name in project["tool"]["setuptools"]["packages"]}
+    wanted |= {"pyproject.toml", project["project"]["readme"]}
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "!"))
+    ]
+    left_out = {name for name in wanted for pattern in patterns if fnmatch(name, pattern)}
+    assert not left_out, sorted(left_out)
+
+
+def test_the_image_exposes_every_port_and_runs_unprivileged() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    exposed = {
+        int(p) for line in re.findall(r"^EXPOSE (.+)$", dockerfile, re.M) for p in line.split()
+    }
+    assert exposed == {p for s in services().values() for p in (s.port, s.metrics_port)}
+    users = re.findall(r"^USER (\S+)$", dockerfile, re.M)
+    assert users and all(not user.startswith(("0", "root")) for user in users)
+    # The runtime image is the default target (the last stage), without the tools' extra.
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M)
+    assert stages[-1] == "runtime"
+    assert "[tools]" not in dockerfile.split("AS runtime")[1]
+
+
+# -- draining ------------------------------------------------------------------
+
+
+def test_the_stop_timeout_covers_the_drain_in_kubernetes() -> None:
+    drain = float(config_map()[server_variable("drain_delay_s")])
+    grace = float(config_map()[server_variable("shutdown_grace_s")])
+    assert drain > 0, "without a drain delay, calls are refused before the endpoints go"
+    for document in of_kind("Deployment"):
+        spec = document["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        # A preStop sleep would come before SIGTERM, and so before the drain.
+        pre_stop = container.get("lifecycle", {}).get("preStop", {}).get("sleep", {})
+        before = float(pre_stop.get("seconds", 0))
+        assert spec["terminationGracePeriodSeconds"] >= before + drain + grace + STOP_MARGIN_S
+
+
+def test_the_stop_timeout_covers_the_drain_in_compose() -> None:
+    for module in services():
+        for name in compose_services_running(module):
+            spec = compose()["services"][name]
+            env = spec["environment"]
+            drain = float(env[server_variable("drain_delay_s")])
+            grace = float(env[server_variable("shutdown_grace_s")])
+            assert seconds(spec["stop_grace_period"]) >= drain + grace + STOP_MARGIN_S, name
+
+
+# -- replicas ------------------------------------------------------------------
+
+
+def test_replica_counts() -> None:
+    wanted = {
+        "gateway": 2,
+        "reservation_service": 1,
+        "consumer_service": 2,
+        "notifier_service": 1,
+        "payment_service": 1,
+    }
+    for module, count in wanted.items():
+        (name,) = compose_services_running(module)
+        assert compose()["services"][name]["deploy"]["replicas"] == count, module
+    (autoscaler,) = of_kind("HorizontalPodAutoscaler")
+    assert (
+        autoscaler["spec"]["scaleTargetRef"]["name"] == deployment_of("gateway")["metadata"]["name"]
+    )
+    assert autoscaler["spec"]["minReplicas"] == wanted["gateway"]
+    # The autoscaler owns the gateways' count.
+    assert "replicas" not in deployment_of("gateway")["spec"]
+    for module in ("reservation_service", "notifier_service", "payment_service"):
+        assert deployment_of(module)["spec"]["replicas"] == wanted[module]
+
+
+def test_consumers_never_outnumber_the_partitions() -> None:
+    partitions_name = variable(KafkaSettings, "partitions")
+    partitions = int(config_map()[partitions_name])
+    assert deployment_of("consumer_service")["spec"]["replicas"] <= partitions
+    (name,) = compose_services_running("consumer_service")
+    spec = compose()["services"][name]
+    assert spec["deploy"]["replicas"] <= int(spec["environment"][partitions_name])
+    # No autoscaler may add consumers past them.
+    assert all(
+        a["spec"]["scaleTargetRef"]["name"] != deployment_of("consumer_service")["metadata"]["name"]
+        for a in of_kind("HorizontalPodAutoscaler")
+    )
+
+
+# -- the gRPC fronts -----------------------------------------------------------
+
+
+@cache
+def envoy() -> dict[str, Any]:
+    loaded: dict[str, Any] = load_yaml(DEPLOY / "envoy.yaml")
+    return loaded
+
+
+def envoy_virtual_host() -> dict[str, Any]:
+    (listener,) = envoy()["static_resources"]["listeners"]
+    (chain,) = listener["filter_chains"]
+    (manager,) = chain["filters"]
+    (host,) = manager["typed_config"]["route_config"]["virtual_hosts"]
+    found: dict[str, Any] = host
+    return found
+
+
+def test_envoy_routes_like_the_stack() -> None:
+    routes: list[dict[str, Any]] = envoy_virtual_host()["routes"]
+    by_prefix = {
+        r["match"]["prefix"]: r["route"]["cluster"] for r in routes if "prefix" in r["match"]
+    }
+    assert by_prefix == nginx.ROUTES
+    blocked = [r for r in routes if r["match"].get("path", "").endswith("/ReserveSync")]
+    assert [r["direct_response"]["status"] for r in blocked] == [404]
+    # The server streams are not cut by a route timeout.
+    for method in ("WatchReservation", "WatchEvent"):
+        (route,) = [r for r in routes if r["match"].get("path", "").endswith(f"/{method}")]
+        assert seconds(route["route"]["timeout"]) == 0
+        assert route["route"]["cluster"] == nginx.ROUTES["/ticketing.v1.NotifierService/"]
+
+
+def test_envoy_retries_unavailable_calls_a_bounded_number_of_times() -> None:
+    policy = envoy_virtual_host()["retry_policy"]
+    assert "unavailable" in policy["retry_on"].split(",")
+    # Never a retry of a call that may have done its work and failed otherwise.
+    assert not {"reset", "5xx", "gateway-error", "internal"} & set(policy["retry_on"].split(","))
+    assert 1 <= policy["num_retries"] <= 3
+
+
+def test_envoy_checks_each_cluster_on_its_service_port_and_health_name() -> None:
+    clusters = {c["name"]: c for c in envoy()["static_resources"]["clusters"]}
+    # Named as nginx's upstreams, which are named as the services' modules.
+    assert set(clusters) == set(nginx.ROUTES.values())
+    for module, cluster in clusters.items():
+        service = services()[module]
+        (check,) = cluster["health_checks"]
+        assert check["grpc_health_check"]["service_name"] == service.health, module
+        (group,) = cluster["load_assignment"]["endpoints"]
+        (endpoint,) = group["lb_endpoints"]
+        address = endpoint["endpoint"]["address"]["socket_address"]
+        assert address == {"address": HOST_NAMES[module], "port_value": service.port}
+        assert compose_services_running(module) == [HOST_NAMES[module]]
+        assert "http2_protocol_options" in str(cluster["typed_extension_protocol_options"])
+        assert "outlier_detection" in cluster
+
+
+def test_the_compose_nginx_routes_like_the_stack() -> None:
+    conf = (DEPLOY / "compose" / "nginx.conf").read_text()
+    routes = dict(re.findall(r"location (\S+) \{\s*grpc_pass grpc://(\w+);", conf))
+    assert routes == nginx.ROUTES
+    servers = dict(re.findall(r"upstream (\w+) \{[^}]*?server ([\w.-]+:\d+)", conf))
+    assert servers == {
+        module: f"{HOST_NAMES[module]}:{services()[module].port}"
+        for module in set(nginx.ROUTES.values())
+    }
+    assert "location = /ticketing.v1.GatewayService/ReserveSync {\n            return 404;" in conf
+
+
+# -- the tools that check the files for real -------------------------------------
+
+
+def test_the_reader_renders_as_kustomize_does() -> None:
+    if shutil.which("kustomize"):
+        command = ["kustomize", "build", str(K8S)]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize", str(K8S)]
+    else:
+        pytest.skip("neither kustomize nor kubectl is installed; render_kustomization is unchecked")
+    rendered = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    by_kustomize = {
+        (d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered.stdout) if d
+    }
+    assert by_kustomize == manifests()
+
+
+def test_compose_file_is_valid() -> None:
+    """docker-compose 1.x (Debian's, installed by `make setup`) checks the
+    file against the compose schema, with deploy/.env's placeholders."""
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail("docker-compose is not installed; run `make setup`")
+    checked = subprocess.run(
+        [binary, "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr

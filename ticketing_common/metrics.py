@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -147,24 +148,32 @@ def _code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None
     return grpc.StatusCode.OK.name if exc is None else grpc.StatusCode.UNKNOWN.name
 
 
+@contextmanager
+def _measured(
+    labels: tuple[str, str, str], context: grpc.aio.ServicerContext[Any, Any]
+) -> Iterator[None]:
+    """Counts one call as started, then as handled with its code, and times it."""
+    STARTED.labels(*labels).inc()
+    begun = time.perf_counter()
+    failure: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        HANDLING.labels(*labels).observe(time.perf_counter() - begun)
+        HANDLED.labels(*labels, _code(context, failure)).inc()
+
+
 def _unary(
     behavior: Callable[..., Awaitable[Any]], service: str, method: str
 ) -> Callable[..., Awaitable[Any]]:
     labels = (service, method, "unary")
-    started, handling = STARTED.labels(*labels), HANDLING.labels(*labels)
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        started.inc()
-        begun = time.perf_counter()
-        failure: BaseException | None = None
-        try:
+        with _measured(labels, context):
             return await behavior(request, context)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            handling.observe(time.perf_counter() - begun)
-            HANDLED.labels(*labels, _code(context, failure)).inc()
 
     return wrapped
 
@@ -173,22 +182,12 @@ def _stream(
     behavior: Callable[..., AsyncIterator[Any]], service: str, method: str
 ) -> Callable[..., AsyncIterator[Any]]:
     labels = (service, method, "server_stream")
-    started, handling = STARTED.labels(*labels), HANDLING.labels(*labels)
 
     async def wrapped(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        started.inc()
-        begun = time.perf_counter()
-        failure: BaseException | None = None
-        try:
+        with _measured(labels, context):
             async for item in behavior(request, context):
                 yield item
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            handling.observe(time.perf_counter() - begun)
-            HANDLED.labels(*labels, _code(context, failure)).inc()
 
     return wrapped

@@ -53,7 +53,13 @@ class FakeProducer:
         return set(PARTITIONS)
 
     async def send(
-        self, topic: str, value: bytes, *, key: bytes, partition: int
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         delivery: asyncio.Future[Any] = loop.create_future()

@@ -75,7 +75,13 @@ async def run(settings: ConsumerSettings) -> None:
             id_secret=settings.reservation_id_secret.encode(),
         )
         # Health checks only: no API method, so no caller to verify.
-        server = Server("consumer_service", settings.server, verifier=None)
+        # Health checks only: nothing routes calls here, so no drain delay
+        # (it would hold the partitions while the group waits for us).
+        server = Server(
+            "consumer_service",
+            settings.server.model_copy(update={"drain_delay_s": 0.0}),
+            verifier=None,
+        )
 
         async def probe() -> None:
             async with asyncio.timeout(5):

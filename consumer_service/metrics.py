@@ -49,7 +49,7 @@ class Lag(Collector):
                 done = self._committed(tp)
                 if end is not None and done is not None:
                     family.add_metric([tp.topic, str(tp.partition)], max(0, end - done))
-        except RuntimeError:  # changed while we read it
+        except (RuntimeError, AssertionError, KeyError):  # changed while we read it
             pass
         yield family
 

@@ -164,7 +164,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             status=QUEUED,
             queue_position=(
                 reservation_pb2.QueuePosition(position=terms.position(accepted.sequence))
-                if accepted.sequence
+                # A retry whose number was passed (its first append failed,
+                # later ones were decided): it is at the tail, place unknown.
+                if accepted.sequence > terms.decided_sequence
                 else None
             ),
         )

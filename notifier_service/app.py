@@ -59,13 +59,14 @@ async def run(settings: NotifierSettings) -> None:
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             linger_s=kafka.fetch_linger_ms / 1000,
         )
-        # In this order: the waitlist is loaded once results are positioned
-        # (what changes later arrives on them), and before requests are read.
-        await results.start()
-        stack.push_async_callback(results.stop)
+        # Both feeds positioned first, then the waitlist read: whatever is
+        # waitlisted later arrives on the results feed, and whatever was
+        # waitlisted before is in what is read (the feeds are only read,
+        # and handled, once they run).
+        for feed in (results, requests):
+            await feed.start()
+            stack.push_async_callback(feed.stop)
         await positions.load_waitlist(pool)
-        await requests.start()
-        stack.push_async_callback(requests.stop)
 
         async def committed() -> dict[int, int]:
             found = await group_offsets(

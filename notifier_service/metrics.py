@@ -38,7 +38,7 @@ def observe(gauge: Gauge, read: Callable[[], float]) -> None:
     def safely() -> float:
         try:
             return read()
-        except RuntimeError:
+        except (RuntimeError, AssertionError, KeyError):  # changed under us, or stopped
             return 0.0
 
     gauge.set_function(safely)

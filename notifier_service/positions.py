@@ -207,8 +207,9 @@ class QueuePositions:
                 self.waitlisted(reservation_id, reservation.priority)
             else:
                 self.left(reservation_id)
-        elif reservation.version <= DECIDED_VERSION:
-            # A first decision before its request: applied when that comes.
+        elif reservation.version <= DECIDED_VERSION or reservation_id in self._early:
+            # A decision before its request (its first, or a later one of a
+            # request remembered so): applied when the request comes.
             self._remember(reservation_id, WAITLIST[reservation.priority] if queued else None)
             if not queued:
                 self._depart(self._line(reservation.event_id))
@@ -292,9 +293,10 @@ class QueuePositions:
             await self._settle_decided(pool, self._undecided_below(committed))
 
     def forget_stale(self) -> None:
-        """Forgets requests held longer than the TTL (their results were lost
-        and the commit check could not settle them), and lines nobody waits
-        in that have not moved within the window."""
+        """Forgets requests still held as undecided longer than the TTL (their
+        results were lost and the commit check could not settle them; the
+        waitlisted wait as long as the sale lets them), and lines nobody
+        waits in that have not moved within the window."""
         quiet = self._clock() - self._window_s
         for event_id in [
             e
@@ -307,7 +309,8 @@ class QueuePositions:
         for reservation_id, entry in self._entries.items():  # oldest first
             if entry.added >= horizon:
                 break
-            stale.append(reservation_id)
+            if entry.group not in WAITLIST:
+                stale.append(reservation_id)
         for reservation_id in stale:
             self.left(reservation_id, departed=False)
 
@@ -348,8 +351,15 @@ class QueuePositions:
         retried next round (positions are advice: they may lag meanwhile)."""
         while True:
             await asyncio.sleep(refresh_s)
+            offsets: dict[int, int] | None = None
+            if self._entries:
+                # Kafka not answering must not keep the terms from being read.
+                try:
+                    async with asyncio.timeout(max(1.0, refresh_s)):
+                        offsets = await committed()
+                except Exception as exc:  # noqa: BLE001 - logged; the terms go on
+                    log.warning("queue_positions_offsets_failed", error=repr(exc))
             try:
-                offsets = await committed() if self._entries else None
                 await self.refresh(pool, offsets)
             except Exception as exc:
                 if is_transient(exc):

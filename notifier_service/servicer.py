@@ -154,9 +154,11 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 wake_at = min(recheck_at, place_at) if queued else recheck_at
                 update: reservation_pb2.Reservation | None = None
                 try:
-                    update = await asyncio.wait_for(updates.get(), wake_at - loop.time())
+                    update = await asyncio.wait_for(updates.get(), max(0.0, wake_at - loop.time()))
                 except TimeoutError:
                     if loop.time() >= recheck_at:
+                        # The next one a whole interval on, whatever this finds.
+                        recheck_at = loop.time() + self._recheck_s
                         # Safety net under the live feed: a result record lost
                         # on the way (e.g. a broker that forgot it) must not
                         # leave the watcher waiting forever. If the store is

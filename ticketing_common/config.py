@@ -295,7 +295,8 @@ class ServerSettings(Settings):
         ge=0,
         description="after SIGTERM, how long the server reports `NOT_SERVING` while still "
         "taking calls, so load balancers stop sending before calls are refused; set it to "
-        "a little more than their health-check interval (e.g. 5 behind Kubernetes or Envoy)",
+        "a little more than their health-check interval (e.g. 5 behind Kubernetes or Envoy). "
+        "The consumer, which no load balancer calls, stops at once",
     )
     metrics_port: int = Field(
         0,

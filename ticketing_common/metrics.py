@@ -141,7 +141,9 @@ class MetricsInterceptor(ServerInterceptor):
 
 def _code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        return grpc.StatusCode.CANCELLED.name
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        return (grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED).name
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name

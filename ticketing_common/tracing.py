@@ -100,7 +100,9 @@ def extract(record_headers: Headers | None) -> otel_context.Context | None:
     """The trace context a record carries (None when off or when it has none)."""
     if not _enabled or not record_headers:
         return None
-    carrier = {key: value.decode(errors="replace") for key, value in record_headers}
+    carrier = {
+        key: value.decode(errors="replace") for key, value in record_headers if value is not None
+    }
     found = propagate.extract(carrier)
     span = trace.get_current_span(found).get_span_context()
     return found if span.is_valid else None

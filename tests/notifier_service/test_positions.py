@@ -141,3 +141,26 @@ def test_a_result_read_before_its_request_is_applied_when_the_request_comes(
     line.queued("vip", EVENT, 0, 2, "vip")  # in the waitlist's priority lane
     line.queued("s3", EVENT, 0, 3, "")
     assert positions(line, ["vip", "s0", "gone", "s3"]) == [0, 1, None, 2]
+
+
+def test_a_waitlisting_and_its_promotion_both_read_before_the_request_leave_nothing(
+    line: QueuePositions,
+) -> None:
+    waiting = result("r", pb.RESERVATION_STATUS_QUEUED)
+    waiting.version = 2
+    line.on_result(waiting)
+    served = result("r", pb.RESERVATION_STATUS_HELD)
+    served.version = 3
+    line.on_result(served)
+    line.queued("r", EVENT, 0, 0, "")
+    assert line.place("r") is None and len(line) == 0
+
+
+def test_the_ttl_forgets_undecided_requests_but_not_the_waitlisted(clock: Clock) -> None:
+    line = QueuePositions(window_s=10, ttl_s=60, clock=clock)
+    line.queued("waiting", EVENT, 0, 0, "")
+    line.on_result(result("waiting", pb.RESERVATION_STATUS_QUEUED))
+    line.queued("lost", EVENT, 0, 1, "")
+    clock.now += 61
+    line.forget_stale()
+    assert positions(line, ["waiting", "lost"]) == [0, None]

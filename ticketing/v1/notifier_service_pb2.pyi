@@ -91,7 +91,7 @@ class WatchReservationResponse(_message.Message):
     def queue_position(self) -> _reservation_pb2.QueuePosition:
         """Set on every message: while the reservation is QUEUED, its place in the
         event's queue and the estimated wait (unset when the notifier cannot
-        place it); once it has left the queue, position 0 and no wait. While it
+        place it); once it has left the queue, position 0 and a wait of 0. While it
         is QUEUED a message also goes out when only this changes, at most once
         every TICKETING_NOTIFIER_POSITION_INTERVAL_S per stream.
         """

@@ -119,10 +119,12 @@ async def decide_fenced(
     (a single request; ``log_batch=False`` keeps its line at debug level).
     Returns each request's reservation as stored, in order."""
     changed: list[Reservation] = []
+    seats: list[EventState] = []
 
     async def apply(conn: Connection, token: int, event: EventState | None) -> list[Reservation]:
         changed.clear()  # a retry after a fencing counter reset starts over
-        return await applier.apply(conn, token, event, requests, changed=changed)
+        seats.clear()
+        return await applier.apply(conn, token, event, requests, changed=changed, seats=seats)
 
     decided = await under_event_lock(
         locks, applier.pool, event_id, apply, lock_wait_s=lock_wait_s, fault_delay_s=fault_delay_s
@@ -130,6 +132,8 @@ async def decide_fenced(
     # Committed: now they count.
     metrics.BATCH_SIZE.observe(len(requests))
     metrics.count_decisions(changed)
+    for event in seats:
+        metrics.EVENT_AVAILABLE.labels(event_id).set(event.available)
     (log.info if log_batch else log.debug)("batch_decided", requests=len(requests))
     return decided
 
@@ -146,13 +150,15 @@ class Applier:
         requests: Sequence[Request],
         *,
         changed: list[Reservation] | None = None,
+        seats: list[EventState] | None = None,
     ) -> list[Reservation]:
         """Decides ``requests`` (all for one event, in queue order) inside the
         fenced transaction; returns each one's reservation as stored, in the
         same order (ids decided before come back with their earlier outcome
         and change nothing). Waiting requests this serves first are announced
         through the outbox, like every change outside a decision. What this
-        decided or changed is added to ``changed``."""
+        decided or changed is added to ``changed``, the event's seats as
+        they end up to ``seats``."""
         changed = [] if changed is None else changed
         now = datetime.now(UTC)
         waiting, waiting_priority = 0, 0
@@ -198,7 +204,8 @@ class Applier:
         changed.extend(decided.values())
         if event is not None:
             event = await take_seats(conn, event, outcome)
-            metrics.EVENT_AVAILABLE.labels(str(event.event_id)).set(event.available)
+            if seats is not None:
+                seats.append(event)
         known.update(decided)
         return [known[r.reservation_id] for r in requests]
 

@@ -12,7 +12,8 @@
 
 Reserve is retried with the same idempotency key (the same request, never
 seats taken twice), the watch reconnects and tells each state once, and
-refusals that are not outcomes raise an ``ApiError`` subclass.
+refusals that are not outcomes raise an ``ApiError`` subclass. Many
+customers can share one channel: ``TicketingClient.over(channel, token=...)``.
 """
 
 from ._channel import SERVICE_CONFIG, TokenSource
@@ -49,13 +50,16 @@ from ._outcomes import (
     SoldOut,
     Update,
 )
-from ._retry import Backoff, RetryPolicy
+from ._retry import PROXY_RESETS, Attempt, AttemptHook, Backoff, RetryPolicy
 from ._watch import Unsettled, VersionFilter, WatchPolicy
 
 __all__ = [
+    "PROXY_RESETS",
     "SERVICE_CONFIG",
     "Accepted",
     "ApiError",
+    "Attempt",
+    "AttemptHook",
     "Backoff",
     "Cancelled",
     "Confirmed",

@@ -59,8 +59,11 @@ def open_channel(
     return grpc.aio.secure_channel(target, credentials, options=configured)
 
 
-async def bearer(token: TokenSource) -> tuple[tuple[str, str]]:
-    """Call metadata with the current token."""
+async def bearer(token: TokenSource | None) -> tuple[tuple[str, str], ...]:
+    """Call metadata with the current token; none without a token (the
+    channel then authenticates its calls itself)."""
+    if token is None:
+        return ()
     if isinstance(token, str):
         current = token
     else:

@@ -19,7 +19,7 @@ from ticketing.v1 import notifier_service_pb2_grpc as ns_grpc
 
 from ._channel import TokenSource, bearer, open_channel
 from ._outcomes import Accepted, Held, Outcome, QueueUpdate, Rejected, Update, answer_of
-from ._retry import RetryPolicy, Sleep, with_retries
+from ._retry import AttemptHook, RetryPolicy, Sleep, with_retries
 from ._watch import WatchPolicy, WatchStream, follow
 
 
@@ -30,6 +30,9 @@ class TicketingClient:
     front of the services); ``token`` the caller's bearer token, or a
     function (plain or async) returning the current one. Plaintext unless
     ``credentials`` are given (``grpc.ssl_channel_credentials(...)``).
+    ``on_attempt`` is told about every Reserve call as it ends, retries
+    included (an ``Attempt``: its status code, the delay the server advised,
+    the wait before the next). Over a channel of your own: ``over``.
 
     Use it as an async context manager, or call ``close()``::
 
@@ -47,15 +50,75 @@ class TicketingClient:
         watch: WatchPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
         rng: random.Random | None = None,
+        on_attempt: AttemptHook | None = None,
     ) -> None:
-        self._channel = open_channel(target, credentials, options)
-        self._gateway = gw_grpc.GatewayServiceStub(self._channel)
-        self._notifier = ns_grpc.NotifierServiceStub(self._channel)
+        self._attach(
+            open_channel(target, credentials, options),
+            owns_channel=True,
+            token=token,
+            retry=retry,
+            watch=watch,
+            rng=rng,
+            on_attempt=on_attempt,
+        )
+
+    @classmethod
+    def over(
+        cls,
+        channel: grpc.aio.Channel,
+        token: TokenSource | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        watch: WatchPolicy | None = None,
+        rng: random.Random | None = None,
+        on_attempt: AttemptHook | None = None,
+    ) -> Self:
+        """A client over a channel the caller opened and keeps open.
+
+        For many customers on one connection (a service acting for its
+        users, a load generator): one channel, a client per customer with
+        its own ``token``. Closing such a client leaves the channel open.
+        Without a ``token`` the calls carry none, for a channel that
+        authenticates its calls itself (call credentials, an interceptor).
+
+        The channel's own configuration applies: open it with the options
+        ``("grpc.enable_retries", 1)`` and ``("grpc.service_config",
+        json.dumps(SERVICE_CONFIG))`` for gRPC's quick resends below the
+        client's retries, as ``TicketingClient(target, ...)`` does.
+        """
+        client = cls.__new__(cls)
+        client._attach(
+            channel,
+            owns_channel=False,
+            token=token,
+            retry=retry,
+            watch=watch,
+            rng=rng,
+            on_attempt=on_attempt,
+        )
+        return client
+
+    def _attach(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        owns_channel: bool,
+        token: TokenSource | None,
+        retry: RetryPolicy | None,
+        watch: WatchPolicy | None,
+        rng: random.Random | None,
+        on_attempt: AttemptHook | None,
+    ) -> None:
+        self._channel = channel
+        self._owns_channel = owns_channel
+        self._gateway = gw_grpc.GatewayServiceStub(channel)
+        self._notifier = ns_grpc.NotifierServiceStub(channel)
         self._token = token
         self._retry = retry or RetryPolicy()
         self._watch = watch or WatchPolicy()
         self._rng = rng or random.Random()  # for jitter
         self._sleep: Sleep = asyncio.sleep
+        self._on_attempt = on_attempt
 
     async def __aenter__(self) -> Self:
         return self
@@ -69,8 +132,10 @@ class TicketingClient:
         await self.close()
 
     async def close(self) -> None:
-        """Closes the channel; calls in flight are cancelled."""
-        await self._channel.close(None)
+        """Closes the channel, calls in flight cancelled, if the client
+        opened it; a channel given to ``over`` stays open."""
+        if self._owns_channel:
+            await self._channel.close(None)
 
     async def reserve(
         self, event_id: str, quantity: int, *, idempotency_key: str | None = None
@@ -83,9 +148,10 @@ class TicketingClient:
         same ``idempotency_key`` (a new one when not given): UNAVAILABLE
         does not say the request was lost, and a retry with the key is the
         same request, so it is retried, as are an attempt that ran out of
-        time (DEADLINE_EXCEEDED) and RESOURCE_EXHAUSTED with a ``RetryInfo``,
-        after the advised delay. Other refusals raise their ``ApiError``
-        subclass, and so does the last failure once ``RetryPolicy`` runs out.
+        time (DEADLINE_EXCEEDED), RESOURCE_EXHAUSTED with a ``RetryInfo``,
+        after the advised delay, and the codes in ``RetryPolicy.also_retry``.
+        Other refusals raise their ``ApiError`` subclass, and so does the
+        last failure once ``RetryPolicy`` runs out.
         """
         request = gw.ReserveRequest(
             event_id=event_id,
@@ -97,7 +163,13 @@ class TicketingClient:
             metadata = await bearer(self._token)
             return await self._gateway.Reserve(request, timeout=timeout_s, metadata=metadata)
 
-        response = await with_retries(attempt, self._retry, sleep=self._sleep, rng=self._rng.random)
+        response = await with_retries(
+            attempt,
+            self._retry,
+            sleep=self._sleep,
+            rng=self._rng.random,
+            on_attempt=self._on_attempt,
+        )
         return answer_of(request, response)
 
     def watch(self, reservation_id: str) -> AsyncGenerator[Update, None]:

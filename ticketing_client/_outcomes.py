@@ -90,6 +90,9 @@ class QueueUpdate:
     reservation_id: str = ""
     # The reservation's version; 0 for the figure in Reserve's answer.
     version: int = 0
+    # The message it was read from (None for Reserve's figure), for fields
+    # this type does not name.
+    reservation: pb.Reservation | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,13 +249,12 @@ def outcome_of(reservation: pb.Reservation) -> Outcome | None:
             return None
 
 
-def queue_update_of(
-    position: pb.QueuePosition | None, reservation_id: str, version: int
-) -> QueueUpdate:
+def queue_update_of(position: pb.QueuePosition | None, reservation: pb.Reservation) -> QueueUpdate:
+    rid, version = reservation.reservation_id, reservation.version
     if position is None:
-        return QueueUpdate(None, None, reservation_id, version)
+        return QueueUpdate(None, None, rid, version, reservation)
     wait = position.estimated_wait.ToTimedelta() if position.HasField("estimated_wait") else None
-    return QueueUpdate(position.position, wait, reservation_id, version)
+    return QueueUpdate(position.position, wait, rid, version, reservation)
 
 
 def update_of(message: ns.WatchReservationResponse) -> Update | None:
@@ -261,7 +263,7 @@ def update_of(message: ns.WatchReservationResponse) -> Update | None:
     reservation = message.reservation
     if reservation.status == pb.RESERVATION_STATUS_QUEUED:
         position = message.queue_position if message.HasField("queue_position") else None
-        return queue_update_of(position, reservation.reservation_id, reservation.version)
+        return queue_update_of(position, reservation)
     return outcome_of(reservation)
 
 

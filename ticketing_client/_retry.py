@@ -21,15 +21,26 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import grpc
 
-from ._errors import error_from_rpc
+from ._errors import ApiError, error_from_rpc
 
 T = TypeVar("T")
 
 Sleep = Callable[[float], Awaitable[object]]
+
+# What a proxy answers when its upstream resets the stream or dies in the
+# middle of a call (nginx: INTERNAL or UNKNOWN; a reset HTTP/2 stream:
+# CANCELLED). Whether the call took effect is unknown, as after a timeout, so
+# they are worth retrying only where a repeat is the same request:
+# ``RetryPolicy(also_retry=PROXY_RESETS)`` for Reserve (same key),
+# ``WatchPolicy(also_retry=PROXY_RESETS)`` for the watch (a read). Off by
+# default: from the service itself, INTERNAL is a bug a retry will not mend.
+PROXY_RESETS: frozenset[grpc.StatusCode] = frozenset(
+    {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,22 +77,66 @@ class Backoff:
         return base * (1 + self.jitter * (2 * rng() - 1))
 
 
+def retriable(error: ApiError, also_retry: frozenset[grpc.StatusCode]) -> bool:
+    """Whether a policy that also retries ``also_retry`` retries ``error``."""
+    return error.retriable or error.code in also_retry
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How ``reserve`` retries: at most ``max_attempts`` calls, each given at
-    most ``attempt_timeout_s``, all within ``deadline_s``; no retry is
-    started that the deadline would cut short."""
+    """How ``reserve`` retries: at most ``max_attempts`` calls (None: as
+    many as ``deadline_s`` leaves time for), each given at most
+    ``attempt_timeout_s``, all within ``deadline_s``; no retry is started
+    that the deadline would cut short.
 
-    max_attempts: int = 6
+    It retries the errors that say a retry may help (``ApiError.retriable``)
+    and, besides, the status codes in ``also_retry`` (e.g. ``PROXY_RESETS``).
+    """
+
+    max_attempts: int | None = 6
     attempt_timeout_s: float = 10.0
     deadline_s: float = 60.0
     backoff: Backoff = field(default_factory=Backoff)
+    also_retry: frozenset[grpc.StatusCode] = frozenset()
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("retry: max_attempts must be at least 1")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("retry: max_attempts must be at least 1 (or None)")
         if not 0 < self.attempt_timeout_s <= self.deadline_s:
             raise ValueError("retry: need 0 < attempt_timeout_s <= deadline_s")
+        if grpc.StatusCode.OK in self.also_retry:
+            raise ValueError("retry: also_retry names failures, not OK")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call of the several a retried ``reserve`` may make, as the client
+    saw it: what ``on_attempt`` is told after every call, for a log or a
+    metric of every answer (``reserve`` itself tells only the last)."""
+
+    # 1 for the first call.
+    number: int
+    # From sending the call to its answer or failure.
+    elapsed_s: float
+    # The failure, typed; None when the call was answered.
+    error: ApiError | None = None
+    # How long the client waits before the next call; None when none follows
+    # (the call was answered, or the client gives up with this error).
+    retry_in_s: float | None = None
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        """``OK`` for an answer, else the failure's status code."""
+        return grpc.StatusCode.OK if self.error is None else self.error.code
+
+    @property
+    def retry_after(self) -> timedelta | None:
+        """The delay the server advised (``RetryInfo``), if it did."""
+        return None if self.error is None else self.error.retry_after
+
+
+# Told about every attempt; what it returns is ignored.
+AttemptHook: TypeAlias = Callable[[Attempt], object]
 
 
 async def with_retries(
@@ -91,21 +146,35 @@ async def with_retries(
     sleep: Sleep,
     rng: Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
+    on_attempt: AttemptHook | None = None,
 ) -> T:
-    """``attempt(timeout_s)``, called again while it fails with a retriable
-    error; the last error, typed, once the attempts or the deadline run out."""
+    """``attempt(timeout_s)``, called again while it fails with an error the
+    policy retries; the last error, typed, once the attempts or the deadline
+    run out. ``on_attempt`` is told about every call as it ends."""
     deadline = clock() + policy.deadline_s
     attempts = 0
     while True:
         attempts += 1
+        started = clock()
         try:
-            return await attempt(min(policy.attempt_timeout_s, max(0.0, deadline - clock())))
+            result = await attempt(min(policy.attempt_timeout_s, max(0.0, deadline - started)))
         except grpc.aio.AioRpcError as exc:
+            elapsed = clock() - started
             error = error_from_rpc(exc)
             error.attempts = attempts
             delay = policy.backoff.delay_s(attempts, error.retry_after, rng)
-            if not error.retriable or attempts >= policy.max_attempts:
+            again = (
+                retriable(error, policy.also_retry)
+                and (policy.max_attempts is None or attempts < policy.max_attempts)
+                # the wait alone must not outlast the deadline
+                and clock() + delay < deadline
+            )
+            if on_attempt is not None:
+                on_attempt(Attempt(attempts, elapsed, error, delay if again else None))
+            if not again:
                 raise error from exc
-            if clock() + delay >= deadline:  # the wait alone would outlast the deadline
-                raise error from exc
+        else:
+            if on_attempt is not None:
+                on_attempt(Attempt(attempts, clock() - started))
+            return result
         await sleep(delay)

@@ -20,7 +20,7 @@ from ticketing.v1 import notifier_service_pb2 as ns
 
 from ._errors import ApiError, DeadlineExceeded, error_from_rpc
 from ._outcomes import QueueUpdate, Update, update_of
-from ._retry import Backoff, Sleep
+from ._retry import Backoff, Sleep, retriable
 
 
 class WatchStream(Protocol):
@@ -38,18 +38,26 @@ class WatchPolicy:
     Each stream is opened for at most ``stream_timeout_s`` and then opened
     again (a wait on the waitlist may last hours; no call should hang on a
     connection that silently died). After ``max_failures`` failed reopenings
-    in a row without a message, the last error is raised.
+    in a row without a message, the last error is raised; None reopens for
+    as long as the caller waits (bound it with ``asyncio.timeout``).
+
+    A stream that failed with an error that says a retry may help
+    (``ApiError.retriable``), or with a status code in ``also_retry`` (e.g.
+    ``PROXY_RESETS``), is reopened; any other failure is raised at once.
     """
 
     stream_timeout_s: float = 300.0
-    max_failures: int = 8
+    max_failures: int | None = 8
     backoff: Backoff = field(default_factory=Backoff)
+    also_retry: frozenset[grpc.StatusCode] = frozenset()
 
     def __post_init__(self) -> None:
         if self.stream_timeout_s <= 0:
             raise ValueError("watch: stream_timeout_s must be positive")
-        if self.max_failures < 0:
-            raise ValueError("watch: max_failures must not be negative")
+        if self.max_failures is not None and self.max_failures < 0:
+            raise ValueError("watch: max_failures must not be negative (or None)")
+        if grpc.StatusCode.OK in self.also_retry:
+            raise ValueError("watch: also_retry names failures, not OK")
 
 
 class VersionFilter:
@@ -137,7 +145,7 @@ async def follow(
                         return
         except grpc.aio.AioRpcError as exc:
             last_error = error_from_rpc(exc)
-            if not last_error.retriable:
+            if not retriable(last_error, policy.also_retry):
                 raise last_error from exc
             advised = last_error.retry_after
         finally:
@@ -147,7 +155,7 @@ async def follow(
         # The stream failed, ran out its time, or ended before the reservation
         # settled (a notifier shutting down): open another.
         failures += 1
-        if failures > policy.max_failures:
+        if policy.max_failures is not None and failures > policy.max_failures:
             if last_error is not None:
                 last_error.attempts = failures
                 raise last_error

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -43,13 +44,20 @@ import matplotlib.pyplot as plt
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import gateway_service_pb2_grpc as gw_grpc
-from ticketing.v1 import notifier_service_pb2 as ns
-from ticketing.v1 import notifier_service_pb2_grpc as ns_grpc
 from ticketing.v1 import payment_service_pb2 as ps
 from ticketing.v1 import payment_service_pb2_grpc as ps_grpc
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
+from ticketing_client import (
+    ApiError,
+    Held,
+    Outcome,
+    Rejected,
+    RetryPolicy,
+    TicketingClient,
+    WatchPolicy,
+)
 from ticketing_common.auth import ADMIN
 from ticketing_common.codecs import encode_request
 from ticketing_common.config import KafkaSettings
@@ -132,59 +140,70 @@ async def arrivals(
     return tasks
 
 
+# Each buyer makes one Reserve call, as each buyer of the synchronous design
+# makes one ReserveSync call: the report sets the two designs' answers side
+# by side, and a retry would hide the refusals it counts.
+ONE_CALL = RetryPolicy(max_attempts=1, attempt_timeout_s=10, deadline_s=10)
+
+
 async def queue_user(  # noqa: PLR0917 - one user's whole journey
     n: int,
     result: UserResult,
-    gateway: gw_grpc.GatewayServiceAsyncStub,
-    notifier: ns_grpc.NotifierServiceAsyncStub,
+    channel: grpc.aio.Channel,
     event_id: str,
     key: SigningKey,
     payments: ps_grpc.PaymentServiceAsyncStub | None = None,
     watch_s: float = 60,
 ) -> None:
-    """Reserves one seat and watches it to the end; with ``payments``, pays
-    for a hold if the user is one of the payers (``result.payer``)."""
+    """Reserves one seat and watches it to the end, through the client SDK
+    over one of the demo's shared channels; with ``payments``, pays for a
+    hold if the user is one of the payers (``result.payer``)."""
     loop = asyncio.get_running_loop()
-    user = bearer(key.mint(f"user-{n}"))  # each user is its own subject
+    token = key.mint(f"user-{n}")  # each user is its own subject
+    client = TicketingClient.over(
+        channel, token=token, retry=ONE_CALL, watch=WatchPolicy(stream_timeout_s=watch_s)
+    )
     try:
-        reply = await gateway.Reserve(
-            gw.ReserveRequest(event_id=event_id, quantity=1, idempotency_key=uuid.uuid4().hex),
-            timeout=10,
-            metadata=user,
-        )
-    except grpc.aio.AioRpcError as exc:
-        result.answered_at, result.code = loop.time(), exc.code().name
+        answer = await client.reserve(event_id, 1)
+    except ApiError as exc:
+        result.answered_at, result.code = loop.time(), exc.code.name
         return
     result.answered_at = loop.time()
-    if reply.status == pb.RESERVATION_STATUS_REJECTED:
+    if isinstance(answer, Rejected):
         # The gateway's sold-out fast path: final, and queued nowhere.
         result.final_at = result.answered_at
-        result.final_status, result.reject_reason = reply.status, reply.reject_reason
+        result.final_status = pb.RESERVATION_STATUS_REJECTED
+        result.reject_reason = answer.reason.value
         return
     try:
-        async for message in notifier.WatchReservation(
-            ns.WatchReservationRequest(reservation_id=reply.reservation_id),
-            timeout=watch_s,
-            metadata=user,
+        async with (
+            asyncio.timeout(watch_s),
+            contextlib.aclosing(client.watch(answer.reservation_id)) as updates,
         ):
-            if message.reservation.status == pb.RESERVATION_STATUS_HELD and not result.held:
-                result.held = True
-                if payments is not None and result.payer:
-                    await payments.Pay(
-                        ps.PayRequest(
-                            reservation_id=reply.reservation_id,
-                            payment_method="test-ok",
-                            idempotency_key="demo",
-                        ),
-                        timeout=10,
-                        metadata=user,
-                    )
-            if message.reservation.settled:
-                result.final_at = loop.time()
-                result.final_status = message.reservation.status
-                result.reject_reason = message.reservation.reject_reason
-    except grpc.aio.AioRpcError as exc:
+            async for update in updates:
+                if isinstance(update, Held) and not result.held:
+                    result.held = True
+                    if payments is not None and result.payer:
+                        await payments.Pay(
+                            ps.PayRequest(
+                                reservation_id=answer.reservation_id,
+                                payment_method="test-ok",
+                                idempotency_key="demo",
+                            ),
+                            timeout=10,
+                            metadata=bearer(token),
+                        )
+                final = update.reservation
+                if isinstance(update, Outcome) and update.settled and final is not None:
+                    result.final_at = loop.time()
+                    result.final_status = final.status
+                    result.reject_reason = final.reject_reason
+    except ApiError as exc:
+        result.code = f"WATCH_{exc.code.name}"
+    except grpc.aio.AioRpcError as exc:  # the payment
         result.code = f"WATCH_{exc.code().name}"
+    except TimeoutError:  # as a stream of watch_s would have ended
+        result.code = f"WATCH_{grpc.StatusCode.DEADLINE_EXCEEDED.name}"
 
 
 async def sync_user(
@@ -262,7 +281,6 @@ async def run_design(
             create.hold_ttl.FromMilliseconds(round(holds.hold_s * 1000))
         event = (await reservations.CreateEvent(create, timeout=10)).event
         gateways = [gw_grpc.GatewayServiceStub(ch) for ch in channels]
-        notifiers = [ns_grpc.NotifierServiceStub(ch) for ch in channels]
         payments = [ps_grpc.PaymentServiceStub(ch) for ch in channels]
         # A waiting buyer may wait out several holds in a row.
         watch_s = 60 + (12 * holds.hold_s if holds else 0)
@@ -278,19 +296,12 @@ async def run_design(
                 result.payer = holds.pays(n)
                 return asyncio.create_task(
                     queue_user(
-                        n,
-                        result,
-                        gateways[lane],
-                        notifiers[lane],
-                        event.event_id,
-                        key,
-                        payments[lane],
-                        watch_s,
+                        n, result, channels[lane], event.event_id, key, payments[lane], watch_s
                     )
                 )
             if design == "queue":
                 return asyncio.create_task(
-                    queue_user(n, result, gateways[lane], notifiers[lane], event.event_id, key)
+                    queue_user(n, result, channels[lane], event.event_id, key)
                 )
             return asyncio.create_task(sync_user(n, result, gateways[lane], event.event_id, key))
 
@@ -765,25 +776,18 @@ async def ceiling(target: Target, seconds: int) -> dict[str, Any]:
 async def sold_out_event(target: Target) -> str:
     """An event whose one seat is sold, once every gateway answers its
     requests on the sold-out fast path."""
-    user = bearer(target.key.mint("sold-out"))
     async with authorized_channel(target.endpoint, target.admin_token) as channel:
         event = (
             await rs_grpc.ReservationServiceStub(channel).CreateEvent(
                 rs.CreateEventRequest(name="sold out", capacity=1, per_user_limit=1), timeout=10
             )
         ).event
-        gateway = gw_grpc.GatewayServiceStub(channel)
+        buyer = TicketingClient.over(channel, token=target.key.mint("sold-out"))
         in_a_row = 0
         async with asyncio.timeout(30):
             while in_a_row < CHANNELS:
-                reply = await gateway.Reserve(
-                    gw.ReserveRequest(
-                        event_id=event.event_id, quantity=1, idempotency_key=uuid.uuid4().hex
-                    ),
-                    timeout=10,
-                    metadata=user,
-                )
-                fast = reply.status == pb.RESERVATION_STATUS_REJECTED
+                # Rejected at once, nothing queued: the gateway's fast path.
+                fast = isinstance(await buyer.reserve(event.event_id, 1), Rejected)
                 in_a_row = in_a_row + 1 if fast else 0
                 if not fast:
                     await asyncio.sleep(0.2)

@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import grpc
 import pytest
@@ -20,8 +21,11 @@ from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import notifier_service_pb2 as ns
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_client import (
+    PROXY_RESETS,
     SERVICE_CONFIG,
     Accepted,
+    ApiError,
+    Attempt,
     Backoff,
     Cancelled,
     Confirmed,
@@ -52,6 +56,7 @@ from ticketing_client import (
 )
 from ticketing_client._errors import error_from_rpc
 from ticketing_client._outcomes import outcome_of
+from ticketing_client._retry import with_retries
 
 RID = "0190c0de-0000-8000-8000-000000000001"
 EVENT = "0190c0de-0000-4000-8000-0000000000ee"
@@ -146,7 +151,7 @@ class FakeGateway:
     script: list[gw.ReserveResponse | grpc.aio.AioRpcError]
     requests: list[gw.ReserveRequest] = field(default_factory=list)
     timeouts: list[float] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)
+    tokens: list[str | None] = field(default_factory=list)
 
     async def Reserve(
         self,
@@ -157,7 +162,7 @@ class FakeGateway:
     ) -> gw.ReserveResponse:
         self.requests.append(request)
         self.timeouts.append(timeout)
-        self.tokens.append(dict(metadata)["authorization"])
+        self.tokens.append(dict(metadata).get("authorization"))
         answer = self.script.pop(0)
         if isinstance(answer, grpc.aio.AioRpcError):
             raise answer
@@ -194,6 +199,7 @@ class FakeStream:
 class FakeNotifier:
     streams: list[FakeStream]
     opened: list[FakeStream] = field(default_factory=list)
+    tokens: list[str | None] = field(default_factory=list)
 
     def WatchReservation(
         self,
@@ -203,6 +209,7 @@ class FakeNotifier:
         metadata: Sequence[tuple[str, str]],
     ) -> FakeStream:
         assert request.reservation_id == RID
+        self.tokens.append(dict(metadata).get("authorization"))
         stream = self.streams.pop(0)
         self.opened.append(stream)
         return stream
@@ -273,6 +280,10 @@ def test_invalid_policies_are_refused() -> None:
         RetryPolicy(attempt_timeout_s=30, deadline_s=10)
     with pytest.raises(ValueError, match="jitter"):
         Backoff(jitter=2)
+    with pytest.raises(ValueError, match="also_retry"):
+        RetryPolicy(also_retry=frozenset({grpc.StatusCode.OK}))
+    with pytest.raises(ValueError, match="max_failures"):
+        WatchPolicy(max_failures=-1)
 
 
 async def test_reserve_retries_unavailable_with_the_same_key_after_the_advised_delay(
@@ -353,6 +364,152 @@ async def test_a_token_function_is_asked_before_every_attempt(
     harness.gateway.script = [unavailable(0.1), queued()]
     await harness.client.reserve(EVENT, 1)
     assert harness.gateway.tokens == ["Bearer first", "Bearer second"]
+
+
+def proxy_reset(code: grpc.StatusCode) -> grpc.aio.AioRpcError:
+    """What nginx answers when its upstream resets mid-call: no details."""
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "reset", None)
+
+
+async def test_reserve_retries_a_proxys_reset_only_when_the_policy_says_so(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.gateway.script = [proxy_reset(grpc.StatusCode.INTERNAL)]
+    with pytest.raises(ApiError) as raised:
+        await harness.client.reserve(EVENT, 1)
+    assert (raised.value.code, raised.value.attempts) == (grpc.StatusCode.INTERNAL, 1)
+
+    lenient = RetryPolicy(
+        max_attempts=4, attempt_timeout_s=5, deadline_s=20, also_retry=PROXY_RESETS
+    )
+    monkeypatch.setattr(harness.client, "_retry", lenient)
+    harness.gateway.script = [
+        proxy_reset(grpc.StatusCode.INTERNAL),
+        proxy_reset(grpc.StatusCode.UNKNOWN),
+        proxy_reset(grpc.StatusCode.CANCELLED),
+        queued(),
+    ]
+    answer = await harness.client.reserve(EVENT, 1, idempotency_key="same")
+    assert isinstance(answer, Accepted)
+    assert [r.idempotency_key for r in harness.gateway.requests[1:]] == ["same"] * 4
+    # A refusal is still a refusal.
+    harness.gateway.script = [rpc_error(grpc.StatusCode.NOT_FOUND, "no")]
+    with pytest.raises(NotFound):
+        await harness.client.reserve(EVENT, 1)
+
+
+async def test_reserve_without_an_attempt_limit_retries_until_its_deadline() -> None:
+    """A clock that only the calls and the waits move: 1 s per call, 1 s per wait."""
+    now = 0.0
+    timeouts: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        nonlocal now
+        now += seconds
+
+    async def attempt(timeout_s: float) -> gw.ReserveResponse:
+        nonlocal now
+        timeouts.append(timeout_s)
+        now += 1
+        raise unavailable(None)
+
+    steady = Backoff(initial_s=1, max_s=1, multiplier=1, jitter=0)
+    policy = RetryPolicy(max_attempts=None, attempt_timeout_s=3, deadline_s=10, backoff=steady)
+    with pytest.raises(Unavailable) as raised:
+        await with_retries(attempt, policy, sleep=sleep, rng=lambda: 0.5, clock=lambda: now)
+    # Calls end at 1, 3, 5, 7, 9 s; after the fifth a wait would reach the deadline.
+    assert raised.value.attempts == 5
+    assert timeouts == [3, 3, 3, 3, 2]  # the last call gets what is left
+
+    script: list[gw.ReserveResponse | grpc.aio.AioRpcError] = [unavailable(None)] * 20
+    answers = iter([*script, queued()])
+
+    async def flaky(timeout_s: float) -> gw.ReserveResponse:
+        answer = next(answers)
+        if isinstance(answer, grpc.aio.AioRpcError):
+            raise answer
+        return answer
+
+    patient = RetryPolicy(max_attempts=None, deadline_s=3600)
+    reply = await with_retries(flaky, patient, sleep=sleep, rng=lambda: 0.5)
+    assert reply.reservation_id == RID  # 21 calls, well past the default limit of 6
+
+
+async def test_on_attempt_is_told_every_call_with_its_code_advice_and_wait(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[Attempt] = []
+    monkeypatch.setattr(harness.client, "_on_attempt", told.append)
+    harness.gateway.script = [unavailable(1.5), unavailable(None), queued()]
+    await harness.client.reserve(EVENT, 1)
+    assert [(a.number, a.code, a.retry_after) for a in told] == [
+        (1, grpc.StatusCode.UNAVAILABLE, timedelta(seconds=1.5)),
+        (2, grpc.StatusCode.UNAVAILABLE, None),
+        (3, grpc.StatusCode.OK, None),
+    ]
+    # The wait that followed each failure; none after the answer.
+    assert [a.retry_in_s for a in told] == [pytest.approx(1.65), pytest.approx(0.4), None]
+    assert told[2].error is None and all(a.elapsed_s >= 0 for a in told)
+    assert [a.retry_in_s for a in told[:2]] == pytest.approx(harness.sleeps)
+
+    # The call the client gives up after is told too, with no wait to follow.
+    told.clear()
+    harness.gateway.script = [unavailable(60)]  # past the 20 s deadline
+    with pytest.raises(Unavailable) as raised:
+        await harness.client.reserve(EVENT, 1)
+    (last,) = told
+    assert (last.code, last.retry_in_s, last.error) == (
+        grpc.StatusCode.UNAVAILABLE,
+        None,
+        raised.value,
+    )
+
+
+class SharedChannel:
+    """Stands in for a grpc.aio.Channel that several clients share: its
+    calls go to the fakes, and it remembers being closed."""
+
+    def __init__(self, gateway: FakeGateway, notifier: FakeNotifier) -> None:
+        self.gateway = gateway
+        self.notifier = notifier
+        self.closed = False
+
+    def unary_unary(self, method: str, **_: object) -> object:
+        return self.gateway.Reserve if method.endswith("/Reserve") else None
+
+    def unary_stream(self, method: str, **_: object) -> object:
+        return self.notifier.WatchReservation
+
+    async def close(self, grace: float | None = None) -> None:
+        self.closed = True
+
+
+async def test_clients_over_one_channel_send_their_own_tokens_and_leave_it_open() -> None:
+    gateway = FakeGateway([queued(), queued(), queued()])
+    notifier = FakeNotifier([FakeStream([confirmed()])])
+    channel = SharedChannel(gateway, notifier)
+    shared = cast(grpc.aio.Channel, channel)
+    async with (
+        TicketingClient.over(shared, token="alice") as alice,
+        TicketingClient.over(shared, token=lambda: "bob") as bob,
+    ):
+        assert isinstance(await alice.reserve(EVENT, 1), Accepted)
+        assert isinstance(await bob.reserve(EVENT, 1), Accepted)
+    # Without a token the channel authenticates the calls itself.
+    async with TicketingClient.over(shared) as anonymous:
+        await anonymous.reserve(EVENT, 1)
+        updates = [u async for u in anonymous.watch(RID)]
+    assert gateway.tokens == ["Bearer alice", "Bearer bob", None]
+    assert notifier.tokens == [None] and isinstance(updates[-1], Confirmed)
+    assert not channel.closed
+
+    # A client that opened its channel closes it.
+    own = TicketingClient("127.0.0.1:9", token="t")
+    opened, mine = own._channel, SharedChannel(gateway, notifier)
+    own._channel = cast(grpc.aio.Channel, mine)
+    await own.close()
+    await opened.close(None)
+    assert mine.closed
 
 
 def test_the_channel_retries_only_unavailable_and_is_throttled() -> None:
@@ -488,6 +645,10 @@ def test_the_filter_tells_each_version_once_and_places_only_when_they_move() -> 
     ]
     assert isinstance(told[5], Confirmed) and told[5].version == 3
     assert seen.version == 3
+    # Each update carries the message it was read from.
+    first = told[0]
+    assert isinstance(first, QueueUpdate) and first.reservation is not None
+    assert first.reservation.status == pb.RESERVATION_STATUS_QUEUED
 
 
 async def collect(updates: AsyncIterator[Update]) -> list[Update]:
@@ -541,6 +702,29 @@ async def test_the_watch_raises_a_refusal_and_gives_up_on_streams_that_keep_endi
     with pytest.raises(Unsettled):
         await collect(harness.client.watch(RID))
     assert len(harness.notifier.opened) == 5 and harness.notifier.streams == []
+
+
+async def test_a_watch_policy_can_reopen_after_proxy_resets_for_as_long_as_it_takes(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.notifier.streams = [FakeStream([waiting(1, 3)], proxy_reset(grpc.StatusCode.INTERNAL))]
+    with pytest.raises(ApiError) as raised:
+        await collect(harness.client.watch(RID))
+    assert raised.value.code == grpc.StatusCode.INTERNAL
+
+    patient = WatchPolicy(stream_timeout_s=30, max_failures=None, also_retry=PROXY_RESETS)
+    monkeypatch.setattr(harness.client, "_watch", patient)
+    harness.sleeps.clear()
+    resets = [FakeStream([], proxy_reset(code)) for code in sorted(PROXY_RESETS, key=str)]
+    harness.notifier.streams = [
+        FakeStream([waiting(1, 3)], proxy_reset(grpc.StatusCode.UNKNOWN)),
+        *resets,
+        *(FakeStream([]) for _ in range(20)),  # far more than the default 8
+        FakeStream([waiting(1, 3), confirmed()]),
+    ]
+    updates = await collect(harness.client.watch(RID))
+    assert updates[0] == QueueUpdate(3, None, RID, 1) and isinstance(updates[1], Confirmed)
+    assert len(updates) == 2 and len(harness.sleeps) == 24
 
 
 async def test_reserve_and_wait_returns_the_fast_sold_out_without_watching(

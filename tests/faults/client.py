@@ -1,36 +1,65 @@
-"""A client that behaves as a careful user would under faults: it retries
-Reserve with the same idempotency key until it gets QUEUED (never giving up on
-UNAVAILABLE), and re-opens its watch stream until it sees a terminal state."""
+"""A client that behaves as a careful user would under faults: the SDK's
+``TicketingClient`` over the tests' shared channels, retrying Reserve with the
+same idempotency key until it gets QUEUED (never giving up on a failure a
+retry may mend, UNAVAILABLE above all, until its deadline), and reopening its
+watch until the reservation is settled. ``RushLog`` keeps every Reserve
+call's answer, as the SDK reports each attempt."""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import asyncpg
 import grpc
 
-from ticketing.v1 import gateway_service_pb2, notifier_service_pb2
 from ticketing.v1 import reservation_pb2 as pb
+from ticketing_client import (
+    PROXY_RESETS,
+    Accepted,
+    Attempt,
+    Backoff,
+    RetryPolicy,
+    TicketingClient,
+    WatchPolicy,
+)
+from ticketing_client import Outcome as Decision
 from ticketing_common.codecs import decode_request
 from ticketing_common.domain import Status
-from ticketing_common.status import retry_delay_s
 from ticketing_tools.ledger import Ledger, read_topic, reconcile
 from ticketing_tools.stack import LocalStack
 
-from ..helpers import as_user, authorized, gateway_stub, notifier_stub, queue_drained
+from ..helpers import authorized, queue_drained, token
 
-RETRIABLE = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.INTERNAL,  # nginx answers a reset upstream this way
-    grpc.StatusCode.UNKNOWN,
-    grpc.StatusCode.CANCELLED,
-}
+# Without advice a retry waits 0.1 to 0.3 s, and never longer: a user in a
+# rush keeps trying. With a RetryInfo it waits the advised delay, up to half
+# of it more.
+STEADY = Backoff(initial_s=0.2, max_s=0.2, multiplier=1, jitter=0.5)
+
+
+def careful_retry(give_up_s: float) -> RetryPolicy:
+    """Reserve as a careful user retries it: as often as ``give_up_s``
+    allows, each call given 5 s, proxy resets included (every attempt
+    carries the same key: a retry is the same request)."""
+    return RetryPolicy(
+        max_attempts=None,
+        attempt_timeout_s=5,
+        deadline_s=give_up_s,
+        backoff=STEADY,
+        also_retry=PROXY_RESETS,
+    )
+
+
+# Each stream lives 60 s; one that fails or ends unsettled is reopened for as
+# long as the caller waits.
+CAREFUL_WATCH = WatchPolicy(
+    stream_timeout_s=60, max_failures=None, backoff=STEADY, also_retry=PROXY_RESETS
+)
 
 
 @dataclass(frozen=True)
@@ -77,9 +106,8 @@ class RushLog:
                 await self._changed.wait()
 
 
-def _retry_after_ms(exc: grpc.aio.AioRpcError) -> int | None:
-    delay = retry_delay_s(exc)
-    return None if delay is None else round(delay * 1000)
+def _ms(delay: timedelta | None) -> int | None:
+    return None if delay is None else round(delay.total_seconds() * 1000)
 
 
 async def reserve_until_queued(
@@ -91,40 +119,39 @@ async def reserve_until_queued(
     give_up_s: float = 120,
     log: RushLog | None = None,
 ) -> tuple[str, int, list[grpc.StatusCode]]:
-    """Reserve, retried with the same key until QUEUED; a retry waits what
-    the server's RetryInfo advises (jittered), else 0.2 s."""
-    stub = gateway_stub(channel)
-    codes: list[grpc.StatusCode] = []
+    """Reserve as ``user``, retried with the same key until QUEUED; a retry
+    waits what the server's RetryInfo advises (jittered), else 0.1 to 0.3 s.
+    Returns the reservation id, the calls made and the failed calls' codes."""
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(give_up_s):
-        while True:
-            started = loop.time()
-            try:
-                reply = await stub.Reserve(
-                    gateway_service_pb2.ReserveRequest(
-                        event_id=event_id, quantity=1, idempotency_key=key
-                    ),
-                    timeout=5,
-                    metadata=as_user(user),
-                )
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRIABLE:
-                    raise
-                codes.append(exc.code())
-                advised = _retry_after_ms(exc)
-                if log is not None:
-                    now = loop.time()
-                    log.record(Answer(started, now, exc.code(), now - started, advised))
-                backoff = advised / 1000 if advised else 0.2
-                await asyncio.sleep(backoff * (0.5 + random.random()))
-                continue
-            assert reply.status == pb.RESERVATION_STATUS_QUEUED
-            if log is not None:
-                now = loop.time()
-                log.record(
-                    Answer(started, now, grpc.StatusCode.OK, now - started), reply.reservation_id
-                )
-            return reply.reservation_id, len(codes) + 1, codes
+    codes: list[grpc.StatusCode] = []
+    answered: Answer | None = None
+
+    def seen(attempt: Attempt) -> None:
+        nonlocal answered
+        at = loop.time()
+        answer = Answer(
+            at - attempt.elapsed_s,
+            at,
+            attempt.code,
+            attempt.elapsed_s,
+            _ms(attempt.retry_after),
+        )
+        if attempt.error is None:
+            answered = answer  # logged below, with the reservation it queued
+            return
+        codes.append(attempt.code)
+        if log is not None:
+            log.record(answer)
+
+    client = TicketingClient.over(
+        channel, token(user), retry=careful_retry(give_up_s), on_attempt=seen
+    )
+    reply = await client.reserve(event_id, 1, idempotency_key=key)
+    # The fault stack has no sold-out fast path: every request is queued.
+    assert isinstance(reply, Accepted), reply
+    if log is not None and answered is not None:
+        log.record(answered, reply.reservation_id)
+    return reply.reservation_id, len(codes) + 1, codes
 
 
 async def watch_until_terminal(
@@ -134,25 +161,20 @@ async def watch_until_terminal(
     give_up_s: float = 120,
     on_message: Callable[[pb.Reservation], None] | None = None,
 ) -> pb.Reservation:
-    """Watches, re-opening the stream after a failure, until the outcome."""
-    stub = notifier_stub(channel)
-    async with asyncio.timeout(give_up_s):
-        while True:
-            last: pb.Reservation | None = None
-            try:
-                async for message in stub.WatchReservation(
-                    notifier_service_pb2.WatchReservationRequest(reservation_id=reservation_id),
-                    timeout=60,
-                ):
-                    last = message.reservation
-                    if on_message is not None:
-                        on_message(last)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRIABLE:
-                    raise
-            if last is not None and last.settled:
-                return last
-            await asyncio.sleep(0.2)
+    """Watches, the stream reopened after a failure, until the reservation
+    is settled; ``on_message`` gets each state the streams tell, once (a
+    place in line again when it moved). The channel's own token is used."""
+    client = TicketingClient.over(channel, watch=CAREFUL_WATCH)
+    async with (
+        asyncio.timeout(give_up_s),
+        contextlib.aclosing(client.watch(reservation_id)) as updates,
+    ):
+        async for update in updates:
+            if on_message is not None and update.reservation is not None:
+                on_message(update.reservation)
+            if isinstance(update, Decision) and update.settled and update.reservation is not None:
+                return update.reservation
+    raise AssertionError(f"the watch of {reservation_id} ended unsettled")
 
 
 async def user(

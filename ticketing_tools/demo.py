@@ -41,6 +41,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import gateway_service_pb2_grpc as gw_grpc
@@ -549,8 +550,12 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
 
 
 def chart(runs: Sequence[DesignRun], path: Path) -> None:
+    """Two panels over the rush: each call's Reserve latency, and arrivals
+    against outcomes per second. Both designs get the same arrivals, drawn
+    once; the time axis ends with the last answer."""
     fig, (latency, throughput) = plt.subplots(2, 1, figsize=(11, 8), sharex=True)
-    for run, colour in zip(runs, ("tab:blue", "tab:red"), strict=False):
+    last_s = 1.0
+    for run, colour, marker in zip(runs, ("tab:blue", "tab:red"), ("o", "x"), strict=False):
         points = [
             (u.sent_at - run.started_at, (u.answered_at - u.sent_at) * 1000)
             for u in run.users
@@ -558,6 +563,7 @@ def chart(runs: Sequence[DesignRun], path: Path) -> None:
         ]
         if points:
             xs, ys = zip(*points, strict=True)
+            last_s = max(last_s, *xs)
             latency.scatter(
                 xs, ys, s=4, alpha=0.5, color=colour, label=f"{run.design}: Reserve latency"
             )
@@ -565,16 +571,37 @@ def chart(runs: Sequence[DesignRun], path: Path) -> None:
         sent = summary["requests_per_s"]
         done = summary["outcomes_per_s"]
         assert isinstance(sent, list) and isinstance(done, list)
+        if run is runs[0]:
+            throughput.plot(
+                range(len(sent)),
+                sent,
+                color="tab:gray",
+                linewidth=7,
+                alpha=0.5,
+                label="requests/s (the same for both designs)",
+            )
         throughput.plot(
-            range(len(sent)), sent, color=colour, linestyle="--", label=f"{run.design}: requests/s"
+            range(len(done)),
+            done,
+            color=colour,
+            marker=marker,
+            markersize=3,
+            label=f"{run.design}: outcomes/s",
         )
-        throughput.plot(range(len(done)), done, color=colour, label=f"{run.design}: outcomes/s")
+        last_s = max(last_s, *(i for i, n in enumerate(done) if n), 0)
     latency.set_yscale("log")
-    latency.set_ylabel("Reserve latency (ms, log)")
+    # Plain milliseconds on the log axis, not powers of ten.
+    latency.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    latency.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    latency.yaxis.set_minor_formatter(ticker.NullFormatter())
+    latency.set_ylabel("Reserve latency (ms, log scale)")
+    latency.grid(True, which="major", alpha=0.3)
     latency.legend(loc="upper right")
+    throughput.set_xlim(-0.5, last_s + 2)
     throughput.set_xlabel("seconds into the rush")
     throughput.set_ylabel("per second")
-    throughput.legend(loc="upper right")
+    throughput.grid(True, alpha=0.3)
+    throughput.legend(loc="upper left")
     fig.suptitle(f"Ticket rush: {SEATS} seats, users ramping 0 -> 500 -> 2,000 -> 0")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

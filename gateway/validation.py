@@ -25,7 +25,10 @@ def _text(field: str, value: str) -> str:
         raise InvalidArgument(field, "is required")
     if len(value) > MAX_TEXT:
         raise InvalidArgument(field, f"must be at most {MAX_TEXT} characters")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
+    # isprintable() is false for every control, format, surrogate, private
+    # and unassigned character (and a few separators): the exact check runs
+    # only then.
+    if not value.isprintable() and any(unicodedata.category(ch).startswith("C") for ch in value):
         raise InvalidArgument(field, "must not contain control characters")
     return value
 

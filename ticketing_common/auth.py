@@ -29,7 +29,7 @@ import grpc
 import jwt
 
 from .errors import PermissionDenied, Reason, Unauthenticated
-from .interceptors import ServerInterceptor, rewrap
+from .interceptors import Rewrapped, ServerInterceptor, rewrap
 
 ADMIN = "admin"
 CUSTOMER = "customer"
@@ -193,6 +193,7 @@ class AuthInterceptor(ServerInterceptor):
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
+        self._rewrapped = Rewrapped()
 
     async def intercept_service(
         self,
@@ -202,9 +203,12 @@ class AuthInterceptor(ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(OPEN_PREFIXES):
+        method = handler_call_details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        return rewrap(handler, self._unary, self._stream)
+        return self._rewrapped.get(
+            method, handler, lambda: rewrap(handler, self._unary, self._stream)
+        )
 
     def _identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> Identity:
         metadata = cast(Sequence[tuple[str, str | bytes]], context.invocation_metadata() or ())

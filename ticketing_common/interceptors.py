@@ -18,6 +18,27 @@ Stream = Callable[..., AsyncIterator[Any]]
 
 
 Deserializer = Callable[[bytes], Any]
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+
+
+class Rewrapped:
+    """Handlers rebuilt once per method, then reused: an interceptor runs for
+    every call, but what it wraps (the next handler of the chain, the same
+    object for every call of a method) and how it wraps it do not change."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[Handler, Handler]] = {}
+
+    def get(self, method: str, handler: Handler, build: Callable[[], Handler]) -> Handler:
+        built = self._built.get(method)
+        if built is not None and built[0] is handler:
+            return built[1]
+        wrapped = build()
+        self._built[method] = (handler, wrapped)
+        return wrapped
 
 
 def rewrap(

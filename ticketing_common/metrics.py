@@ -26,7 +26,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from .domain import Reservation
-from .interceptors import ServerInterceptor, rewrap
+from .interceptors import Rewrapped, ServerInterceptor, rewrap
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +121,9 @@ def count_decisions(decided: Iterable[Reservation]) -> None:
 class MetricsInterceptor(ServerInterceptor):
     """Counts and times every RPC by service, method and status code."""
 
+    def __init__(self) -> None:
+        self._rewrapped = Rewrapped()
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -131,11 +134,16 @@ class MetricsInterceptor(ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        return rewrap(
+        full = handler_call_details.method
+        service, _, method = full.lstrip("/").rpartition("/")
+        return self._rewrapped.get(
+            full,
             handler,
-            lambda behavior: _unary(behavior, service, method),
-            lambda behavior: _stream(behavior, service, method),
+            lambda: rewrap(
+                handler,
+                lambda behavior: _unary(behavior, service, method),
+                lambda behavior: _stream(behavior, service, method),
+            ),
         )
 
 
@@ -150,12 +158,19 @@ def _code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None
     return grpc.StatusCode.OK.name if exc is None else grpc.StatusCode.UNKNOWN.name
 
 
+class _Method:
+    """One method's series, looked up once (the code's, per call)."""
+
+    def __init__(self, service: str, method: str, kind: str) -> None:
+        self.labels = (service, method, kind)
+        self.started = STARTED.labels(*self.labels)
+        self.handling = HANDLING.labels(*self.labels)
+
+
 @contextmanager
-def _measured(
-    labels: tuple[str, str, str], context: grpc.aio.ServicerContext[Any, Any]
-) -> Iterator[None]:
+def _measured(series: _Method, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
     """Counts one call as started, then as handled with its code, and times it."""
-    STARTED.labels(*labels).inc()
+    series.started.inc()
     begun = time.perf_counter()
     failure: BaseException | None = None
     try:
@@ -164,17 +179,17 @@ def _measured(
         failure = exc
         raise
     finally:
-        HANDLING.labels(*labels).observe(time.perf_counter() - begun)
-        HANDLED.labels(*labels, _code(context, failure)).inc()
+        series.handling.observe(time.perf_counter() - begun)
+        HANDLED.labels(*series.labels, _code(context, failure)).inc()
 
 
 def _unary(
     behavior: Callable[..., Awaitable[Any]], service: str, method: str
 ) -> Callable[..., Awaitable[Any]]:
-    labels = (service, method, "unary")
+    series = _Method(service, method, "unary")
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        with _measured(labels, context):
+        with _measured(series, context):
             return await behavior(request, context)
 
     return wrapped
@@ -183,12 +198,12 @@ def _unary(
 def _stream(
     behavior: Callable[..., AsyncIterator[Any]], service: str, method: str
 ) -> Callable[..., AsyncIterator[Any]]:
-    labels = (service, method, "server_stream")
+    series = _Method(service, method, "server_stream")
 
     async def wrapped(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        with _measured(labels, context):
+        with _measured(series, context):
             async for item in behavior(request, context):
                 yield item
 

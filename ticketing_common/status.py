@@ -36,7 +36,7 @@ from .errors import (
     Unavailable,
 )
 from .failures import is_transient
-from .interceptors import Deserializer, ServerInterceptor, rewrap
+from .interceptors import Deserializer, Rewrapped, ServerInterceptor, rewrap
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +102,9 @@ def classify(exc: Exception) -> TicketingError | None:
 class ErrorInterceptor(ServerInterceptor):
     """Maps every handler's errors to a status with details, in one place."""
 
+    def __init__(self) -> None:
+        self._rewrapped = Rewrapped()
+
     async def intercept_service(
         self,
         continuation: Callable[
@@ -113,11 +116,15 @@ class ErrorInterceptor(ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        return rewrap(
+        return self._rewrapped.get(
+            method,
             handler,
-            lambda behavior: _wrap_unary(behavior, method),
-            lambda behavior: _wrap_stream(behavior, method),
-            _lenient,
+            lambda: rewrap(
+                handler,
+                lambda behavior: _wrap_unary(behavior, method),
+                lambda behavior: _wrap_stream(behavior, method),
+                _lenient,
+            ),
         )
 
 

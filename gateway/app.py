@@ -85,15 +85,19 @@ async def run(settings: GatewaySettings) -> None:
             timeout_s=settings.idempotency_timeout_s,
         )
 
+        events = EventDirectory(
+            pool, unknown_ttl_s=settings.unknown_event_ttl_s, refresh_s=settings.event_refresh_s
+        )
+        # Told by PostgreSQL when an event's terms change; cancelled at the end.
+        stack.push_async_callback(
+            _cancelled, asyncio.create_task(events.follow(settings.postgres_dsn))
+        )
+
         verifier = TokenVerifier(settings.auth.verifier_config())
         server = Server("gateway", settings.server, verifier=verifier)
         pb_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(
-                events=EventDirectory(
-                    pool,
-                    unknown_ttl_s=settings.unknown_event_ttl_s,
-                    refresh_s=settings.event_refresh_s,
-                ),
+                events=events,
                 keys=keys,
                 limits=limits,
                 sold_out_fast_path=settings.sold_out_fast_path,

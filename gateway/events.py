@@ -2,10 +2,17 @@
 database round trip per call.
 
 A known event's sale terms (state, window, and whether it is sold out) are
-kept and re-read at most every ``refresh_s``, so a paused, closed,
-rescheduled or sold-out sale, and seats coming back, reach every gateway
-within that; if the re-read fails, the terms already known are used
-(the consumers check the sale again when they decide). Events are never
+kept, and re-read when PostgreSQL says they changed: a trigger notifies the
+``ticketing_event_terms`` channel at the commit of any change to an event's
+free or held seats, its sale state or its window
+(``0007_event_terms_notify.sql``), and ``follow`` marks the event's terms
+stale. A stale event is re-read by the next call that wants it, at most
+every ``MIN_REREAD_S`` however many changes a rush commits, so a sell-out,
+or seats coming back, reach every gateway within about that. They are also
+re-read every ``refresh_s`` regardless: what no seat change announces (the
+last waiting request leaving the waitlist), or a notification missed while
+the listening connection was down. If a re-read fails, the terms already
+known are used (the consumers check the sale again when they decide). Events are never
 deleted, and only administrators create them, so known events are few. An
 unknown id is remembered briefly, so a flood of calls for a bad id costs one
 query per TTL, and concurrent misses for one id share one query. Unknown ids
@@ -33,6 +40,10 @@ log = structlog.get_logger(__name__)
 
 # Unknown event ids remembered at most (a few MB).
 MAX_UNKNOWN = 10_000
+# What the terms trigger notifies (0007_event_terms_notify.sql).
+CHANNEL = "ticketing_event_terms"
+# A stale event's terms are re-read at most this often.
+MIN_REREAD_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +116,18 @@ class EventDirectory:
         self._known: dict[str, tuple[SaleTerms, float]] = {}
         self._unknown_until: OrderedDict[str, float] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[SaleTerms | None]] = {}
+        # Known events PostgreSQL said changed since their terms were read.
+        self._stale: set[str] = set()
 
     async def terms(self, event_id: str) -> SaleTerms | None:
         """The event's sale terms, or None if no such event exists."""
         now = time.monotonic()
         known = self._known.get(event_id)
-        if known is not None and now - known[1] < self._refresh_s:
-            return known[0]
+        if known is not None:
+            age = now - known[1]
+            fresh = event_id not in self._stale or age < MIN_REREAD_S
+            if age < self._refresh_s and fresh:
+                return known[0]
         until = self._unknown_until.get(event_id)
         if known is None and until is not None and until > now:
             return None
@@ -119,6 +135,8 @@ class EventDirectory:
         if lookup is None:
             # Its own task, shared by every caller that misses meanwhile: a
             # caller that gives up (deadline, disconnect) cancels only its wait.
+            # A change notified while it reads marks the event stale again.
+            self._stale.discard(event_id)
             lookup = asyncio.create_task(self._lookup(event_id))
             # Retrieved here in case every caller gave up before it finished.
             lookup.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -130,6 +148,30 @@ class EventDirectory:
                 raise
             log.warning("event_terms_stale", event_id=event_id, error=repr(exc))
             return known[0]
+
+    async def follow(self, dsn: str) -> None:
+        """Listens on ``CHANNEL`` for ever (on a connection of its own),
+        marking the terms of each event it names stale; reconnects after a
+        failure, and then marks every known event stale (it may have missed
+        their changes)."""
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn, timeout=10)
+                closed = asyncio.Event()
+                try:
+                    conn.add_termination_listener(lambda _, done=closed: done.set())
+                    await conn.add_listener(CHANNEL, self._changed)
+                    self._stale.update(self._known)
+                    await closed.wait()
+                finally:
+                    await conn.close()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("event_terms_listen_failed", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(1.0)
+
+    def _changed(self, _conn: object, _pid: int, _channel: str, event_id: object) -> None:
+        if isinstance(event_id, str) and event_id in self._known:
+            self._stale.add(event_id)
 
     async def exists(self, event_id: str) -> bool:
         return await self.terms(event_id) is not None

@@ -40,8 +40,9 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, Reserv
     event_refresh_s: float = Field(
         1.0,
         ge=0,
-        description="how often a known event's sale terms (paused, closed, window) are re-read: "
-        "a change reaches every gateway within this",
+        description="how often a known event's sale terms (seats, paused, closed, window) are "
+        "re-read regardless; a change PostgreSQL announces (seats, state, window) is re-read "
+        "within 0.1 s, and any other within this",
     )
     producer_linger_ms: int = Field(1, ge=0, description="producer batching delay")
     broker_breaker_threshold: int = Field(

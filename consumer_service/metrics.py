@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from ticketing_common.metrics import SCRAPE_RACES
+
 DEAD_LETTERS = Counter(
     "ticketing_dead_letters_total",
     "Records sent to the dead-letter topic, by why (undecodable, forged, persistent).",
@@ -49,7 +51,7 @@ class Lag(Collector):
                 done = self._committed(tp)
                 if end is not None and done is not None:
                     family.add_metric([tp.topic, str(tp.partition)], max(0, end - done))
-        except (RuntimeError, AssertionError, KeyError):  # changed while we read it
+        except SCRAPE_RACES:  # skipped this scrape
             pass
         yield family
 

@@ -10,6 +10,7 @@ from ticketing_common import logs, tracing
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import group_offsets
+from ticketing_common.metrics import observe
 from ticketing_common.storage.db import create_pool
 
 from . import metrics
@@ -74,11 +75,11 @@ async def run(settings: NotifierSettings) -> None:
             )
             return {tp.partition: o for tp, o in found.items() if o is not None}
 
-        metrics.observe(metrics.WATCH_STREAMS.labels("reservation"), lambda: hub.watching)
-        metrics.observe(metrics.WATCH_STREAMS.labels("event"), lambda: events.watching)
-        metrics.observe(metrics.FEED_LAG.labels(kafka.requests_topic), requests.lag)
-        metrics.observe(metrics.FEED_LAG.labels(kafka.results_topic), results.lag)
-        metrics.observe(metrics.QUEUED_REQUESTS, lambda: len(positions))
+        observe(metrics.WATCH_STREAMS.labels("reservation"), lambda: hub.watching)
+        observe(metrics.WATCH_STREAMS.labels("event"), lambda: events.watching)
+        observe(metrics.FEED_LAG.labels(kafka.requests_topic), requests.lag)
+        observe(metrics.FEED_LAG.labels(kafka.results_topic), results.lag)
+        observe(metrics.QUEUED_REQUESTS, lambda: len(positions))
         verifier = TokenVerifier(settings.auth.verifier_config())
         server = Server("notifier_service", settings.server, verifier=verifier)
         pb_grpc.add_NotifierServiceServicer_to_server(

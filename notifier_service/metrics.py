@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from prometheus_client import Gauge, Histogram
 
 from ticketing_common.metrics import LATENCY_BUCKETS
@@ -28,17 +26,3 @@ QUEUED_REQUESTS = Gauge(
     "ticketing_notifier_queued_requests",
     "Queued requests the notifier knows the place of (waitlist and topic).",
 )
-
-
-def observe(gauge: Gauge, read: Callable[[], float]) -> None:
-    """``gauge`` reads ``read()`` at scrape time, from the scraping thread;
-    a structure that changes under it (it belongs to the event loop) keeps
-    the scrape from failing: it reads 0 that once."""
-
-    def safely() -> float:
-        try:
-            return read()
-        except (RuntimeError, AssertionError, KeyError):  # changed under us, or stopped
-            return 0.0
-
-    gauge.set_function(safely)

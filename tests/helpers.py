@@ -8,8 +8,8 @@ import os
 import signal
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -241,3 +241,21 @@ def consumers_paused(stack: LocalStack) -> Iterator[None]:
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
+
+
+@asynccontextmanager
+async def gateway_of_its_own(
+    stack: LocalStack, settings: Mapping[str, str]
+) -> AsyncIterator[grpc.aio.Channel]:
+    """One more gateway with ``settings`` of its own, reached directly (not
+    through nginx, so its peer address is the test's); stopped after."""
+    child = stack.start_service("gateway", settings)
+    address = stack.addresses["gateway"][-1]
+    await asyncio.to_thread(stack.wait_healthy, child, address)
+    try:
+        async with authorized(address) as channel:
+            yield channel
+    finally:
+        assert child.process is not None
+        child.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(child.process.wait, 30)

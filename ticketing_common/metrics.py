@@ -98,6 +98,24 @@ FENCING_REFUSALS = Counter(
 )
 
 
+# What reading the event loop's structures from the scrape thread may meet:
+# a dict or set changed under it, a partition unassigned meanwhile (aiokafka
+# asserts), an entry gone. The scrape goes on without that reading.
+SCRAPE_RACES = (RuntimeError, AssertionError, KeyError)
+
+
+def observe(gauge: Gauge, read: Callable[[], float]) -> None:
+    """``gauge`` reads ``read()`` at scrape time; a race reads 0 that once."""
+
+    def safely() -> float:
+        try:
+            return read()
+        except SCRAPE_RACES:
+            return 0.0
+
+    gauge.set_function(safely)
+
+
 def serve(host: str, port: int) -> int:
     """Serves ``/metrics`` on ``host:port`` (``0``: a free port) from a
     thread of its own; returns the port."""

@@ -91,9 +91,13 @@ def headers() -> list[tuple[str, bytes]] | None:
     """The current trace context as Kafka record headers (None when off)."""
     if not _enabled:
         return None
+    return _as_headers(otel_context.get_current()) or None
+
+
+def _as_headers(ctx: otel_context.Context) -> list[tuple[str, bytes]]:
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return [(key, value.encode()) for key, value in carrier.items()] or None
+    propagate.inject(carrier, context=ctx)
+    return [(key, value.encode()) for key, value in carrier.items()]
 
 
 def extract(record_headers: Headers | None) -> otel_context.Context | None:
@@ -138,11 +142,7 @@ def continuing(
         key: tracer.start_span(name, context=ctx, kind=SpanKind.CONSUMER, attributes=attributes)
         for key, ctx in traced.items()
     }
-    carried: dict[str, list[tuple[str, bytes]]] = {}
-    for key, span in spans.items():
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
-        carried[key] = [(k, v.encode()) for k, v in carrier.items()]
+    carried = {key: _as_headers(trace.set_span_in_context(span)) for key, span in spans.items()}
     links = [Link(span.get_span_context()) for span in spans.values()]
     try:
         with tracer.start_as_current_span(

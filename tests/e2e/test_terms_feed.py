@@ -5,7 +5,6 @@ re-read is an hour away follows both within seconds."""
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import AsyncIterator
 
 import grpc
@@ -21,8 +20,8 @@ from ..helpers import (
     SOLD_OUT,
     Notifier,
     Reservations,
-    authorized,
     create_event,
+    gateway_of_its_own,
     gateway_stub,
     reserve,
     watch,
@@ -32,16 +31,8 @@ from ..helpers import (
 @pytest.fixture(scope="module")
 async def slow_rereading(stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
     """A gateway of its own that re-reads an event's terms only every hour."""
-    child = stack.start_service("gateway", {"TICKETING_GATEWAY_EVENT_REFRESH_S": "3600"})
-    address = stack.addresses["gateway"][-1]
-    await asyncio.to_thread(stack.wait_healthy, child, address)
-    try:
-        async with authorized(address) as channel:
-            yield channel
-    finally:
-        assert child.process is not None
-        child.process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(child.process.wait, 30)
+    async with gateway_of_its_own(stack, {"TICKETING_GATEWAY_EVENT_REFRESH_S": "3600"}) as channel:
+        yield channel
 
 
 async def test_a_gateway_follows_a_sell_out_and_seats_coming_back_at_commit(

@@ -5,7 +5,6 @@ other callers go on."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing_common.status import reason, retry_delay_s
 from ticketing_tools.stack import LocalStack
 
-from ..helpers import Reservations, as_user, authorized, create_event, gateway_stub
+from ..helpers import Reservations, as_user, create_event, gateway_of_its_own, gateway_stub
 
 PER_SUBJECT = 5
 PER_ADDRESS = 12
@@ -28,23 +27,13 @@ WINDOW_S = 2.0
 async def limited(stack: LocalStack) -> AsyncIterator[grpc.aio.Channel]:
     """A gateway of its own with limits on, reached directly (its peer
     address is the test's)."""
-    child = stack.start_service(
-        "gateway",
-        {
-            "TICKETING_GATEWAY_RATE_PER_SUBJECT": str(PER_SUBJECT),
-            "TICKETING_GATEWAY_RATE_PER_ADDRESS": str(PER_ADDRESS),
-            "TICKETING_GATEWAY_RATE_WINDOW_S": str(WINDOW_S),
-        },
-    )
-    address = stack.addresses["gateway"][-1]
-    await asyncio.to_thread(stack.wait_healthy, child, address)
-    try:
-        async with authorized(address) as channel:
-            yield channel
-    finally:
-        assert child.process is not None
-        child.process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(child.process.wait, 30)
+    limits = {
+        "TICKETING_GATEWAY_RATE_PER_SUBJECT": str(PER_SUBJECT),
+        "TICKETING_GATEWAY_RATE_PER_ADDRESS": str(PER_ADDRESS),
+        "TICKETING_GATEWAY_RATE_WINDOW_S": str(WINDOW_S),
+    }
+    async with gateway_of_its_own(stack, limits) as channel:
+        yield channel
 
 
 async def reserve_as(

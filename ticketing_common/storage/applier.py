@@ -203,7 +203,8 @@ class Applier:
         decided = await insert_decisions(conn, event, outcome.decisions, token, now)
         changed.extend(decided.values())
         if event is not None:
-            event = await take_seats(conn, event, outcome)
+            numbered = max((r.sequence for r in fresh), default=0)
+            event = await take_seats(conn, event, outcome, decided_sequence=numbered)
             if seats is not None:
                 seats.append(event)
         known.update(decided)

@@ -159,15 +159,6 @@ async def insert_decisions(
         *columns,
         now,
     )
-    numbered = max(d.request.sequence for d in decisions)
-    if numbered and event is not None:
-        # Where the gateways' queue positions count from (0006_queue_position.sql).
-        await conn.execute(
-            """UPDATE events SET decided_sequence = GREATEST(decided_sequence, $2)
-               WHERE event_id = $1""",
-            event.event_id,
-            numbered,
-        )
     return {str(row["reservation_id"]): Reservation.from_row(row) for row in rows}
 
 
@@ -206,18 +197,25 @@ async def update_decisions(
     return changed
 
 
-async def take_seats(conn: Connection, event: EventState, outcome: BatchOutcome) -> EventState:
-    """Moves the seats ``outcome``'s winners took out of ``available``."""
-    if not outcome.seats_taken:
+async def take_seats(
+    conn: Connection, event: EventState, outcome: BatchOutcome, *, decided_sequence: int = 0
+) -> EventState:
+    """Moves the seats ``outcome``'s winners took out of ``available``, and
+    records ``decided_sequence``, the highest line number the batch decided
+    (where the gateways' queue positions count from,
+    0006_queue_position.sql), in the same statement."""
+    if not outcome.seats_taken and not decided_sequence:
         return event
     await conn.execute(
         """UPDATE events SET available = available - $2, held = held + $3,
-                             confirmed = confirmed + $4
+                             confirmed = confirmed + $4,
+                             decided_sequence = GREATEST(decided_sequence, $5)
            WHERE event_id = $1""",
         event.event_id,
         outcome.seats_taken,
         outcome.seats_held,
         outcome.seats_confirmed,
+        decided_sequence,
     )
     return replace(
         event,

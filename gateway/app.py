@@ -18,11 +18,13 @@ from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.batched import ScriptBatcher
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
+from ticketing_common.storage.rate_limits import RateLimits
 
+from . import metrics
+from .addresses import ClientAddresses
 from .broker import BrokerGate
 from .events import EventDirectory
 from .idempotency import IdempotencyKeys
-from .limits import RateLimits
 from .servicer import GatewayServicer
 from .settings import GatewaySettings
 from .sync import SyncReserver
@@ -77,12 +79,14 @@ async def run(settings: GatewaySettings) -> None:
         stack.push_async_callback(_cancelled, asyncio.create_task(batcher.run()))
         accepted = AcceptedRequests(keys_client, batcher=batcher, ttl_s=settings.idempotency_ttl_s)
         keys = IdempotencyKeys(accepted, timeout_s=settings.idempotency_timeout_s)
+        # Fails closed: a call Redis could not count in time is UNAVAILABLE.
         limits = RateLimits(
             batcher,
-            per_subject=settings.rate_per_subject,
-            per_address=settings.rate_per_address,
+            scope="reserve",
+            limits={"subject": settings.rate_per_subject, "address": settings.rate_per_address},
             window_s=settings.rate_window_s,
             timeout_s=settings.idempotency_timeout_s,
+            refused=metrics.RATE_LIMITED,
         )
 
         events = EventDirectory(
@@ -100,6 +104,7 @@ async def run(settings: GatewaySettings) -> None:
                 events=events,
                 keys=keys,
                 limits=limits,
+                addresses=ClientAddresses(settings.trusted_proxies),
                 sold_out_fast_path=settings.sold_out_fast_path,
                 id_secret=settings.reservation_id_secret.encode(),
                 broker=BrokerGate(

@@ -14,6 +14,12 @@ in flight when a partition's leader dies hear UNAVAILABLE after ``silence_s``,
 long before their deadlines, and those failures open the breaker. The
 partition is the one Kafka's default partitioner picks for the key, chosen
 here so that each partition's acknowledgements can be told apart.
+
+A record is handed to the producer only while its caller still waits: the
+last thing before ``send`` asks ``caller_gone``, and a caller that cancelled
+or whose deadline is (all but) over gets that error, with nothing appended.
+Once handed over, the record goes out with the producer's next batch, whoever
+still waits for it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from typing import cast
 
 from aiokafka import AIOKafkaProducer
@@ -31,7 +38,13 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 
 from ticketing_common import tracing
-from ticketing_common.errors import BrokerUnavailable, Reason
+from ticketing_common.errors import (
+    BrokerUnavailable,
+    Cancelled,
+    DeadlineExceeded,
+    Reason,
+    TicketingError,
+)
 
 from . import metrics
 
@@ -69,7 +82,8 @@ class BrokerGate:
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=threshold,
             default_ttl=reset_s,
-            exclude=[CallerDeadline, asyncio.CancelledError],
+            # A caller gone before its append says nothing about the broker.
+            exclude=[CallerDeadline, asyncio.CancelledError, DeadlineExceeded, Cancelled],
         )
         self._probe_in_flight = False
         # Per partition, when the broker last acknowledged a record of ours.
@@ -86,9 +100,19 @@ class BrokerGate:
             reason=reason,
         )
 
-    async def publish(self, key: bytes, value: bytes, timeout_s: float) -> RecordMetadata:
+    async def publish(
+        self,
+        key: bytes,
+        value: bytes,
+        timeout_s: float,
+        *,
+        caller_gone: Callable[[], TicketingError | None] = lambda: None,
+    ) -> RecordMetadata:
         """Appends one record and waits for acks=all, at most ``timeout_s``
-        (already shortened by the caller's deadline)."""
+        (already shortened by the caller's deadline). ``caller_gone`` says
+        why the record must not be appended any more (raised), or None."""
+        if (gone := caller_gone()) is not None:
+            raise gone
         if timeout_s <= 0:
             raise self._unavailable("too little of the deadline left to wait for the queue")
         breaker = await self._breakers.get_breaker(CIRCUIT)
@@ -97,17 +121,26 @@ class BrokerGate:
             if self._probe_in_flight:
                 raise self._unavailable("the queue is unavailable", Reason.BROKER_BREAKER_OPEN)
             self._probe_in_flight = True
+        partition: int | None = None
         try:
             async with breaker:
                 try:
                     # asyncio.timeout, not wait_for: no extra task per call.
                     begun = time.perf_counter()
                     async with asyncio.timeout(timeout_s):
-                        acknowledged = await self._acknowledged(key, value)
+                        partition = await self._partition_for(key)
+                        # The last moment the caller can still be let go
+                        # with nothing queued.
+                        if (gone := caller_gone()) is not None:
+                            raise gone
+                        acknowledged = await self._acknowledged(partition, key, value)
                     # Acknowledgements only: a timeout is not an append time.
                     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - begun)
                     return acknowledged
                 except TimeoutError:
+                    # Out of time before the hand-over: nothing was queued.
+                    if partition is None and (gone := caller_gone()) is not None:
+                        raise gone from None
                     # A broker that could not acknowledge within the silence
                     # (or the whole publish timeout, if shorter) is failing;
                     # one that merely outlasted a caller's tight deadline is not.
@@ -130,13 +163,18 @@ class BrokerGate:
                 self._probe_in_flight = False
             self._state = breaker.context.state
 
-    async def _acknowledged(self, key: bytes, value: bytes) -> RecordMetadata:
+    async def _partition_for(self, key: bytes) -> int:
+        """The partition Kafka's default partitioner picks for ``key`` (waits
+        for the topic's metadata if the producer has none)."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        partition: int = self._partitioner(key, partitions, partitions)
+        return partition
+
+    async def _acknowledged(self, partition: int, key: bytes, value: bytes) -> RecordMetadata:
         """Appends and waits for the ack while the partition shows signs of
         life. The record stays with the producer if we stop waiting: it may
         still be appended, which a retry with the same key makes harmless."""
         loop = asyncio.get_running_loop()
-        partitions = sorted(await self._producer.partitions_for(self._topic))
-        partition: int = self._partitioner(key, partitions, partitions)
         with tracing.producing(self._topic) as headers:
             delivery = await self._producer.send(
                 self._topic, value, key=key, partition=partition, headers=headers

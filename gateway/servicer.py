@@ -16,13 +16,22 @@ from ticketing_common.auth import caller
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Status, reservation_id_for
-from ticketing_common.errors import BrokerUnavailable, NotFound, Reason, Unimplemented
+from ticketing_common.errors import (
+    BrokerUnavailable,
+    Cancelled,
+    DeadlineExceeded,
+    NotFound,
+    Reason,
+    TicketingError,
+    Unimplemented,
+)
+from ticketing_common.storage.rate_limits import RateLimits
 
 from . import metrics
+from .addresses import ClientAddresses
 from .broker import BrokerGate
 from .events import EventDirectory, SaleTerms
 from .idempotency import IdempotencyKeys
-from .limits import RateLimits
 from .sync import SyncReserver
 from .validation import ValidReserve, validate_reserve
 
@@ -43,6 +52,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         broker: BrokerGate,
         keys: IdempotencyKeys,
         limits: RateLimits,
+        addresses: ClientAddresses,
         id_secret: bytes,
         publish_timeout_s: float,
         fault_delay_s: float = 0.0,
@@ -54,6 +64,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._broker = broker
         self._keys = keys
         self._limits = limits
+        self._addresses = addresses
         self._id_secret = id_secret
         self._publish_timeout_s = publish_timeout_s
         self._fault_delay_s = fault_delay_s
@@ -67,7 +78,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         if self._sync is None:
             raise Unimplemented("ReserveSync is not enabled on this gateway")
         subject = caller().subject
-        await self._limits.admit(subject, client_address(context))
+        await self._limits.admit(subject=subject, address=self._addresses.of(context))
         valid = validate_reserve(request, subject)
         await self._known_event(valid)
         # The same key rules as Reserve: another quantity under it is refused.
@@ -104,7 +115,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> pb.ReserveResponse:
         subject = caller().subject
-        await self._limits.admit(subject, client_address(context))
+        await self._limits.admit(subject=subject, address=self._addresses.of(context))
         valid = validate_reserve(request, subject)
         terms = await self._events.terms(valid.event_id)
         if terms is None:
@@ -134,7 +145,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
         try:
             metadata = await self._broker.publish(
-                valid.event_id.encode(), encode_request(accepted), timeout
+                valid.event_id.encode(),
+                encode_request(accepted),
+                timeout,
+                caller_gone=lambda: caller_gone(context),
             )
         except BrokerUnavailable as exc:
             log.warning(
@@ -172,18 +186,19 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         )
 
 
-def client_address(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    """The caller's address: what nginx reports in ``x-real-ip`` (it replaces
-    any value a client sent; gateways are reachable only through nginx), else
-    the peer of the connection."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "x-real-ip" and isinstance(value, str) and value:
-            return value
-    peer = context.peer() or ""
-    kind, _, rest = peer.partition(":")
-    if kind == "ipv6":
-        return rest.rsplit(":", 1)[0].strip("[]").removeprefix("%5B").removesuffix("%5D")
-    return rest.rsplit(":", 1)[0] if kind == "ipv4" else peer
+def caller_gone(context: grpc.aio.ServicerContext[Any, Any]) -> TicketingError | None:
+    """Why a request must not be appended any more: its caller cancelled, or
+    its deadline leaves too little to hear the answer. An append the caller
+    cannot learn of would be queued and decided behind the caller's back."""
+    if context.cancelled():
+        return Cancelled("the call was cancelled before its request was queued; nothing was queued")
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= DEADLINE_MARGIN_S:
+        return DeadlineExceeded(
+            "the deadline passed before the request was queued; nothing was queued, retry "
+            "with the same idempotency_key and a longer deadline"
+        )
+    return None
 
 
 def _event_not_found(event_id: str) -> NotFound:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Annotated, cast
+
+from pydantic import BeforeValidator, Field
 
 from ticketing_common.config import (
     AcceptedRequestsStore,
@@ -14,6 +17,18 @@ from ticketing_common.config import (
     ServerSettings,
     settings_config,
 )
+
+# A comma-separated list of networks in the environment.
+Networks = Annotated[
+    tuple[IPv4Network | IPv6Network, ...],
+    BeforeValidator(
+        lambda value: (
+            tuple(n.strip() for n in value.split(",") if n.strip())
+            if isinstance(value, str)
+            else value
+        )
+    ),
+]
 
 
 class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, ReservationIdSecret):
@@ -79,10 +94,18 @@ class GatewaySettings(PostgresClient, RedisClient, AcceptedRequestsStore, Reserv
         100,
         ge=0,
         description="`Reserve` calls one client address may make per rate window (the "
-        "address nginx reports in `x-real-ip`); 0 is no limit. The local stack turns it off "
-        "unless set (its load comes from one loopback address)",
+        "address a trusted proxy reports in `x-real-ip`, else the peer's); 0 is no limit. The "
+        "local stack turns it off unless set (its load comes from one loopback address)",
     )
     rate_window_s: float = Field(1.0, gt=0, le=3600, description="the rate limits' window")
+    trusted_proxies: Networks = Field(
+        cast(Networks, ("127.0.0.0/8", "::1/128")),
+        description="networks (CIDRs, comma-separated) of the proxies whose `x-real-ip` "
+        "header is believed as the caller's address; from any other peer the header is "
+        "ignored and the peer's address counts. The default is loopback, where the local "
+        "stack's nginx runs; list your load balancers' networks in production",
+        examples=["10.0.0.0/24,fd00::/64"],
+    )
     sync_enabled: bool = Field(
         False,
         description="serve `ReserveSync`, the synchronous design kept for comparison: it "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -14,9 +15,12 @@ from ticketing_common import logs, tracing
 from ticketing_common.auth import TokenVerifier
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import start_with_retry
+from ticketing_common.storage.batched import ScriptBatcher
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
+from ticketing_common.storage.rate_limits import RateLimits
 
+from . import metrics
 from .commands import CommandRunner
 from .provider import LocalProvider
 from .saga import Saga, Sweeper
@@ -41,6 +45,24 @@ async def run(settings: PaymentSettings) -> None:
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5
         )
         stack.push_async_callback(redis_client.aclose)
+        # Its own client and batcher with a short timeout: the Pay limit
+        # fails closed, so a slow Redis must answer or refuse quickly.
+        limits_client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=settings.rate_timeout_s,
+            socket_connect_timeout=settings.rate_timeout_s,
+        )
+        stack.push_async_callback(limits_client.aclose)
+        batcher = ScriptBatcher(limits_client)
+        stack.push_async_callback(_cancelled, asyncio.create_task(batcher.run()))
+        limits = RateLimits(
+            batcher,
+            scope="pay",
+            limits={"subject": settings.rate_per_subject},
+            window_s=settings.rate_window_s,
+            timeout_s=settings.rate_timeout_s,
+            refused=metrics.PAY_REFUSED,
+        )
         provider = LocalProvider(pool, slow_delay_s=settings.slow_delay_s)
         saga = Saga(
             pool,
@@ -79,7 +101,11 @@ async def run(settings: PaymentSettings) -> None:
         server = Server("payment_service", settings.server, verifier=verifier)
         pb_grpc.add_PaymentServiceServicer_to_server(
             PaymentServicer(
-                pool, provider, saga_timeout=timedelta(seconds=settings.saga_timeout_s)
+                pool,
+                provider,
+                saga_timeout=timedelta(seconds=settings.saga_timeout_s),
+                limits=limits,
+                max_declines=settings.max_declines,
             ),
             server.grpc,
         )
@@ -91,3 +117,9 @@ async def run(settings: PaymentSettings) -> None:
             for task in tasks:
                 task.cancel()
         await commands.drain()
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

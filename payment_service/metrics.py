@@ -10,3 +10,10 @@ SAGA_STEPS = Counter(
     "(the state it moved to).",
     ["step", "outcome"],
 )
+
+PAY_REFUSED = Counter(
+    "ticketing_payment_refused_total",
+    "Pay calls refused by a limit: `subject` (calls per window) or `declines` (declined "
+    "attempts on one hold).",
+    ["limit"],
+)

@@ -14,9 +14,18 @@ from ticketing.v1 import payment_service_pb2 as pb
 from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
 from ticketing_common.auth import caller
 from ticketing_common.domain import Reservation, Status, parse_uuid
-from ticketing_common.errors import FailedPrecondition, NotFound, Reason, Violations
+from ticketing_common.errors import (
+    FailedPrecondition,
+    NotFound,
+    Reason,
+    ResourceExhausted,
+    Violations,
+)
+from ticketing_common.storage.db import Connection
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
+from ticketing_common.storage.rate_limits import RateLimits
 
+from . import metrics
 from .provider import Provider
 from .store import PAYMENT_COLUMNS, Payment, fetch_payment, insert_payment
 
@@ -29,12 +38,25 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class PaymentServicer(pb_grpc.PaymentServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, provider: Provider, *, saga_timeout: timedelta) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        provider: Provider,
+        *,
+        saga_timeout: timedelta,
+        limits: RateLimits,
+        max_declines: int,
+    ) -> None:
+        """``limits`` counts each subject's calls; past ``max_declines``
+        declined attempts (0: no limit) a hold takes no more."""
         self._pool = pool
         self._provider = provider
         self._saga_timeout = saga_timeout
+        self._limits = limits
+        self._max_declines = max_declines
 
     async def Pay(self, request: pb.PayRequest, context: Context) -> pb.PayResponse:
+        await self._limits.admit(subject=caller().subject)
         problems = Violations()
         reservation_id = problems.check(parse_uuid, "reservation_id", request.reservation_id)
         method = request.payment_method.strip()
@@ -70,6 +92,9 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             if existing is not None:  # the same attempt again: the same answer
                 return pb.PayResponse(payment=Payment.from_row(existing).to_proto())
             _payable(reservation)
+            # Counted under the reservation's row lock, with no attempt open
+            # (_payable): no two calls can both take the last try.
+            await self._attempts_left(conn, reservation)
             payment = await insert_payment(
                 conn,
                 reservation,
@@ -85,6 +110,33 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             amount=payment.amount.amount_minor,
         )
         return pb.PayResponse(payment=payment.to_proto())
+
+    async def _attempts_left(self, conn: Connection, reservation: Reservation) -> None:
+        """Refuses another attempt on a hold that has had ``max_declines``
+        declined ones (card testing): it stays HELD until it runs out."""
+        if not self._max_declines:
+            return
+        declined: int = await conn.fetchval(
+            "SELECT count(*) FROM payments WHERE reservation_id = $1 AND status = 'DECLINED'",
+            uuid.UUID(reservation.reservation_id),
+        )
+        if declined < self._max_declines:
+            return
+        metrics.PAY_REFUSED.labels("declines").inc()
+        expires = reservation.hold_expires_at
+        left_s = 0.0 if expires is None else (expires - datetime.now(UTC)).total_seconds()
+        raise ResourceExhausted(
+            f"reservation {reservation.reservation_id} has had {declined} declined payment "
+            f"attempts, the most one hold takes; it stays held until it runs out, and a new "
+            "reservation may be paid for after",
+            reason=Reason.PAYMENT_ATTEMPTS_EXHAUSTED,
+            metadata={
+                "reservation_id": reservation.reservation_id,
+                "declined": str(declined),
+                "limit": str(self._max_declines),
+            },
+            retry_after_s=max(0.001, left_s),
+        )
 
     async def GetPayment(
         self, request: pb.GetPaymentRequest, context: Context

@@ -47,6 +47,29 @@ class PaymentSettings(PostgresClient, RedisClient):
         "mid-way (a crash, an unreachable provider) and takes them on",
     )
     concurrency: int = Field(64, ge=1, description="payments one process takes forward at once")
+    max_declines: int = Field(
+        5,
+        ge=0,
+        description="declined payment attempts one hold may have; past them `Pay` on that "
+        "reservation is refused (`RESOURCE_EXHAUSTED`, `PAYMENT_ATTEMPTS_EXHAUSTED`) while "
+        "the hold runs out as usual: card testing gets a handful of tries per hold. 0 is no "
+        "limit",
+    )
+    rate_per_subject: int = Field(
+        20,
+        ge=0,
+        description="`Pay` calls one subject may make per rate window, across all payment "
+        "services (Redis); 0 is no limit",
+    )
+    rate_window_s: float = Field(
+        60.0, gt=0, le=3600, description="the window of `TICKETING_PAYMENT_RATE_PER_SUBJECT`"
+    )
+    rate_timeout_s: float = Field(
+        0.5,
+        ge=0.01,
+        description="longest wait for Redis to count a `Pay` call; past it the call is "
+        "refused `UNAVAILABLE` (the limit fails closed)",
+    )
     lock_ttl_ms: int = Field(
         5_000, ge=100, description="event lock lease taken to confirm a paid hold"
     )

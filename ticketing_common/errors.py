@@ -9,6 +9,8 @@
     │   └── IdempotencyKeyReused    the key was used before with other parameters
     ├── Unimplemented               UNIMPLEMENTED (a feature switched off)
     ├── ResourceExhausted           RESOURCE_EXHAUSTED: a rate limit, RetryInfo
+    ├── DeadlineExceeded            DEADLINE_EXCEEDED: the caller's deadline passed first
+    ├── Cancelled                   CANCELLED: the caller went away first
     └── Unavailable                 UNAVAILABLE, retriable, RetryInfo when a delay is known
         ├── BrokerUnavailable       the broker did not acknowledge in time
         └── DependencyUnavailable   PostgreSQL or Redis did not answer
@@ -55,6 +57,8 @@ class Reason(StrEnum):
     TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105
     ROLE_REQUIRED = "ROLE_REQUIRED"
     RATE_LIMITED = "RATE_LIMITED"
+    PAYMENT_ATTEMPTS_EXHAUSTED = "PAYMENT_ATTEMPTS_EXHAUSTED"
+    CALLER_GONE = "CALLER_GONE"
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     RESERVATION_NOT_HELD = "RESERVATION_NOT_HELD"
     RESERVATION_NOT_CANCELLABLE = "RESERVATION_NOT_CANCELLABLE"
@@ -199,6 +203,21 @@ class ResourceExhausted(Unavailable):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     retriable = False
     reason = Reason.RATE_LIMITED
+
+
+class DeadlineExceeded(TicketingError):
+    """The caller's deadline passed (or left too little to answer in) before
+    the work was done; nothing was done."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = Reason.CALLER_GONE
+
+
+class Cancelled(TicketingError):
+    """The caller cancelled the call before the work was done; nothing was done."""
+
+    code = grpc.StatusCode.CANCELLED
+    reason = Reason.CALLER_GONE
 
 
 class BrokerUnavailable(Unavailable):

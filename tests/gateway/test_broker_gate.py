@@ -1,17 +1,19 @@
 """The gateway's publish path against a fake producer: how long a caller
-waits when a partition stops being acknowledged, and when it is only slow."""
+waits when a partition stops being acknowledged, and when it is only slow;
+and that a caller gone before the hand-over has nothing appended."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from gateway.broker import BrokerGate
-from ticketing_common.errors import BrokerUnavailable
+from gateway.servicer import DEADLINE_MARGIN_S, caller_gone
+from ticketing_common.errors import BrokerUnavailable, Cancelled, DeadlineExceeded
 
 TOPIC = "requests"
 PARTITIONS = [0, 1, 2, 3, 4, 5]
@@ -145,3 +147,75 @@ async def test_silent_publishes_open_the_breaker_and_later_calls_fail_at_once() 
     with pytest.raises(BrokerUnavailable):
         await broker.publish(b"k", b"v", timeout_s=5.0)
     assert loop.time() - started < 0.1
+
+
+class SlowMetadataProducer(FakeProducer):
+    """Takes ``metadata_s`` to learn the topic's partitions, as a producer
+    waiting for a leader does, before it can take a record."""
+
+    def __init__(self, metadata_s: float) -> None:
+        super().__init__(ack_after_s=0.01)
+        self.metadata_s = metadata_s
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        await asyncio.sleep(self.metadata_s)
+        return set(PARTITIONS)
+
+
+class CallerContext:
+    """A servicer context's view of its caller: a deadline on the loop's
+    clock, and whether the caller cancelled."""
+
+    def __init__(self, deadline_s: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._deadline = None if deadline_s is None else loop.time() + deadline_s
+        self.gone = False
+
+    def cancelled(self) -> bool:
+        return self.gone
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - self._loop.time()
+
+
+async def publish_as_reserve_does(broker: BrokerGate, context: CallerContext) -> None:
+    """What Reserve does: the publish timeout shortened by the deadline, and
+    the caller asked about just before the hand-over."""
+    timeout = 5.0
+    remaining = context.time_remaining()
+    if remaining is not None:
+        timeout = min(timeout, remaining - DEADLINE_MARGIN_S)
+    await broker.publish(b"k", b"v", timeout, caller_gone=lambda: caller_gone(cast(Any, context)))
+
+
+async def test_a_call_whose_deadline_passes_before_the_append_is_not_appended() -> None:
+    producer = SlowMetadataProducer(metadata_s=0.5)
+    broker = gate(producer, threshold=1)
+    with pytest.raises(DeadlineExceeded) as raised:
+        await publish_as_reserve_does(broker, CallerContext(deadline_s=0.3))
+    assert "nothing was queued" in raised.value.message
+    await asyncio.sleep(0.3)  # the producer's metadata has come by now
+    assert producer.sent == []
+    # Not the broker's failure: the breaker stays closed.
+    assert await broker.publish(b"k", b"v", timeout_s=5.0)
+
+
+async def test_a_call_cancelled_before_the_append_is_not_appended() -> None:
+    producer = SlowMetadataProducer(metadata_s=0.3)
+    broker = gate(producer, threshold=1)
+    context = CallerContext(deadline_s=None)
+    publishing = asyncio.create_task(publish_as_reserve_does(broker, context))
+    await asyncio.sleep(0.1)
+    context.gone = True  # the client cancels while the append waits
+    with pytest.raises(Cancelled):
+        await publishing
+    assert producer.sent == []
+    assert await broker.publish(b"k", b"v", timeout_s=5.0)
+
+
+async def test_a_call_with_too_little_deadline_left_is_refused_as_such() -> None:
+    producer = FakeProducer(ack_after_s=0.01)
+    with pytest.raises(DeadlineExceeded):
+        await publish_as_reserve_does(gate(producer), CallerContext(deadline_s=0.05))
+    assert producer.sent == []

@@ -106,11 +106,11 @@ def decide(
     this event (before the batch). In order of precedence, a request is:
 
     - REJECTED/EXPIRED_IN_QUEUE if it waited longer than the queue TTL (no
-      seat touched);
+      seat touched; not while the sale is paused);
     - REJECTED/SALE_CLOSED if the sale is closed, or the request was
       accepted outside the sale window;
     - REJECTED/LIMIT_EXCEEDED if it would take its user past the per-user
-      limit (refused even with seats left);
+      limit (refused even with seats left, and while paused);
     - waitlisted (QUEUED) while the sale is paused;
     - REJECTED/SOLD_OUT if it asks for more than the seats not sold yet
       (available and held): it could never be served;
@@ -138,17 +138,16 @@ def decide(
             continue
         seen.add(request.reservation_id)
         already = taken.get(request.user_id, 0)
-        if seats.paused and not seats.refuses(request):
-            # Nothing is rejected while paused (the queue TTL resumes with
-            # the sale: a pause counts towards it).
-            waiting[lane] += 1
-            taken[request.user_id] = already + request.quantity
-            outcome.decisions.append(Decision(request, Status.QUEUED))
-        elif now - request.accepted_at > seats.queue_ttl:
+        refused = seats.refuses(request)
+        # While paused nobody is refused for time or seats (the queue TTL
+        # applies again on resume, the pause counting towards it); the
+        # per-user limit holds all the same, or one account could queue the
+        # whole event during a pause and take it on resume.
+        if not (seats.paused and not refused) and now - request.accepted_at > seats.queue_ttl:
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
             )
-        elif seats.refuses(request):
+        elif refused:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SALE_CLOSED))
         elif already + request.quantity > seats.per_user_limit:
             outcome.decisions.append(
@@ -171,11 +170,22 @@ def decide(
     return outcome
 
 
-def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> BatchOutcome:
+def settle_waitlist(
+    seats: Seats,
+    waiting: Sequence[Request],
+    now: datetime,
+    granted: Mapping[str, int],
+) -> BatchOutcome:
     """What becomes of the waitlist (``waiting``: the priority lane first,
-    each lane in queue order) with the
-    seats as they are now; only requests whose state changes are in the
-    outcome.
+    each lane in queue order) with the seats as they are now; only requests
+    whose state changes are in the outcome.
+
+    ``granted`` is what each waiting user already holds or bought on this
+    event. Walking the line, a user's seats are what they were granted plus
+    what they wait for ahead in it; a request that would take them past the
+    per-user limit is REJECTED/LIMIT_EXCEEDED, in every sale state, so a
+    lowered limit refuses seats above it (and keeps those granted) and no
+    waitlist, however it came to be, gives anyone more.
 
     The head is served while enough seats are available. The first request
     that could be served once more held seats come back stops the line:
@@ -183,29 +193,38 @@ def settle_waitlist(seats: Seats, waiting: Sequence[Request], now: datetime) -> 
     the seats not sold yet (available and held) is REJECTED/SOLD_OUT, so
     when no seat is held any more nobody waits; whoever has waited past the
     queue TTL is REJECTED/EXPIRED_IN_QUEUE. While the sale is paused nobody
-    is served or refused for want of seats; once it is closed, everyone
-    waiting is REJECTED/SALE_CLOSED."""
+    is served or refused for time or want of seats; once it is closed,
+    everyone waiting is REJECTED/SALE_CLOSED."""
     outcome = BatchOutcome()
     available = seats.available
+    taken: dict[str, int] = dict(granted)
     blocked = False
     for request in waiting:
-        if seats.paused and not seats.refuses(request):
-            continue  # nothing is decided while paused
-        if now - request.accepted_at > seats.queue_ttl:
+        already = taken.get(request.user_id, 0)
+        refused = seats.refuses(request)
+        if not (seats.paused and not refused) and now - request.accepted_at > seats.queue_ttl:
             outcome.decisions.append(
                 Decision(request, Status.REJECTED, RejectReason.EXPIRED_IN_QUEUE)
             )
-        elif seats.refuses(request):
+        elif refused:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SALE_CLOSED))
+        elif already + request.quantity > seats.per_user_limit:
+            outcome.decisions.append(
+                Decision(request, Status.REJECTED, RejectReason.LIMIT_EXCEEDED)
+            )
+        elif seats.paused:
+            taken[request.user_id] = already + request.quantity  # waits on
         elif request.quantity > available + seats.held + outcome.seats_held:
             outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.SOLD_OUT))
-        elif blocked:
-            continue
-        elif request.quantity <= available:
+        elif not blocked and request.quantity <= available:
             available -= request.quantity
+            taken[request.user_id] = already + request.quantity
             outcome.win(request, seats)
         else:
+            # The first that could be served once held seats come back stops
+            # the line; it and everyone behind it wait on, in order.
             blocked = True
+            taken[request.user_id] = already + request.quantity
     return outcome
 
 

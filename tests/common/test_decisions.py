@@ -122,7 +122,7 @@ HOLD = timedelta(minutes=5)
 
 
 def settled(waiting: list[Request], seats: Seats) -> list[str]:
-    result = settle_waitlist(seats, waiting, NOW)
+    result = settle_waitlist(seats, waiting, NOW, {})
     return [
         f"{d.request.reservation_id}:{d.status.value}"
         + (f"/{d.reject_reason.value}" if d.reject_reason else "")
@@ -207,4 +207,65 @@ def test_the_priority_lane_is_decided_first_each_lane_in_order() -> None:
         ("r4", "CONFIRMED"),
         ("r1", "REJECTED"),
         ("r3", "REJECTED"),
+    ]
+
+
+def test_the_limit_holds_while_the_sale_is_paused() -> None:
+    paused = Seats(available=20, per_user_limit=2, queue_ttl=TTL, paused=True)
+    batch = [req(f"r{n}", "scalper") for n in range(1, 6)] + [req("r9", "other")]
+    assert outcomes(batch, paused, held={"scalper": 0}) == [
+        "QUEUED",
+        "QUEUED",
+        "REJECTED/LIMIT_EXCEEDED",
+        "REJECTED/LIMIT_EXCEEDED",
+        "REJECTED/LIMIT_EXCEEDED",
+        "QUEUED",
+    ]
+
+
+def test_a_paused_sale_counts_what_a_user_already_waits_for() -> None:
+    paused = Seats(available=20, per_user_limit=2, queue_ttl=TTL, paused=True)
+    assert outcomes([req("r1", "a", 2)], paused, held={"a": 1}) == ["REJECTED/LIMIT_EXCEEDED"]
+
+
+def waiting_line(*requests: Request) -> list[Request]:
+    return list(requests)
+
+
+def test_settling_the_waitlist_never_grants_past_the_limit() -> None:
+    # However the line came to be (a lowered limit, say), a user is served
+    # only up to the limit, counting what they hold and what waits ahead.
+    seats = Seats(available=10, per_user_limit=2, queue_ttl=TTL)
+    line = waiting_line(req("r1", "a"), req("r2", "a"), req("r3", "a"), req("r4", "b", 2))
+    result = settle_waitlist(seats, line, NOW, {"a": 1})
+    assert [(d.request.reservation_id, d.status, d.reject_reason) for d in result.decisions] == [
+        ("r1", Status.CONFIRMED, None),
+        ("r2", Status.REJECTED, RejectReason.LIMIT_EXCEEDED),
+        ("r3", Status.REJECTED, RejectReason.LIMIT_EXCEEDED),
+        ("r4", Status.CONFIRMED, None),
+    ]
+    assert result.seats_confirmed == 3
+
+
+def test_a_lowered_limit_refuses_the_waiting_above_it_even_while_paused() -> None:
+    seats = Seats(available=0, held=4, per_user_limit=1, queue_ttl=TTL, paused=True)
+    line = waiting_line(req("r1", "a"), req("r2", "b"), req("r3", "b"))
+    result = settle_waitlist(seats, line, NOW, {"a": 2})
+    # a keeps the two seats granted before; nothing more, not even a place
+    # in line; b keeps one place.
+    assert [(d.request.reservation_id, d.reject_reason) for d in result.decisions] == [
+        ("r1", RejectReason.LIMIT_EXCEEDED),
+        ("r3", RejectReason.LIMIT_EXCEEDED),
+    ]
+    assert result.seats_taken == 0
+
+
+def test_a_request_that_waits_keeps_its_user_s_place_in_the_count() -> None:
+    # The head cannot be served yet (3 > 2 available); the user's next request
+    # behind it is still counted against the limit.
+    seats = Seats(available=2, held=5, per_user_limit=4, queue_ttl=TTL)
+    line = waiting_line(req("r1", "a", 3), req("r2", "a", 2))
+    result = settle_waitlist(seats, line, NOW, {})
+    assert [(d.request.reservation_id, d.reject_reason) for d in result.decisions] == [
+        ("r2", RejectReason.LIMIT_EXCEEDED)
     ]

@@ -25,6 +25,7 @@ from ticketing_tools.tokens import bearer
 from ..helpers import (
     CONFIRMED,
     HELD,
+    LIMIT_EXCEEDED,
     QUEUED,
     REJECTED,
     TEST_KEY,
@@ -111,6 +112,59 @@ async def test_added_capacity_goes_to_the_waiting_buyers_at_once(
     assert (updated.event.capacity, updated.event.available, updated.event.held) == (2, 0, 2)
     served = await watch_until(notifier, later.reservation_id, lambda r: r.status == HELD)
     assert served[-1].status == HELD
+
+
+async def test_a_customer_queueing_during_a_pause_owns_at_most_the_limit_after_resume(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=20, per_user_limit=2)
+    await reservations.PauseSale(rs.PauseSaleRequest(event_id=event.event_id), timeout=10)
+    replies = [await reserve(gateway, event.event_id, "scalper") for _ in range(12)]
+    while_paused = [await waiting(notifier, r.reservation_id) for r in replies]
+    # Counted at decision, pause or not: two wait, the rest are refused.
+    assert [(r.status, r.reject_reason) for r in while_paused] == [(QUEUED, 0)] * 2 + [
+        (REJECTED, LIMIT_EXCEEDED)
+    ] * 10
+    assert (await get_event(reservations, event.event_id)).waitlisted == 2
+
+    await reservations.ResumeSale(rs.ResumeSaleRequest(event_id=event.event_id), timeout=10)
+    finals = [(await watch(notifier, r.reservation_id))[-1] for r in replies]
+    assert [f.status for f in finals].count(CONFIRMED) == 2
+    assert [f.reject_reason for f in finals].count(LIMIT_EXCEEDED) == 10
+    after = await get_event(reservations, event.event_id)
+    assert (after.available, after.confirmed, after.waitlisted) == (18, 2, 0)
+
+
+async def test_a_lowered_limit_keeps_what_was_granted_and_refuses_more(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    event = await create_priced_event(reservations, capacity=3, hold_s=60, per_user_limit=3)
+    holds = [await reserve(gateway, event.event_id, "keeper") for _ in range(2)]
+    for reply in holds:
+        assert await watch_until(notifier, reply.reservation_id, lambda r: r.status == HELD)
+    taken = await reserve(gateway, event.event_id, "other")
+    assert await watch_until(notifier, taken.reservation_id, lambda r: r.status == HELD)
+    # Every seat is held: the keeper's third request waits for one.
+    third = await reserve(gateway, event.event_id, "keeper")
+    assert (await waiting(notifier, third.reservation_id)).status == QUEUED
+
+    await reservations.UpdateEvent(
+        rs.UpdateEventRequest(
+            event=pb.Event(event_id=event.event_id, per_user_limit=1),
+            update_mask=FieldMask(paths=["per_user_limit"]),
+        ),
+        timeout=10,
+    )
+    refused = (await watch(notifier, third.reservation_id))[-1]
+    assert (refused.status, refused.reject_reason) == (REJECTED, LIMIT_EXCEEDED)
+    for reply in holds:  # granted before the change: kept
+        kept = (await watch_until(notifier, reply.reservation_id, lambda r: True))[-1]
+        assert kept.status == HELD
+    fourth = await reserve(gateway, event.event_id, "keeper")
+    final = (await watch(notifier, fourth.reservation_id))[-1]
+    assert (final.status, final.reject_reason) == (REJECTED, LIMIT_EXCEEDED)
+    after = await get_event(reservations, event.event_id)
+    assert (after.held, after.waitlisted, after.per_user_limit) == (3, 0, 1)
 
 
 async def test_closing_a_sale_refuses_the_waiting_and_then_the_gateways_queue_nothing(

@@ -107,6 +107,22 @@ async def waitlist(conn: Connection, event_id: uuid.UUID) -> list[Request]:
     ]
 
 
+async def granted_seats(
+    conn: Connection, event_id: uuid.UUID, users: Iterable[str]
+) -> dict[str, int]:
+    """The seats each of ``users`` holds or bought on the event (HELD and
+    CONFIRMED; not what they wait for)."""
+    rows = await conn.fetch(
+        """SELECT user_id, sum(quantity)::int AS seats FROM reservations
+           WHERE event_id = $1 AND user_id = ANY($2::text[])
+             AND status IN ('CONFIRMED', 'HELD')
+           GROUP BY user_id""",
+        event_id,
+        sorted(users),
+    )
+    return {row["user_id"]: row["seats"] for row in rows}
+
+
 async def insert_decisions(
     conn: Connection,
     event: EventState | None,
@@ -232,7 +248,8 @@ async def settle(
     waiting = await waitlist(conn, event.event_id)
     if not waiting:
         return event, []
-    outcome = settle_waitlist(event.seats(), waiting, now)
+    granted = await granted_seats(conn, event.event_id, {r.user_id for r in waiting})
+    outcome = settle_waitlist(event.seats(), waiting, now, granted)
     changed = await update_decisions(conn, event, outcome.decisions, token, now)
     return await take_seats(conn, event, outcome), changed
 

@@ -12,6 +12,7 @@ from aiolimiter import AsyncLimiter
 from ticketing_common import logs, tracing
 from ticketing_common.grpc_server import Server, wait_for_signal
 from ticketing_common.kafka import new_producer, start_with_retry
+from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.applier import Applier
 from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
@@ -46,6 +47,17 @@ async def run(settings: ConsumerSettings) -> None:
             settings.redis_url, socket_timeout=5, socket_connect_timeout=5
         )
         stack.push_async_callback(redis_client.aclose)
+        # The gateways' record of accepted requests, read only: whose a
+        # record that fails verification is.
+        accepted_client = (
+            redis.Redis.from_url(
+                settings.accepted_redis_url, socket_timeout=5, socket_connect_timeout=5
+            )
+            if settings.accepted_redis_url
+            else redis_client
+        )
+        if accepted_client is not redis_client:
+            stack.push_async_callback(accepted_client.aclose)
         producer = new_producer(settings.kafka, client_id=f"consumer-{instance}")
         await start_with_retry(producer)
         stack.push_async_callback(producer.stop)
@@ -72,7 +84,8 @@ async def run(settings: ConsumerSettings) -> None:
             lock_wait_s=settings.lock_wait_s,
             concurrency=settings.pool_size,
             fault_delay_s=settings.fault_delay_ms / 1000,
-            id_secret=settings.reservation_id_secret.encode(),
+            record_keys=settings.record_keys(),
+            accepted=AcceptedRequests(accepted_client),
         )
         # Health checks only: no API method, so no caller to verify.
         # Health checks only: nothing routes calls here, so no drain delay

@@ -17,6 +17,13 @@ DEAD_LETTERS = Counter(
     "Records sent to the dead-letter topic, by why (undecodable, forged, persistent).",
     ["reason"],
 )
+FORGED_RECORDS = Counter(
+    "ticketing_forged_records_total",
+    "Requests-topic records that fail verification and are dead-lettered as forged, by why "
+    "(unsigned, unknown_key, bad_mac): a writer other than the gateways, or a gateway signing "
+    "with a key this consumer does not accept.",
+    ["reason"],
+)
 HOLD_EXPIRIES = Counter(
     "ticketing_hold_expiries_total",
     "Seat holds that expired unpaid and gave their seats back.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ticketing_common.config import (
+    AcceptedRequestsStore,
     KafkaSettings,
     PostgresClient,
     RedisClient,
@@ -14,7 +15,7 @@ from ticketing_common.config import (
 )
 
 
-class ConsumerSettings(PostgresClient, RedisClient, ReservationIdSecret):
+class ConsumerSettings(PostgresClient, RedisClient, AcceptedRequestsStore, ReservationIdSecret):
     model_config = settings_config("CONSUMER")
 
     server: ServerSettings = ServerSettings.with_defaults(port=50081, metrics_port=9081)

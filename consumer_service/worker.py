@@ -14,9 +14,10 @@ their stored outcomes are re-published and nothing is applied twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -25,11 +26,18 @@ from opentelemetry import context as otel_context
 
 from ticketing.queue.v1 import queue_pb2
 from ticketing_common import tracing
-from ticketing_common.codecs import UndecodableRecord, decode_request, salvage
+from ticketing_common.codecs import (
+    UndecodableRecord,
+    parse_request,
+    request_from,
+    salvage,
+)
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
-from ticketing_common.domain import RejectReason, Reservation, reservation_id_for
+from ticketing_common.domain import RejectReason, Reservation
 from ticketing_common.failures import is_transient
+from ticketing_common.record_keys import RecordKeys
+from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.applier import Applier, decide_fenced
 from ticketing_common.storage.locks import EventLocks
 
@@ -37,8 +45,9 @@ from . import metrics
 
 log = structlog.get_logger(__name__)
 
-# How far ahead of this clock a gateway's accept time may be.
-MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Longest wait for the record of accepted requests (Redis) when a record that
+# fails verification may be a buyer's.
+ACCEPTED_TIMEOUT_S = 5.0
 
 Batch = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
@@ -54,10 +63,14 @@ class BatchProcessor:
         dead_letter_topic: str,
         lock_wait_s: float,
         concurrency: int,
-        id_secret: bytes,
+        record_keys: RecordKeys,
+        accepted: AcceptedRequests | None = None,
         fault_delay_s: float = 0.0,
     ) -> None:
-        self._id_secret = id_secret
+        self._record_keys = record_keys
+        # What the gateways accepted: tells whose a record that fails
+        # verification is (see _buyers).
+        self._accepted = accepted
         self._applier = applier
         self._locks = locks
         self._producer = producer
@@ -82,19 +95,29 @@ class BatchProcessor:
         unreadable: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         forged: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         offsets: dict[TopicPartition, int] = {}
+        now = datetime.now(UTC)
         for tp, records in batch.items():
             for record in records:
                 try:
-                    request = decode_request(
-                        record.value, partition=tp.partition, offset=record.offset
-                    )
+                    message = parse_request(record.value)
+                    request = request_from(message, partition=tp.partition, offset=record.offset)
                 except UndecodableRecord as exc:
                     unreadable.append((record, str(exc)))
                     continue
-                problem = self._forgery(request)
-                if problem is not None:
-                    forged.append((record, problem))
+                refusal = self._record_keys.verify(message)
+                if refusal is not None:
+                    metrics.FORGED_RECORDS.labels(refusal.value).inc()
+                    forged.append((record, refusal.explain(message.key_id)))
                     continue
+                if request.accepted_at > now:
+                    # Its MAC verifies, so a gateway wrote it: an accept time
+                    # ahead of this clock is that gateway's clock running
+                    # fast, not a forgery, and its buyer is decided like any
+                    # other. What the time is used for is bounded instead:
+                    # counted from no later than now, a fast clock cannot
+                    # stretch the queue TTL or the sale window, and no
+                    # decision is stored as made before its request.
+                    request = dataclasses.replace(request, accepted_at=now)
                 by_event[request.event_id].append(request)
                 if tracing.enabled():
                     traces.setdefault(request.reservation_id, tracing.extract(record.headers))
@@ -119,23 +142,41 @@ class BatchProcessor:
                 )
             )
         for record, error in forged:
-            await self._dead_letter(
-                record, Kind.FORGED, error, attempts=1, reason=RejectReason.INVALID
+            results.extend(
+                await self._dead_letter(
+                    record, Kind.FORGED, error, attempts=1, reason=RejectReason.INVALID
+                )
             )
         await self._publish(results, carried)
         return offsets
 
-    def _forgery(self, request: Request) -> str | None:
-        """Why ``request`` cannot have come from a gateway, if it cannot: the
-        broker may take records from others than the gateways."""
-        derived = reservation_id_for(
-            self._id_secret, request.user_id, request.idempotency_key, request.event_id
-        )
-        if request.reservation_id != derived:
-            return "reservation_id is not derived from the caller, key and event"
-        if request.accepted_at > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            return f"accept_time {request.accepted_at.isoformat()} is in the future"
-        return None
+    async def _buyers(
+        self, record: ConsumerRecord[bytes, bytes], salvaged: Request
+    ) -> Request | None:
+        """What to record as rejected for the buyer a dead-lettered record
+        names, or None when the id it names may not be that buyer's (telling
+        would take a reservation from its real owner).
+
+        A record is the buyer's when it verifies (a gateway wrote it), when
+        its id is the one a gateway gives its caller, key and event (a
+        damaged genuine record: a third party cannot compute that id), or
+        when the gateways' record of accepted requests holds its id for its
+        user and event: what a gateway signed with a key this consumer does
+        not hold (a rotation done out of order) is told too. Recording never
+        replaces a stored outcome (``Applier.reject``)."""
+        message = parse_request(record.value)  # salvage parsed it already
+        if self._record_keys.verify(message) is None or self._record_keys.derives(message):
+            return salvaged
+        if self._accepted is None:
+            return None
+        async with asyncio.timeout(ACCEPTED_TIMEOUT_S):
+            first = await self._accepted.get(salvaged.reservation_id)
+        if first is None or (first.user_id, first.event_id) != (
+            salvaged.user_id,
+            salvaged.event_id,
+        ):
+            return None
+        return dataclasses.replace(salvaged, quantity=first.quantity, accepted_at=first.accepted_at)
 
     async def dead_letter_failed(
         self, record: ConsumerRecord[bytes, bytes], error: str, attempts: int
@@ -162,10 +203,8 @@ class BatchProcessor:
             offset=record.offset,
             timestamp_ms=record.timestamp,
         )
-        if kind is Kind.FORGED or (salvaged is not None and self._forgery(salvaged) is not None):
-            # The id it names may be someone else's: recording an outcome
-            # under it would take that reservation from its real owner.
-            salvaged = None
+        if salvaged is not None:
+            salvaged = await self._buyers(record, salvaged)
         # Recorded first: a crash after this redelivers the record, and the
         # stored outcome wins over any later attempt.
         told: list[Reservation] = []

@@ -106,7 +106,7 @@ async def run(settings: GatewaySettings) -> None:
                 limits=limits,
                 addresses=ClientAddresses(settings.trusted_proxies),
                 sold_out_fast_path=settings.sold_out_fast_path,
-                id_secret=settings.reservation_id_secret.encode(),
+                record_keys=settings.record_keys(),
                 broker=BrokerGate(
                     producer,
                     settings.kafka.requests_topic,

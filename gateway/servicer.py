@@ -15,7 +15,7 @@ from ticketing.v1 import reservation_pb2
 from ticketing_common.auth import caller
 from ticketing_common.codecs import encode_request
 from ticketing_common.decisions import Request
-from ticketing_common.domain import RejectReason, Status, reservation_id_for
+from ticketing_common.domain import RejectReason, Status
 from ticketing_common.errors import (
     BrokerUnavailable,
     Cancelled,
@@ -25,6 +25,7 @@ from ticketing_common.errors import (
     TicketingError,
     Unimplemented,
 )
+from ticketing_common.record_keys import RecordKeys
 from ticketing_common.storage.rate_limits import RateLimits
 
 from . import metrics
@@ -53,7 +54,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         keys: IdempotencyKeys,
         limits: RateLimits,
         addresses: ClientAddresses,
-        id_secret: bytes,
+        record_keys: RecordKeys,
         publish_timeout_s: float,
         fault_delay_s: float = 0.0,
         sync: SyncReserver | None = None,
@@ -65,7 +66,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._keys = keys
         self._limits = limits
         self._addresses = addresses
-        self._id_secret = id_secret
+        self._record_keys = record_keys
         self._publish_timeout_s = publish_timeout_s
         self._fault_delay_s = fault_delay_s
         self._sync = sync
@@ -82,22 +83,33 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         valid = validate_reserve(request, subject)
         await self._known_event(valid)
         # The same key rules as Reserve: another quantity under it is refused.
-        reservation = await self._sync.reserve(await self._keys.admit(self._request(valid)))
+        reservation = await self._sync.reserve(await self._keys.admit(await self._request(valid)))
         return pb.ReserveSyncResponse(reservation=reservation.to_proto())
 
-    def _request(self, valid: ValidReserve) -> Request:
+    async def _request(self, valid: ValidReserve) -> Request:
         """The request a valid call stands for, accepted now; its id binds the
         caller, the key and the event (a retry gets the same one)."""
         return Request(
-            reservation_id=reservation_id_for(
-                self._id_secret, valid.user_id, valid.idempotency_key, valid.event_id
-            ),
+            reservation_id=await self._reservation_id(valid),
             event_id=valid.event_id,
             user_id=valid.user_id,
             quantity=valid.quantity,
             idempotency_key=valid.idempotency_key,
             accepted_at=datetime.now(UTC),
             tier=caller().tier,
+        )
+
+    async def _reservation_id(self, valid: ValidReserve) -> str:
+        """The id derived with the current record key, unless a gateway on
+        another key (mid-rotation) gave this request its id already: a retry
+        keeps the id it was first given, so it is not a second request."""
+        for earlier in self._record_keys.earlier_ids(
+            valid.user_id, valid.idempotency_key, valid.event_id
+        ):
+            if await self._keys.known(earlier):
+                return earlier
+        return self._record_keys.reservation_id(
+            valid.user_id, valid.idempotency_key, valid.event_id
         )
 
     async def _known_event(self, valid: ValidReserve) -> SaleTerms:
@@ -120,7 +132,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         terms = await self._events.terms(valid.event_id)
         if terms is None:
             raise _event_not_found(valid.event_id)
-        fresh = self._request(valid)
+        fresh = await self._request(valid)
         refused = terms.refusal(valid.event_id, fresh.accepted_at)
         sold_out = self._sold_out_fast_path and terms.sold_out
         # A retry (the key already stands for a request) goes to the queue as
@@ -146,7 +158,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         try:
             metadata = await self._broker.publish(
                 valid.event_id.encode(),
-                encode_request(accepted),
+                encode_request(accepted, self._record_keys),
                 timeout,
                 caller_gone=lambda: caller_gone(context),
             )

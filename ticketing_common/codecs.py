@@ -12,13 +12,15 @@ from ticketing.queue.v1 import queue_pb2
 
 from .decisions import Request
 from .domain import from_timestamp, timestamp
+from .record_keys import RecordKeys
 
 # Longest user_id / idempotency_key the gateway accepts.
 MAX_TEXT = 128
 
 
-def encode_request(request: Request) -> bytes:
-    return queue_pb2.ReservationRequested(
+def encode_request(request: Request, keys: RecordKeys) -> bytes:
+    """The record a gateway appends for ``request``, signed with the current key."""
+    message = queue_pb2.ReservationRequested(
         reservation_id=request.reservation_id,
         event_id=request.event_id,
         user_id=request.user_id,
@@ -27,7 +29,9 @@ def encode_request(request: Request) -> bytes:
         accept_time=timestamp(request.accepted_at),
         tier=request.tier,
         sequence=request.sequence,
-    ).SerializeToString()
+    )
+    keys.sign(message)
+    return message.SerializeToString()
 
 
 class UndecodableRecord(ValueError):
@@ -36,6 +40,11 @@ class UndecodableRecord(ValueError):
 
 def decode_request(value: bytes | None, *, partition: int, offset: int) -> Request:
     """Decodes and sanity-checks one requests-topic record."""
+    return request_from(parse_request(value), partition=partition, offset=offset)
+
+
+def parse_request(value: bytes | None) -> queue_pb2.ReservationRequested:
+    """The record as its message, unchecked (its MAC is checked on this)."""
     if value is None:
         raise UndecodableRecord("empty record")
     message = queue_pb2.ReservationRequested()
@@ -43,6 +52,13 @@ def decode_request(value: bytes | None, *, partition: int, offset: int) -> Reque
         message.ParseFromString(value)
     except DecodeError as exc:
         raise UndecodableRecord(f"not a ReservationRequested: {exc}") from None
+    return message
+
+
+def request_from(
+    message: queue_pb2.ReservationRequested, *, partition: int, offset: int
+) -> Request:
+    """The request a parsed record stands for, its fields sanity-checked."""
     if not (
         message.reservation_id
         and message.event_id

@@ -28,6 +28,7 @@ the rule, which stop the process with their new name (``RENAMED``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,7 +36,15 @@ from typing import Annotated, Any, Literal, Self, cast
 
 import grpc
 from aiokafka.helpers import create_ssl_context
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -45,6 +54,7 @@ from pydantic_settings import (
 )
 
 from .auth import VerifierConfig
+from .record_keys import KEY_ID_PATTERN, RecordKeys
 
 PREFIX = "TICKETING_"
 
@@ -425,21 +435,75 @@ class AuthSettings(Settings):
         )
 
 
+def _json_object(value: object) -> object:
+    """A JSON object given as text (an environment variable), as a dict."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError("must be a JSON object") from None
+    return value
+
+
+RecordKeySecrets = Annotated[
+    dict[
+        Annotated[str, Field(pattern=KEY_ID_PATTERN)],
+        Annotated[SecretStr, Field(min_length=32)],
+    ],
+    BeforeValidator(_json_object),
+]
+
+
 class ReservationIdSecret(Settings):
-    """Mixed into the settings of the processes that derive reservation ids."""
+    """Mixed into the settings of the processes that derive reservation ids
+    and sign or verify the requests topic's records (the record keys)."""
 
     model_config = settings_config()
 
     reservation_id_secret: str = Field(
         min_length=32,
         repr=False,
-        description="server-side secret reservation ids are derived with (HMAC of caller, "
-        "key and event), so nobody can compute or squat another user's reservation; the "
-        "same on every gateway, at least 32 characters; changing it changes the id a "
-        "retry of an earlier request gets",
+        description="the current record key's secret: reservation ids are derived with it "
+        "(HMAC of caller, key and event), so nobody can compute or squat another user's "
+        "reservation, and the gateways sign every record with it; at least 32 characters. "
+        "Rotate it as the README's security model says, never by changing it in place",
         examples=["<32+ random characters from your secrets manager>"],
         json_schema_extra={"shown_default": "required"},
     )
+    reservation_key_id: str = Field(
+        "k1",
+        pattern=KEY_ID_PATTERN,
+        description="the current record key's id, named in every record a gateway signs; a "
+        "consumer verifies a record with the key it names (`ticketing-admin record-key` makes "
+        "a new key)",
+    )
+    reservation_verify_keys: RecordKeySecrets = Field(
+        default_factory=dict,
+        repr=False,
+        description="other record keys accepted besides the current one, never used to sign: "
+        "a JSON object of key id to secret (32+ characters). During a rotation, the new key "
+        "before it signs and the old one until its records are decided and its retries over",
+        examples=['{"k20260501-3f9a0c1d": "<32+ random characters>"}'],
+    )
+
+    @field_validator("reservation_verify_keys")
+    @classmethod
+    def _no_second_secret_for_the_current_key(
+        cls, keys: dict[str, SecretStr], info: ValidationInfo
+    ) -> dict[str, SecretStr]:
+        current = info.data.get("reservation_key_id")
+        if current in keys and keys[current].get_secret_value() != info.data.get(
+            "reservation_id_secret"
+        ):
+            raise ValueError(f"names the current key {current!r} with another secret")
+        return keys
+
+    def record_keys(self) -> RecordKeys:
+        secrets = {
+            k: v.get_secret_value().encode() for k, v in self.reservation_verify_keys.items()
+        }
+        secrets[self.reservation_key_id] = self.reservation_id_secret.encode()
+        return RecordKeys(self.reservation_key_id, secrets)
 
 
 class PostgresClient(Settings):

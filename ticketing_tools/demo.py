@@ -63,13 +63,14 @@ from ticketing_common.auth import ADMIN
 from ticketing_common.codecs import encode_request
 from ticketing_common.config import KafkaSettings
 from ticketing_common.decisions import Request
-from ticketing_common.domain import reservation_id_for
 from ticketing_common.kafka import new_producer
+from ticketing_common.record_keys import RecordKeys
 from ticketing_common.runtime import settings_or_exit
 
 from .bench.reserve import reserve_argv
 from .ledger import committed_offsets, reconcile
 from .stack import LocalStack, RunningStack, StackConfig, nginx
+from .stack.launcher import STACK_RECORD_KEY_ID
 from .stack.processes import Child, free_port, port_open, wait_until
 from .tokens import SigningKey, authorized_channel, bearer
 
@@ -504,12 +505,12 @@ async def spike(target: Target, requests: int) -> dict[str, Any]:
         now = datetime.now(UTC)
         for n in range(requests):
             user = f"spike-{n}"
-            rid = reservation_id_for(target.id_secret, user, "k", event.event_id)
+            rid = target.record_keys.reservation_id(user, "k", event.event_id)
             request = Request(rid, event.event_id, user, 1, "k", now)
             pending.append(
                 await producer.send(
                     target.kafka.requests_topic,
-                    encode_request(request),
+                    encode_request(request, target.record_keys),
                     key=event.event_id.encode(),
                 )
             )
@@ -711,8 +712,9 @@ class Target:
     pids: list[int]
     # Mints the tokens of the demo's users and of its administrator.
     key: SigningKey
-    # Derives the ids of the records the spike appends straight to the queue.
-    id_secret: bytes
+    # Derives the ids of the records the spike appends straight to the
+    # queue, and signs them.
+    record_keys: RecordKeys
 
     @property
     def admin_token(self) -> str:
@@ -945,7 +947,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             kafka=running.kafka,
             pids=list(running.pids),
             key=SigningKey.load(Path(running.signing_key_file)),
-            id_secret=(running.reservation_id_secret or "").encode(),
+            record_keys=RecordKeys.single(
+                STACK_RECORD_KEY_ID, (running.reservation_id_secret or "").encode()
+            ),
         )
         raise SystemExit(asyncio.run(run(target)))
     print("no running stack found (make run): starting one for the demo...", flush=True)
@@ -958,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             stack.kafka,
             [c.pid for c in stack.children if c.alive()],
             stack.signing_key,
-            stack.reservation_id_secret.encode(),
+            stack.record_keys,
         )
         code = asyncio.run(run(target))
     raise SystemExit(code)

@@ -15,6 +15,9 @@ from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.codecs import UndecodableRecord, decode_request, encode_request
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Reservation, Status
+from ticketing_common.record_keys import RecordKeys
+
+KEYS = RecordKeys.single("k1", b"s" * 32)
 
 
 def sample() -> Request:
@@ -32,7 +35,7 @@ def sample() -> Request:
 
 def test_request_round_trips_through_the_queue_format() -> None:
     original = sample()
-    decoded = decode_request(encode_request(original), partition=4, offset=99)
+    decoded = decode_request(encode_request(original, KEYS), partition=4, offset=99)
     assert decoded == dataclasses.replace(original, partition=4, offset=99)
 
 
@@ -45,7 +48,7 @@ def test_unreadable_records_are_refused(value: bytes | None) -> None:
 def test_a_record_with_non_uuid_ids_is_refused() -> None:
     bad = dataclasses.replace(sample(), event_id="not-a-uuid")
     with pytest.raises(UndecodableRecord, match="UUID"):
-        decode_request(encode_request(bad), partition=0, offset=0)
+        decode_request(encode_request(bad, KEYS), partition=0, offset=0)
 
 
 @given(st.binary(max_size=300))

@@ -59,7 +59,8 @@ def request_for(
     stack: LocalStack, event_id: str, user: str, key: str, quantity: int = 1
 ) -> Request:
     """The request a gateway of ``stack`` would append (its id derived with
-    the stack's secret, or the consumers dead-letter it as forged)."""
+    the stack's record key; append it signed with that key, or the consumers
+    dead-letter it as forged)."""
     return Request(
         reservation_id=stack.reservation_id(user, key, event_id),
         event_id=event_id,
@@ -107,12 +108,16 @@ async def test_the_same_message_delivered_twice_yields_one_reservation(
     try:
         for _ in range(2):  # a producer retry or a replay: the same record twice
             await producer.send_and_wait(
-                stack.kafka.requests_topic, encode_request(request), key=event.event_id.encode()
+                stack.kafka.requests_topic,
+                encode_request(request, stack.record_keys),
+                key=event.event_id.encode(),
             )
         await queue_drained(stack)
         # And once more after the first two were decided and committed.
         await producer.send_and_wait(
-            stack.kafka.requests_topic, encode_request(request), key=event.event_id.encode()
+            stack.kafka.requests_topic,
+            encode_request(request, stack.record_keys),
+            key=event.event_id.encode(),
         )
         await queue_drained(stack)
     finally:

@@ -185,11 +185,15 @@ async def user(
     retries: bool = False,
     log: RushLog | None = None,
     arrive_after_s: float = 0.0,
+    not_before: asyncio.Event | None = None,
 ) -> Outcome:
     """One buyer: Reserve until QUEUED, then watch to the outcome. A user
     who ``retries`` sends the same Reserve once more after the answer (as a
-    client does that lost it) and must get the same reservation id."""
+    client does that lost it) and must get the same reservation id. With
+    ``not_before``, they also wait for it to be set before arriving."""
     await asyncio.sleep(arrive_after_s)
+    if not_before is not None:
+        await not_before.wait()
     key = uuid.uuid4().hex
     rid, attempts, codes = await reserve_until_queued(channel, event_id, name, key, log=log)
     if retries:
@@ -209,10 +213,14 @@ async def rush(
     log: RushLog | None = None,
     prefix: str = "user-",
     spread_s: float = 0.0,
+    latecomers: asyncio.Event | None = None,
 ) -> list[Outcome]:
     """``users`` buyers, all at once or arriving evenly over ``spread_s`` (so
     that the rush lasts at least that long); every ``retry_every``-th one
-    retries its Reserve with the same key (0: nobody does)."""
+    retries its Reserve with the same key (0: nobody does). With
+    ``latecomers``, the last quarter of them also wait until it is set, so
+    that whatever a test does before setting it happens mid-rush however
+    slow the machine is."""
     opened = [authorized(stack.endpoint) for _ in range(channels)]
     try:
         return await asyncio.gather(
@@ -224,6 +232,7 @@ async def rush(
                     retries=bool(retry_every) and n % retry_every == 0,
                     log=log,
                     arrive_after_s=spread_s * n / users,
+                    not_before=latecomers if n >= users * 3 // 4 else None,
                 )
                 for n in range(users)
             )

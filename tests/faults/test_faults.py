@@ -311,7 +311,12 @@ async def test_consumer_added_and_removed_during_a_rush(
     event_id = await new_event(fault_channel)
     leaving = alive_consumers(fault_stack)[0]
     log = RushLog()
-    running = asyncio.create_task(rush(fault_stack, event_id, USERS, log=log, spread_s=ARRIVALS_S))
+    latecomers = asyncio.Event()
+    running = asyncio.create_task(
+        rush(
+            fault_stack, event_id, USERS, log=log, spread_s=ARRIVALS_S, latecomers=latecomers
+        )
+    )
     await first_decisions(fault_pool, event_id)
     joining = fault_stack.start_service("consumer_service")
     assert joining.health_address is not None
@@ -320,6 +325,7 @@ async def test_consumer_added_and_removed_during_a_rush(
     leaving.process.send_signal(signal.SIGTERM)
     # Both moves happened while users were still arriving.
     assert len(log.queued) < USERS
+    latecomers.set()
     outcomes = await running
     assert await asyncio.to_thread(leaving.process.wait, 30) == 0
     assert joining.alive()

@@ -41,8 +41,8 @@ from ticketing_common.config import (
     settings_config,
     variable,
 )
-from ticketing_common.domain import reservation_id_for
 from ticketing_common.kafka import ensure_topics
+from ticketing_common.record_keys import RecordKeys
 from ticketing_common.storage.db import migrate_database
 
 from .. import kafka_access
@@ -50,6 +50,9 @@ from ..private import write_private
 from ..tokens import AUDIENCE, ISSUER, SigningKey
 from . import kafka_broker, nginx, tls
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
+
+# The id of a stack's record key (its secret is generated per stack).
+STACK_RECORD_KEY_ID = "stack"
 
 # Settings the local stack gives its services unless the caller sets them: its
 # load (the seed rush, the benchmarks, the demo) comes from thousands of
@@ -522,6 +525,7 @@ class LocalStack:
                 variable(AuthSettings, "issuer"): ISSUER,
                 variable(AuthSettings, "audience"): AUDIENCE,
                 variable(ReservationIdSecret, "reservation_id_secret"): self.reservation_id_secret,
+                variable(ReservationIdSecret, "reservation_key_id"): STACK_RECORD_KEY_ID,
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -732,11 +736,14 @@ class LocalStack:
         """A bearer token for ``subject`` that this stack's services accept."""
         return self.signing_key.mint(subject, roles=roles, ttl_s=ttl_s)
 
+    @property
+    def record_keys(self) -> RecordKeys:
+        """The record key this stack's gateways sign with (and derive ids with)."""
+        return RecordKeys.single(STACK_RECORD_KEY_ID, self.reservation_id_secret.encode())
+
     def reservation_id(self, subject: str, idempotency_key: str, event_id: str) -> str:
         """The id this stack's gateways give ``subject``'s request."""
-        return reservation_id_for(
-            self.reservation_id_secret.encode(), subject, idempotency_key, event_id
-        )
+        return self.record_keys.reservation_id(subject, idempotency_key, event_id)
 
     def write_env_file(self, path: Path) -> None:
         """Writes ``connection_env`` for the tools, readable by this user only

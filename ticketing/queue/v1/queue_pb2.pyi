@@ -39,6 +39,8 @@ class ReservationRequested(_message.Message):
     ACCEPT_TIME_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
+    KEY_ID_FIELD_NUMBER: _builtins.int
+    MAC_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -54,6 +56,16 @@ class ReservationRequested(_message.Message):
     consumers record the highest one decided per event, which is what the
     gateway's queue position counts from.
     """
+    key_id: _builtins.str
+    """Which of the gateways' record keys signed this record
+    (TICKETING_RESERVATION_KEY_ID), so a consumer holding several keys
+    during a rotation knows which one to verify it with.
+    """
+    mac: _builtins.bytes
+    """HMAC-SHA256, with the named key, of the canonical encoding of every
+    field above and the key id (ticketing_common.record_keys): a record
+    that someone other than a gateway wrote or altered does not verify.
+    """
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -67,10 +79,12 @@ class ReservationRequested(_message.Message):
         accept_time: _timestamp_pb2.Timestamp | None = ...,
         tier: _builtins.str = ...,
         sequence: _builtins.int = ...,
+        key_id: _builtins.str = ...,
+        mac: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity", "reservation_id", b"reservation_id", "sequence", b"sequence", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "key_id", b"key_id", "mac", b"mac", "quantity", b"quantity", "reservation_id", b"reservation_id", "sequence", b"sequence", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,12 +1,8 @@
 """What every gRPC server of the suite has in common.
 
-Health checking, reflection over the whole ``ticketing.v1`` API, the error
-interceptor, and two-stage graceful shutdown on SIGTERM/SIGINT.
-
-Reflection lists all three ticketing services on every server: behind the load
-balancer they form one endpoint, and nginx routes the reflection service to
-one backend, so each backend must describe the whole API for ``grpcurl list``
-and ``describe`` to work through it.
+Health checking, reflection over the whole public API (every server
+describes every service: see ``reflection``), the error interceptor, and
+two-stage graceful shutdown on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -18,26 +14,13 @@ from typing import Any
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
-from ticketing.v1 import (
-    gateway_service_pb2,
-    notifier_service_pb2,
-    reservation_service_pb2,
-)
-
-from . import metrics, tracing
+from . import metrics, reflection, tracing
 from .auth import AuthInterceptor, TokenVerifier
 from .config import ServerSettings
 from .status import ErrorInterceptor
 
 log = structlog.get_logger(__name__)
-
-API_SERVICES = (
-    gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name,
-    notifier_service_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name,
-    reservation_service_pb2.DESCRIPTOR.services_by_name["ReservationService"].full_name,
-)
 
 MAX_MESSAGE_BYTES = 64 * 1024
 
@@ -88,14 +71,7 @@ class Server:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # not in the stubs
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         if settings.reflection:
-            reflection.enable_server_reflection(
-                (
-                    *API_SERVICES,
-                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                    reflection.SERVICE_NAME,
-                ),
-                self.grpc,
-            )
+            reflection.enable(self.grpc)
         host, port = settings.host, settings.port
         credentials = settings.server_credentials()
         self.port = (

@@ -17,13 +17,17 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from google.rpc import error_details_pb2
 from grpc_tools import protoc
 
 PACKAGE_DIRS = (Path("ticketing") / "v1", Path("ticketing") / "queue" / "v1")
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 # Every proto with its imports as one FileDescriptorSet, for tools that take a
-# protoset (ghz --protoset, grpcurl -protoset); `buf build -o` writes the same.
+# protoset (ghz --protoset, grpcurl -protoset), with the error details our
+# errors carry, so that such a tool decodes them too (google.rpc.Status in
+# grpc-status-details-bin, its BadRequest, ErrorInfo and RetryInfo).
 PROTOSET = Path("protos") / "ticketing.protoset"
+ERROR_PROTOS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
 
 def proto_files(root: Path) -> list[Path]:
@@ -34,8 +38,8 @@ def generate(root: Path, out_dir: Path) -> list[Path]:
     """Writes the generated modules for every proto file under ``out_dir``."""
     include = resources.files("grpc_tools") / "_proto"
     bin_dir = Path(sys.executable).parent
-    args = [
-        "grpc_tools.protoc",
+    protos = [str(p) for p in proto_files(root)]
+    _protoc(
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"-I{root / 'protos'}",
@@ -44,14 +48,25 @@ def generate(root: Path, out_dir: Path) -> list[Path]:
         f"--grpc_python_out={out_dir}",
         f"--mypy_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
+        *protos,
+    )
+    (out_dir / PROTOSET).parent.mkdir(parents=True, exist_ok=True)
+    _protoc(
+        f"-I{root / 'protos'}",
+        f"-I{include}",
+        # The .proto files googleapis-common-protos installs beside its modules.
+        f"-I{Path(error_details_pb2.__file__).parents[2]}",
         f"--descriptor_set_out={out_dir / PROTOSET}",
         "--include_imports",
-        *(str(p) for p in proto_files(root)),
-    ]
-    (out_dir / PROTOSET).parent.mkdir(parents=True, exist_ok=True)
-    if protoc.main(args) != 0:
-        raise RuntimeError("protoc failed: " + " ".join(args))
+        *protos,
+        *ERROR_PROTOS,
+    )
     return generated_files(out_dir)
+
+
+def _protoc(*args: str) -> None:
+    if protoc.main(["grpc_tools.protoc", *args]) != 0:
+        raise RuntimeError("protoc failed: " + " ".join(args))
 
 
 def generated_files(base: Path) -> list[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pb2
 
 from ticketing_tools import protogen
 
@@ -22,3 +23,18 @@ def test_generated_code_matches_the_protos(tmp_path: Path, pytestconfig: pytest.
 
 def test_the_generated_package_is_typed(pytestconfig: pytest.Config) -> None:
     assert (pytestconfig.rootpath / "ticketing" / "py.typed").is_file()
+
+
+def test_the_protoset_describes_the_error_details(pytestconfig: pytest.Config) -> None:
+    """A tool given only the protoset (grpcurl -protoset, ghz --protoset)
+    decodes the google.rpc.Status details our errors carry."""
+    shipped = descriptor_pb2.FileDescriptorSet.FromString(
+        (pytestconfig.rootpath / protogen.PROTOSET).read_bytes()
+    )
+    files = {file.name: file for file in shipped.file}
+    assert {"google/rpc/status.proto", "google/rpc/error_details.proto"} <= set(files)
+    details = {message.name for message in files["google/rpc/error_details.proto"].message_type}
+    assert {"ErrorInfo", "BadRequest", "RetryInfo"} <= details
+    # Self-contained: every import is in the set too.
+    for file in shipped.file:
+        assert set(file.dependency) <= set(files), file.name

@@ -35,7 +35,7 @@ from ticketing_common.codecs import (
 from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Reservation
-from ticketing_common.failures import is_transient
+from ticketing_common.failures import Failure, classify_failure
 from ticketing_common.record_keys import RecordKeys
 from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.applier import Applier, decide_fenced
@@ -212,7 +212,10 @@ class BatchProcessor:
             try:
                 told = await self._applier.reject([salvaged], reason)
             except Exception as exc:
-                if is_transient(exc):
+                if classify_failure(exc) is not Failure.DATA:
+                    # An outage or a defect, not the record: the record is not
+                    # passed (its offset not committed) before its buyer's
+                    # outcome is stored. The loop retries it with backoff.
                     raise
                 # What the record names cannot be stored: it is dead-lettered
                 # all the same (the ledger counts it), with nobody to tell.

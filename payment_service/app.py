@@ -23,6 +23,7 @@ from ticketing_common.storage.rate_limits import RateLimits
 from . import metrics
 from .commands import CommandRunner
 from .provider import LocalProvider
+from .retries import RetryBudget
 from .saga import Saga, Sweeper
 from .servicer import PaymentServicer
 from .settings import PaymentSettings
@@ -68,6 +69,12 @@ async def run(settings: PaymentSettings) -> None:
             pool,
             EventLocks(redis_client, owner=f"payment-{instance}", ttl_ms=settings.lock_ttl_ms),
             provider,
+            budget=RetryBudget(
+                attempts=settings.retry_attempts,
+                window=timedelta(seconds=settings.retry_window_s),
+                backoff=timedelta(seconds=settings.retry_backoff_s),
+                backoff_max=timedelta(seconds=settings.retry_backoff_max_s),
+            ),
             lock_wait_s=settings.lock_wait_s,
             provider_timeout_s=settings.provider_timeout_s,
             fault_delay_s=settings.fault_delay_ms / 1000,

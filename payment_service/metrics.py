@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 SAGA_STEPS = Counter(
     "ticketing_saga_steps_total",
@@ -16,4 +16,17 @@ PAY_REFUSED = Counter(
     "Pay calls refused by a limit: `subject` (calls per window) or `declines` (declined "
     "attempts on one hold).",
     ["limit"],
+)
+
+STEP_FAILURES = Counter(
+    "ticketing_payment_step_failures_total",
+    "Failed attempts at a payment saga step (the state the payment was in): each is "
+    "tried again within the retry budget, or, that spent, left to an operator.",
+    ["step"],
+)
+NEEDING_ATTENTION = Gauge(
+    "ticketing_payments_needing_attention",
+    "Payments whose retry budget is spent or whose provider refused a step for good, "
+    "left to an operator (ticketing-admin payments); counted in PostgreSQL at every "
+    "sweep, so every payment service shows the same number.",
 )

@@ -19,6 +19,11 @@ steps, from each state:
   under the lock, the seats are released (CANCELLED) and the payment is
   REFUNDED.
 
+A step that fails (the provider does not answer, or refuses) is tried
+again after a backoff, within the retry budget (``retries``); once that is
+spent, the payment needs an operator: it stays where it stands, flagged,
+and no worker takes it further until ``ticketing-admin payments retry``.
+
 Provider calls carry the payment id as idempotency key, so a step repeated
 after a crash is harmless; every transition only applies from the state the
 step started in, so two workers on one payment cannot both move it. Crash
@@ -49,8 +54,9 @@ from ticketing_common.storage.queries import RESERVATION_COLUMNS
 from ticketing_common.storage.seats import EventState, release, settle
 
 from . import metrics
-from .provider import Provider
-from .store import Payment, fetch_payment, lock_payment, transition
+from .provider import Provider, ProviderError
+from .retries import RetryBudget
+from .store import Payment, fetch_payment, lock_payment, record_failure, transition
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +71,7 @@ class Saga:
         locks: EventLocks,
         provider: Provider,
         *,
+        budget: RetryBudget,
         lock_wait_s: float,
         provider_timeout_s: float,
         fault_delay_s: float = 0.0,
@@ -72,6 +79,7 @@ class Saga:
         self._pool = pool
         self._locks = locks
         self._provider = provider
+        self._budget = budget
         self._lock_wait_s = lock_wait_s
         self._provider_timeout_s = provider_timeout_s
         self._fault_delay_s = fault_delay_s
@@ -89,19 +97,24 @@ class Saga:
         try:
             await self.advance(payment_id)
         except Exception as exc:
-            if is_transient(exc):
+            if is_transient(exc) or isinstance(exc, ProviderError | TimeoutError):
                 log.warning("payment_step_failed", payment_id=payment_id, error=repr(exc))
             else:
                 log.exception("payment_step_failed", payment_id=payment_id)
 
     async def advance(self, payment_id: str) -> PaymentStatus | None:
-        """Takes the payment as far as it goes now; returns where it stands."""
+        """Takes the payment as far as it goes now; returns where it stands.
+        A step that fails is counted against the retry budget, then raised."""
         with structlog.contextvars.bound_contextvars(payment_id=payment_id):
             payment = await fetch_payment(self._pool, payment_id)
             for _ in range(MAX_STEPS):
-                if payment is None or not payment.status.open:
+                if payment is None or not payment.status.open or payment.needs_attention:
                     break
-                moved = await self._steps[payment.status](payment)
+                try:
+                    moved = await self._steps[payment.status](payment)
+                except Exception as exc:
+                    await self._failed(payment, exc)
+                    raise
                 if moved is None:  # moved on by someone else: read again
                     payment = await fetch_payment(self._pool, payment_id)
                     continue
@@ -113,6 +126,34 @@ class Saga:
                 if self._fault_delay_s and moved.status.open:
                     await asyncio.sleep(self._fault_delay_s)
             return None if payment is None else payment.status
+
+    async def _failed(self, payment: Payment, exc: Exception) -> None:
+        """Counts a failed attempt at ``payment``'s step; once the budget is
+        spent, flags the payment for an operator. A failure to record it (the
+        database is down too) leaves the payment to the sweeper, as before."""
+        step = payment.status.value.lower()
+        metrics.STEP_FAILURES.labels(step).inc()
+        if isinstance(exc, TimeoutError):
+            error = f"no answer within {self._provider_timeout_s:g} s"
+        else:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        retriable = not isinstance(exc, ProviderError) or exc.retriable
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                counted = await record_failure(
+                    conn, payment, error, self._budget, retriable=retriable
+                )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as failure:
+            log.warning("payment_failure_not_recorded", step=step, error=repr(failure))
+            return
+        if counted is not None and counted.needs_attention:
+            log.error(
+                "payment_needs_attention",
+                reservation_id=counted.reservation_id,
+                status=counted.status.value,
+                attempts=counted.attempts,
+                error=error,
+            )
 
     async def _move(
         self,
@@ -267,7 +308,9 @@ class Sweeper:
     """Takes on payments whose saga stopped mid-way: a process killed
     between two steps, a provider that did not answer, a command that was
     consumed but not acted on. A payment is taken on once it has not moved
-    for ``stale_after``."""
+    for ``stale_after`` and its backoff after a failed attempt (if any) has
+    passed; one that needs an operator is left alone. Each sweep also counts
+    the payments needing an operator (the gauge every payment service shows)."""
 
     def __init__(
         self,
@@ -296,13 +339,28 @@ class Sweeper:
             await asyncio.sleep(self._interval_s)
 
     async def sweep_once(self) -> int:
+        now = datetime.now(UTC)
+        # Claimed for stale_after (retry_at), so that other payment services'
+        # sweepers do not take the same payments on at the same time.
         rows = await self._pool.fetch(
-            """SELECT payment_id FROM payments
-               WHERE status IN ('PENDING', 'AUTHORIZED', 'CAPTURING', 'VOIDING', 'REFUNDING')
-                 AND (updated_at <= $1 OR (status = 'PENDING' AND deadline <= $2))
-               ORDER BY updated_at LIMIT 500""",
-            datetime.now(UTC) - self._stale_after,
-            datetime.now(UTC),
+            """UPDATE payments SET retry_at = $3
+               WHERE payment_id IN (
+                   SELECT payment_id FROM payments
+                   WHERE status IN ('PENDING', 'AUTHORIZED', 'CAPTURING', 'VOIDING', 'REFUNDING')
+                     AND attention_since IS NULL
+                     AND (retry_at IS NULL OR retry_at <= $2)
+                     AND (updated_at <= $1 OR (status = 'PENDING' AND deadline <= $2))
+                   ORDER BY updated_at LIMIT 500
+                   FOR UPDATE SKIP LOCKED)
+               RETURNING payment_id""",
+            now - self._stale_after,
+            now,
+            now + self._stale_after,
+        )
+        metrics.NEEDING_ATTENTION.set(
+            await self._pool.fetchval(
+                "SELECT count(*) FROM payments WHERE attention_since IS NOT NULL"
+            )
         )
         stale = [
             str(row["payment_id"]) for row in rows if str(row["payment_id"]) not in self._running

@@ -35,6 +35,31 @@ class PaymentSettings(PostgresClient, RedisClient):
         description="longest wait for the provider's capture, void or refund before the "
         "step is retried",
     )
+    retry_attempts: int = Field(
+        8,
+        ge=1,
+        le=1_000,
+        description="failed attempts at one saga step (a capture, void or refund) before "
+        "the payment needs an operator: it is then left where it stands, listed by "
+        "`ticketing-admin payments` and counted by `ticketing_payments_needing_attention`",
+    )
+    retry_window_s: float = Field(
+        600.0,
+        gt=0,
+        description="longest a saga step may keep failing, from when it began, before the "
+        "payment needs an operator, attempts left or not (keep it below the ledger's "
+        "`TICKETING_ADMIN_PAYMENT_STEP_BOUND_S`)",
+    )
+    retry_backoff_s: float = Field(
+        1.0,
+        gt=0,
+        description="wait before a failed saga step is tried again; it doubles after each "
+        "failure, up to `TICKETING_PAYMENT_RETRY_BACKOFF_MAX_S` (and a step is taken on "
+        "again no sooner than the provider's and the lock's timeouts after it began)",
+    )
+    retry_backoff_max_s: float = Field(
+        60.0, gt=0, description="longest wait between two attempts at a failing saga step"
+    )
     slow_delay_s: float = Field(
         3.0,
         ge=0,

@@ -3,7 +3,13 @@
 Every status change is one transaction that also updates the reservation's
 view of its payment (a new reservation version) and puts both announcements
 in the outbox: the reservation's new state for the results topic, and, when
-a step remains, a command for the saga.
+a step remains, a command for the saga. A failed attempt at a step changes
+only the payment's retry state (``record_failure``): what the reservation
+shows does not change.
+
+Payments are ordered by ``seq``, a sequence PostgreSQL hands out, never by
+``created_at``: that is stamped by whichever host took the payment, and two
+hosts' clocks may disagree.
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from ticketing_common.storage import outbox
 from ticketing_common.storage.db import Connection
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
 
+from .retries import RetryBudget
+
 PAYMENT_COLUMNS = (
     "payment_id, reservation_id, user_id, idempotency_key, method, amount_minor, currency,"
-    " status, detail, provider_ref, created_at, updated_at, deadline"
+    " status, detail, provider_ref, created_at, updated_at, deadline, seq, attempts,"
+    " last_error, retry_at, attention_since"
 )
 
 
@@ -39,9 +48,20 @@ class Payment:
     detail: str
     provider_ref: str | None
     created_at: datetime
+    # When the current step began (a failed attempt does not move it).
     updated_at: datetime
     # Past it, an authorization not settled is voided.
     deadline: datetime
+    # The order payments were made in (PostgreSQL's sequence).
+    seq: int = 0
+    # Failed attempts at the current step, and what the last one was.
+    attempts: int = 0
+    last_error: str | None = None
+    # Not tried again before (a backoff after a failure, or a sweeper's claim).
+    retry_at: datetime | None = None
+    # Set once the retry budget is spent: the saga leaves the payment to an
+    # operator (``ticketing-admin payments``).
+    attention_since: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Payment:
@@ -58,7 +78,16 @@ class Payment:
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             deadline=row["deadline"],
+            seq=row["seq"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+            retry_at=row["retry_at"],
+            attention_since=row["attention_since"],
         )
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.attention_since is not None
 
     def to_proto(self) -> pb.Payment:
         created: Timestamp = timestamp(self.created_at)
@@ -137,11 +166,13 @@ async def transition(
 ) -> Payment | None:
     """Moves ``payment`` from the status it was read in to ``status``; None
     if it is not in that status any more (another worker moved it). A status
-    with a step still to come gets a command for the saga."""
+    with a step still to come gets a command for the saga. The new step
+    starts with the whole retry budget."""
     now = datetime.now(UTC)
     row = await conn.fetchrow(
         f"""UPDATE payments SET status = $3, detail = coalesce($4, detail),
-                   provider_ref = coalesce($5, provider_ref), updated_at = $6
+                   provider_ref = coalesce($5, provider_ref), updated_at = $6,
+                   attempts = 0, last_error = NULL, retry_at = NULL, attention_since = NULL
             WHERE payment_id = $1 AND status = $2
             RETURNING {PAYMENT_COLUMNS}""",
         uuid.UUID(payment.payment_id),
@@ -160,23 +191,56 @@ async def transition(
     return moved
 
 
+async def record_failure(
+    conn: Connection,
+    payment: Payment,
+    error: str,
+    budget: RetryBudget,
+    *,
+    retriable: bool = True,
+) -> Payment | None:
+    """Counts a failed attempt at the step ``payment`` was read in: the
+    payment is tried again after the budget's backoff, or, the budget spent,
+    needs an operator. None if it moved on meanwhile, or already waits for
+    an operator."""
+    current = await lock_payment(conn, payment.payment_id)
+    if current is None or current.status is not payment.status or current.needs_attention:
+        return None
+    now = datetime.now(UTC)
+    failures = current.attempts + 1
+    retry_at = budget.next_attempt(failures, current.updated_at, now, retriable=retriable)
+    row = await conn.fetchrow(
+        f"""UPDATE payments SET attempts = $2, last_error = $3, retry_at = $4,
+                   attention_since = $5
+            WHERE payment_id = $1
+            RETURNING {PAYMENT_COLUMNS}""",
+        uuid.UUID(payment.payment_id),
+        failures,
+        error,
+        retry_at,
+        None if retry_at is not None else now,
+    )
+    assert row is not None  # locked above
+    return Payment.from_row(row)
+
+
 async def show_on_reservation(conn: Connection, payment: Payment, now: datetime) -> None:
-    """The reservation shows its latest payment attempt: a new version,
-    announced (an older attempt's late change does not replace a newer
-    attempt's)."""
+    """The reservation shows its latest payment attempt (by ``seq``): a new
+    version, announced (an older attempt's late change does not replace a
+    newer attempt's)."""
     row = await conn.fetchrow(
         f"""UPDATE reservations SET payment_id = $2, payment_status = $3, updated_at = $4,
                    version = version + 1
             WHERE reservation_id = $1
               AND (payment_id IS NULL OR payment_id = $2
-                   OR (SELECT created_at FROM payments WHERE payment_id = reservations.payment_id)
+                   OR (SELECT seq FROM payments WHERE payment_id = reservations.payment_id)
                       <= $5)
             RETURNING {RESERVATION_COLUMNS}""",
         uuid.UUID(payment.reservation_id),
         uuid.UUID(payment.payment_id),
         payment.status.value,
         now,
-        payment.created_at,
+        payment.seq,
     )
     if row is not None:
         await outbox.announce(conn, [Reservation.from_row(row)])

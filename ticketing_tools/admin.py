@@ -6,6 +6,8 @@
     ticketing-admin dlq list [--json]
     ticketing-admin dlq show PARTITION:OFFSET
     ticketing-admin dlq replay (--all | PARTITION:OFFSET ...)
+    ticketing-admin payments [--json]
+    ticketing-admin payments retry PAYMENT_ID
     ticketing-admin kafka-acls [--user SERVICE=NAME ...] [--dry-run]
 
 Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
@@ -13,7 +15,10 @@ Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 the file the running local stack writes). ``migrate`` is the deployment step
 that brings the database schema up to this build (services only check it);
 it is safe to run concurrently and again. ``ledger`` exits 1 when the ledger
-does not balance, or a seat or money check fails. ``kafka-acls`` gives each
+does not balance, or a seat or money check fails. ``payments`` lists the
+payments that are stuck (needing attention, or in flight past their bound;
+see ``ticketing_tools.payments``) and exits 1 if there are any; ``payments
+retry`` gives one that needs attention a new retry budget. ``kafka-acls`` gives each
 service's Kafka user what it needs and nothing more (see
 ``ticketing_tools.kafka_access``), connecting with the ``TICKETING_KAFKA_*``
 credentials of an administrator; it is safe to run again.
@@ -27,9 +32,11 @@ import json
 import sys
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+from pydantic import Field
 
 from ticketing_common import logs
 from ticketing_common.auth import CUSTOMER, ROLES
@@ -42,6 +49,7 @@ from ticketing_common.storage.db import migrate_database
 from . import kafka_access
 from .bench.durations import DurationError, parse_duration
 from .ledger import read_topic, reconcile
+from .payments import STEP_BOUND, NotRetriable, retry, stuck_payments
 from .stack import RunningStack
 from .tokens import SigningKey
 
@@ -59,6 +67,13 @@ def _event_id(text: str) -> str:
         return str(uuid.UUID(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an event id: {text!r}") from None
+
+
+def _payment_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a payment id: {text!r}") from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -96,6 +111,15 @@ def parser() -> argparse.ArgumentParser:
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true")
     which.add_argument("where", nargs="*", type=_coordinates, default=[])
+    payments = commands.add_parser(
+        "payments", help="list stuck payments (needing attention, or in flight too long)"
+    )
+    payments.add_argument("--json", action="store_true", help="machine-readable output")
+    payment_actions = payments.add_subparsers(dest="action")
+    retry_one = payment_actions.add_parser(
+        "retry", help="give a payment that needs attention a new retry budget"
+    )
+    retry_one.add_argument("payment_id", type=_payment_id)
     acls = commands.add_parser(
         "kafka-acls", help="grant each service's Kafka user what it needs, nothing more"
     )
@@ -177,6 +201,17 @@ class AdminSettings(PostgresClient):
     model_config = settings_config("ADMIN")
 
     kafka: KafkaSettings = KafkaSettings.with_defaults()
+    payment_step_bound_s: float = Field(
+        STEP_BOUND.total_seconds(),
+        gt=0,
+        description="how long a payment may be capturing, voiding or refunding before "
+        "`ledger` and `payments` call it stuck; keep it above the payment service's "
+        "`TICKETING_PAYMENT_RETRY_WINDOW_S`, after which the service flags it itself",
+    )
+
+    @property
+    def step_bound(self) -> timedelta:
+        return timedelta(seconds=self.payment_step_bound_s)
 
 
 def _seconds(text: str) -> float:
@@ -223,14 +258,45 @@ async def main_async(args: argparse.Namespace, settings: AdminSettings) -> int:
         print(f"applied migrations {applied}" if applied else "the schema is up to date")
         return 0
     if args.command == "ledger":
-        return await _ledger(args, settings.kafka, settings.postgres_dsn)
+        return await _ledger(args, settings)
+    if args.command == "payments":
+        return await _payments(args, settings)
     return await _dlq(args, settings.kafka)
 
 
-async def _ledger(args: argparse.Namespace, kafka: KafkaSettings, dsn: str) -> int:
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+async def _payments(args: argparse.Namespace, settings: AdminSettings) -> int:
+    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
     try:
-        ledger = await reconcile(kafka, pool, event_id=args.event)
+        if args.action == "retry":
+            try:
+                step = await retry(pool, args.payment_id)
+            except NotRetriable as exc:
+                print(exc, file=sys.stderr)
+                return 2
+            print(f"payment {args.payment_id}: {step} again, with a new retry budget")
+            return 0
+        stuck = await stuck_payments(pool, step_bound=settings.step_bound)
+    finally:
+        await pool.close()
+    if args.json:
+        print(json.dumps([payment.as_dict() for payment in stuck], indent=2))
+    else:
+        for p in stuck:
+            print(
+                f"{p.payment_id}  {p.why}  reservation={p.reservation_id}  event={p.event_id}  "
+                f"{p.amount_minor} {p.currency}  step={p.status} since {p.since.isoformat()}  "
+                f"attempts={p.attempts}  last error: {p.last_error or '-'}"
+            )
+        print(f"{len(stuck)} stuck payments")
+    return 1 if stuck else 0
+
+
+async def _ledger(args: argparse.Namespace, settings: AdminSettings) -> int:
+    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
+    try:
+        ledger = await reconcile(
+            settings.kafka, pool, event_id=args.event, step_bound=settings.step_bound
+        )
     finally:
         await pool.close()
     report = ledger.as_dict()

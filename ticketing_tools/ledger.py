@@ -20,8 +20,11 @@ alongside, and, for priced events, the money:
 - a captured payment belongs to a CONFIRMED reservation, a refunded one to a
   CANCELLED reservation, a voided one to an EXPIRED or CANCELLED reservation
   or to an attempt the provider did not answer in time;
-- no payment is still open past its saga deadline by more than
-  ``OPEN_GRACE`` (no authorization is left hanging);
+- no payment is stuck (``ticketing_tools.payments``): none needs an
+  operator (its retry budget spent), none is still authorizing more than
+  ``OPEN_GRACE`` past its saga deadline (no authorization is left hanging),
+  none has been capturing, voiding or refunding for longer than the step
+  bound;
 - the provider's books agree: as much captured and refunded there as here.
 """
 
@@ -29,10 +32,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -43,6 +46,8 @@ from ticketing_common.config import KafkaSettings
 from ticketing_common.deadletters import DeadLetter
 from ticketing_common.kafka import group_offsets
 from ticketing_common.storage.db import Connection
+
+from .payments import STEP_BOUND, why_stuck
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +76,6 @@ class SeatCheck:
             and self.confirmed == self.confirmed_rows
             and self.held == self.held_rows
         )
-
-
-# A payment may stay open this long past its deadline (a step under way).
-OPEN_GRACE = timedelta(seconds=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +252,15 @@ class Attributed:
 
 
 async def reconcile(
-    kafka: KafkaSettings, pool: asyncpg.Pool, *, event_id: str | None = None
+    kafka: KafkaSettings,
+    pool: asyncpg.Pool,
+    *,
+    event_id: str | None = None,
+    step_bound: timedelta = STEP_BOUND,
 ) -> Ledger:
     """Accounts for every record of the requests topic (optionally of one
-    event): decided, dead-lettered, queued, or missing."""
+    event): decided, dead-lettered, queued, or missing. ``step_bound``: how
+    long a capture, void or refund may be in flight before it is stuck."""
     if event_id is not None:
         event_id = str(uuid.UUID(event_id))  # canonical form, as stored and sent
     # Committed offsets before the dead letters and the database: a record
@@ -285,7 +291,7 @@ async def reconcile(
     ledger.dead_lettered = states["dead_lettered"]
     ledger.queued = states["queued"]
     ledger.seats = await seat_checks(pool, event_id)
-    ledger.money = await money_checks(pool, event_id)
+    ledger.money = await money_checks(pool, event_id, step_bound=step_bound)
     return ledger
 
 
@@ -370,13 +376,17 @@ async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[S
     ]
 
 
-async def money_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[MoneyCheck]:
+async def money_checks(
+    pool: asyncpg.Pool, event_id: str | None = None, *, step_bound: timedelta = STEP_BOUND
+) -> list[MoneyCheck]:
     """The money of every priced event (or of one), from one snapshot."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        return await _money_checks(conn, event_id)
+        return await _money_checks(conn, event_id, step_bound)
 
 
-async def _money_checks(conn: Connection, event_id: str | None) -> list[MoneyCheck]:
+async def _money_checks(
+    conn: Connection, event_id: str | None, step_bound: timedelta
+) -> list[MoneyCheck]:
     events = await conn.fetch(
         """SELECT event_id, currency, price_minor, confirmed FROM events
            WHERE price_minor > 0 AND ($1::uuid IS NULL OR event_id = $1::uuid)
@@ -387,6 +397,7 @@ async def _money_checks(conn: Connection, event_id: str | None) -> list[MoneyChe
     for event in events:
         payments = await conn.fetch(
             """SELECT p.payment_id, p.status, p.amount_minor, p.detail, p.deadline,
+                      p.updated_at, p.attempts, p.last_error, p.attention_since,
                       r.status AS reservation_status, r.reservation_id,
                       coalesce((SELECT amount_minor FROM provider_operations o
                                 WHERE o.payment_id = p.payment_id
@@ -395,7 +406,8 @@ async def _money_checks(conn: Connection, event_id: str | None) -> list[MoneyChe
                                 WHERE o.payment_id = p.payment_id
                                   AND o.operation = 'refunded'), 0) AS provider_refunded
                FROM payments p JOIN reservations r USING (reservation_id)
-               WHERE r.event_id = $1""",
+               WHERE r.event_id = $1
+               ORDER BY p.seq""",
             event["event_id"],
         )
         unpaid = await conn.fetchval(
@@ -404,11 +416,21 @@ async def _money_checks(conn: Connection, event_id: str | None) -> list[MoneyChe
                  AND coalesce(payment_status, '') NOT IN ('CAPTURED', 'CAPTURING', 'REFUNDING')""",
             event["event_id"],
         )
-        checks.append(_money_check(event, payments, unpaid))
+        checks.append(_money_check(event, payments, unpaid, step_bound=step_bound))
     return checks
 
 
-def _money_check(event: asyncpg.Record, payments: list[asyncpg.Record], unpaid: int) -> MoneyCheck:
+# A row as asyncpg reads it, or as a test builds it.
+Row: TypeAlias = "asyncpg.Record | Mapping[str, Any]"
+
+
+def _money_check(
+    event: Row,
+    payments: Sequence[Row],
+    unpaid: int,
+    *,
+    step_bound: timedelta = STEP_BOUND,
+) -> MoneyCheck:
     problems: list[str] = []
     in_flight = sum(1 for p in payments if p["status"] in {"CAPTURING", "REFUNDING"})
     if unpaid:
@@ -429,10 +451,25 @@ def _money_check(event: asyncpg.Record, payments: list[asyncpg.Record], unpaid: 
         timed_out = status == "VOIDED" and p["detail"].startswith("timed out")
         if status in where and owner not in where[status] and not timed_out:
             problems.append(f"payment {p['payment_id']} is {status} for a {owner} reservation")
-        # An authorization must be settled by its deadline; a capture or a
-        # refund (a cancellation, perhaps days later) has none.
-        if status in {"PENDING", "AUTHORIZED"} and p["deadline"] + OPEN_GRACE < now:
-            problems.append(f"payment {p['payment_id']} still {status} past its deadline")
+        # An authorization must be settled by its deadline, a capture, void
+        # or refund within the step bound from when it began (a refund's
+        # cancellation may come days after the payment); and a payment whose
+        # retry budget is spent waits for an operator.
+        why = why_stuck(
+            status=status,
+            updated_at=p["updated_at"],
+            deadline=p["deadline"],
+            attention_since=p["attention_since"],
+            now=now,
+            step_bound=step_bound,
+        )
+        if why == "needs attention":
+            problems.append(
+                f"payment {p['payment_id']} {status} needs attention: {p['attempts']} failed "
+                f"attempts, last error: {p['last_error']}"
+            )
+        elif why is not None:
+            problems.append(f"payment {p['payment_id']} still {status} {why}")
     return MoneyCheck(
         event_id=str(event["event_id"]),
         currency=event["currency"],

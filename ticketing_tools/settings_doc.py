@@ -78,6 +78,7 @@ SECTIONS: tuple[type[Settings], ...] = (
     StackConfig,
     StackSigningKey,
     RunningStack,
+    AdminSettings,
 )
 # env.example's heading of the shared ones (a service's own: its name).
 SHARED_TITLES: Mapping[type[Settings], str] = {

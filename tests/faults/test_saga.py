@@ -1,14 +1,18 @@
 """The payment saga under faults, on a stack of its own whose payment service
 pauses between steps (so a kill lands where it is aimed): killed between
 authorize and confirm, and between confirm and capture; down for a while;
-and a payment racing its hold's expiry, each way round. Every test ends
-with the seats and the money balanced, and the provider's books agreeing."""
+a payment racing its hold's expiry, each way round; and a capture that keeps
+failing, seen by the operator. Every test ends with the seats and the money
+balanced, and the provider's books agreeing."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
@@ -51,6 +55,10 @@ SAGA_SETTINGS = {
     # Far longer than the outages below (and a restart on a busy machine): a
     # payment waits them out.
     "TICKETING_PAYMENT_SAGA_TIMEOUT_S": "30",
+    # A step that keeps failing needs an operator after a few quick attempts.
+    "TICKETING_PAYMENT_RETRY_ATTEMPTS": "3",
+    "TICKETING_PAYMENT_RETRY_BACKOFF_S": "0.2",
+    "TICKETING_PAYMENT_RETRY_BACKOFF_MAX_S": "0.5",
 }
 
 
@@ -213,4 +221,73 @@ async def test_a_hold_confirmed_before_its_deadline_stays_sold_after_it(
     assert captured_at > expires  # the race was real: the deadline passed mid-saga
     seats = await get_event(reservations_stub(saga_channel), event.event_id)
     assert (seats.available, seats.held, seats.confirmed) == (0, 0, 1)
+    await balanced(saga_stack, saga_pool)
+
+
+def admin(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ticketing-admin`` as an operator runs it against the stack."""
+    env = {**os.environ, "TICKETING_POSTGRES_DSN": stack.postgres_dsn}
+    return subprocess.run(
+        [sys.executable, "-m", "ticketing_tools.admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_a_capture_that_keeps_failing_is_left_to_the_operator_who_sees_and_retries_it(
+    saga_stack: LocalStack, saga_channel: grpc.aio.Channel, saga_pool: asyncpg.Pool
+) -> None:
+    event, hold = await held_seat(saga_stack, saga_channel, "unlucky", hold_s=60)
+    payment = await pay(
+        payments_stub(saga_channel), hold.reservation_id, "unlucky", "test-capture-fails"
+    )
+    async with asyncio.timeout(60):
+        while not await saga_pool.fetchval(
+            "SELECT attention_since IS NOT NULL FROM payments WHERE payment_id = $1",
+            uuid.UUID(payment.payment_id),
+        ):
+            await asyncio.sleep(0.1)
+    # The seats are the buyer's; the money is not captured, and nobody
+    # retries it any more.
+    seats = await get_event(reservations_stub(saga_channel), event.event_id)
+    assert (seats.available, seats.held, seats.confirmed) == (0, 0, 1)
+    assert await payment_status(saga_pool, payment.payment_id) == "CAPTURING"
+    assert await provider_books(saga_pool, payment.payment_id) == {"authorized"}
+
+    listing = await asyncio.to_thread(admin, saga_stack, "payments", "--json")
+    assert listing.returncode == 1, listing.stderr
+    (stuck,) = [p for p in json.loads(listing.stdout) if p["payment_id"] == payment.payment_id]
+    assert {k: stuck[k] for k in ("why", "reservation_id", "amount_minor", "status")} == {
+        "why": "needs attention",
+        "reservation_id": hold.reservation_id,
+        "amount_minor": event.price.amount_minor,
+        "status": "CAPTURING",
+    }
+    assert stuck["attempts"] == 3
+    assert "test-capture-fails" in stuck["last_error"]
+    text = await asyncio.to_thread(admin, saga_stack, "payments")
+    assert f"{payment.payment_id}  needs attention  reservation={hold.reservation_id}" in (
+        text.stdout
+    )
+
+    ledger = await reconcile(saga_stack.kafka, saga_pool)
+    (money,) = [c for c in ledger.money if c.event_id == event.event_id]
+    assert not money.ok
+    assert not ledger.money_ok
+    assert money.problems[0].startswith(f"payment {payment.payment_id} CAPTURING needs attention")
+
+    # The provider is back (its authorization capturable again); the operator retries.
+    await saga_pool.execute(
+        "UPDATE payments SET provider_ref = 'local-' || payment_id WHERE payment_id = $1",
+        uuid.UUID(payment.payment_id),
+    )
+    retried = await asyncio.to_thread(admin, saga_stack, "payments", "retry", payment.payment_id)
+    assert retried.returncode == 0, retried.stderr
+    await wait_for_status(saga_pool, payment.payment_id, "CAPTURED")
+    assert await provider_books(saga_pool, payment.payment_id) == {"authorized", "captured"}
+    again = await asyncio.to_thread(admin, saga_stack, "payments", "--json")
+    assert payment.payment_id not in again.stdout
     await balanced(saga_stack, saga_pool)

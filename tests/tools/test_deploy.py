@@ -22,13 +22,15 @@ from fnmatch import fnmatch
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from ticketing_common.config import KafkaSettings, ServerSettings, group_defaults, variable
-from ticketing_tools import settings_doc
+from ticketing_tools import db_access, settings_doc
 from ticketing_tools.stack import nginx
+from ticketing_tools.stack.launcher import KAFKA_USERS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -116,7 +118,7 @@ def render_kustomization(folder: Path) -> list[dict[str, Any]]:
                 continue
             if document["kind"] not in CLUSTER_SCOPED and "namespace" in kustomization:
                 document["metadata"]["namespace"] = kustomization["namespace"]
-            for container in containers(document):
+            for container in pod_containers(document):
                 name, _, tag = container["image"].partition(":")
                 if name in images:
                     image = images[name]
@@ -129,6 +131,12 @@ def render_kustomization(folder: Path) -> list[dict[str, Any]]:
 def containers(document: dict[str, Any]) -> list[dict[str, Any]]:
     template = document.get("spec", {}).get("template", {})
     return list(template.get("spec", {}).get("containers", []))
+
+
+def pod_containers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The init containers, then the containers."""
+    spec = document.get("spec", {}).get("template", {}).get("spec", {})
+    return [*spec.get("initContainers", []), *spec.get("containers", [])]
 
 
 @cache
@@ -219,7 +227,7 @@ def test_each_compose_container_gets_only_what_its_process_reads() -> None:
         given = {key for key in spec.get("environment", {}) if key.startswith("TICKETING_")}
         assert given <= allowed, f"{name} is given {sorted(given - allowed)}, which it never reads"
         checked += 1
-    assert checked == len(services()) + 2  # and the migration and the ACL jobs
+    assert checked == len(services()) + 3  # and the migration, grants and ACL jobs
 
 
 def test_each_pod_gets_only_what_its_process_reads() -> None:
@@ -232,9 +240,11 @@ def test_each_pod_gets_only_what_its_process_reads() -> None:
         assert own <= service.reads, f"{service.module}: {sorted(own - service.reads)}"
         assert [ref["configMapRef"]["name"] for ref in container["envFrom"]] == ["ticketing-config"]
     (job,) = of_kind("Job")
-    (migrate,) = containers(job)
+    migrate, grants = pod_containers(job)
     assert migrate["command"] == ["ticketing-admin", "migrate"]
-    assert {entry["name"] for entry in migrate["env"]} <= _variables_of("admin")
+    assert grants["command"] == ["ticketing-admin", "db-grants"]
+    for container in (migrate, grants):
+        assert {entry["name"] for entry in container["env"]} <= _variables_of("admin")
 
 
 def test_secrets_come_from_the_secret_and_its_keys_exist() -> None:
@@ -242,7 +252,7 @@ def test_secrets_come_from_the_secret_and_its_keys_exist() -> None:
     keys = set(secret["stringData"])
     used = set()
     for document in (*of_kind("Deployment"), *of_kind("Job")):
-        for container in containers(document):
+        for container in pod_containers(document):
             for entry in container.get("env", []):
                 ref = entry.get("valueFrom", {}).get("secretKeyRef")
                 if ref is not None:
@@ -450,11 +460,20 @@ def test_envoy_routes_like_the_stack() -> None:
 
 
 def test_envoy_retries_unavailable_calls_a_bounded_number_of_times() -> None:
-    policy = envoy_virtual_host()["retry_policy"]
-    assert "unavailable" in policy["retry_on"].split(",")
-    # Never a retry of a call that may have done its work and failed otherwise.
-    assert not {"reset", "5xx", "gateway-error", "internal"} & set(policy["retry_on"].split(","))
-    assert 1 <= policy["num_retries"] <= 3
+    host = envoy_virtual_host()
+    # Per route only: a virtual host's policy would reach every method.
+    assert "retry_policy" not in host
+    policies = [
+        r["route"]["retry_policy"] for r in host["routes"] if "retry_policy" in r.get("route", {})
+    ]
+    assert policies
+    for policy in policies:
+        assert "unavailable" in policy["retry_on"].split(",")
+        # Never a retry of a call that may have done its work and failed otherwise.
+        assert not {"reset", "5xx", "gateway-error", "internal"} & set(
+            policy["retry_on"].split(",")
+        )
+        assert 1 <= policy["num_retries"] <= 3
 
 
 def test_envoy_checks_each_cluster_on_its_service_port_and_health_name() -> None:
@@ -517,3 +536,260 @@ def test_compose_file_is_valid() -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+# -- credentials: each service its own ------------------------------------------
+
+POSTGRES_DSN = "TICKETING_POSTGRES_DSN"
+REDIS_URL = "TICKETING_REDIS_URL"
+KAFKA_USER = "TICKETING_KAFKA_SASL_USERNAME"
+KAFKA_PASSWORD = "TICKETING_KAFKA_SASL_PASSWORD"
+COMPOSE_SECRET = re.compile(r"\$\{(\w+):\?")
+
+
+def _uses(module: str, setting: str) -> bool:
+    return setting in services()[module].reads
+
+
+def _url_user(url: str) -> str | None:
+    """The user of a DSN or URL, compose's ``${...}`` placeholders and all."""
+    match = re.match(r"^\w+://([^:@/]+)[:@]", url)
+    return match[1] if match else None
+
+
+def test_compose_gives_each_service_credentials_of_its_own() -> None:
+    """Its own PostgreSQL role, Redis user and Kafka user, each with a
+    password variable no other service is given."""
+    roles = {module: role for role, module in db_access.MODULES.items()}
+    seen_passwords: dict[str, str] = {}
+    for module in services():
+        (name,) = compose_services_running(module)
+        env = compose()["services"][name]["environment"]
+        secrets_given = set()
+        assert _url_user(env[POSTGRES_DSN]) == roles[module], name
+        secrets_given |= set(COMPOSE_SECRET.findall(env[POSTGRES_DSN]))
+        if _uses(module, REDIS_URL):
+            assert _url_user(env[REDIS_URL]) == roles[module], name
+            secrets_given |= set(COMPOSE_SECRET.findall(env[REDIS_URL]))
+        else:
+            assert REDIS_URL not in env
+        if module in KAFKA_USERS:
+            assert env[KAFKA_USER] == KAFKA_USERS[module], name
+            secrets_given |= set(COMPOSE_SECRET.findall(env[KAFKA_PASSWORD]))
+        for password in secrets_given - {"RESERVATION_ID_SECRET"}:
+            assert seen_passwords.setdefault(password, name) == name, (
+                f"{name} and {seen_passwords[password]} share {password}"
+            )
+    # Only the migration jobs log in as the schema's owner.
+    owners = [
+        name
+        for name, spec in compose()["services"].items()
+        if _url_user(str(spec.get("environment", {}).get(POSTGRES_DSN, ""))) == db_access.MIGRATOR
+    ]
+    assert owners == ["migrate", "db-grants"]
+
+
+def test_compose_creates_every_role_and_user_it_names() -> None:
+    roles_sql = (DEPLOY / "postgres" / "roles.sql").read_text()
+    created = set(
+        re.findall(r"^CREATE ROLE (\w+) LOGIN PASSWORD :'(\w+)_password';", roles_sql, re.M)
+    )
+    assert created == {(role, role) for role in (*db_access.SERVICES, db_access.MIGRATOR)}
+    read = dict(re.findall(r"^\\getenv (\w+) (\w+)$", roles_sql, re.M))
+    postgres = compose()["services"]["postgres"]
+    assert set(read.values()) <= set(postgres["environment"])
+    assert (
+        "./postgres/roles.sql:/docker-entrypoint-initdb.d/10-ticketing-roles.sql:ro"
+        in (postgres["volumes"])
+    )
+    # Redis: a user per service that uses Redis, each given its password.
+    rules = [line.split() for line in (DEPLOY / "redis" / "users.acl").read_text().splitlines()]
+    users_on = {words[1] for words in rules if words[2] == "on"}
+    redis_users = {role for role, module in db_access.MODULES.items() if _uses(module, REDIS_URL)}
+    assert redis_users <= users_on
+    assert not {role for role in db_access.SERVICES if role not in redis_users} & users_on
+    redis = compose()["services"]["redis"]["environment"]
+    assert {f"{user.upper()}_PASSWORD" for user in users_on} == set(redis)
+    # Kafka: a SCRAM user per service with a Kafka client.
+    setup = compose()["services"]["kafka-setup"]["environment"]
+    assert {f"{user.upper()}_PASSWORD" for user in KAFKA_USERS.values()} <= set(setup)
+
+
+def test_kubernetes_gives_each_service_credentials_of_its_own() -> None:
+    (secret,) = of_kind("Secret")
+    data = secret["stringData"]
+    roles = {module: role for role, module in db_access.MODULES.items()}
+    keys_seen: dict[str, str] = {}
+    for module in services():
+        (container,) = containers(deployment_of(module))
+        env = {entry["name"]: entry for entry in container["env"]}
+        wanted = {POSTGRES_DSN}
+        if _uses(module, REDIS_URL):
+            wanted.add(REDIS_URL)
+        if module in KAFKA_USERS:
+            wanted.add(KAFKA_PASSWORD)
+            assert env[KAFKA_USER]["value"] == KAFKA_USERS[module]
+        assert wanted <= set(env), module
+        for setting in wanted:
+            key = env[setting]["valueFrom"]["secretKeyRef"]["key"]
+            assert keys_seen.setdefault(key, module) == module, f"{module} shares {key}"
+            if setting != KAFKA_PASSWORD:
+                assert _url_user(data[key]) == roles[module], (module, key)
+    (job,) = of_kind("Job")
+    for container in pod_containers(job):
+        (entry,) = container["env"]
+        assert _url_user(data[entry["valueFrom"]["secretKeyRef"]["key"]]) == db_access.MIGRATOR
+    # No two placeholders alike: a deployment that replaces some but not all
+    # still never has two services on one password.
+    passwords = [urlsplit(v).password or v for k, v in data.items() if k != "reservation-id-secret"]
+    assert len(passwords) == len(set(passwords))
+
+
+def test_no_token_secret_is_shared_anywhere_in_deploy() -> None:
+    """Services verify tokens with public keys only (a JWKS): no HS256
+    secret is named anywhere in the deployment files."""
+    found = [
+        str(path.relative_to(ROOT))
+        for path in DEPLOY.rglob("*")
+        if path.is_file()
+        and path.suffix not in {".json"}
+        and re.search(r"hs256", path.read_text(errors="replace"), re.I)
+    ]
+    assert not found, found
+
+
+# -- the network ---------------------------------------------------------------
+
+FRONT = {"app.kubernetes.io/component": "grpc-front"}
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        value = labels.get(expression["key"])
+        if expression["operator"] == "In" and value not in expression["values"]:
+            return False
+    return True
+
+
+def _pod_labels(document: dict[str, Any]) -> dict[str, str]:
+    labels: dict[str, str] = document["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def _policies_for(labels: dict[str, str]) -> list[dict[str, Any]]:
+    return [p for p in of_kind("NetworkPolicy") if _selects(p["spec"]["podSelector"], labels)]
+
+
+def _workloads() -> list[dict[str, Any]]:
+    return [*of_kind("Deployment"), *of_kind("Job")]
+
+
+def test_everything_is_denied_unless_a_policy_allows_it() -> None:
+    deny = manifests()[("NetworkPolicy", "default-deny")]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    for workload in _workloads():
+        allowing = [p for p in _policies_for(_pod_labels(workload)) if p["spec"]["podSelector"]]
+        assert allowing, f"{workload['metadata']['name']}: no policy names it"
+
+
+def test_only_the_front_reaches_the_public_services_and_only_prometheus_the_metrics() -> None:
+    for module, service in services().items():
+        deployment = deployment_of(module)
+        (container,) = containers(deployment)
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        sources: dict[Any, list[dict[str, Any]]] = {}
+        for policy in _policies_for(_pod_labels(deployment)):
+            for rule in policy["spec"].get("ingress", []):
+                for port in rule["ports"]:
+                    sources.setdefault(port["port"], []).extend(rule["from"])
+        grpc = sources.get("grpc", []) + sources.get(service.port, [])
+        # The consumers serve health checks only (the kubelet's, from the node).
+        if module != "consumer_service":
+            assert grpc == [{"podSelector": {"matchLabels": FRONT}}], module
+        else:
+            assert grpc == [], f"{module} takes calls from {grpc}"
+        metrics = sources.get("metrics", []) + sources.get(service.metrics_port, [])
+        assert metrics and all(
+            source["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+            and "namespaceSelector" in source
+            for source in metrics
+        ), module
+        assert set(sources) <= {"grpc", "metrics", ports["grpc"], ports["metrics"]}
+
+
+def _egress_ports(labels: dict[str, str]) -> set[int]:
+    return {
+        port["port"]
+        for policy in _policies_for(labels)
+        for rule in policy["spec"].get("egress", [])
+        for port in rule["ports"]
+        if port["port"] != 53
+    }
+
+
+def test_only_the_services_that_use_a_store_reach_it() -> None:
+    stores = {POSTGRES_DSN: 5432, REDIS_URL: 6379, KAFKA_USER: 9093}
+    for module in services():
+        deployment = deployment_of(module)
+        reached = _egress_ports(_pod_labels(deployment))
+        wanted = {
+            port
+            for setting, port in stores.items()
+            if _uses(module, setting) and (setting != KAFKA_USER or module in KAFKA_USERS)
+        }
+        assert reached == wanted, module
+    (job,) = of_kind("Job")
+    assert _egress_ports(_pod_labels(job)) == {5432}
+    front = _egress_ports(FRONT)
+    assert front == {s.port for m, s in services().items() if m != "consumer_service"}
+
+
+# -- Envoy's retries: only what is safe to send twice --------------------------
+
+# Methods a second copy of which changes nothing: reads, watches, and the
+# calls whose idempotency key makes a copy the same request.
+SAFE_TO_RETRY = {
+    "GatewayService": {"Reserve"},
+    "ReservationService": {"GetEvent", "GetReservation", "ListEvents", "ListReservations"},
+    "NotifierService": {"WatchReservation", "WatchEvent"},
+    "PaymentService": {"Pay", "GetPayment"},
+}
+KEYED = {"Reserve", "Pay"}
+
+
+def _public_methods() -> Iterator[tuple[str, Any]]:
+    for module in ("gateway", "reservation", "notifier", "payment"):
+        descriptor = importlib.import_module(f"ticketing.v1.{module}_service_pb2").DESCRIPTOR
+        for service in descriptor.services_by_name.values():
+            for method in service.methods:
+                yield service.name, method
+
+
+def _route_of(path: str) -> dict[str, Any]:
+    for route in envoy_virtual_host()["routes"]:
+        match = route["match"]
+        if match.get("path") == path or path.startswith(match.get("prefix", "\0")):
+            found: dict[str, Any] = route
+            return found
+    raise AssertionError(f"no route for {path}")
+
+
+def test_envoy_retries_only_methods_safe_to_repeat() -> None:
+    retried = set()
+    for service, method in _public_methods():
+        route = _route_of(f"/ticketing.v1.{service}/{method.name}")
+        if "retry_policy" in route.get("route", {}):
+            retried.add(method.name)
+            assert method.name in SAFE_TO_RETRY[service], f"{service}.{method.name} is retried"
+        fields = {field.name for field in method.input_type.fields}
+        if method.name in KEYED:
+            assert "idempotency_key" in fields, method.name
+        if method.name == "CreateEvent" and not {"request_id", "idempotency_key"} & fields:
+            # No key: a second copy would be a second event.
+            assert method.name not in retried
+    assert retried >= KEYED
+    for unsafe in ("CreateEvent", "UpdateEvent", "PauseSale", "ResumeSale", "CloseSale"):
+        assert unsafe not in retried
+    assert "CancelReservation" not in retried

@@ -45,7 +45,7 @@ from ticketing_common.kafka import ensure_topics
 from ticketing_common.record_keys import RecordKeys
 from ticketing_common.storage.db import migrate_database
 
-from .. import kafka_access
+from .. import db_access, kafka_access
 from ..private import write_private
 from ..tokens import AUDIENCE, ISSUER, SigningKey
 from . import kafka_broker, nginx, tls
@@ -164,8 +164,12 @@ KAFKA_USERS = {
     "payment_service": "payment",
 }
 
-# The local PostgreSQL's roles besides the superuser.
-PG_ROLES = ("ticketing_owner", "ticketing_app")
+# The local PostgreSQL's roles besides the superuser: the schema's owner, a
+# role that reads and writes every row (the tests' and tools' own
+# connections), and one role per service with only its grants (db_access).
+PG_ROLES = ("ticketing_owner", "ticketing_app", *db_access.SERVICES)
+# The PostgreSQL role each service runs as.
+PG_SERVICE_ROLES = {module: role for role, module in db_access.MODULES.items()}
 
 
 async def _create_database(superuser_dsn: str, passwords: Mapping[str, str]) -> None:
@@ -192,8 +196,9 @@ async def _create_database(superuser_dsn: str, passwords: Mapping[str, str]) -> 
     ).rsplit("/", 1)[0]
     owner = await asyncpg.connect(f"{owner_dsn}/ticketing", timeout=5)
     try:
-        # Every table the owner creates (now, by migrations) is the services'
-        # to read and write, not to alter or drop.
+        # Every table the owner creates (now, by migrations) is ticketing_app's
+        # to read and write, not to alter or drop; the services' own roles
+        # get their grants after the migrations (``_grant_database_access``).
         await owner.execute(
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
             "GRANT SELECT, INSERT, UPDATE ON TABLES TO ticketing_app"
@@ -286,10 +291,13 @@ class LocalStack:
         self.reservation_id_secret = secrets.token_hex(32)
         self.postgres_dsn = ""
         # Who may do what in PostgreSQL: the superuser (tests that restart or
-        # reconfigure the server) and the schema owner (migrations); the
-        # services get ``postgres_dsn``. One DSN for all when it is given.
+        # reconfigure the server), the schema owner (migrations) and
+        # ``postgres_dsn``, which reads and writes every row (tests, tools);
+        # with its own server, each service its own role (``service_dsns``).
+        # One DSN for all when it is given.
         self.admin_dsn = ""
         self.owner_dsn = ""
+        self.service_dsns: dict[str, str] = {}
         self.redis_url = ""
         self.kafka_bootstrap = ""
         self.endpoint = ""
@@ -314,6 +322,8 @@ class LocalStack:
             self.owner_dsn = self.owner_dsn or self.postgres_dsn
             # Once, before any service starts (services only check the schema).
             asyncio.run(migrate_database(self.owner_dsn))
+            if self.service_dsns:
+                asyncio.run(self._grant_database_access())
             self.redis_url = (
                 self.config.redis_url if "redis_url" in self._given else self._start_redis()
             )
@@ -419,8 +429,20 @@ class LocalStack:
 
         self.admin_dsn = dsn("postgres", "ticketing")
         self.owner_dsn = dsn("ticketing_owner", "ticketing")
+        self.service_dsns = {
+            module: dsn(role, "ticketing") for module, role in PG_SERVICE_ROLES.items()
+        }
         asyncio.run(_create_database(dsn("postgres", "postgres"), passwords))
         return dsn("ticketing_app", "ticketing")
+
+    async def _grant_database_access(self) -> None:
+        """Each service's role gets what its queries need (``db_access``),
+        ReserveSync's too: the tests and the demo switch it on."""
+        owner = await asyncpg.connect(self.owner_dsn, timeout=10)
+        try:
+            await db_access.apply_grants(owner, reserve_sync=True)
+        finally:
+            await owner.close()
 
     def _start_redis(self) -> str:
         port = free_port()
@@ -517,7 +539,9 @@ class LocalStack:
                 variable(ServerSettings, "host"): "127.0.0.1",
                 variable(ServerSettings, "port"): str(port),
                 variable(ServerSettings, "instance_id"): f"{name}-{index}",
-                variable(PostgresClient, "postgres_dsn"): self.postgres_dsn,
+                variable(PostgresClient, "postgres_dsn"): self.service_dsns.get(
+                    name, self.postgres_dsn
+                ),
                 variable(RedisClient, "redis_url"): self.redis_url,
                 variable(KafkaSettings, "bootstrap"): self.kafka_bootstrap,
                 variable(KafkaSettings, "replication_factor"): str(self.kafka.replication_factor),

@@ -54,6 +54,7 @@ from pydantic_settings import (
 )
 
 from .auth import VerifierConfig
+from .jwks import check_url
 from .record_keys import KEY_ID_PATTERN, RecordKeys
 
 PREFIX = "TICKETING_"
@@ -398,15 +399,29 @@ class AuthSettings(Settings):
         None,
         description="JWKS document with the public keys tokens are signed with (ES256 or "
         "EdDSA, chosen by `kid`: publish a new key next to the old one to rotate); re-read "
-        "when a token names a key it does not hold",
+        "every `TICKETING_AUTH_JWKS_REFRESH_S` and when a token names a key it does not hold "
+        "(at most once a second). This or `TICKETING_AUTH_JWKS_URL` is required",
         examples=["/etc/ticketing/jwks.json"],
     )
-    hs256_secret: str | None = Field(
+    jwks_url: str | None = Field(
         None,
-        repr=False,
-        min_length=32,
-        description="shared secret for HS256 tokens, instead of or besides the JWKS; at "
-        "least 32 characters",
+        description="instead of `TICKETING_AUTH_JWKS_FILE`: the identity provider's JWKS "
+        "address, e.g. `https://id.example.com/.well-known/jwks.json` (https; http only to "
+        "a loopback address), fetched as the file is read, with a 5 s timeout and no "
+        "redirects",
+    )
+    jwks_refresh_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="how often the JWKS is re-read: a key removed from it is refused, and "
+        "tokens it verified are forgotten, within this",
+    )
+    max_token_lifetime_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        description="the longest lifetime (`exp - iat`) a token may have; a longer one is "
+        "refused as UNAUTHENTICATED",
     )
     issuer: str = Field("ticketing", description="the `iss` every token must carry")
     audience: str = Field("ticketing", description="the `aud` every token must carry")
@@ -422,13 +437,26 @@ class AuthSettings(Settings):
         "checked once, not on every call",
     )
 
+    @model_validator(mode="after")
+    def _one_jwks(self) -> Self:
+        if self.jwks_file and self.jwks_url:
+            raise ValueError(
+                f"{variable(AuthSettings, 'jwks_file')} and "
+                f"{variable(AuthSettings, 'jwks_url')} exclude each other"
+            )
+        if self.jwks_url:
+            check_url(self.jwks_url)
+        return self
+
     def verifier_config(self) -> VerifierConfig:
         return VerifierConfig(
             issuer=self.issuer,
             audience=self.audience,
             leeway_s=self.leeway_s,
             jwks_file=self.jwks_file,
-            hs256_secret=self.hs256_secret,
+            jwks_url=self.jwks_url,
+            jwks_refresh_s=self.jwks_refresh_s,
+            max_lifetime_s=self.max_token_lifetime_s,
             roles_claim=self.roles_claim,
             tier_claim=self.tier_claim,
             cache_size=self.cache_size,

@@ -88,7 +88,13 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--role", action="append", choices=sorted(ROLES), help="customer (default) or admin"
     )
-    token.add_argument("--ttl", type=_seconds, default=3600.0, help="lifetime, e.g. 15m (1h)")
+    token.add_argument(
+        "--ttl",
+        type=_seconds,
+        default=3600.0,
+        help="lifetime, e.g. 15m (1h); the services refuse one over "
+        "TICKETING_AUTH_MAX_TOKEN_LIFETIME_S (24h)",
+    )
     token.add_argument("--tier", help="priority tier claim")
     token.add_argument(
         "--env-file",

@@ -52,3 +52,41 @@ def test_the_production_config_routes_exactly_like_the_stack(pytestconfig: pytes
     assert "listen 443 ssl http2;" in conf
     assert "grpc_ssl_verify on;" in conf
     assert "grpc_ssl_certificate " in conf
+
+
+def http2_bounds(conf: str) -> dict[str, str]:
+    return dict(
+        re.findall(
+            r"^\s*(http2_max_concurrent_streams|keepalive_requests|keepalive_time) (\S+);",
+            conf,
+            flags=re.MULTILINE,
+        )
+    )
+
+
+BOUNDS = {
+    "http2_max_concurrent_streams": str(nginx.HTTP2_MAX_CONCURRENT_STREAMS),
+    "keepalive_requests": str(nginx.KEEPALIVE_REQUESTS),
+    "keepalive_time": nginx.KEEPALIVE_TIME,
+}
+
+
+@pytest.mark.parametrize("shipped", ["stack", "deploy/nginx.conf", "deploy/compose/nginx.conf"])
+def test_every_nginx_config_bounds_http2_streams(
+    shipped: str, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    """Streams and requests per connection and a connection's age are bounded
+    (HTTP/2 rapid reset, CVE-2023-44487) in what the stack writes and in
+    what deploy/ ships, each at nginx's advised values."""
+    if shipped == "stack":
+        conf = nginx.render(
+            listen="127.0.0.1:50051",
+            backends={name: ["127.0.0.1:1"] for name in set(nginx.ROUTES.values())},
+            prefix=tmp_path,
+            error_log=tmp_path / "error.log",
+        )
+    else:
+        conf = (pytestconfig.rootpath / shipped).read_text()
+    assert http2_bounds(conf) == BOUNDS
+    assert nginx.HTTP2_MAX_CONCURRENT_STREAMS <= 128
+    assert nginx.KEEPALIVE_REQUESTS <= 1000

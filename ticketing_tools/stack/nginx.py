@@ -14,11 +14,18 @@ ROUTES = {
     "/ticketing.v1.ReservationService/": "reservation_service",
     "/ticketing.v1.NotifierService/": "notifier_service",
     "/ticketing.v1.PaymentService/": "payment_service",
-    # Every backend describes the whole API; the reservation service answers.
+    # Every backend describes the whole public API (ticketing_common.reflection);
+    # the reservation service answers.
     "/grpc.reflection.v1alpha.ServerReflection/": "reservation_service",
     "/grpc.reflection.v1.ServerReflection/": "reservation_service",
     "/grpc.health.v1.Health/": "gateway",
 }
+
+# The HTTP/2 bounds of every nginx configuration the project writes or ships
+# (deploy/nginx.conf, deploy/compose/nginx.conf; a test holds them to these).
+HTTP2_MAX_CONCURRENT_STREAMS = 128
+KEEPALIVE_REQUESTS = 1000
+KEEPALIVE_TIME = "1h"
 
 
 def render(
@@ -88,8 +95,13 @@ http {{
 {upstreams}
     server {{
         {listen_line}{tls_lines}
-        http2_max_concurrent_streams 20000;
-        keepalive_requests 1000000;
+        # HTTP/2 stream floods (rapid reset, CVE-2023-44487): streams per
+        # connection, requests per connection and a connection's age are
+        # bounded as in deploy/nginx.conf (nginx's defaults and advice);
+        # a client past them waits for a stream or reconnects.
+        http2_max_concurrent_streams {HTTP2_MAX_CONCURRENT_STREAMS};
+        keepalive_requests {KEEPALIVE_REQUESTS};
+        keepalive_time {KEEPALIVE_TIME};
         # Watch streams last until the outcome; the client's deadline rules.
         grpc_read_timeout 1h;
         grpc_send_timeout 1h;

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
+import secrets
 import signal
 import tempfile
 import uuid
@@ -28,6 +30,7 @@ from ticketing.v1 import (
 )
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.auth import ADMIN, CUSTOMER
+from ticketing_common.record_keys import RecordKeys
 from ticketing_tools.ledger import committed_offsets, end_offsets
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.tokens import SigningKey, authorized_channel, bearer
@@ -64,9 +67,16 @@ def payments_stub(channel: grpc.aio.Channel) -> Payments:
 # so a test mints a caller's token without asking which stack it talks to.
 TEST_KEY = SigningKey.generate()
 TEST_KEY_FILE, _ = TEST_KEY.write(Path(tempfile.mkdtemp(prefix="ticketing-test-key-")))
+# A record key of a rotation in progress that every test stack's gateways
+# and consumers accept besides the stack's own (TICKETING_RESERVATION_KEY_ID
+# "stack"): tests sign records with it as a gateway on the other key would.
+PREVIOUS_RECORD_KEYS = RecordKeys.single("previous", secrets.token_hex(32).encode())
 # What every test stack's services get besides the launcher's own settings.
 TEST_SERVICE_ENV = {
     "TICKETING_GATEWAY_SYNC_ENABLED": "true",
+    "TICKETING_RESERVATION_VERIFY_KEYS": json.dumps(
+        {"previous": PREVIOUS_RECORD_KEYS.secret.decode()}
+    ),
     # A payment the provider never answers is given up on after 2 s, and the
     # slow test method answers after 3 s (past the shortest holds).
     "TICKETING_PAYMENT_SAGA_TIMEOUT_S": "2",

@@ -8,6 +8,7 @@ reservation id; the ledger counts it by its original partition and offset.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,6 +17,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 PREFIX = "ticketing."
+# Longest wait for the broker to take one dead letter.
+SEND_TIMEOUT_S = 10.0
 
 
 class Kind(StrEnum):
@@ -104,12 +107,20 @@ async def send_dead_letter(
     attempts: int,
     reservation_id: str | None,
 ) -> None:
-    """Appends ``record`` to the dead-letter topic and waits for the broker."""
-    await producer.send_and_wait(
-        topic,
-        record.value,
-        key=record.key,
-        headers=headers_for(
-            record, kind=kind, error=error, attempts=attempts, reservation_id=reservation_id
-        ),
-    )
+    """Appends ``record`` to the dead-letter topic and waits for the broker,
+    at most ``SEND_TIMEOUT_S``: an idempotent producer never gives up on a
+    batch the broker keeps refusing for a retriable reason (too few in-sync
+    replicas, say), and the consumer must not wait on it for ever. The
+    timeout is a ``TimeoutError``, transient: the record is not passed, it is
+    retried. The batch given up on may still be delivered later, so the
+    topic may then hold the record twice, as after a crash; the ledger counts
+    it once (by original partition and offset)."""
+    async with asyncio.timeout(SEND_TIMEOUT_S):
+        await producer.send_and_wait(
+            topic,
+            record.value,
+            key=record.key,
+            headers=headers_for(
+                record, kind=kind, error=error, attempts=attempts, reservation_id=reservation_id
+            ),
+        )

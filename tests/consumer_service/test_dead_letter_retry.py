@@ -19,6 +19,7 @@ from aiokafka.structs import ConsumerRecord
 from consumer_service import worker
 from consumer_service.loop import ConsumeLoop, DependencyBreaker
 from consumer_service.worker import BatchProcessor
+from ticketing_common import deadletters
 from ticketing_common.codecs import encode_request
 from ticketing_common.deadletters import DeadLetter, Kind
 from ticketing_common.decisions import Request
@@ -74,12 +75,18 @@ class Faults:
     remaining: int = 0
     hits: int = 0
     committed_at_hits: list[list[int]] = field(default_factory=list)
+    # Instead of failing, never answer (a broker that keeps refusing for a
+    # retriable reason, to a producer that never gives up).
+    hang: bool = False
 
-    def maybe_fail(self, log: Log) -> None:
-        if self.error is not None and self.remaining > 0:
+    async def maybe_fail(self, log: Log) -> None:
+        if (self.error is not None or self.hang) and self.remaining > 0:
             self.remaining -= 1
             self.hits += 1
             self.committed_at_hits.append(list(log.committed))
+            if self.hang:
+                await asyncio.Event().wait()
+            assert self.error is not None
             raise self.error
 
 
@@ -93,7 +100,7 @@ class FakeApplier:
         self.stores = 0
 
     async def reject(self, requests: Sequence[Request], reason: RejectReason) -> list[Reservation]:
-        self.faults.maybe_fail(self.log)
+        await self.faults.maybe_fail(self.log)
         for r in requests:
             if r.reservation_id not in self.stored:
                 self.stores += 1
@@ -122,7 +129,7 @@ class FakeProducer:
     async def send_and_wait(
         self, topic: str, value: bytes | None, *, key: bytes | None, headers: Any
     ) -> None:
-        self.faults.maybe_fail(self.log)
+        await self.faults.maybe_fail(self.log)
         self.dead_letters.append(
             DeadLetter.from_record(
                 ConsumerRecord(
@@ -157,7 +164,7 @@ class Run:
     producer: FakeProducer
 
 
-async def run_loop(log: Log, *, store: Faults, broker: Faults) -> Run:
+async def run_loop(log: Log, *, store: Faults, broker: Faults, within_s: float = 30) -> Run:
     applier, producer = FakeApplier(log, store), FakeProducer(log, broker)
     processor = BatchProcessor(
         applier=applier,  # type: ignore[arg-type]
@@ -188,7 +195,7 @@ async def run_loop(log: Log, *, store: Faults, broker: Faults) -> Run:
         max_attempts=MAX_ATTEMPTS,
     )
     loop._consumer = FakeConsumer(log, loop)
-    await asyncio.wait_for(loop.run(), 30)
+    await asyncio.wait_for(loop.run(), within_s)
     return Run(log, applier, producer)
 
 
@@ -263,6 +270,27 @@ async def test_a_dead_letter_the_broker_does_not_take_holds_the_offset_until_it_
         (0, Kind.UNDECODABLE, rid)
     ]
     assert run.producer.results == [rid.encode()]
+    assert log.committed == [1]
+
+
+async def test_a_dead_letter_the_broker_never_answers_for_is_given_up_on_and_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each try is bounded: a send that never completes ends in a timeout,
+    and the record is tried again instead of holding the loop for ever."""
+    monkeypatch.setattr(deadletters, "SEND_TIMEOUT_S", 0.05)
+    log = Log()
+    record, rid = signed_record(0, "hal")
+    log.records = [record]
+    broker = Faults(remaining=2, hang=True)
+
+    run = await run_loop(log, store=Faults(), broker=broker, within_s=10)
+
+    assert broker.hits == 2
+    assert broker.committed_at_hits == [[], []]
+    assert [(d.original_offset, d.kind, d.reservation_id) for d in run.producer.dead_letters] == [
+        (0, Kind.UNDECODABLE, rid)
+    ]
     assert log.committed == [1]
 
 

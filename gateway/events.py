@@ -1,23 +1,24 @@
 """Which events exist and whether their sale takes requests, without a
 database round trip per call.
 
-A known event's sale terms (state, window, and whether it is sold out) are
-kept, and re-read when PostgreSQL says they changed: a trigger notifies the
-``ticketing_event_terms`` channel at the commit of any change to an event's
-free or held seats, its sale state or its window
+A known event's sale terms (state, window, priority tiers, and whether it is
+sold out) are kept, and re-read when PostgreSQL says they changed: a trigger
+notifies the ``ticketing_event_terms`` channel at the commit of any change
+to an event's free or held seats, its sale state or its window
 (``0007_event_terms_notify.sql``), and ``follow`` marks the event's terms
 stale. A stale event is re-read by the next call that wants it, at most
 every ``MIN_REREAD_S`` however many changes a rush commits, so a sell-out,
 or seats coming back, reach every gateway within about that. They are also
-re-read every ``refresh_s`` regardless: what no seat change announces (the
-last waiting request leaving the waitlist), or a notification missed while
-the listening connection was down. If a re-read fails, the terms already
-known are used (the consumers check the sale again when they decide). Events are never
-deleted, and only administrators create them, so known events are few. An
-unknown id is remembered briefly, so a flood of calls for a bad id costs one
-query per TTL, and concurrent misses for one id share one query. Unknown ids
-are bounded too (``MAX_UNKNOWN``, oldest forgotten first): a flood of random
-ids cannot grow the gateway without bound.
+re-read every ``refresh_s`` regardless: what no seat change announces (new
+priority tiers, the last waiting request leaving the waitlist), or a
+notification missed while the listening connection was down. If a re-read
+fails, the terms already known are used (the consumers check the sale again
+when they decide). Events are never deleted, and only administrators create
+them, so known events are few. An unknown id is remembered briefly, so a
+flood of calls for a bad id costs one query per TTL, and concurrent misses
+for one id share one query. Unknown ids are bounded too (``MAX_UNKNOWN``,
+oldest forgotten first): a flood of random ids cannot grow the gateway
+without bound.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from ticketing_common.auth import STANDARD_TIER
 from ticketing_common.domain import SaleState
-from ticketing_common.errors import FailedPrecondition, Reason
+from ticketing_common.errors import FailedPrecondition, PermissionDenied, Reason
 from ticketing_common.failures import is_transient
 
 log = structlog.get_logger(__name__)
@@ -58,6 +60,8 @@ class SaleTerms:
     waitlisted: int = 0
     # The highest line number decided, read with the waitlist in one statement.
     decided_sequence: int = 0
+    # The tiers the event favours: a token of another tier is not for it.
+    priority_tiers: frozenset[str] = frozenset()
 
     def position(self, sequence: int) -> int:
         """An upper bound on the place of the request numbered ``sequence``:
@@ -83,6 +87,17 @@ class SaleTerms:
         refused = self.refusal(event_id, now)
         if refused is not None:
             raise refused
+
+    def tier_refusal(self, event_id: str, tier: str) -> PermissionDenied | None:
+        """Why a caller of ``tier`` may not ask for this event, if it may not:
+        a tier other than the standard one must be one the event favours."""
+        if tier == STANDARD_TIER or tier in self.priority_tiers:
+            return None
+        return PermissionDenied(
+            f"the caller's tier {tier!r} is not one of the priority tiers of event {event_id}",
+            reason=Reason.TIER_NOT_OFFERED,
+            metadata={"event_id": event_id, "tier": tier},
+        )
 
     def refusal(self, event_id: str, now: datetime) -> FailedPrecondition | None:
         """Why the sale cannot take a request now, if it cannot."""
@@ -195,6 +210,7 @@ class EventDirectory:
         async with self._pool.acquire(timeout=5) as conn:
             row = await conn.fetchrow(
                 """SELECT sale_state, sale_start_at, sale_end_at, available, held, decided_sequence,
+                          priority_tiers,
                           (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id
                              AND w.status = 'QUEUED')::int AS waitlisted
                    FROM events WHERE event_id = $1""",
@@ -211,4 +227,5 @@ class EventDirectory:
             row["held"],
             row["waitlisted"],
             row["decided_sequence"],
+            frozenset(row["priority_tiers"]),
         )

@@ -118,6 +118,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         terms = await self._events.terms(valid.event_id)
         if terms is None:
             raise _event_not_found(valid.event_id)
+        tier_refused = terms.tier_refusal(valid.event_id, caller().tier)
+        if tier_refused is not None:
+            raise tier_refused
         terms.check(valid.event_id, datetime.now(UTC))
         return terms
 
@@ -133,7 +136,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         if terms is None:
             raise _event_not_found(valid.event_id)
         fresh = await self._request(valid)
-        refused = terms.refusal(valid.event_id, fresh.accepted_at)
+        # A tier the event does not favour is refused like a closed sale.
+        refused = terms.tier_refusal(valid.event_id, caller().tier) or terms.refusal(
+            valid.event_id, fresh.accepted_at
+        )
         sold_out = self._sold_out_fast_path and terms.sold_out
         # A retry (the key already stands for a request) goes to the queue as
         # before, whatever the sale's terms now: the consumer judges it by its

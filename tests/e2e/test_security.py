@@ -19,19 +19,21 @@ import pytest
 import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from google.rpc import error_details_pb2
 from redis.exceptions import AuthenticationError
 
 from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import notifier_service_pb2 as ns
 from ticketing.v1 import payment_service_pb2 as ps
 from ticketing.v1 import reservation_service_pb2 as rs
-from ticketing_common.status import reason
+from ticketing_common.status import detail, reason
 from ticketing_tools.ledger import end_offsets
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.tokens import SigningKey, bearer
 
 from ..helpers import (
     CONFIRMED,
+    QUEUED,
     TEST_KEY,
     Gateway,
     Notifier,
@@ -145,6 +147,107 @@ async def test_every_rpc_refuses_a_missing_or_bad_token_and_changes_nothing(
                 assert reason(refused.value) == expected, (name, case)
     assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
     assert (await get_event(reservations, event.event_id)).available == 5
+
+
+def _signed(**claims: Any) -> tuple[tuple[str, str]]:
+    """A token of the stack's key with the usual claims, ``claims`` replacing
+    them (``...`` leaves one out)."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "sub": "claimant",
+        "iss": "ticketing",
+        "aud": "ticketing",
+        "iat": now,
+        "exp": now + 3600,
+        "roles": ["customer"],
+    } | claims
+    payload = {name: value for name, value in payload.items() if value is not ...}
+    return bearer(
+        jwt.encode(payload, TEST_KEY.private_pem, algorithm="ES256", headers={"kid": TEST_KEY.kid})
+    )
+
+
+# Tokens of the right key whose claims are not what they must be: the claim
+# ErrorInfo names, and what the message says.
+MISSHAPEN = {
+    "roles a number": (_signed(roles=5), "roles", "must be a list of roles"),
+    "roles a string": (_signed(roles="admin"), "roles", "got 'admin'"),
+    "roles of objects": (_signed(roles=[{"role": "admin"}]), "roles", "a list holding an object"),
+    "an unknown role": (_signed(roles=["root"]), "roles", "a list naming 'root'"),
+    "tier a number": (_signed(tier=7), "tier", "tier claim must be a string"),
+    "tier too long": (_signed(tier="x" * 65), "tier", "at most 64 printable characters"),
+    "living two days": (_signed(exp=int(time.time()) + 48 * 3600), "exp", "lifetime (exp - iat)"),
+}
+
+
+async def test_a_token_with_misshapen_claims_is_unauthenticated_with_its_reason_on_every_rpc(
+    stack: LocalStack, reservations: Reservations
+) -> None:
+    event = await create_event(reservations, capacity=5, per_user_limit=5)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
+    async with grpc.aio.insecure_channel(stack.endpoint) as bare:
+        for name, call in calls(bare, event.event_id).items():
+            for case, (metadata, claim, said) in MISSHAPEN.items():
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call(metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, (name, case)
+                assert said in (refused.value.details() or ""), (name, case)
+                info = detail(refused.value, error_details_pb2.ErrorInfo)
+                assert info is not None, (name, case)
+                assert (info.reason, dict(info.metadata)) == ("TOKEN_INVALID", {"claim": claim})
+        # Missing claims are named by the verifier too.
+        for missing in ("exp", "iat"):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await calls(bare, event.event_id)["GetEvent"](_signed(**{missing: ...}))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert f'missing the "{missing}" claim' in (refused.value.details() or "")
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
+    assert (await get_event(reservations, event.event_id)).available == 5
+
+
+async def test_a_tier_the_event_does_not_favour_is_permission_denied_at_reserve(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    presale = (
+        await reservations.CreateEvent(
+            rs.CreateEventRequest(
+                name="presale", capacity=5, per_user_limit=2, priority_tiers=["vip"]
+            ),
+            timeout=10,
+        )
+    ).event
+    plain = await create_event(reservations, capacity=5, per_user_limit=2)
+    before = await end_offsets(stack.kafka, stack.kafka.requests_topic)
+    async with grpc.aio.insecure_channel(stack.endpoint) as bare:
+        for event_id, tier in [(presale.event_id, "gold"), (plain.event_id, "vip")]:
+            for method in ("Reserve", "ReserveSync"):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await calls(bare, event_id)[method](_signed(tier=tier))
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, (method, tier)
+                assert refused.value.details() == (
+                    f"the caller's tier {tier!r} is not one of the priority tiers of event "
+                    f"{event_id}"
+                )
+                info = detail(refused.value, error_details_pb2.ErrorInfo)
+                assert info is not None
+                assert (info.reason, dict(info.metadata)) == (
+                    "TIER_NOT_OFFERED",
+                    {"event_id": event_id, "tier": tier},
+                )
+    assert await end_offsets(stack.kafka, stack.kafka.requests_topic) == before
+    # The event's own tier, and the standard one (none, or empty), are taken.
+    for event_id, metadata in [
+        (presale.event_id, _signed(sub="vip-1", tier="vip")),
+        (presale.event_id, _signed(sub="std-1", tier="")),
+        (plain.event_id, _signed(sub="std-2")),
+    ]:
+        reply = await gateway.Reserve(
+            gw.ReserveRequest(event_id=event_id, quantity=1, idempotency_key="k"),
+            metadata=metadata,
+            timeout=10,
+        )
+        assert reply.status == QUEUED
+        assert (await watch(notifier, reply.reservation_id))[-1].status == CONFIRMED
 
 
 async def test_a_customer_may_not_administer(stack: LocalStack, reservations: Reservations) -> None:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import cast
 
 import asyncpg
+import grpc
 import pytest
 
 from gateway import events
@@ -92,3 +93,17 @@ def test_a_position_counts_the_waitlist_and_the_numbers_not_decided_before_it() 
     # Decided out of order (another gateway's earlier number came later): no
     # negative places.
     assert terms.position(9) == 3
+
+
+def test_a_tier_is_refused_unless_standard_or_one_the_event_favours() -> None:
+    terms = SaleTerms(SaleState.OPEN, None, None, priority_tiers=frozenset({"vip"}))
+    assert terms.tier_refusal("e1", "standard") is None
+    assert terms.tier_refusal("e1", "vip") is None
+    refused = terms.tier_refusal("e1", "gold")
+    assert refused is not None
+    assert (refused.code, refused.reason, refused.metadata) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        Reason.TIER_NOT_OFFERED,
+        {"event_id": "e1", "tier": "gold"},
+    )
+    assert SaleTerms(SaleState.OPEN, None, None).tier_refusal("e1", "vip") is not None

@@ -3,10 +3,10 @@ named by its field."""
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
+from ticketing_common import fields
 from ticketing_common.codecs import MAX_TEXT  # one limit for the gateway and the queue
 from ticketing_common.domain import parse_uuid
 from ticketing_common.errors import InvalidArgument, Violations
@@ -21,16 +21,7 @@ class ValidReserve:
 
 
 def _text(field: str, value: str) -> str:
-    if not value or not value.strip():
-        raise InvalidArgument(field, "is required")
-    if len(value) > MAX_TEXT:
-        raise InvalidArgument(field, f"must be at most {MAX_TEXT} characters")
-    # isprintable() is false for every control, format, surrogate, private
-    # and unassigned character (and a few separators): the exact check runs
-    # only then.
-    if not value.isprintable() and any(unicodedata.category(ch).startswith("C") for ch in value):
-        raise InvalidArgument(field, "must not contain control characters")
-    return value
+    return fields.text(field, value, MAX_TEXT)
 
 
 class ReserveFields(Protocol):

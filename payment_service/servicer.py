@@ -12,7 +12,9 @@ import structlog
 
 from ticketing.v1 import payment_service_pb2 as pb
 from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
+from ticketing_common import fields
 from ticketing_common.auth import caller
+from ticketing_common.codecs import MAX_TEXT
 from ticketing_common.domain import Reservation, Status, parse_uuid
 from ticketing_common.errors import (
     FailedPrecondition,
@@ -32,7 +34,7 @@ from .store import PAYMENT_COLUMNS, Payment, fetch_payment, insert_payment
 log = structlog.get_logger(__name__)
 
 MAX_METHOD = 100
-MAX_KEY = 128
+MAX_KEY = MAX_TEXT  # as long as Reserve's
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -59,20 +61,15 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         await self._limits.admit(subject=caller().subject)
         problems = Violations()
         reservation_id = problems.check(parse_uuid, "reservation_id", request.reservation_id)
-        method = request.payment_method.strip()
-        if not method:
-            problems.add("payment_method", "is required")
-        elif len(method) > MAX_METHOD:
-            problems.add("payment_method", f"must be at most {MAX_METHOD} characters")
-        elif (why := self._provider.check_method(method)) is not None:
+        method = problems.check(
+            fields.text, "payment_method", request.payment_method.strip(), MAX_METHOD
+        )
+        if method is not None and (why := self._provider.check_method(method)) is not None:
             problems.add("payment_method", why)
-        key = request.idempotency_key
-        if not key:
-            problems.add("idempotency_key", "is required")
-        elif len(key) > MAX_KEY:
-            problems.add("idempotency_key", f"must be at most {MAX_KEY} characters")
+        # The same rule as Reserve's key: it is stored, and names the attempt.
+        key = problems.check(fields.text, "idempotency_key", request.idempotency_key, MAX_KEY)
         problems.raise_if_any()
-        assert reservation_id is not None
+        assert reservation_id is not None and method is not None and key is not None
 
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(

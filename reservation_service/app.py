@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from contextlib import AsyncExitStack
 
 import redis.asyncio as redis
@@ -15,6 +16,7 @@ from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
 
 from .cancel import Cancellations
+from .listing import PageTokens
 from .sale import SaleControl
 from .servicer import ReservationServicer
 from .settings import ReservationSettings
@@ -51,10 +53,19 @@ async def run(settings: ReservationSettings) -> None:
             owner=f"reservation-{settings.server.instance_id}",
             ttl_ms=settings.lock_ttl_ms,
         )
+        # Unset: a key of this process's own, so its tokens hold until it stops.
+        page_token_key = (
+            settings.page_token_secret.get_secret_value().encode()
+            if settings.page_token_secret is not None
+            else secrets.token_bytes(32)
+        )
         cancellations = Cancellations(pool, locks, lock_wait_s=settings.lock_wait_s)
         sale = SaleControl(pool, locks, lock_wait_s=settings.lock_wait_s)
         pb_grpc.add_ReservationServiceServicer_to_server(
-            ReservationServicer(Store(pool, accepted, cancellations), sale, pool), server.grpc
+            ReservationServicer(
+                Store(pool, accepted, cancellations), sale, pool, PageTokens(page_token_key)
+            ),
+            server.grpc,
         )
         await server.start(SERVICES)
         # Unwound first: stop taking calls, finish those in flight, then close

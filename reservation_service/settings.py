@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from ticketing_common.config import (
     AcceptedRequestsStore,
@@ -29,4 +29,13 @@ class ReservationSettings(PostgresClient, RedisClient, AcceptedRequestsStore):
     )
     lock_wait_s: float = Field(
         5.0, gt=0, description="longest wait for an event's lock before UNAVAILABLE"
+    )
+    page_token_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="key the list calls' page tokens are signed with (HMAC-SHA256), so a "
+        "token altered or made up is refused INVALID_ARGUMENT; at least 32 characters, the "
+        "same on every reservation service. Unset: each process draws its own at start, and "
+        "a token holds only on the process that issued it, until it stops",
+        examples=["<32+ random characters from your secrets manager>"],
     )

@@ -316,11 +316,20 @@ class Event:
         )
 
 
+UUID_TEXT = 36
+
+
 def parse_uuid(field: str, value: str) -> str:
     """Canonical form of a UUID field, or InvalidArgument naming the field."""
     if not value:
         raise InvalidArgument(field, "is required")
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(field, f"must be a UUID, got {value[:64]!r}") from None
+    # uuid.UUID also takes braces, a urn: prefix and any digit Unicode knows
+    # (int() does): an id is its 36 ASCII characters, in either case.
+    if len(value) == UUID_TEXT and value.isascii():
+        try:
+            canonical = str(uuid.UUID(value))
+        except ValueError:
+            canonical = ""
+        if canonical == value.lower():
+            return canonical
+    raise InvalidArgument(field, f"must be a UUID, got {value[:64]!r}")

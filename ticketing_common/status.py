@@ -31,6 +31,7 @@ from grpc_status import rpc_status
 from .errors import (
     DOMAIN,
     DependencyUnavailable,
+    FieldViolation,
     InvalidArgument,
     TicketingError,
     Unavailable,
@@ -49,10 +50,46 @@ DETAILS_KEY = "grpc-status-details-bin"
 DEPENDENCY_RETRY_AFTER_S = 1.0
 
 
-def details(error: TicketingError) -> list[Message]:
-    """The ``google.rpc`` detail messages ``error`` carries."""
+# A status travels in the call's trailers, and proxies bound their size: a
+# trailers-only answer must fit nginx's grpc_buffer_size (one 4 KiB page by
+# default), or the client gets the proxy's 502 instead of our error. So what
+# we send is cut to fit: descriptions and metadata values to a few hundred
+# bytes, and as many violations as fit in STATUS_BUDGET bytes (the message
+# percent-encoded plus the details base64-encoded, as they go on the wire).
+STATUS_BUDGET = 2_800
+MAX_MESSAGE_BYTES = 400
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 200
+MAX_METADATA_BYTES = 128
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` bytes of UTF-8, cut at a character."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def _violations(error: TicketingError) -> list[FieldViolation]:
+    if not isinstance(error, InvalidArgument):
+        return []
+    return [
+        FieldViolation(_cut(v.field, MAX_FIELD_BYTES), _cut(v.description, MAX_DESCRIPTION_BYTES))
+        for v in error.violations
+    ]
+
+
+def details(
+    error: TicketingError, violations: Sequence[FieldViolation] | None = None
+) -> list[Message]:
+    """The ``google.rpc`` detail messages ``error`` carries (with
+    ``violations`` in its BadRequest, when given: the ones that fit)."""
+    metadata = {
+        _cut(k, MAX_METADATA_BYTES): _cut(v, MAX_METADATA_BYTES) for k, v in error.metadata.items()
+    }
     found: list[Message] = [
-        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata)
     ]
     if isinstance(error, InvalidArgument):
         found.append(
@@ -61,7 +98,7 @@ def details(error: TicketingError) -> list[Message]:
                     error_details_pb2.BadRequest.FieldViolation(
                         field=v.field, description=v.description
                     )
-                    for v in error.violations
+                    for v in (_violations(error) if violations is None else violations)
                 ]
             )
         )
@@ -72,15 +109,39 @@ def details(error: TicketingError) -> list[Message]:
     return found
 
 
-def to_status(error: TicketingError) -> grpc.Status:
+def _rich(error: TicketingError, violations: Sequence[FieldViolation]) -> status_pb2.Status:
     packed = []
-    for detail in details(error):
+    for detail in details(error, violations):
         wrapper = any_pb2.Any()
         wrapper.Pack(detail)
         packed.append(wrapper)
-    return rpc_status.to_status(
-        status_pb2.Status(code=error.code.value[0], message=error.message, details=packed)
+    if isinstance(error, InvalidArgument):
+        left_out = len(error.violations) - len(violations)
+        message = "; ".join(str(v) for v in violations)
+        message += f"; and {left_out} more" if left_out else ""
+    else:
+        message = error.message
+    return status_pb2.Status(
+        code=error.code.value[0], message=_cut(message, MAX_MESSAGE_BYTES), details=packed
     )
+
+
+def _wire_size(status: status_pb2.Status) -> int:
+    """Bytes of grpc-message (percent-encoded) and grpc-status-details-bin (base64)."""
+    message = status.message.encode()
+    escaped = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message)
+    return escaped + (int(status.ByteSize()) * 4 + 2) // 3
+
+
+def to_status(error: TicketingError) -> grpc.Status:
+    """The status for ``error``, cut to fit the proxies' trailer bounds: as
+    many of its field violations as fit (at least one), the rest counted."""
+    violations = _violations(error)
+    rich = _rich(error, violations)
+    while len(violations) > 1 and _wire_size(rich) > STATUS_BUDGET:
+        violations = violations[: len(violations) // 2]
+        rich = _rich(error, violations)
+    return rpc_status.to_status(rich)
 
 
 # What a client learns of a bug: nothing but that it happened.

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle flood eta
+.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq payments token demo idle flood eta
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | token | demo | idle | flood | eta"
+	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | payments | token | demo | idle | flood | eta"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -91,6 +91,10 @@ ledger: setup
 
 dlq: setup
 	@$(STACK_ENV) $(BIN)/ticketing-admin dlq $(or $(ARGS),list)
+
+# Stuck payments (ARGS="retry PAYMENT_ID" hands one back to the saga).
+payments: setup
+	@$(STACK_ENV) $(BIN)/ticketing-admin payments $(ARGS)
 
 # A bearer token for the running stack: make token ARGS="--subject alice [--role admin]"
 token: setup

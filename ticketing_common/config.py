@@ -33,6 +33,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 from aiokafka.helpers import create_ssl_context
@@ -220,9 +221,65 @@ def _variable_at(cls: type[Settings], loc: tuple[int | str, ...]) -> str:
     if field is None or not isinstance(name, str):
         return ".".join(str(part) for part in loc) or cls.__name__
     group = group_of(field)
-    if group is not None and len(loc) > 1:
-        return _variable_at(group, loc[1:])
+    if group is not None:
+        if len(loc) > 1:
+            return _variable_at(group, loc[1:])
+        # A check of the group as a whole (its message names the variables).
+        return f"{group.model_config.get('env_prefix', PREFIX)}*"
     return variable(cls, name)
+
+
+def _field_at(cls: type[Settings], loc: tuple[int | str, ...]) -> tuple[str, FieldInfo] | None:
+    """The setting an error is about, or None for a check of several."""
+    name = loc[0] if loc else None
+    field = cls.model_fields.get(name) if isinstance(name, str) else None
+    if field is None or not isinstance(name, str):
+        return None
+    group = group_of(field)
+    if group is not None:
+        return _field_at(group, loc[1:]) if len(loc) > 1 else None
+    return name, field
+
+
+def _is_secret(name: str, field: FieldInfo) -> bool:
+    """A setting whose value is, or may hold, a secret: typed SecretStr,
+    kept out of repr, or a URL or DSN (which may carry a password)."""
+    return (
+        "SecretStr" in str(field.annotation)
+        or field.repr is False
+        or name.endswith(("_dsn", "_url"))
+    )
+
+
+def _without_password(url: str) -> str | None:
+    """``url`` with its password replaced by ``***``; None if it does not
+    read as a URL (then it is not shown at all)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _shown_input(cls: type[Settings], loc: tuple[int | str, ...], value: object) -> str | None:
+    """How an error shows the bad value: as given, but never a secret. A
+    check of several settings shows none (its input is all their values)."""
+    found = _field_at(cls, loc)
+    if found is None:
+        return None
+    name, field = found
+    if _is_secret(name, field):
+        if name.endswith(("_dsn", "_url")) and isinstance(value, str):
+            return _without_password(value)
+        return None
+    return _shown(value)
 
 
 def _shown(value: object) -> str:
@@ -254,14 +311,18 @@ def _problem(error: ErrorDetails) -> str:
 
 def explain(cls: type[Settings], error: ValidationError) -> list[str]:
     """One line per bad variable, e.g.
-    ``TICKETING_CONSUMER_MAX_BATCH must be >= 1, got 0``."""
-    return [
-        f"{_variable_at(cls, tuple(detail['loc']))} is required"
-        if detail["type"] == "missing"
-        else f"{_variable_at(cls, tuple(detail['loc']))} {_problem(detail)}, "
-        f"got {_shown(detail['input'])}"
-        for detail in error.errors()
-    ]
+    ``TICKETING_CONSUMER_MAX_BATCH must be >= 1, got 0``; the value of a
+    secret is never shown (``_shown_input``)."""
+    lines = []
+    for detail in error.errors():
+        loc = tuple(detail["loc"])
+        if detail["type"] == "missing":
+            lines.append(f"{_variable_at(cls, loc)} is required")
+            continue
+        shown = _shown_input(cls, loc, detail["input"])
+        got = "" if shown is None else f", got {shown}"
+        lines.append(f"{_variable_at(cls, loc)} {_problem(detail)}{got}")
+    return lines
 
 
 # -- what every service shares ---------------------------------------------

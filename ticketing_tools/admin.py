@@ -9,6 +9,7 @@
     ticketing-admin payments [--json]
     ticketing-admin payments retry PAYMENT_ID
     ticketing-admin kafka-acls [--user SERVICE=NAME ...] [--dry-run]
+    ticketing-admin db-grants [--role SERVICE=NAME ...] [--reserve-sync] [--dry-run]
 
 Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 ``TICKETING_POSTGRES_DSN`` (``make ledger`` and ``make dlq`` read them from
@@ -21,7 +22,10 @@ see ``ticketing_tools.payments``) and exits 1 if there are any; ``payments
 retry`` gives one that needs attention a new retry budget. ``kafka-acls`` gives each
 service's Kafka user what it needs and nothing more (see
 ``ticketing_tools.kafka_access``), connecting with the ``TICKETING_KAFKA_*``
-credentials of an administrator; it is safe to run again.
+credentials of an administrator; it is safe to run again. ``db-grants``
+does the same in PostgreSQL: run as the tables' owner after ``migrate``, it
+leaves each service's role with exactly the grants of
+``ticketing_tools.db_access``.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 from ticketing_common.storage.db import migrate_database
 
-from . import kafka_access
+from . import db_access, kafka_access
 from .bench.durations import DurationError, parse_duration
 from .ledger import read_topic, reconcile
 from .payments import STEP_BOUND, NotRetriable, retry, stuck_payments
@@ -138,7 +142,36 @@ def parser() -> argparse.ArgumentParser:
         help="the Kafka user of gateway, consumer or notifier (default: the service's name)",
     )
     acls.add_argument("--dry-run", action="store_true", help="print the ACLs, change nothing")
+    grants = commands.add_parser(
+        "db-grants",
+        help="grant each service's PostgreSQL role what its queries need, nothing more "
+        "(as the tables' owner, after migrate)",
+    )
+    grants.add_argument(
+        "--role",
+        action="append",
+        type=_service_role,
+        default=[],
+        metavar="SERVICE=NAME",
+        help=f"the role of {', '.join(db_access.SERVICES)} (default: the service's name)",
+    )
+    grants.add_argument(
+        "--reserve-sync",
+        action="store_true",
+        help="also what ReserveSync (benchmarks only) needs on the gateway's role",
+    )
+    grants.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
     return root
+
+
+def _service_role(text: str) -> tuple[str, str]:
+    service, _, name = text.partition("=")
+    if service not in db_access.SERVICES or not name:
+        raise argparse.ArgumentTypeError(
+            f"expected SERVICE=NAME with SERVICE one of {', '.join(db_access.SERVICES)}, "
+            f"got {text!r}"
+        )
+    return service, name
 
 
 def _service_user(text: str) -> tuple[str, str]:
@@ -263,11 +296,31 @@ async def main_async(args: argparse.Namespace, settings: AdminSettings) -> int:
         applied = await migrate_database(settings.postgres_dsn)
         print(f"applied migrations {applied}" if applied else "the schema is up to date")
         return 0
+    if args.command == "db-grants":
+        return await _db_grants(args, settings.postgres_dsn)
     if args.command == "ledger":
         return await _ledger(args, settings)
     if args.command == "payments":
         return await _payments(args, settings)
     return await _dlq(args, settings.kafka)
+
+
+async def _db_grants(args: argparse.Namespace, dsn: str) -> int:
+    roles = dict(args.role)
+    if args.dry_run:
+        sql = db_access.statements(roles, reserve_sync=args.reserve_sync)
+    else:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            sql = await db_access.apply_grants(conn, roles, reserve_sync=args.reserve_sync)
+        except db_access.AccessError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        finally:
+            await conn.close()
+    for statement in sql:
+        print(f"{statement};")
+    return 0
 
 
 async def _payments(args: argparse.Namespace, settings: AdminSettings) -> int:

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto settings-doc clean ledger dlq token demo idle flood eta
+.PHONY: help setup system-packages run test test-unit lint format proto ghz settings-doc clean ledger dlq payments token demo idle flood eta
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | settings-doc | setup | clean | ledger | dlq | token | demo | idle | flood | eta"
+	@echo "make run | test | test-unit | lint | format | proto | ghz | settings-doc | setup | clean | ledger | dlq | payments | token | demo | idle | flood | eta"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -92,6 +92,10 @@ ledger: setup
 dlq: setup
 	@$(STACK_ENV) $(BIN)/ticketing-admin dlq $(or $(ARGS),list)
 
+# Stuck payments (ARGS="retry PAYMENT_ID" hands one back to the saga).
+payments: setup
+	@$(STACK_ENV) $(BIN)/ticketing-admin payments $(ARGS)
+
 # A bearer token for the running stack: make token ARGS="--subject alice [--role admin]"
 token: setup
 	@$(BIN)/ticketing-admin token $(or $(ARGS),--subject alice)
@@ -118,6 +122,11 @@ idle: setup
 
 proto: setup
 	$(BIN)/python -m ticketing_tools.protogen
+
+# The pinned ghz (ticketing_tools/ghz.py), built once with Go into .tools/;
+# the tests build it the same way when it is missing.
+ghz: setup
+	@$(BIN)/python -m ticketing_tools.ghz
 
 # The README's configuration tables and deploy/env.example, from the settings
 # declarations (a test fails when they differ).

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ticketing_tools.stack import LocalStack
 
-from ..helpers import TEST_KEY_FILE
+from ..helpers import (
+    CONFIRMED,
+    HELD,
+    TEST_KEY_FILE,
+    Gateway,
+    Notifier,
+    Reservations,
+    create_priced_event,
+    is_terminal,
+    reserve,
+    watch_until,
+)
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 
@@ -33,16 +47,21 @@ def grpcurl(
     )
 
 
-def test_list_shows_the_three_services_through_nginx(stack: LocalStack) -> None:
+PUBLIC_SERVICES = {
+    "ticketing.v1.GatewayService",
+    "ticketing.v1.NotifierService",
+    "ticketing.v1.PaymentService",
+    "ticketing.v1.ReservationService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+}
+
+
+def test_list_shows_every_public_service_through_nginx(stack: LocalStack) -> None:
     listed = grpcurl(stack, "list")
     assert listed.returncode == 0, listed.stderr
-    services = set(listed.stdout.split())
-    assert {
-        "ticketing.v1.GatewayService",
-        "ticketing.v1.NotifierService",
-        "ticketing.v1.ReservationService",
-        "grpc.health.v1.Health",
-    } <= services
+    assert set(listed.stdout.split()) == PUBLIC_SERVICES
 
 
 def test_describe_works_for_each_service(stack: LocalStack) -> None:
@@ -50,6 +69,7 @@ def test_describe_works_for_each_service(stack: LocalStack) -> None:
         "ticketing.v1.GatewayService": "rpc Reserve ( .ticketing.v1.ReserveRequest )",
         "ticketing.v1.NotifierService": "returns ( stream .ticketing.v1.WatchReservationResponse )",
         "ticketing.v1.ReservationService": "rpc CreateEvent ( .ticketing.v1.CreateEventRequest )",
+        "ticketing.v1.PaymentService": "rpc Pay ( .ticketing.v1.PayRequest )",
     }
     for service, fragment in expected.items():
         described = grpcurl(stack, "describe", service)
@@ -57,6 +77,22 @@ def test_describe_works_for_each_service(stack: LocalStack) -> None:
         assert fragment in described.stdout
     message = grpcurl(stack, "describe", "ticketing.v1.ReserveRequest")
     assert "string idempotency_key = 4;" in message.stdout
+
+
+def test_describe_methods_and_the_error_details(stack: LocalStack) -> None:
+    """A method by its full name (as ghz asks for it), and the error detail
+    types, all by reflection through nginx."""
+    pay = grpcurl(stack, "describe", "ticketing.v1.PaymentService.Pay")
+    assert pay.returncode == 0, pay.stderr
+    assert "ticketing.v1.PaymentService.Pay is a method:" in pay.stdout
+    assert "rpc Pay ( .ticketing.v1.PayRequest ) returns ( .ticketing.v1.PayResponse );" in (
+        pay.stdout
+    )
+    request = grpcurl(stack, "describe", "ticketing.v1.PayRequest")
+    assert request.returncode == 0, request.stderr
+    info = grpcurl(stack, "describe", "google.rpc.ErrorInfo")
+    assert info.returncode == 0, info.stderr
+    assert "string reason = 1;" in info.stdout
 
 
 def as_caller(user: str, *, admin: bool = False) -> tuple[str, ...]:
@@ -126,3 +162,58 @@ def test_health_through_nginx(stack: LocalStack) -> None:
     checked = grpcurl(stack, "grpc.health.v1.Health/Check")
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout) == {"status": "SERVING"}
+
+
+INVALID_RESERVE = json.dumps(
+    {"event_id": "00000000-0000-4000-8000-000000000000", "quantity": 0, "idempotency_key": "k"}
+)
+
+
+def test_invalid_argument_details_decoded_by_reflection_and_by_protoset(
+    stack: LocalStack, pytestconfig: pytest.Config
+) -> None:
+    """grpcurl prints the ErrorInfo and BadRequest of an INVALID_ARGUMENT as
+    messages, whether it learnt the types by reflection or from the protoset."""
+    protoset = pytestconfig.rootpath / "protos" / "ticketing.protoset"
+    for flags in ((), ("-protoset", str(protoset))):
+        invalid = grpcurl(
+            stack,
+            "ticketing.v1.GatewayService/Reserve",
+            data=INVALID_RESERVE,
+            flags=(*flags, *as_caller("ivy")),
+        )
+        shown = invalid.stdout + invalid.stderr
+        assert invalid.returncode != 0
+        assert "Code: InvalidArgument" in shown, shown
+        assert "is not recognized" not in shown, shown
+        assert '"@type":"type.googleapis.com/google.rpc.ErrorInfo"' in shown, shown
+        assert '"reason":"INVALID_REQUEST"' in shown, shown
+        assert '"field":"quantity"' in shown, shown
+
+
+async def test_pay_by_reflection_through_nginx(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    """PaymentService needs no protoset: grpcurl pays for a hold by reflection
+    alone, and the seats are confirmed."""
+    event = await create_priced_event(reservations, capacity=2, hold_s=120)
+    reply = await reserve(gateway, event.event_id, "pia")
+    states = await watch_until(notifier, reply.reservation_id, lambda r: r.status == HELD)
+    assert states[-1].status == HELD
+    paid = await asyncio.to_thread(
+        grpcurl,
+        stack,
+        "ticketing.v1.PaymentService/Pay",
+        data=json.dumps(
+            {
+                "reservation_id": reply.reservation_id,
+                "payment_method": "test-ok",
+                "idempotency_key": "grpcurl-pay-1",
+            }
+        ),
+        flags=as_caller("pia"),
+    )
+    assert paid.returncode == 0, paid.stderr
+    assert json.loads(paid.stdout)["payment"]["reservation_id"] == reply.reservation_id
+    states = await watch_until(notifier, reply.reservation_id, is_terminal)
+    assert states[-1].status == CONFIRMED

@@ -11,6 +11,9 @@ happens when that fails.
   at a time to find the record at fault, which is given ``max_attempts`` tries
   and then dead-lettered (its user is told REJECTED/INTERNAL). The partition
   then flows again.
+- A dead letter that cannot be stored (its buyer's REJECTED row or the
+  dead-letter topic refuses) is retried with the same backoff: the record is
+  never passed, its offset never committed, before both are stored.
 - A rebalance waits for the batch in hand to finish and commit.
 """
 
@@ -232,7 +235,10 @@ class ConsumeLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             await self._processor.dead_letter_failed(record, _describe(exc), attempts)
         except Exception as dead_letter_exc:  # noqa: BLE001 - retried like the batch
-            log.warning("dead_letter_failed", error=_describe(dead_letter_exc))
+            # A defect here holds the partition until it is fixed: said loudly.
+            (log.warning if is_transient(dead_letter_exc) else log.error)(
+                "dead_letter_failed", error=_describe(dead_letter_exc)
+            )
             return False
         # The batch was rewound onto this record: move past it.
         self._consumer.seek(tp, record.offset + 1)

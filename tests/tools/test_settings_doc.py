@@ -31,6 +31,7 @@ COMPONENTS = {
     "NOTIFIER",
     "PAYMENT",
     "STACK",
+    "ADMIN",
 }
 
 

@@ -117,13 +117,11 @@ def _rich(error: TicketingError, violations: Sequence[FieldViolation]) -> status
         packed.append(wrapper)
     if isinstance(error, InvalidArgument):
         left_out = len(error.violations) - len(violations)
-        message = "; ".join(str(v) for v in violations)
-        message += f"; and {left_out} more" if left_out else ""
+        rest = f"; and {left_out} more" if left_out else ""
+        message = _cut("; ".join(str(v) for v in violations), MAX_MESSAGE_BYTES - len(rest)) + rest
     else:
-        message = error.message
-    return status_pb2.Status(
-        code=error.code.value[0], message=_cut(message, MAX_MESSAGE_BYTES), details=packed
-    )
+        message = _cut(error.message, MAX_MESSAGE_BYTES)
+    return status_pb2.Status(code=error.code.value[0], message=message, details=packed)
 
 
 def _wire_size(status: status_pb2.Status) -> int:

@@ -19,7 +19,14 @@ from ticketing_common.errors import (
     NotFound,
     Reason,
 )
-from ticketing_common.status import ErrorInterceptor, detail, reason, retry_delay_s
+from ticketing_common.status import (
+    STATUS_BUDGET,
+    ErrorInterceptor,
+    detail,
+    reason,
+    retry_delay_s,
+    rich_status,
+)
 
 Raiser = Callable[[], Exception]
 
@@ -99,6 +106,45 @@ async def test_bad_request_lists_every_violation() -> None:
     info = detail(error, error_details_pb2.ErrorInfo)
     assert info is not None
     assert (info.reason, info.domain) == ("INVALID_REQUEST", DOMAIN)
+
+
+def _trailer_bytes(error: grpc.aio.AioRpcError) -> int:
+    """What the status takes in the trailers: grpc-message percent-encoded,
+    grpc-status-details-bin base64-encoded."""
+    message = (error.details() or "").encode()
+    escaped = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message)
+    status = rich_status(error)
+    assert status is not None
+    return escaped + (status.ByteSize() * 4 + 2) // 3
+
+
+async def test_a_status_with_many_long_violations_fits_a_proxys_trailer_bound() -> None:
+    """nginx answers 502 for an upstream header past its buffer (one 4 KiB
+    page): forty violations echoing long unicode values must still arrive as
+    INVALID_ARGUMENT, with the first of them and a count of the rest."""
+    many = [
+        FieldViolation(f"priority_tiers[{n}]", f"a tier is 1 to 64 characters, got {'🎫' * 300!r}")
+        for n in range(40)
+    ]
+    error = await _call(lambda: InvalidArgument.of(many))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _trailer_bytes(error) <= STATUS_BUDGET
+    bad = detail(error, error_details_pb2.BadRequest)
+    assert bad is not None
+    kept = [v.field for v in bad.field_violations]
+    assert kept and kept == [f"priority_tiers[{n}]" for n in range(len(kept))]
+    assert (error.details() or "").startswith("priority_tiers[0]: a tier is 1 to 64")
+    assert (error.details() or "").endswith(f"; and {40 - len(kept)} more")
+    assert reason(error) == "INVALID_REQUEST"
+
+
+async def test_one_huge_violation_is_cut_short_not_dropped() -> None:
+    error = await _call(lambda: InvalidArgument("name", "x" * 100_000))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _trailer_bytes(error) <= STATUS_BUDGET
+    bad = detail(error, error_details_pb2.BadRequest)
+    assert bad is not None and [v.field for v in bad.field_violations] == ["name"]
+    assert bad.field_violations[0].description.endswith("...")
 
 
 async def test_not_found_names_its_reason_and_the_missing_id() -> None:

@@ -3,9 +3,13 @@ rapid-reset flood (CVE-2023-44487: open a stream, cancel it, repeat) gets."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ticketing_tools.stack import LocalStack, nginx
 
@@ -104,3 +108,21 @@ def test_a_rapid_reset_flood_is_cut_off(stack: LocalStack) -> None:
     assert goaway is not None, f"no GOAWAY after {sent} opened and reset streams"
     last_stream = int.from_bytes(goaway.payload[:4], "big") & 0x7FFF_FFFF
     assert last_stream <= 2 * nginx.KEEPALIVE_REQUESTS - 1
+
+
+async def test_a_client_past_the_bounds_carries_on(stack: LocalStack) -> None:
+    """More concurrent calls than streams allowed, and more calls than one
+    connection may carry, over one channel: they wait for a stream, move to
+    a new connection after nginx's GOAWAY, and every one succeeds."""
+    calls = 2 * nginx.KEEPALIVE_REQUESTS + 500
+    in_flight = asyncio.Semaphore(3 * nginx.HTTP2_MAX_CONCURRENT_STREAMS)
+    async with grpc.aio.insecure_channel(stack.endpoint) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def check() -> int:
+            async with in_flight:
+                reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=30)
+                return int(reply.status)
+
+        statuses = await asyncio.gather(*(check() for _ in range(calls)))
+    assert statuses == [health_pb2.HealthCheckResponse.SERVING] * calls

@@ -236,3 +236,18 @@ async def test_a_reservation_shows_its_latest_payment_by_sequence_whatever_the_c
     async with pool.acquire() as conn, conn.transaction():
         assert await transition(conn, first_now, PaymentStatus.VOIDING) is not None
     assert await shown() == (second.payment_id, "PENDING")
+
+
+async def test_a_capture_in_flight_past_its_bound_is_listed_as_stuck(pool: asyncpg.Pool) -> None:
+    """No payment service took it forward (none running, say): the operator's
+    list still shows it once it has been capturing longer than the bound."""
+    payment_id = await capturing_payment(pool)
+    assert payment_id not in {p.payment_id for p in await stuck_payments(pool)}
+    await pool.execute(
+        "UPDATE payments SET updated_at = now() - interval '20 minutes' WHERE payment_id = $1",
+        uuid.UUID(payment_id),
+    )
+    listed = {p.payment_id: p for p in await stuck_payments(pool)}
+    assert (listed[payment_id].why, listed[payment_id].attempts) == ("past its bound", 0)
+    longer = await stuck_payments(pool, step_bound=timedelta(hours=1))
+    assert payment_id not in {p.payment_id for p in longer}

@@ -5,12 +5,15 @@ by the same launcher as ``make run``, on free ports."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 
 from ticketing_common.config import ServerSettings, variable
+from ticketing_tools import ghz
 from ticketing_tools.stack import LocalStack, StackConfig
 
 from .helpers import (
@@ -29,6 +32,49 @@ from .helpers import (
 from .spans import SpanCollector
 
 STACK_FIXTURES = frozenset({"stack", "fault_stack", "cluster_stack", "saga_stack"})
+
+
+class GhzBuild:
+    """The pinned ghz, built in a thread from the moment the tests that need
+    it are collected: a cold ``go install`` takes minutes, which the tests
+    before them hide."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._result: Path | ghz.BuildError | None = None
+        self._thread = threading.Thread(target=self._build, name="ghz-build", daemon=True)
+        self._thread.start()
+
+    def _build(self) -> None:
+        try:
+            self._result = ghz.ensure(self._root)
+        except ghz.BuildError as exc:
+            self._result = exc
+
+    def wait(self) -> Path:
+        self._thread.join()
+        if not isinstance(self._result, Path):
+            raise ghz.BuildError(str(self._result))
+        return self._result
+
+
+GHZ_BUILD = pytest.StashKey[GhzBuild]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("ghz_binary" in getattr(item, "fixturenames", ()) for item in session.items):
+        session.stash[GHZ_BUILD] = GhzBuild(session.config.rootpath)
+
+
+@pytest.fixture(scope="session")
+def ghz_binary(request: pytest.FixtureRequest) -> Path:
+    """The pinned ghz (``make ghz`` builds the same); a failed build fails the
+    test that needs it."""
+    build = request.session.stash.get(GHZ_BUILD, None) or GhzBuild(request.config.rootpath)
+    try:
+        return build.wait()
+    except ghz.BuildError as exc:
+        pytest.fail(str(exc))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ticketing_tools import ghz
 from ticketing_tools.stack import LocalStack
 
 from ..helpers import Reservations, create_event, get_event, token
 
 CALLS, CONCURRENCY = 20, 2
-
-
-@pytest.fixture(scope="session")
-def ghz_binary(pytestconfig: pytest.Config) -> Path:
-    """Built once (``make ghz`` does the same); a failed build fails the test."""
-    try:
-        return ghz.ensure(pytestconfig.rootpath)
-    except ghz.BuildError as exc:
-        pytest.fail(str(exc))
 
 
 def run_ghz(binary: Path, stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:

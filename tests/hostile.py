@@ -212,10 +212,13 @@ class Builder:
 
         @st.composite
         def build(draw: Callable[[st.SearchStrategy[Any]], Any]) -> Message:
-            if hostile is True or (hostile is None and draw(st.integers(0, 3)) == 0):
+            mode = draw(st.sampled_from(["one", "one", "some", "all"]))
+            if hostile is True or (hostile is None and mode == "all"):
                 bad = set(names)  # hostile throughout
             elif hostile is False:
                 bad = set()
+            elif mode == "one":  # a plausible request but for one field
+                bad = {draw(st.sampled_from(names))}
             else:
                 bad = draw(st.sets(st.sampled_from(names), max_size=2))
             drawn = {
@@ -256,12 +259,29 @@ class Builder:
         if field.type in _RANGES:
             return hostile_integers(field.type)
         return {
-            FieldDescriptor.TYPE_STRING: hostile_strings(field.name),
+            FieldDescriptor.TYPE_STRING: self._hostile_text(field),
             FieldDescriptor.TYPE_BYTES: st.binary(max_size=256),
             FieldDescriptor.TYPE_BOOL: st.booleans(),
             FieldDescriptor.TYPE_FLOAT: st.floats(width=32),
             FieldDescriptor.TYPE_DOUBLE: st.floats(),
         }[field.type]
+
+    def _hostile_text(self, field: FieldDescriptor) -> st.SearchStrategy[str]:
+        """Hostile text, or a plausible value spoiled: a NUL or another
+        control character in it, a look-alike character, repeated past every
+        bound."""
+        if field.name not in self._known and field.name not in PLAUSIBLE:
+            return hostile_strings(field.name)
+        plausible = self._plausible(field).filter(lambda v: isinstance(v, str) and v != "")
+        return st.one_of(
+            hostile_strings(field.name),
+            st.builds(lambda v, c: v + c, plausible, _CONTROL),
+            st.builds(lambda v, c: c + v, plausible, _CONTROL),
+            plausible.map(lambda v: v + "\x00"),
+            plausible.map(lambda v: v.upper()),
+            plausible.map(lambda v: v.replace("-", "\u2010")),  # a look-alike hyphen
+            plausible.map(lambda v: v * 60),
+        )
 
     def _plausible(self, field: FieldDescriptor) -> st.SearchStrategy[Any]:
         if field.name in self._known:

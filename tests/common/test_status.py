@@ -115,7 +115,7 @@ def _trailer_bytes(error: grpc.aio.AioRpcError) -> int:
     escaped = sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message)
     status = rich_status(error)
     assert status is not None
-    return escaped + (status.ByteSize() * 4 + 2) // 3
+    return escaped + (int(status.ByteSize()) * 4 + 2) // 3
 
 
 async def test_a_status_with_many_long_violations_fits_a_proxys_trailer_bound() -> None:

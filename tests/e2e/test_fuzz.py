@@ -49,7 +49,7 @@ from ticketing_tools.stack import LocalStack
 from ..helpers import queue_drained, token
 from ..hostile import Builder
 
-EXAMPLES = 40
+EXAMPLES = 50
 UNARY_DEADLINE_S = 10.0
 STREAM_DEADLINE_S = 3.0
 # Callers of each role, each for a run of calls; every customer among them

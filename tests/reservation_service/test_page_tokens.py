@@ -18,7 +18,7 @@ from ticketing_common.errors import InvalidArgument
 
 KEY = b"k" * 32
 AFTER = (datetime(2026, 5, 1, 12, 0, tzinfo=UTC), "12345678-1234-5678-1234-567812345678")
-QUERY = ("reservations", None, "ann", [])
+QUERY: tuple[object, ...] = ("reservations", None, "ann", [])
 
 
 def refusal(tokens: PageTokens, token: str, *query: object) -> str:

@@ -10,6 +10,7 @@
     ticketing-admin payments retry PAYMENT_ID
     ticketing-admin kafka-acls [--user SERVICE=NAME ...] [--dry-run]
     ticketing-admin db-grants [--role SERVICE=NAME ...] [--reserve-sync] [--dry-run]
+    ticketing-admin record-key [--json]
 
 Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 ``TICKETING_POSTGRES_DSN`` (``make ledger`` and ``make dlq`` read them from
@@ -54,6 +55,7 @@ from . import db_access, kafka_access
 from .bench.durations import DurationError, parse_duration
 from .ledger import read_topic, reconcile
 from .payments import STEP_BOUND, NotRetriable, retry, stuck_payments
+from .record_key import print_new_key
 from .stack import RunningStack
 from .tokens import SigningKey
 
@@ -130,6 +132,12 @@ def parser() -> argparse.ArgumentParser:
         "retry", help="give a payment that needs attention a new retry budget"
     )
     retry_one.add_argument("payment_id", type=_payment_id)
+    record_key = commands.add_parser(
+        "record-key",
+        help="make a new record key (id and secret) and print the settings of each step "
+        "of rotating to it",
+    )
+    record_key.add_argument("--json", action="store_true", help="only the key, as {key_id, secret}")
     acls = commands.add_parser(
         "kafka-acls", help="grant each service's Kafka user what it needs, nothing more"
     )
@@ -439,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure("ticketing-admin", "warning")
     if args.command == "token":
         raise SystemExit(print_tokens(args, settings_or_exit(RunningStack).signing_key_file))
+    if args.command == "record-key":
+        raise SystemExit(print_new_key(as_json=args.json))
     if args.command == "kafka-acls":
         raise SystemExit(grant_kafka_access(args, settings_or_exit(AdminSettings).kafka))
     raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))

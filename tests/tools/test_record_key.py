@@ -13,24 +13,22 @@ from consumer_service.settings import ConsumerSettings
 from gateway.settings import GatewaySettings
 from ticketing.queue.v1 import queue_pb2
 from ticketing_common.record_keys import RecordKeys
-from ticketing_tools.admin import main
-from ticketing_tools.record_key import KEY_ID, SECRET, VERIFY
+from ticketing_tools.admin import parser
+from ticketing_tools.record_key import KEY_ID, SECRET, VERIFY, print_new_key
 
 CURRENT_ID, CURRENT_SECRET = "k1", "c" * 40
 
 
 def printed_key(capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(["record-key", "--json"])
-    assert done.value.code == 0
+    args = parser().parse_args(["record-key", "--json"])
+    assert print_new_key(as_json=args.json) == 0
     key = json.loads(capsys.readouterr().out)
     return key["key_id"], key["secret"]
 
 
 def steps(capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:
     """The settings of each printed step, the placeholders filled in."""
-    with pytest.raises(SystemExit):
-        main(["record-key"])
+    print_new_key(as_json=parser().parse_args(["record-key"]).json)
     out = capsys.readouterr().out
     out = out.replace("<current key id>", CURRENT_ID).replace("<current secret>", CURRENT_SECRET)
     found: list[dict[str, str]] = []

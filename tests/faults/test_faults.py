@@ -313,9 +313,7 @@ async def test_consumer_added_and_removed_during_a_rush(
     log = RushLog()
     latecomers = asyncio.Event()
     running = asyncio.create_task(
-        rush(
-            fault_stack, event_id, USERS, log=log, spread_s=ARRIVALS_S, latecomers=latecomers
-        )
+        rush(fault_stack, event_id, USERS, log=log, spread_s=ARRIVALS_S, latecomers=latecomers)
     )
     await first_decisions(fault_pool, event_id)
     joining = fault_stack.start_service("consumer_service")

@@ -143,7 +143,9 @@ class TokenVerifier:
         """The caller ``token`` stands for, with the keys re-read first when
         they are due, or when the token names a key not held (rate-limited)."""
         if self._keys.stale:
-            await self._refresh()
+            # After a failed read, the retry runs while calls go on with the
+            # keys held: waiting for it would only delay them.
+            await self._refresh(wait=not self._keys.failing)
         try:
             return self.verify(token)
         except UnknownSigningKey:
@@ -152,8 +154,8 @@ class TokenVerifier:
         await self._refresh()  # a rotated key: the JWKS may hold it by now
         return self.verify(token)
 
-    async def _refresh(self) -> None:
-        await self._keys.refresh()
+    async def _refresh(self, *, wait: bool = True) -> None:
+        await self._keys.refresh(wait=wait)
         if self._keys.version != self._keys_version:
             # A key was removed or replaced: forget what it verified.
             self._keys_version = self._keys.version
@@ -213,12 +215,17 @@ class TokenVerifier:
             raise _bad_claim(
                 "sub", f"the token's subject must be 1 to {MAX_SUBJECT} printable characters"
             )
-        lifetime = float(claims["exp"]) - float(claims["iat"])
+        # In whole seconds, as PyJWT checked them (int() of each succeeded):
+        # an exp past any float (10**400) is a long lifetime, not an error.
+        lifetime = int(claims["exp"]) - int(claims["iat"])
         if not 0 < lifetime <= self._config.max_lifetime_s:
+            shown = (
+                f"{lifetime}" if abs(lifetime) < 10**12 else f"{'-' if lifetime < 0 else ''}10^12+"
+            )
             raise _bad_claim(
                 "exp",
                 f"the token's lifetime (exp - iat) must be more than 0 and at most "
-                f"{self._config.max_lifetime_s:g} s, got {lifetime:.0f} s",
+                f"{self._config.max_lifetime_s:g} s, got {shown} s",
             )
         return Identity(subject, self._roles(claims), self._tier(claims))
 

@@ -10,7 +10,11 @@ rotation), at most once every ``min_reread_s``: random key ids cost at most
 one read a second, whoever sends them. Reads run in a thread, bounded by
 ``FETCH_TIMEOUT_S``, so no call blocks the event loop on a slow disk or
 identity provider. A read that fails keeps the keys already held (and says
-so in the log) and is tried again after ``RETRY_S``.
+so in the log) and is tried again after ``RETRY_S``; calls do not wait for
+those retries, so a source that is down or hangs costs the callers one
+read's wait, not one every ``RETRY_S`` for as long as it lasts. A read still
+hanging in its thread past its timeout is not joined by another: one thread
+at most reads the document.
 
 Only ES256 and EdDSA signing keys are taken; an entry of another kind, or
 one without a ``kid``, is skipped with a warning, and a document whose
@@ -47,7 +51,10 @@ def parse_jwks(text: str | bytes) -> dict[str, tuple[str, jwt.PyJWK]]:
     """The signing keys of a JWKS document by key id, each with its entry as
     canonical JSON; ValueError if it is not one (an entry that is not a
     usable signing key is skipped, with a warning)."""
-    document = json.loads(text)
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ValueError("the JWKS document is nested too deeply") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError("a JWKS document is an object with a `keys` list")  # noqa: TRY004
     keys: dict[str, tuple[str, jwt.PyJWK]] = {}
@@ -124,6 +131,10 @@ class SigningKeys:
         self._clock = clock
         self.version = 0
         self._refreshing: asyncio.Task[None] | None = None
+        # Whether the last read failed: calls do not wait for the retries.
+        self._failing = False
+        # Whether a read's thread is running (it may outlast its timeout).
+        self._reading = False
         # Read once at start, before any call: a bad document stops the service.
         self._keys: dict[str, tuple[str, jwt.PyJWK]] = parse_jwks(self._read())
         self._attempted_at = clock()
@@ -145,41 +156,57 @@ class SigningKeys:
         """Whether the keys are due for their periodic re-read."""
         return self._clock() >= self._due
 
+    @property
+    def failing(self) -> bool:
+        """Whether the last read failed (the keys held are kept)."""
+        return self._failing
+
     def may_reread(self) -> bool:
         """Whether an unknown key id may trigger a re-read now."""
         return (
             self._refreshing is not None or self._clock() - self._attempted_at >= self._min_reread_s
         )
 
-    async def refresh(self) -> None:
+    async def refresh(self, *, wait: bool = True) -> None:
         """Re-reads the document (joining a read under way); never raises
-        for a failed read: the keys held stay."""
+        for a failed read: the keys held stay. With ``wait=False`` the read
+        is started (or left going) and not waited for; the object holds it."""
         task = self._refreshing
         if task is None:
             task = asyncio.create_task(self._reload())
             self._refreshing = task
-        # A caller that gives up (deadline, disconnect) cancels only its wait.
-        await asyncio.shield(task)
+        if wait:
+            # A caller that gives up (deadline, disconnect) cancels only its wait.
+            await asyncio.shield(task)
 
     async def _reload(self) -> None:
         self._attempted_at = self._clock()
         try:
+            if self._reading:
+                self._read_failed("the previous read has not ended")
+                return
             async with asyncio.timeout(self._fetch_timeout_s):
-                text = await asyncio.to_thread(self._read)
+                text = await asyncio.to_thread(self._read_flagged)
             keys = parse_jwks(text)
         except (OSError, http.client.HTTPException, ValueError, TimeoutError) as exc:
-            log.warning(
-                "jwks_refresh_failed",
-                source=self.source,
-                error=f"{type(exc).__name__}: {exc}",
-                kept=sorted(self._keys),
-            )
-            self._due = self._clock() + min(RETRY_S, self._refresh_s)
+            self._read_failed(f"{type(exc).__name__}: {exc}")
+            return
+        except Exception as exc:
+            # This task's boundary: what escaped would fail every call that
+            # waits for the read, and leave the keys due, read on every call.
+            log.exception("jwks_refresh_defect", source=self.source)
+            self._read_failed(f"{type(exc).__name__}: {exc}")
             return
         finally:
             self._refreshing = None
         self._install(keys)
+        self._failing = False
         self._due = self._clock() + self._refresh_s
+
+    def _read_failed(self, error: str) -> None:
+        log.warning("jwks_refresh_failed", source=self.source, error=error, kept=sorted(self._keys))
+        self._failing = True
+        self._due = self._clock() + min(RETRY_S, self._refresh_s)
 
     def _install(self, keys: Mapping[str, tuple[str, jwt.PyJWK]]) -> None:
         installed: dict[str, tuple[str, jwt.PyJWK]] = {}
@@ -203,6 +230,15 @@ class SigningKeys:
         self._keys = installed
         if changed:
             self.version += 1
+
+    def _read_flagged(self) -> bytes:
+        # Set in the thread itself: a read cancelled before its thread began
+        # never runs, and must not count as running.
+        self._reading = True
+        try:
+            return self._read()
+        finally:
+            self._reading = False
 
     def _read(self) -> bytes:
         if self._file is not None:

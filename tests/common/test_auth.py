@@ -4,6 +4,7 @@ loopback server) of the test's own, and a clock the test moves."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import threading
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from ticketing_common.auth import STANDARD_TIER, TokenVerifier, VerifierConfig
 from ticketing_common.config import AuthSettings
 from ticketing_common.errors import Reason, Unauthenticated
-from ticketing_common.jwks import SigningKeys, check_url
+from ticketing_common.jwks import RETRY_S, SigningKeys, check_url
 from ticketing_tools.tokens import AUDIENCE, ISSUER, SigningKey
 
 REFRESH_S = 60.0
@@ -66,7 +67,31 @@ def keys() -> tuple[SigningKey, SigningKey]:
     return SigningKey.generate(), SigningKey.generate()
 
 
-def verifier_of(path: Path, clock: Clock, **config: Any) -> TokenVerifier:
+@pytest.fixture
+def key(keys: tuple[SigningKey, SigningKey]) -> SigningKey:
+    return keys[0]
+
+
+@pytest.fixture
+def document(tmp_path: Path, key: SigningKey) -> Path:
+    """A JWKS file holding ``key``; a test may write another document to it."""
+    path = tmp_path / "jwks.json"
+    path.write_text(jwks(key))
+    return path
+
+
+def publish(document: Path, text: str) -> None:
+    document.write_text(text)
+
+
+@pytest.fixture
+def verifier(document: Path, clock: Clock) -> TokenVerifier:
+    return verifier_of(document, clock)
+
+
+def verifier_of(
+    path: Path, clock: Clock, *, keys: SigningKeys | None = None, **config: Any
+) -> TokenVerifier:
     return TokenVerifier(
         VerifierConfig(
             issuer=ISSUER,
@@ -76,6 +101,7 @@ def verifier_of(path: Path, clock: Clock, **config: Any) -> TokenVerifier:
             jwks_refresh_s=REFRESH_S,
             **config,
         ),
+        keys=keys,
         clock=clock,
     )
 
@@ -145,19 +171,92 @@ async def test_an_unknown_kid_rereads_the_jwks_but_at_most_once_a_second(
 
 
 async def test_an_unreadable_jwks_keeps_the_keys_held_and_an_empty_one_refuses_all(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey]
+    document: Path, clock: Clock, key: SigningKey
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    verifier = verifier_of(document, clock)
+    keys = SigningKeys(file=str(document), refresh_s=REFRESH_S, clock=clock)
+    verifier = verifier_of(document, clock, keys=keys)
     token = sign(key, claims())
-    document.write_text("{not json")
+    publish(document, "{not json")
     clock.now += REFRESH_S + 1
     assert (await verifier.identify(token)).subject == "ann"
-    document.write_text('{"keys": []}')  # every key withdrawn
+    assert keys.failing
+    publish(document, '{"keys": []}')  # every key withdrawn
     clock.now += REFRESH_S + 1
+    # The retry after a failed read runs while calls go on with the keys held.
+    assert (await verifier.identify(token)).subject == "ann"
+    await keys.refresh()  # once it has run, the token is refused
     assert (await refused(verifier, token)).reason is Reason.TOKEN_INVALID
+
+
+async def test_a_document_nested_too_deeply_is_a_failed_read_not_a_failed_call(
+    document: Path, clock: Clock, key: SigningKey
+) -> None:
+    keys = SigningKeys(file=str(document), refresh_s=REFRESH_S, clock=clock)
+    verifier = verifier_of(document, clock, keys=keys)
+    token = sign(key, claims())
+    publish(document, "[" * 100_000)  # json.loads raises RecursionError on it
+    clock.now += REFRESH_S + 1
+    assert (await verifier.identify(token)).subject == "ann"
+    assert keys.failing and not keys.stale  # retried after RETRY_S, not on every call
+    with pytest.raises(ValueError, match="nested too deeply"):
+        SigningKeys(file=str(document))
+
+
+class BlockingReads:
+    """Stands in for a JWKS source: fails, or hangs until released, on cue."""
+
+    def __init__(self, keys: SigningKeys) -> None:
+        self.read = keys._read
+        self.fail = False
+        self.released = threading.Event()
+        self.entered = 0
+        keys._read = self  # type: ignore[method-assign]
+
+    def __call__(self) -> bytes:
+        self.entered += 1
+        if self.fail:
+            raise OSError("connection refused")
+        self.released.wait(timeout=60)
+        return self.read()
+
+
+async def test_calls_do_not_wait_for_the_retries_of_a_failing_jwks_source(
+    document: Path, clock: Clock, key: SigningKey
+) -> None:
+    keys = SigningKeys(file=str(document), refresh_s=REFRESH_S, fetch_timeout_s=60, clock=clock)
+    verifier = verifier_of(document, clock, keys=keys)
+    token = sign(key, claims())
+    source = BlockingReads(keys)
+    source.fail = True
+    clock.now += REFRESH_S + 1
+    assert (await verifier.identify(token)).subject == "ann"  # waited for the failed read
+    source.fail = False
+    clock.now += RETRY_S
+    try:
+        # The retry hangs (a source that does not answer): the call goes on
+        # with the keys held instead of waiting for it.
+        identified = await asyncio.wait_for(verifier.identify(token), timeout=30)
+        assert identified.subject == "ann"
+        assert source.entered == 2
+    finally:
+        source.released.set()
+    await keys.refresh()
+    assert not keys.failing
+
+
+async def test_a_read_that_outlasts_its_timeout_is_not_joined_by_another_thread(
+    document: Path, clock: Clock
+) -> None:
+    keys = SigningKeys(file=str(document), refresh_s=REFRESH_S, fetch_timeout_s=0.2, clock=clock)
+    source = BlockingReads(keys)
+    try:
+        await keys.refresh()  # times out, its thread still reading
+        assert keys.failing
+        clock.now += RETRY_S
+        await keys.refresh()  # failed at once: the first read has not ended
+        assert source.entered == 1
+    finally:
+        source.released.set()
 
 
 @pytest.mark.parametrize(
@@ -172,31 +271,32 @@ async def test_an_unreadable_jwks_keeps_the_keys_held_and_an_empty_one_refuses_a
             "at most 86400 s, got 2592600 s",
         ),
         (claims(exp=int(time.time()) + 10, iat=int(time.time()) + 20), "got -10 s"),
+        # Past any float: a long lifetime, not an OverflowError (INTERNAL).
+        (claims(exp=10**400), "got 10^12+ s"),
+        (claims(exp=1e308), "got 10^12+ s"),
     ],
-    ids=["no exp", "no iat", "no sub", "lives 25 h", "issued a month ago", "ends before it begins"],
+    ids=[
+        "no exp",
+        "no iat",
+        "no sub",
+        "lives 25 h",
+        "issued a month ago",
+        "ends before it begins",
+        "ends past any float",
+        "ends at the largest float",
+    ],
 )
 async def test_a_token_without_exp_and_iat_or_living_too_long_is_refused(
-    tmp_path: Path,
-    clock: Clock,
-    keys: tuple[SigningKey, SigningKey],
-    payload: dict[str, Any],
-    problem: str,
+    verifier: TokenVerifier, key: SigningKey, payload: dict[str, Any], problem: str
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    verifier = verifier_of(document, clock)
     error = await refused(verifier, sign(key, payload))
     assert error.reason is Reason.TOKEN_INVALID
     assert problem in error.message
 
 
 async def test_the_lifetime_bound_is_a_setting_and_tokens_of_a_day_pass_by_default(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey]
+    document: Path, clock: Clock, key: SigningKey
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
     # What the suite's own tests and `ticketing-admin token` mint.
     day = key.mint("ann", ttl_s=24 * 3600)
     assert (await verifier_of(document, clock).identify(day)).subject == "ann"
@@ -205,92 +305,62 @@ async def test_the_lifetime_bound_is_a_setting_and_tokens_of_a_day_pass_by_defau
     assert (await short.identify(key.mint("ann", ttl_s=600))).subject == "ann"
 
 
+WRONG_SHAPE = {
+    "roles": "the token's roles claim must be a list of roles (admin, customer), got {}",
+    "tier": "the token's tier claim must be a string of at most 64 printable characters, got {}",
+}
+
+
 @pytest.mark.parametrize(
-    ("roles", "shown"),
+    ("claim", "value", "shown"),
     [
-        ("admin", "'admin'"),
-        ("admin customer", "'admin customer'"),
-        (5, "a number"),
-        (True, "a boolean"),
-        (None, "null"),
-        ({"admin": True}, "an object"),
-        ([["admin"]], "a list holding a list"),
-        ([{"role": "admin"}], "a list holding an object"),
-        (["customer", 7], "a list holding a number"),
-        (["customer", "root"], "a list naming 'root'"),
+        ("roles", "admin", "'admin'"),
+        ("roles", "admin customer", "'admin customer'"),
+        ("roles", 5, "a number"),
+        ("roles", True, "a boolean"),
+        ("roles", None, "null"),
+        ("roles", {"admin": True}, "an object"),
+        ("roles", [["admin"]], "a list holding a list"),
+        ("roles", [{"role": "admin"}], "a list holding an object"),
+        ("roles", ["customer", 7], "a list holding a number"),
+        ("roles", ["customer", "root"], "a list naming 'root'"),
+        ("tier", 5, "a number"),
+        ("tier", None, "null"),
+        ("tier", ["vip"], "a list"),
+        ("tier", {"name": "vip"}, "an object"),
+        ("tier", "v" * 65, f"'{'v' * 40}'..."),
+        ("tier", "vip\n", "'vip\\n'"),
     ],
 )
-async def test_roles_that_are_not_a_list_of_known_roles_are_refused(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey], roles: Any, shown: str
+async def test_roles_or_a_tier_of_the_wrong_shape_are_refused_naming_the_claim(
+    verifier: TokenVerifier, key: SigningKey, claim: str, value: Any, shown: str
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    error = await refused(verifier_of(document, clock), sign(key, claims(roles=roles)))
+    error = await refused(verifier, sign(key, claims(**{claim: value})))
     assert error.reason is Reason.TOKEN_INVALID
-    assert error.metadata == {"claim": "roles"}
-    assert error.message == (
-        f"the token's roles claim must be a list of roles (admin, customer), got {shown}"
-    )
+    assert error.metadata == {"claim": claim}
+    assert error.message == WRONG_SHAPE[claim].format(shown)
 
 
 async def test_roles_as_a_list_are_taken_and_none_given_is_a_customer(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey]
+    verifier: TokenVerifier, key: SigningKey
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    verifier = verifier_of(document, clock)
     both = await verifier.identify(sign(key, claims(roles=["admin", "customer"])))
     assert both.roles == {"admin", "customer"}
     assert (await verifier.identify(sign(key, claims(roles=...)))).roles == {"customer"}
     assert (await verifier.identify(sign(key, claims(roles=[])))).roles == frozenset()
 
 
-@pytest.mark.parametrize(
-    ("tier", "shown"),
-    [
-        (5, "a number"),
-        (None, "null"),
-        (["vip"], "a list"),
-        ({"name": "vip"}, "an object"),
-        ("v" * 65, f"'{'v' * 40}'..."),
-        ("vip\n", "'vip\\n'"),
-    ],
-)
-async def test_a_tier_that_is_not_a_short_printable_string_is_refused(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey], tier: Any, shown: str
-) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    error = await refused(verifier_of(document, clock), sign(key, claims(tier=tier)))
-    assert error.reason is Reason.TOKEN_INVALID
-    assert error.metadata == {"claim": "tier"}
-    assert error.message == (
-        f"the token's tier claim must be a string of at most 64 printable characters, got {shown}"
-    )
-
-
 async def test_a_tier_is_taken_as_given_and_none_or_empty_is_standard(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey]
+    verifier: TokenVerifier, key: SigningKey
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    verifier = verifier_of(document, clock)
     assert (await verifier.identify(sign(key, claims(tier="vip")))).tier == "vip"
     assert (await verifier.identify(sign(key, claims(tier="")))).tier == STANDARD_TIER
     assert (await verifier.identify(sign(key, claims()))).tier == STANDARD_TIER
 
 
 def test_an_hs256_token_is_refused_whatever_secret_it_was_signed_with(
-    tmp_path: Path, clock: Clock, keys: tuple[SigningKey, SigningKey]
+    verifier: TokenVerifier, key: SigningKey
 ) -> None:
-    key, _ = keys
-    document = tmp_path / "jwks.json"
-    document.write_text(jwks(key))
-    verifier = verifier_of(document, clock)
     secret = "a-shared-secret-of-more-than-32-characters"
     forged = jwt.encode(claims(), secret, algorithm="HS256", headers={"kid": key.kid})
     with pytest.raises(Unauthenticated) as caught:

@@ -36,7 +36,7 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,7 +45,13 @@ from pydantic import Field
 
 from ticketing_common import logs
 from ticketing_common.auth import CUSTOMER, ROLES
-from ticketing_common.config import KafkaSettings, PostgresClient, settings_config, variable
+from ticketing_common.config import (
+    AuthSettings,
+    KafkaSettings,
+    PostgresClient,
+    settings_config,
+    variable,
+)
 from ticketing_common.deadletters import DeadLetter
 from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
@@ -172,24 +178,22 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _service_role(text: str) -> tuple[str, str]:
-    service, _, name = text.partition("=")
-    if service not in db_access.SERVICES or not name:
-        raise argparse.ArgumentTypeError(
-            f"expected SERVICE=NAME with SERVICE one of {', '.join(db_access.SERVICES)}, "
-            f"got {text!r}"
-        )
-    return service, name
+def _service_names(services: Sequence[str]) -> Callable[[str], tuple[str, str]]:
+    """An argument type for SERVICE=NAME, SERVICE one of ``services``."""
+
+    def service_name(text: str) -> tuple[str, str]:
+        service, _, name = text.partition("=")
+        if service not in services or not name:
+            raise argparse.ArgumentTypeError(
+                f"expected SERVICE=NAME with SERVICE one of {', '.join(services)}, got {text!r}"
+            )
+        return service, name
+
+    return service_name
 
 
-def _service_user(text: str) -> tuple[str, str]:
-    service, _, name = text.partition("=")
-    if service not in kafka_access.SERVICES or not name:
-        raise argparse.ArgumentTypeError(
-            f"expected SERVICE=NAME with SERVICE one of {', '.join(kafka_access.SERVICES)}, "
-            f"got {text!r}"
-        )
-    return service, name
+_service_role = _service_names(db_access.SERVICES)
+_service_user = _service_names(kafka_access.SERVICES)
 
 
 def grant_kafka_access(args: argparse.Namespace, kafka: KafkaSettings) -> int:
@@ -271,9 +275,18 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-def print_tokens(args: argparse.Namespace, configured: str | None) -> int:
+def print_tokens(args: argparse.Namespace, configured: str | None, max_lifetime_s: float) -> int:
     """Mints with the stack's signing key: ``configured`` (the environment's),
-    else the one the stack's env file names."""
+    else the one the stack's env file names; none living longer than the
+    services accept (``max_lifetime_s``, their TICKETING_AUTH_MAX_TOKEN_LIFETIME_S)."""
+    if args.ttl > max_lifetime_s:
+        print(
+            f"--ttl {args.ttl:g} s is longer than the services accept: they refuse a token "
+            f"living over {max_lifetime_s:g} s ({variable(AuthSettings, 'max_token_lifetime_s')}) "
+            "as UNAUTHENTICATED; ask for a shorter --ttl",
+            file=sys.stderr,
+        )
+        return 2
     name = variable(RunningStack, "signing_key_file")
     key_file = configured or _from_env_file(args.env_file, name)
     if not key_file:
@@ -446,7 +459,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     # stderr as JSON, like the services'.
     logs.configure("ticketing-admin", "warning")
     if args.command == "token":
-        raise SystemExit(print_tokens(args, settings_or_exit(RunningStack).signing_key_file))
+        raise SystemExit(
+            print_tokens(
+                args,
+                settings_or_exit(RunningStack).signing_key_file,
+                settings_or_exit(AuthSettings).max_token_lifetime_s,
+            )
+        )
     if args.command == "record-key":
         raise SystemExit(print_new_key(as_json=args.json))
     if args.command == "kafka-acls":

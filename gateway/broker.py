@@ -18,6 +18,8 @@ here so that each partition's acknowledgements can be told apart.
 A record is handed to the producer only while its caller still waits: the
 last thing before ``send`` asks ``caller_gone``, and a caller that cancelled
 or whose deadline is (all but) over gets that error, with nothing appended.
+A deadline that runs out while the broker gives no partition is the queue
+not taking the request: UNAVAILABLE, nothing appended.
 Once handed over, the record goes out with the producer's next batch, whoever
 still waits for it.
 """
@@ -138,8 +140,12 @@ class BrokerGate:
                     metrics.PUBLISH_SECONDS.observe(time.perf_counter() - begun)
                     return acknowledged
                 except TimeoutError:
-                    # Out of time before the hand-over: nothing was queued.
-                    if partition is None and (gone := caller_gone()) is not None:
+                    # Out of time before the hand-over, nothing was queued: a
+                    # caller that cancelled hears so; one whose deadline ran
+                    # out while the broker gave no partition hears what any
+                    # caller does when the queue cannot take a request,
+                    # UNAVAILABLE (below).
+                    if partition is None and isinstance(gone := caller_gone(), Cancelled):
                         raise gone from None
                     # A broker that could not acknowledge within the silence
                     # (or the whole publish timeout, if shorter) is failing;
@@ -156,7 +162,9 @@ class BrokerGate:
             ) from None
         except (TimeoutError, CallerDeadline, BrokerSilent, KafkaError) as exc:
             raise self._unavailable(
-                "the queue did not acknowledge the request in time (it may still be applied)"
+                "the queue did not take the request in time; nothing was queued"
+                if partition is None
+                else "the queue did not acknowledge the request in time (it may still be applied)"
             ) from exc
         finally:
             if probing:

@@ -266,6 +266,4 @@ async def gateway_of_its_own(
         async with authorized(address) as channel:
             yield channel
     finally:
-        assert child.process is not None
-        child.process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(child.process.wait, 30)
+        await asyncio.to_thread(stack.stop_service, child)

@@ -50,6 +50,7 @@ async def test_sigterm_drains_and_exits_cleanly(stack: LocalStack, service: str)
     assert child.process is not None
     child.process.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(child.process.wait, 30)
+    stack.stop_service(child)  # gone: the stack forgets its address
     assert code == 0, child.tail()
     log = child.log.read_text()
     assert '"event": "draining"' in log

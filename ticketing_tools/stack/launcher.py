@@ -276,6 +276,8 @@ class LocalStack:
         self.brokers: list[Child] = []
         self.services: dict[str, list[Child]] = {}
         self.addresses: dict[str, list[str]] = {}
+        # How many of each service were ever started (names stay unique).
+        self._started: dict[str, int] = {}
         # Who may call: the stack's own signing key (public half as a JWKS for
         # the services) and the secret reservation ids are derived with, in
         # a folder only this user can read.
@@ -576,7 +578,8 @@ class LocalStack:
     def start_service(self, name: str, settings: Mapping[str, str] | None = None) -> Child:
         """Starts one more instance of ``name``, with extra ``settings`` of its
         own if given; ``wait_healthy`` waits for it."""
-        index = len(self.services.get(name, []))
+        index = self._started[name] = self._started.get(name, 0) + 1
+        index -= 1
         port, metrics_port = free_port(), free_port()
         env = self._service_env(name, index, port)
         env[variable(ServerSettings, "metrics_port")] = str(metrics_port)
@@ -593,6 +596,16 @@ class LocalStack:
         self.services.setdefault(name, []).append(child)
         self.addresses.setdefault(name, []).append(f"127.0.0.1:{port}")
         return child
+
+    def stop_service(self, child: Child, timeout_s: float = 30) -> None:
+        """Stops one instance ``start_service`` started (it drains on SIGTERM)
+        and forgets it: the stack's addresses list only what runs."""
+        child.stop(timeout_s)
+        for name, children in self.services.items():
+            if child in children:
+                children.remove(child)
+                self.addresses[name].remove(child.health_address or "")
+        self.children.remove(child)
 
     def _start_services(self) -> None:
         counts = {

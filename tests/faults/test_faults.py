@@ -22,6 +22,7 @@ from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.status import reason, retry_delay_s
 from ticketing_common.storage.locks import EventLocks
+from ticketing_tools import db_access
 from ticketing_tools.ledger import committed_offsets, read_topic, topic_partitions
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.stack.processes import Child
@@ -230,17 +231,27 @@ async def test_backends_terminated_in_the_middle_of_a_batch(
 ) -> None:
     event_id = await new_event(fault_channel)
     running = asyncio.create_task(rush(fault_stack, event_id, USERS, spread_s=ARRIVALS_S))
-    terminated = 0
-    for wave in range(1, 4):
-        # Mid-rush: after the first decisions, while most are still to come.
-        assert await first_decisions(fault_pool, event_id, at_least=wave * USERS // 4) < USERS
-        terminated += await fault_pool.fetchval(
-            """SELECT count(*) FROM (
-                   SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                   WHERE datname = current_database() AND pid <> pg_backend_pid()
-                     AND backend_type = 'client backend') AS killed"""
-        )
-    assert terminated > 0
+    terminated: dict[str, int] = {}
+    # The services connect as their own roles, whose backends only the
+    # superuser (or a member of the role) may signal.
+    admin = await asyncpg.connect(fault_stack.admin_dsn, timeout=10)
+    try:
+        for wave in range(1, 4):
+            # Mid-rush: after the first decisions, while most are still to come.
+            assert await first_decisions(fault_pool, event_id, at_least=wave * USERS // 4) < USERS
+            for role, n in await admin.fetch(
+                """SELECT usename, count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n
+                   FROM pg_stat_activity
+                   WHERE datname = current_database() AND usename = ANY($1::text[])
+                     AND backend_type = 'client backend'
+                   GROUP BY 1""",
+                list(db_access.SERVICES),
+            ):
+                terminated[role] = terminated.get(role, 0) + n
+    finally:
+        await admin.close()
+    # The consumers' connections (their batches' transactions) among them.
+    assert terminated.get("consumer", 0) > 0, terminated
     outcomes = await running
     await assert_exact_outcome(fault_stack, fault_pool, event_id, finals_of(outcomes), SEATS)
 
@@ -263,14 +274,22 @@ async def test_gateway_killed_after_the_ack_and_before_the_answer(
     direct = authorized(victim.health_address)
     try:
         partitions = await topic_partitions(offsets, topic)
-        before = sum((await offsets.end_offsets(partitions)).values())
+        offsets.assign(partitions)
+        for partition, end in (await offsets.end_offsets(partitions)).items():
+            offsets.seek(partition, end)
         attempts = [
             asyncio.create_task(reserve_until_queued(direct, event_id, name, key))
             for name, key in keys.items()
         ]
+        # The first of this event's requests in the queue (not any record: an
+        # earlier test's rush may still be appending its own).
         async with asyncio.timeout(30):
-            while sum((await offsets.end_offsets(partitions)).values()) == before:
-                await asyncio.sleep(0.005)
+            while not any(
+                record.key == event_id.encode()
+                for batch in (await offsets.getmany(timeout_ms=5)).values()
+                for record in batch
+            ):
+                pass
         os.kill(victim.pid, signal.SIGKILL)
         await asyncio.to_thread(fault_stack.restart, victim)
         replies = await asyncio.gather(*attempts)

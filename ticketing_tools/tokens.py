@@ -132,8 +132,12 @@ def authorized_channel(
     target: str, token: str, credentials: grpc.ChannelCredentials | None = None
 ) -> grpc.aio.Channel:
     """A channel whose calls carry ``token`` unless they bring their own:
-    plaintext, or TLS with ``credentials``."""
+    plaintext, or TLS with ``credentials``. Each channel has a connection of
+    its own, as each client would (gRPC would otherwise share one among the
+    process's channels to the same target, and nginx takes 128 concurrent
+    streams per connection)."""
     interceptors = [_UnaryToken(token), _StreamToken(token)]
+    options = [("grpc.use_local_subchannel_pool", 1)]
     if credentials is None:
-        return grpc.aio.insecure_channel(target, interceptors=interceptors)  # type: ignore[arg-type]
-    return grpc.aio.secure_channel(target, credentials, interceptors=interceptors)  # type: ignore[arg-type]
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)  # type: ignore[arg-type]
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)  # type: ignore[arg-type]

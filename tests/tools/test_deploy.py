@@ -27,7 +27,14 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from ticketing_common.config import KafkaSettings, ServerSettings, group_defaults, variable
+from reservation_service.settings import ReservationSettings
+from ticketing_common.config import (
+    KafkaSettings,
+    ReservationIdSecret,
+    ServerSettings,
+    group_defaults,
+    variable,
+)
 from ticketing_tools import db_access, settings_doc
 from ticketing_tools.stack import nginx
 from ticketing_tools.stack.launcher import KAFKA_USERS
@@ -260,17 +267,26 @@ def test_secrets_come_from_the_secret_and_its_keys_exist() -> None:
                     used.add(ref["key"])
     assert used == keys, f"unused: {sorted(keys - used)}, missing: {sorted(used - keys)}"
     # Placeholders only: every value says so.
-    assert all("CHANGE-ME" in value for value in secret["stringData"].values())
+    assert all(
+        "CHANGE-ME" in value
+        for key, value in secret["stringData"].items()
+        if key not in K8S_NOT_SECRET
+    )
 
 
-def test_compose_secrets_are_placeholders() -> None:
-    values = dict(
+def _dotenv() -> dict[str, str]:
+    return dict(
         line.split("=", 1)
         for line in (DEPLOY / ".env").read_text().splitlines()
         if line and not line.startswith("#")
     )
+
+
+def test_compose_secrets_are_placeholders() -> None:
+    values = _dotenv()
     assert values
-    assert all(value.startswith("CHANGE-ME") for value in values.values()), values
+    secrets = {name: value for name, value in values.items() if name not in NOT_SECRET}
+    assert all(value.startswith("CHANGE-ME") for value in secrets.values()), secrets
     named = set(re.findall(r"\$\{(\w+):\?", (DEPLOY / "compose.yaml").read_text()))
     assert named == set(values)
 
@@ -641,8 +657,85 @@ def test_kubernetes_gives_each_service_credentials_of_its_own() -> None:
         assert _url_user(data[entry["valueFrom"]["secretKeyRef"]["key"]]) == db_access.MIGRATOR
     # No two placeholders alike: a deployment that replaces some but not all
     # still never has two services on one password.
-    passwords = [urlsplit(v).password or v for k, v in data.items() if k != "reservation-id-secret"]
+    passwords = [
+        urlsplit(v).password or v
+        for k, v in data.items()
+        if k not in {"reservation-id-secret", *K8S_NOT_SECRET}
+    ]
     assert len(passwords) == len(set(passwords))
+
+
+# Keys every instance that holds them must hold alike: the record keys (what
+# one gateway signs, every consumer verifies) and the page-token key (a
+# token one reservation service issued, another reads). Each comes from one
+# secret, the same for every holder.
+RECORD_KEYS = tuple(
+    variable(ReservationIdSecret, name)
+    for name in ("reservation_id_secret", "reservation_key_id", "reservation_verify_keys")
+)
+PAGE_TOKEN_SECRET = variable(ReservationSettings, "page_token_secret")
+SHARED_KEYS = (*RECORD_KEYS, PAGE_TOKEN_SECRET)
+# Placeholders that are no secret: the current key's id, and no other key
+# accepted (a forgotten placeholder must never verify a record).
+NOT_SECRET = {"RESERVATION_KEY_ID": "k1", "RESERVATION_VERIFY_KEYS": "{}"}
+K8S_NOT_SECRET = {"reservation-key-id": "k1", "reservation-verify-keys": "{}"}
+
+
+def test_compose_gives_every_holder_of_a_shared_key_the_same_one() -> None:
+    sources: dict[str, set[str]] = {}
+    for module in services():
+        (name,) = compose_services_running(module)
+        env = compose()["services"][name]["environment"]
+        for setting in SHARED_KEYS:
+            if not _uses(module, setting):
+                continue
+            assert setting in env, f"{name} is not given {setting}"
+            (source,) = COMPOSE_SECRET.findall(str(env[setting]))
+            assert env[setting] == f"${{{source}:?set it in deploy/.env}}", (name, setting)
+            sources.setdefault(setting, set()).add(source)
+    assert set(sources) == set(SHARED_KEYS)
+    assert all(len(found) == 1 for found in sources.values()), sources
+
+
+def test_kubernetes_gives_every_holder_of_a_shared_key_the_same_one() -> None:
+    sources: dict[str, set[str]] = {}
+    for module in services():
+        (container,) = containers(deployment_of(module))
+        env = {entry["name"]: entry for entry in container["env"]}
+        for setting in SHARED_KEYS:
+            if not _uses(module, setting):
+                continue
+            assert setting in env, f"{module} is not given {setting}"
+            ref = env[setting].get("valueFrom", {}).get("secretKeyRef")
+            assert ref is not None, f"{module}: {setting} is not from the Secret"
+            sources.setdefault(setting, set()).add(ref["key"])
+    assert set(sources) == set(SHARED_KEYS)
+    assert all(len(found) == 1 for found in sources.values()), sources
+
+
+def test_the_record_key_placeholders_are_settings_the_services_accept() -> None:
+    (secret,) = of_kind("Secret")
+    data = secret["stringData"]
+    for key, value in K8S_NOT_SECRET.items():
+        assert data[key] == value, key
+    keys = ReservationIdSecret(
+        reservation_id_secret=data["reservation-id-secret"],
+        reservation_key_id=data["reservation-key-id"],
+        reservation_verify_keys=data["reservation-verify-keys"],
+    ).record_keys()
+    assert (keys.key_id, set(keys.secrets)) == ("k1", {"k1"})
+    dotenv = _dotenv()
+    for name, value in NOT_SECRET.items():
+        assert dotenv[name] == value, name
+    keys = ReservationIdSecret(
+        reservation_id_secret=dotenv["RESERVATION_ID_SECRET"],
+        reservation_key_id=dotenv["RESERVATION_KEY_ID"],
+        reservation_verify_keys=dotenv["RESERVATION_VERIFY_KEYS"],
+    ).record_keys()
+    assert (keys.key_id, set(keys.secrets)) == ("k1", {"k1"})
+    minimum = ReservationSettings.model_fields["page_token_secret"].metadata[0].min_length
+    assert len(dotenv["RESERVATION_PAGE_TOKEN_SECRET"]) >= minimum
+    assert len(data["reservation-page-token-secret"]) >= minimum
 
 
 def test_no_token_secret_is_shared_anywhere_in_deploy() -> None:

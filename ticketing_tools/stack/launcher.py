@@ -29,6 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field, SecretStr, field_validator
 
 from gateway.settings import GatewaySettings
+from reservation_service.settings import ReservationSettings
 from ticketing_common.auth import CUSTOMER
 from ticketing_common.config import (
     AuthSettings,
@@ -291,6 +292,8 @@ class LocalStack:
         self.signing_key_file, self.jwks_file = self.signing_key.write(self.secrets)
         self.tls: tls.StackTls | None = None
         self.reservation_id_secret = secrets.token_hex(32)
+        # One for every reservation service: nginx sends a next page to any.
+        self.page_token_secret = secrets.token_hex(32)
         self.postgres_dsn = ""
         # Who may do what in PostgreSQL: the superuser (tests that restart or
         # reconfigure the server), the schema owner (migrations) and
@@ -552,6 +555,7 @@ class LocalStack:
                 variable(AuthSettings, "audience"): AUDIENCE,
                 variable(ReservationIdSecret, "reservation_id_secret"): self.reservation_id_secret,
                 variable(ReservationIdSecret, "reservation_key_id"): STACK_RECORD_KEY_ID,
+                variable(ReservationSettings, "page_token_secret"): self.page_token_secret,
                 "PYTHONUNBUFFERED": "1",
             }
         )

@@ -208,19 +208,24 @@ async def rush(
     event_id: str,
     users: int,
     *,
-    channels: int = 4,
+    channels: int = 0,
     retry_every: int = 0,
     log: RushLog | None = None,
     prefix: str = "user-",
     spread_s: float = 0.0,
     latecomers: asyncio.Event | None = None,
 ) -> list[Outcome]:
-    """``users`` buyers, all at once or arriving evenly over ``spread_s`` (so
+    """``users`` buyers over ``channels`` channels (0: one a hundred buyers,
+    at least 4), all at once or arriving evenly over ``spread_s`` (so
     that the rush lasts at least that long); every ``retry_every``-th one
     retries its Reserve with the same key (0: nobody does). With
     ``latecomers``, the last quarter of them also wait until it is set, so
     that whatever a test does before setting it happens mid-rush however
     slow the machine is."""
+    # nginx takes 128 concurrent streams per connection, and every waiting
+    # buyer holds one (its watch): at most 100 buyers a channel, as that
+    # many clients would have connections of their own.
+    channels = channels or max(4, -(-users // 100))
     opened = [authorized(stack.endpoint) for _ in range(channels)]
     try:
         return await asyncio.gather(

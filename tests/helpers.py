@@ -101,6 +101,19 @@ def authorized(endpoint: str) -> grpc.aio.Channel:
     return authorized_channel(endpoint, ADMIN_TOKEN)
 
 
+# What reflection lists on every server and at the load balancer, written
+# out rather than taken from ticketing_common.reflection, so that a service
+# missing there fails the tests.
+PUBLIC_SERVICES = {
+    "ticketing.v1.GatewayService",
+    "ticketing.v1.NotifierService",
+    "ticketing.v1.PaymentService",
+    "ticketing.v1.ReservationService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+}
+
 CONFIRMED = pb.RESERVATION_STATUS_CONFIRMED
 HELD = pb.RESERVATION_STATUS_HELD
 EXPIRED = pb.RESERVATION_STATUS_EXPIRED
@@ -199,6 +212,16 @@ async def reserve(
         timeout=timeout,
         metadata=as_user(user_id),
     )
+
+
+async def hold_for(
+    gateway: Gateway, notifier: Notifier, event_id: str, user_id: str, quantity: int = 1
+) -> pb.Reservation:
+    """A new reservation of a priced event, once it is HELD (its seats wait for payment)."""
+    reply = await reserve(gateway, event_id, user_id, quantity)
+    last = (await watch_until(notifier, reply.reservation_id, lambda r: r.status == HELD))[-1]
+    assert last.status == HELD, last
+    return last
 
 
 async def watch(

@@ -12,18 +12,11 @@ from grpc_reflection.v1alpha import reflection_pb2 as rpb
 
 from ticketing_common import reflection
 
+from ..helpers import PUBLIC_SERVICES
+
 PATHS = {
     "v1": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "v1alpha": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-}
-PUBLIC_SERVICES = {
-    "ticketing.v1.GatewayService",
-    "ticketing.v1.NotifierService",
-    "ticketing.v1.PaymentService",
-    "ticketing.v1.ReservationService",
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
 }
 
 

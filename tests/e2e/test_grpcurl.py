@@ -16,6 +16,7 @@ from ticketing_tools.stack import LocalStack
 from ..helpers import (
     CONFIRMED,
     HELD,
+    PUBLIC_SERVICES,
     TEST_KEY_FILE,
     Gateway,
     Notifier,
@@ -45,17 +46,6 @@ def grpcurl(
         timeout=30,
         check=False,
     )
-
-
-PUBLIC_SERVICES = {
-    "ticketing.v1.GatewayService",
-    "ticketing.v1.NotifierService",
-    "ticketing.v1.PaymentService",
-    "ticketing.v1.ReservationService",
-    "grpc.health.v1.Health",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.reflection.v1alpha.ServerReflection",
-}
 
 
 def test_list_shows_every_public_service_through_nginx(stack: LocalStack) -> None:

@@ -36,6 +36,7 @@ from ..helpers import (
     create_event,
     create_priced_event,
     get_event,
+    hold_for,
     pay,
     reserve,
     watch,
@@ -76,13 +77,6 @@ def states(seen: list[pb.Reservation]) -> list[tuple[str, str]]:
         )
         for r in seen
     ]
-
-
-async def hold_for(
-    gateway: Gateway, notifier: Notifier, event_id: str, user: str, quantity: int = 1
-) -> pb.Reservation:
-    reply = await reserve(gateway, event_id, user, quantity)
-    return (await watch_until(notifier, reply.reservation_id, held))[-1]
 
 
 async def seats(reservations: Reservations, event_id: str) -> tuple[int, int, int, int]:

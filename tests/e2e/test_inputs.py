@@ -22,7 +22,6 @@ from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.status import detail
 
 from ..helpers import (
-    HELD,
     Gateway,
     Notifier,
     Payments,
@@ -30,6 +29,7 @@ from ..helpers import (
     as_user,
     create_event,
     create_priced_event,
+    hold_for,
     reserve,
     watch_until,
 )
@@ -64,8 +64,7 @@ async def test_a_pay_key_is_checked_like_a_reserve_key(
     """A NUL in the key reached PostgreSQL (which cannot store one) and came
     back INTERNAL; a key past Reserve's 128 characters was taken."""
     event = await create_priced_event(reservations, capacity=2, hold_s=60)
-    held = await reserve(gateway, event.event_id, "ines")
-    await watch_until(notifier, held.reservation_id, lambda r: r.status == HELD)
+    held = await hold_for(gateway, notifier, event.event_id, "ines")
 
     def pay(key: str, method: str = "test-ok") -> Awaitable[Any]:
         return payments.Pay(

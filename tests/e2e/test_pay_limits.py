@@ -25,8 +25,8 @@ from ..helpers import (
     Reservations,
     as_user,
     create_priced_event,
+    hold_for,
     pay,
-    reserve,
     watch_until,
 )
 
@@ -42,8 +42,7 @@ async def test_a_burst_of_declined_payments_on_one_hold_is_refused_before_its_en
     gateway: Gateway, notifier: Notifier, payments: Payments, reservations: Reservations
 ) -> None:
     event = await create_priced_event(reservations, capacity=1, hold_s=HOLD_S)
-    reply = await reserve(gateway, event.event_id, "carder")
-    hold = (await watch_until(notifier, reply.reservation_id, lambda r: r.status == HELD))[-1]
+    hold = await hold_for(gateway, notifier, event.event_id, "carder")
     for attempt in range(MAX_DECLINES):
         payment = await pay(
             payments, hold.reservation_id, "carder", "test-declined", key=f"card-{attempt}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from ticketing_common.config import ServerSettings, variable
 from ticketing_tools import ghz
@@ -147,3 +148,15 @@ def reservations(
     channel: grpc.aio.Channel,
 ) -> Reservations:
     return reservations_stub(channel)
+
+
+@pytest.fixture
+async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer on the stack's broker, for tests that append records as a
+    gateway (or anyone else) would."""
+    p = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()

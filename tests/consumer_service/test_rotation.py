@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from ticketing_common.codecs import encode_request
@@ -34,14 +32,6 @@ from ..helpers import (
     reserve,
     watch,
 )
-
-
-@pytest.fixture
-async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def request_on(

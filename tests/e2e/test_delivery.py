@@ -69,14 +69,6 @@ async def pool(stack: LocalStack) -> AsyncIterator[asyncpg.Pool]:
         yield p
 
 
-@pytest.fixture
-async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
-    await p.start()
-    yield p
-    await p.stop()
-
-
 async def test_poison_records_are_dead_lettered_and_the_partition_keeps_flowing(
     stack: LocalStack,
     pool: asyncpg.Pool,

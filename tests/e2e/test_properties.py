@@ -5,12 +5,11 @@ cleanly and keeps every promise."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import grpc
-import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,14 +129,6 @@ async def test_any_event_or_lookup_request_gets_a_clean_answer(stack: LocalStack
             assert detail.split(":", 1)[0] in fields, detail
 
     await asyncio.to_thread(property_holds)
-
-
-@pytest.fixture
-async def producer(stack: LocalStack) -> AsyncIterator[AIOKafkaProducer]:
-    p = AIOKafkaProducer(**stack.kafka.client_options(), acks="all")
-    await p.start()
-    yield p
-    await p.stop()
 
 
 async def test_arbitrary_bytes_on_the_requests_topic_break_nothing(

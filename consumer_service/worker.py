@@ -36,7 +36,7 @@ from ticketing_common.deadletters import Kind, send_dead_letter
 from ticketing_common.decisions import Request
 from ticketing_common.domain import RejectReason, Reservation
 from ticketing_common.failures import Failure, classify_failure
-from ticketing_common.record_keys import RecordKeys
+from ticketing_common.record_keys import RecordKeys, Refusal
 from ticketing_common.storage.accepted import AcceptedRequests
 from ticketing_common.storage.applier import Applier, decide_fenced
 from ticketing_common.storage.locks import EventLocks
@@ -93,7 +93,7 @@ class BatchProcessor:
         # Each request's trace context, from its record (tracing on only).
         traces: dict[str, otel_context.Context | None] = {}
         unreadable: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
-        forged: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        forged: list[tuple[ConsumerRecord[bytes, bytes], Refusal, str]] = []
         offsets: dict[TopicPartition, int] = {}
         now = datetime.now(UTC)
         for tp, records in batch.items():
@@ -106,8 +106,7 @@ class BatchProcessor:
                     continue
                 refusal = self._record_keys.verify(message)
                 if refusal is not None:
-                    metrics.FORGED_RECORDS.labels(refusal.value).inc()
-                    forged.append((record, refusal.explain(message.key_id)))
+                    forged.append((record, refusal, refusal.explain(message.key_id)))
                     continue
                 if request.accepted_at > now:
                     # Its MAC verifies, so a gateway wrote it: an accept time
@@ -141,12 +140,15 @@ class BatchProcessor:
                     record, Kind.UNDECODABLE, error, attempts=1, reason=RejectReason.INVALID
                 )
             )
-        for record, error in forged:
+        for record, refusal, error in forged:
             results.extend(
                 await self._dead_letter(
                     record, Kind.FORGED, error, attempts=1, reason=RejectReason.INVALID
                 )
             )
+            # Counted once it is dead-lettered: a batch retried (its dead
+            # letter refused by an outage) reads the record again.
+            metrics.FORGED_RECORDS.labels(refusal.value).inc()
         await self._publish(results, carried)
         return offsets
 

@@ -24,9 +24,11 @@ SEND_TIMEOUT_S = 10.0
 class Kind(StrEnum):
     UNDECODABLE = "undecodable"  # not a ReservationRequested, or fields fail validation
     PERSISTENT = "persistent"  # processing failed max_attempts times
-    # Well-formed, but not what a gateway appends: its id is not derived from
-    # its caller, key and event with the secret, or its accept time lies in
-    # the future. Nobody is told (the id may be someone else's).
+    # Well-formed, but its MAC does not verify (unsigned, a record key the
+    # consumer does not accept, or a field changed). Its buyer is told only
+    # when the id is provably theirs (record_keys.RecordKeys.derives, or the
+    # gateways' record of accepted requests); otherwise nobody is (the id may
+    # be someone else's). A future accept time alone is not a forgery.
     FORGED = "forged"
     UNKNOWN = "unknown"
 

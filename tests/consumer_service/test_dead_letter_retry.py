@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from consumer_service import worker
 from consumer_service.loop import ConsumeLoop, DependencyBreaker
@@ -347,3 +348,48 @@ async def test_a_rejection_the_records_own_data_cannot_be_stored_as_is_dead_lett
         (0, Kind.UNDECODABLE, None)
     ]
     assert log.committed == [1]
+
+
+async def test_a_forged_record_is_counted_once_however_often_its_dead_letter_is_retried() -> None:
+    """The forged-records metric (and its alert) counts records, not tries:
+    a dead letter the broker refuses a while has its batch read again."""
+    log = Log()
+    other = RecordKeys.single("elsewhere", b"a key no consumer here holds, 32+")
+    request = Request(
+        reservation_id=other.reservation_id("eve", "key", EVENT),
+        event_id=EVENT,
+        user_id="eve",
+        quantity=1,
+        idempotency_key="key",
+        accepted_at=datetime.now(UTC),
+    )
+    value = encode_request(request, other)
+    log.records = [
+        ConsumerRecord(
+            topic=TP.topic,
+            partition=TP.partition,
+            offset=0,
+            timestamp=0,
+            timestamp_type=0,
+            key=EVENT.encode(),
+            value=value,
+            checksum=None,
+            serialized_key_size=len(EVENT),
+            serialized_value_size=len(value),
+            headers=(),
+        )
+    ]
+    broker = Faults(KafkaConnectionError("broker down"), 4)
+    before = forged_count("unknown_key")
+
+    run = await run_loop(log, store=Faults(), broker=broker)
+
+    assert broker.hits == 4
+    assert [(d.original_offset, d.kind) for d in run.producer.dead_letters] == [(0, Kind.FORGED)]
+    assert run.applier.stores == 0  # nobody's: no consumer key derives its id
+    assert forged_count("unknown_key") - before == 1
+    assert log.committed == [1]
+
+
+def forged_count(reason: str) -> float:
+    return REGISTRY.get_sample_value("ticketing_forged_records_total", {"reason": reason}) or 0.0

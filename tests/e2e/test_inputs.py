@@ -102,6 +102,19 @@ async def test_many_long_bad_fields_are_invalid_argument_not_the_proxys_502(
     assert set(found) == {"name", "priority_tiers"}
 
 
+@pytest.mark.parametrize("size", [100_000, 2_000_000])
+async def test_a_request_too_large_is_resource_exhausted_not_unknown(
+    reservations: Reservations, size: int
+) -> None:
+    """Past the services' message bound they refuse it; past nginx's body
+    bound (client_max_body_size) nginx did, with an HTTP 413 that a gRPC
+    client reads as UNKNOWN ('Received http2 header with status: 413')."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reservations.CreateEvent(event_request(name="x" * size), timeout=10)
+    error = caught.value
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (error.code(), error.details())
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

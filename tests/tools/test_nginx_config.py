@@ -90,3 +90,22 @@ def test_every_nginx_config_bounds_http2_streams(
     assert http2_bounds(conf) == BOUNDS
     assert nginx.HTTP2_MAX_CONCURRENT_STREAMS <= 128
     assert nginx.KEEPALIVE_REQUESTS <= 1000
+
+
+@pytest.mark.parametrize("shipped", ["stack", "deploy/nginx.conf", "deploy/compose/nginx.conf"])
+def test_every_nginx_config_answers_a_request_too_large_in_grpc(
+    shipped: str, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
+    """Not nginx's HTTP 413, which a gRPC client reads as UNKNOWN."""
+    if shipped == "stack":
+        conf = nginx.render(
+            listen="127.0.0.1:50051",
+            backends={"gateway": ["127.0.0.1:1"]},
+            prefix=tmp_path,
+            error_log=tmp_path / "error.log",
+        )
+    else:
+        conf = (pytestconfig.rootpath / shipped).read_text()
+    flat = " ".join(conf.split())
+    assert "error_page 413 = @too_large;" in flat
+    assert " ".join(nginx.TOO_LARGE.split()[3:]) in flat

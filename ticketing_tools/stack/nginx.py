@@ -28,6 +28,21 @@ KEEPALIVE_REQUESTS = 1000
 KEEPALIVE_TIME = "1h"
 
 
+# A request past client_max_body_size is refused by nginx with an HTTP 413,
+# which a gRPC client reads as UNKNOWN: answered instead as the services
+# answer a message past their bound, RESOURCE_EXHAUSTED (a trailers-only
+# response). Every shipped configuration carries it (a test holds them).
+TOO_LARGE = """
+        error_page 413 = @too_large;
+        location @too_large {
+            default_type application/grpc;
+            add_header grpc-status 8 always;
+            add_header grpc-message "request too large for the load balancer" always;
+            return 200;
+        }
+"""
+
+
 def render(
     *,
     listen: str,
@@ -112,7 +127,7 @@ http {{
         # The gateways' per-address limits count the client, not nginx (this
         # replaces whatever a client sent under that name).
         grpc_set_header X-Real-IP $remote_addr;
-
+{TOO_LARGE}
 {locations}
     }}
 }}

@@ -159,6 +159,8 @@ class Sale(RuleBasedStateMachine):
         fresh = [r for r in batch if r.reservation_id not in self.rows]
         outcome = decide(self.seats(), self.user_seats(COUNTED), fresh, self.now)
         self.apply(outcome, new=True)
+        # No loss: every request of the batch has its one outcome now.
+        assert {r.reservation_id for r in batch} <= self.rows.keys()
 
     @rule()
     def pause(self) -> None:

@@ -33,6 +33,7 @@ from ..helpers import (
     Notifier,
     Reservations,
     as_user,
+    consumers_paused,
     create_event,
     create_priced_event,
     get_event,
@@ -312,12 +313,15 @@ async def test_events_page_by_page(reservations: Reservations) -> None:
 
 
 async def test_reservations_page_by_page_an_events_for_admins_and_ones_own_for_customers(
-    gateway: Gateway, notifier: Notifier, reservations: Reservations
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
 ) -> None:
     event = await create_event(reservations, capacity=3, per_user_limit=1)
     users = ["la", "lb", "lc", "ld", "le"]
-    for user in users:
-        reply = await reserve(gateway, event.event_id, user)
+    # All five queued before any is decided: once the gateways know the
+    # event sold out, they would refuse the last two without recording them.
+    with consumers_paused(stack):
+        replies = [await reserve(gateway, event.event_id, user) for user in users]
+    for reply in replies:
         await watch(notifier, reply.reservation_id)
 
     async def listing(**fields: object) -> tuple[list[pb.Reservation], int]:

@@ -18,6 +18,7 @@ from ticketing_common.codecs import MAX_TEXT
 from ticketing_common.domain import Reservation, Status, parse_uuid
 from ticketing_common.errors import (
     FailedPrecondition,
+    IdempotencyKeyReused,
     NotFound,
     Reason,
     ResourceExhausted,
@@ -87,7 +88,14 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 key,
             )
             if existing is not None:  # the same attempt again: the same answer
-                return pb.PayResponse(payment=Payment.from_row(existing).to_proto())
+                first = Payment.from_row(existing)
+                if first.method != method:
+                    raise IdempotencyKeyReused(
+                        f"idempotency_key {key!r} was used for another payment_method on this "
+                        "reservation; use a new key for another attempt",
+                        metadata={"payment_id": first.payment_id},
+                    )
+                return pb.PayResponse(payment=first.to_proto())
             _payable(reservation)
             # Counted under the reservation's row lock, with no attempt open
             # (_payable): no two calls can both take the last try.

@@ -106,6 +106,11 @@ async def test_a_paid_hold_is_confirmed_and_the_money_captured(
     # The same attempt again is the same payment, and changes nothing.
     again = await pay(payments, hold.reservation_id, "hana", "test-ok")
     assert (again.payment_id, again.status) == (payment.payment_id, CAPTURED)
+    # The same key with another method is not that attempt: refused.
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await pay(payments, hold.reservation_id, "hana", "test-declined")
+    assert reused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(reused.value) == "IDEMPOTENCY_KEY_REUSED"
     # A new attempt on a confirmed reservation is refused.
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await pay(payments, hold.reservation_id, "hana", "test-ok", key="pay-2")

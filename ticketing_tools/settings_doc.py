@@ -21,6 +21,7 @@ from typing import Any, get_args
 
 import annotated_types
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from consumer_service.settings import ConsumerSettings
 from gateway.settings import GatewaySettings
@@ -174,6 +175,8 @@ def _default_text(setting: Setting, *, code: str = "`") -> str:
     shown = {user: default for user, default in setting.defaults.items()}
     if len({repr(v) for v in shown.values()}) == 1:
         (value,) = {repr(v): v for v in shown.values()}.values()
+        if value is PydanticUndefined:
+            return "required"
         return "unset" if value in (None, ()) else f"{code}{_value(value)}{code}"
     return ", ".join(f"{user} {code}{_value(value)}{code}" for user, value in shown.items())
 

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto ghz settings-doc clean ledger dlq payments token demo idle flood eta
+.PHONY: help setup system-packages run test test-unit lint format proto ghz stripe-mock settings-doc clean ledger dlq payments token demo idle flood eta
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | ghz | settings-doc | setup | clean | ledger | dlq | payments | token | demo | idle | flood | eta"
+	@echo "make run | test | test-unit | lint | format | proto | ghz | stripe-mock | settings-doc | setup | clean | ledger | dlq | payments | token | demo | idle | flood | eta"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -127,6 +127,12 @@ proto: setup
 # the tests build it the same way when it is missing.
 ghz: setup
 	@$(BIN)/python -m ticketing_tools.ghz
+
+# The pinned stripe-mock (ticketing_tools/stripe_mock.py), Stripe's API
+# stand-in, built once with Go into .tools/ with the fixtures the stack runs
+# it with; `TICKETING_STACK_PAYMENT_PROVIDER=stripe make run` builds it too.
+stripe-mock: setup
+	@$(BIN)/python -m ticketing_tools.stripe_mock
 
 # The README's configuration tables and deploy/env.example, from the settings
 # declarations (a test fails when they differ).

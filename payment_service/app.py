@@ -7,7 +7,9 @@ import contextlib
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+import asyncpg
 import redis.asyncio as redis
+import structlog
 from aiokafka import AIOKafkaConsumer
 
 from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
@@ -20,20 +22,36 @@ from ticketing_common.storage.db import create_pool
 from ticketing_common.storage.locks import EventLocks
 from ticketing_common.storage.rate_limits import RateLimits
 
-from . import metrics
+from . import metrics, webhooks
 from .commands import CommandRunner
-from .provider import LocalProvider
+from .provider import LocalProvider, Provider
 from .retries import RetryBudget
 from .saga import Saga, Sweeper
 from .servicer import PaymentServicer
 from .settings import PaymentSettings
+from .stripe_provider import StripeProvider
 
 SERVICES = ("ticketing.v1.PaymentService",)
+
+log = structlog.get_logger(__name__)
+
+
+class LocalProviderRefused(SystemExit):
+    """A payment service outside the local stack asked for the local provider."""
 
 
 async def run(settings: PaymentSettings) -> None:
     logs.configure("payment_service", settings.server.log_level)
     tracing.configure("payment_service", settings.server)
+    if (why := settings.local_refused()) is not None:
+        log.error("payment_provider_refused", error=why)
+        raise LocalProviderRefused(f"payment service: {why}")
+    if settings.provider == "local" and not settings.local_stack:
+        log.warning(
+            "payment_provider_local",
+            warning="the local payment provider moves no money: every seat it sells is "
+            "sold for nothing (TICKETING_PAYMENT_ALLOW_LOCAL=1)",
+        )
     instance = settings.server.instance_id
     async with AsyncExitStack() as stack:
         pool = await create_pool(
@@ -64,7 +82,7 @@ async def run(settings: PaymentSettings) -> None:
             timeout_s=settings.rate_timeout_s,
             refused=metrics.PAY_REFUSED,
         )
-        provider = LocalProvider(pool, slow_delay_s=settings.slow_delay_s)
+        provider = await _provider(settings, pool, stack)
         saga = Saga(
             pool,
             EventLocks(redis_client, owner=f"payment-{instance}", ttl_ms=settings.lock_ttl_ms),
@@ -118,12 +136,42 @@ async def run(settings: PaymentSettings) -> None:
         )
         await server.start(SERVICES)
         stack.push_async_callback(server.stop, SERVICES)
+        if settings.provider == "stripe":
+            assert settings.stripe.webhook_secret is not None  # checked with the settings
+            runner = await webhooks.serve(
+                webhooks.StripeWebhooks(
+                    pool,
+                    secret=settings.stripe.webhook_secret.get_secret_value(),
+                    tolerance_s=settings.stripe.webhook_tolerance_s,
+                ),
+                host=settings.webhook_host,
+                port=settings.webhook_port,
+                cert_file=settings.webhook_tls_cert_file,
+                key_file=settings.webhook_tls_key_file,
+            )
+            stack.push_async_callback(runner.cleanup)
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(commands.run()), group.create_task(sweeper.run())]
             await wait_for_signal()
             for task in tasks:
                 task.cancel()
         await commands.drain()
+
+
+async def _provider(
+    settings: PaymentSettings, pool: asyncpg.Pool, stack: AsyncExitStack
+) -> Provider:
+    if settings.provider == "local":
+        return LocalProvider(pool, slow_delay_s=settings.slow_delay_s)
+    assert settings.stripe.api_key is not None  # checked with the settings
+    provider = StripeProvider(
+        settings.stripe.api_key.get_secret_value(),
+        api_base=settings.stripe.api_base,
+        timeout_s=settings.provider_timeout_s,
+    )
+    stack.push_async_callback(provider.close)
+    log.info("payment_provider", provider="stripe", api_base=settings.stripe.api_base)
+    return provider
 
 
 async def _cancelled(task: asyncio.Task[None]) -> None:

@@ -30,3 +30,16 @@ NEEDING_ATTENTION = Gauge(
     "left to an operator (ticketing-admin payments); counted in PostgreSQL at every "
     "sweep, so every payment service shows the same number.",
 )
+
+WEBHOOKS = Counter(
+    "ticketing_payment_webhooks_total",
+    "Stripe webhook events received: their type and what they did (authorized, declined, "
+    "voiding, refunding, disputed, ignored, duplicate, unknown payment; bad_signature: "
+    "refused, 400).",
+    ["type", "outcome"],
+)
+DISPUTES = Counter(
+    "ticketing_payment_disputes_total",
+    "Payments the buyer disputed at their bank (Stripe's charge.dispute.created): each "
+    "needs an operator's answer in Stripe's dashboard.",
+)

@@ -7,7 +7,11 @@ steps, from each state:
 - PENDING: ask the provider to authorize, for at most what is left of the
   saga's timeout. Approved: AUTHORIZED. Declined: DECLINED (the hold stays
   until it expires; the buyer may try another method). No answer in time:
-  VOIDING, so whatever the provider did is released.
+  VOIDING, so whatever the provider did is released. The buyer must act
+  first (3-D Secure): still PENDING, with the action to take, until the
+  provider's webhook (``webhooks``) decides it; the deadline is then the
+  hold's expiry, and the sweeper asks the provider now and then in case a
+  webhook is lost.
 - AUTHORIZED: under the event's fenced lock, if the reservation is still
   HELD and its hold has not run out: the reservation becomes CONFIRMED (held
   seats become sold ones) and the payment CAPTURING. Otherwise (expired,
@@ -56,7 +60,14 @@ from ticketing_common.storage.seats import EventState, release, settle
 from . import metrics
 from .provider import Provider, ProviderError
 from .retries import RetryBudget
-from .store import Payment, fetch_payment, lock_payment, record_failure, transition
+from .store import (
+    Payment,
+    apply_authorization,
+    fetch_payment,
+    lock_payment,
+    record_failure,
+    transition,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +129,8 @@ class Saga:
                 if moved is None:  # moved on by someone else: read again
                     payment = await fetch_payment(self._pool, payment_id)
                     continue
+                if moved is payment:  # waits for the provider (the buyer's 3-D Secure)
+                    break
                 log.info("payment_step", status=moved.status.value, detail=moved.detail)
                 metrics.SAGA_STEPS.labels(
                     payment.status.value.lower(), moved.status.value.lower()
@@ -161,34 +174,42 @@ class Saga:
         status: PaymentStatus,
         *,
         detail: str | None = None,
-        provider_ref: str | None = None,
     ) -> Payment | None:
         async with self._pool.acquire() as conn, conn.transaction():
-            return await transition(conn, payment, status, detail=detail, provider_ref=provider_ref)
+            return await transition(conn, payment, status, detail=detail)
 
     async def _authorize(self, payment: Payment) -> Payment | None:
+        """Asks the provider to authorize, or, for an authorization the buyer
+        still has to complete, where it stands (when no webhook said so)."""
         remaining = (payment.deadline - datetime.now(UTC)).total_seconds()
         if remaining <= 0:
-            return await self._move(
-                payment, PaymentStatus.VOIDING, detail="timed out waiting for the provider"
+            why = (
+                "the buyer did not complete the payment before the hold ran out"
+                if payment.awaiting_buyer
+                else "timed out waiting for the provider"
             )
+            return await self._move(payment, PaymentStatus.VOIDING, detail=why)
+        if payment.awaiting_buyer:
+            assert payment.provider_ref is not None
+            try:
+                async with asyncio.timeout(min(remaining, self._provider_timeout_s)):
+                    answer = await self._provider.status(payment.charge(), payment.provider_ref)
+            except (TimeoutError, ProviderError) as exc:
+                if isinstance(exc, ProviderError) and not exc.retriable:
+                    raise
+                log.warning("payment_status_unknown", error=repr(exc))
+                return payment  # no news: the webhook, or the next sweep, tells
+            async with self._pool.acquire() as conn, conn.transaction():
+                return await apply_authorization(conn, payment, answer)
         try:
             async with asyncio.timeout(remaining):
-                answer = await self._provider.authorize(
-                    payment.payment_id,
-                    payment.method,
-                    payment.amount.amount_minor,
-                    payment.amount.currency,
-                )
+                answer = await self._provider.authorize(payment.charge())
         except TimeoutError:
             return await self._move(
                 payment, PaymentStatus.VOIDING, detail="timed out waiting for the provider"
             )
-        if not answer.approved:
-            return await self._move(payment, PaymentStatus.DECLINED, detail=answer.reason)
-        return await self._move(
-            payment, PaymentStatus.AUTHORIZED, detail="authorized", provider_ref=answer.reference
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await apply_authorization(conn, payment, answer)
 
     async def _confirm(self, payment: Payment) -> Payment | None:
         reservation = await self._reservation(payment)
@@ -241,21 +262,17 @@ class Saga:
 
     async def _capture(self, payment: Payment) -> Payment | None:
         async with asyncio.timeout(self._provider_timeout_s):
-            await self._provider.capture(
-                payment.payment_id, payment.provider_ref or "", payment.amount.amount_minor
-            )
+            await self._provider.capture(payment.charge(), payment.provider_ref or "")
         return await self._move(payment, PaymentStatus.CAPTURED, detail="captured")
 
     async def _void(self, payment: Payment) -> Payment | None:
         async with asyncio.timeout(self._provider_timeout_s):
-            await self._provider.void(payment.payment_id, payment.provider_ref)
+            await self._provider.void(payment.charge(), payment.provider_ref)
         return await self._move(payment, PaymentStatus.VOIDED)
 
     async def _refund(self, payment: Payment) -> Payment | None:
         async with asyncio.timeout(self._provider_timeout_s):
-            await self._provider.refund(
-                payment.payment_id, payment.provider_ref or "", payment.amount.amount_minor
-            )
+            refund_ref = await self._provider.refund(payment.charge(), payment.provider_ref or "")
         reservation = await self._reservation(payment)
 
         async def work(conn: Connection, token: int, event: EventState | None) -> Payment | None:
@@ -273,7 +290,9 @@ class Saga:
                     now=datetime.now(UTC),
                 )
                 await outbox.announce(conn, changed)
-            return await transition(conn, current, PaymentStatus.REFUNDED, detail="refunded")
+            return await transition(
+                conn, current, PaymentStatus.REFUNDED, detail="refunded", refund_ref=refund_ref
+            )
 
         return await under_event_lock(
             self._locks, self._pool, reservation.event_id, work, lock_wait_s=self._lock_wait_s

@@ -97,6 +97,12 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                     )
                 return pb.PayResponse(payment=first.to_proto())
             _payable(reservation)
+            if why := self._provider.check_amount(reservation.currency, reservation.amount_minor):
+                raise FailedPrecondition(
+                    f"reservation {reservation_id} cannot be paid for: {why}",
+                    reason=Reason.AMOUNT_NOT_PAYABLE,
+                    metadata={"currency": reservation.currency},
+                )
             # Counted under the reservation's row lock, with no attempt open
             # (_payable): no two calls can both take the last try.
             await self._attempts_left(conn, reservation)
@@ -106,6 +112,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 idempotency_key=key,
                 method=method,
                 saga_timeout=self._saga_timeout,
+                provider=self._provider.name,
             )
         assert payment is not None  # the row lock rules out a concurrent insert
         log.info(

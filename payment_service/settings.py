@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
 
 from ticketing_common.config import (
     AuthSettings,
@@ -10,8 +12,39 @@ from ticketing_common.config import (
     PostgresClient,
     RedisClient,
     ServerSettings,
+    Settings,
     settings_config,
+    variable,
 )
+
+
+class StripeSettings(Settings):
+    """Stripe, the payment provider of a deployment (``TICKETING_STRIPE_*``)."""
+
+    model_config = settings_config("STRIPE")
+
+    api_key: SecretStr | None = Field(
+        None,
+        description="Stripe secret key (`sk_live_...`, `sk_test_...` for test mode, or a "
+        "restricted `rk_...` key allowed to write PaymentIntents and Refunds); required with "
+        "`TICKETING_PAYMENT_PROVIDER=stripe`",
+    )
+    api_base: str = Field(
+        "https://api.stripe.com",
+        description="Stripe's API; the tests point it at stripe-mock",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="the signing secret (`whsec_...`) of the webhook endpoint registered in "
+        "Stripe for `/stripe/webhook`; required with `TICKETING_PAYMENT_PROVIDER=stripe`",
+    )
+    webhook_tolerance_s: int = Field(
+        300,
+        ge=1,
+        le=3_600,
+        description="how old a webhook's signed timestamp may be before it is refused "
+        "(Stripe's own default: 5 minutes), against replays",
+    )
 
 
 class PaymentSettings(PostgresClient, RedisClient):
@@ -20,7 +53,43 @@ class PaymentSettings(PostgresClient, RedisClient):
     auth: AuthSettings = AuthSettings.with_defaults()
     server: ServerSettings = ServerSettings.with_defaults(port=50101, metrics_port=9101)
     kafka: KafkaSettings = KafkaSettings.with_defaults()
+    stripe: StripeSettings = StripeSettings.with_defaults()
     pool_size: int = Field(8, ge=1, description="PostgreSQL pool size per process")
+    provider: Literal["stripe", "local"] = Field(
+        "local",
+        description="who takes the money: `stripe`, or `local`, the stand-in that moves no "
+        "money (the local stack's default, and its tests'); outside the local stack a "
+        "payment service refuses to start with `local` unless "
+        "`TICKETING_PAYMENT_ALLOW_LOCAL=1`",
+    )
+    allow_local: bool = Field(
+        False,
+        description="lets a payment service outside the local stack run the `local` "
+        "provider (a staging rehearsal): it then sells seats for nothing, and warns on start",
+    )
+    local_stack: bool = Field(
+        False,
+        description="set by the local stack's launcher for the processes it starts; never "
+        "in a deployment",
+    )
+    webhook_host: str = Field("0.0.0.0", description="address of the webhook server")
+    webhook_port: int = Field(
+        8443,
+        ge=0,
+        le=65_535,
+        description="port of the payment service's own HTTP(S) server for Stripe's webhooks "
+        "(`POST /stripe/webhook`, and `GET /healthz` for the load balancer); 0: none, which "
+        "only the `local` provider allows",
+    )
+    webhook_tls_cert_file: str | None = Field(
+        None,
+        description="the webhook server speaks HTTPS with this certificate chain (PEM), with "
+        "`TICKETING_PAYMENT_WEBHOOK_TLS_KEY_FILE`; unset, plain HTTP (behind a load balancer "
+        "that terminates Stripe's HTTPS)",
+    )
+    webhook_tls_key_file: str | None = Field(
+        None, description="private key (PEM) of `TICKETING_PAYMENT_WEBHOOK_TLS_CERT_FILE`"
+    )
     saga_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -107,3 +176,38 @@ class PaymentSettings(PostgresClient, RedisClient):
         description="fault-injection tests only, 0 in production: pause between the saga's "
         "steps (after authorizing, after confirming)",
     )
+
+    @model_validator(mode="after")
+    def _provider_configured(self) -> Self:
+        if self.provider == "stripe":
+            missing = [
+                variable(StripeSettings, name)
+                for name in ("api_key", "webhook_secret")
+                if getattr(self.stripe, name) is None
+            ]
+            if missing:
+                raise ValueError(f"the stripe provider needs {' and '.join(missing)}")
+            if not self.webhook_port:
+                raise ValueError(
+                    f"the stripe provider learns of 3-D Secure results, refunds and disputes "
+                    f"by webhook: {variable(PaymentSettings, 'webhook_port')} must not be 0"
+                )
+        if (self.webhook_tls_cert_file is None) != (self.webhook_tls_key_file is None):
+            raise ValueError(
+                f"{variable(PaymentSettings, 'webhook_tls_cert_file')} and "
+                f"{variable(PaymentSettings, 'webhook_tls_key_file')} go together"
+            )
+        return self
+
+    def local_refused(self) -> str | None:
+        """Why this process must not start with the local provider (it sells
+        seats for nothing), or None."""
+        if self.provider != "local" or self.local_stack or self.allow_local:
+            return None
+        return (
+            "the local payment provider moves no money and runs only in the local stack: set "
+            f"{variable(PaymentSettings, 'provider')}=stripe with "
+            f"{variable(StripeSettings, 'api_key')} and "
+            f"{variable(StripeSettings, 'webhook_secret')}, or, to rehearse without money, "
+            f"{variable(PaymentSettings, 'allow_local')}=1"
+        )

@@ -27,13 +27,28 @@ from ticketing_common.storage import outbox
 from ticketing_common.storage.db import Connection
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
 
+from .provider import Authorization, Charge
 from .retries import RetryBudget
 
 PAYMENT_COLUMNS = (
     "payment_id, reservation_id, user_id, idempotency_key, method, amount_minor, currency,"
     " status, detail, provider_ref, created_at, updated_at, deadline, seq, attempts,"
-    " last_error, retry_at, attention_since"
+    " last_error, retry_at, attention_since, provider, event_id, decline_code, action_type,"
+    " client_secret, redirect_url, refund_ref"
 )
+
+# What a transition may set besides the status and detail (None: unchanged).
+CHANGEABLE = (
+    "provider_ref",
+    "refund_ref",
+    "decline_code",
+    "action_type",
+    "client_secret",
+    "redirect_url",
+    "deadline",
+)
+# Cleared once the payment leaves PENDING: the buyer has nothing left to do.
+ACTION_COLUMNS = ("action_type", "client_secret", "redirect_url")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +77,18 @@ class Payment:
     # Set once the retry budget is spent: the saga leaves the payment to an
     # operator (``ticketing-admin payments``).
     attention_since: datetime | None = None
+    # Who took it: "local" or "stripe".
+    provider: str = "local"
+    event_id: str = ""
+    # The issuer's code for a decline.
+    decline_code: str | None = None
+    # While the buyer must act (3-D Secure): what to do (the provider's
+    # action type), the secret the provider's SDK confirms with, where to go.
+    action_type: str | None = None
+    client_secret: str | None = None
+    redirect_url: str | None = None
+    # The provider's reference of the refund.
+    refund_ref: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Payment:
@@ -83,14 +110,44 @@ class Payment:
             last_error=row["last_error"],
             retry_at=row["retry_at"],
             attention_since=row["attention_since"],
+            provider=row["provider"],
+            event_id=str(row["event_id"]),
+            decline_code=row["decline_code"],
+            action_type=row["action_type"],
+            client_secret=row["client_secret"],
+            redirect_url=row["redirect_url"],
+            refund_ref=row["refund_ref"],
         )
 
     @property
     def needs_attention(self) -> bool:
         return self.attention_since is not None
 
+    @property
+    def awaiting_buyer(self) -> bool:
+        """PENDING with an authorization the provider has not decided: the
+        buyer's action (3-D Secure) or the provider's processing."""
+        return self.status is PaymentStatus.PENDING and self.provider_ref is not None
+
+    def charge(self) -> Charge:
+        return Charge(
+            payment_id=self.payment_id,
+            reservation_id=self.reservation_id,
+            event_id=self.event_id,
+            method=self.method,
+            amount_minor=self.amount.amount_minor,
+            currency=self.amount.currency,
+        )
+
     def to_proto(self) -> pb.Payment:
         created: Timestamp = timestamp(self.created_at)
+        action = None
+        if self.action_type is not None and self.status is PaymentStatus.PENDING:
+            action = pb.PaymentAction(
+                type=self.action_type,
+                client_secret=self.client_secret or "",
+                redirect_url=self.redirect_url or "",
+            )
         return pb.Payment(
             payment_id=self.payment_id,
             reservation_id=self.reservation_id,
@@ -101,6 +158,11 @@ class Payment:
             detail=self.detail,
             create_time=created,
             update_time=timestamp(self.updated_at),
+            provider=self.provider,
+            provider_reference=self.provider_ref or "",
+            decline_code=self.decline_code or "",
+            next_action=action,
+            refund_reference=self.refund_ref or "",
         )
 
 
@@ -127,6 +189,7 @@ async def insert_payment(
     idempotency_key: str,
     method: str,
     saga_timeout: timedelta,
+    provider: str,
 ) -> Payment | None:
     """A new PENDING payment for ``reservation`` (None if the key was used
     for it already), shown on the reservation, with its first command."""
@@ -134,8 +197,8 @@ async def insert_payment(
     row = await conn.fetchrow(
         f"""INSERT INTO payments (payment_id, reservation_id, user_id, idempotency_key, method,
                                   amount_minor, currency, status, created_at, updated_at,
-                                  deadline)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', $8, $8, $9)
+                                  deadline, provider, event_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', $8, $8, $9, $10, $11)
             ON CONFLICT (reservation_id, idempotency_key) DO NOTHING
             RETURNING {PAYMENT_COLUMNS}""",
         uuid.uuid4(),
@@ -147,6 +210,8 @@ async def insert_payment(
         reservation.currency,
         now,
         now + saga_timeout,
+        provider,
+        uuid.UUID(reservation.event_id),
     )
     if row is None:
         return None
@@ -162,33 +227,103 @@ async def transition(
     status: PaymentStatus,
     *,
     detail: str | None = None,
-    provider_ref: str | None = None,
+    command: bool = True,
+    **changes: object,
 ) -> Payment | None:
     """Moves ``payment`` from the status it was read in to ``status``; None
-    if it is not in that status any more (another worker moved it). A status
-    with a step still to come gets a command for the saga. The new step
-    starts with the whole retry budget."""
+    if it is not in that status any more (another worker moved it).
+    ``changes`` sets columns of ``CHANGEABLE`` (None leaves one as it is);
+    leaving PENDING clears the buyer's action. A status with a step still to
+    come gets a command for the saga (unless ``command`` is False: a payment
+    that waits for the provider's webhook). The new step starts with the
+    whole retry budget."""
+    unknown = set(changes) - set(CHANGEABLE)
+    assert not unknown, unknown
     now = datetime.now(UTC)
-    row = await conn.fetchrow(
-        f"""UPDATE payments SET status = $3, detail = coalesce($4, detail),
-                   provider_ref = coalesce($5, provider_ref), updated_at = $6,
-                   attempts = 0, last_error = NULL, retry_at = NULL, attention_since = NULL
-            WHERE payment_id = $1 AND status = $2
-            RETURNING {PAYMENT_COLUMNS}""",
+    values: list[object] = [
         uuid.UUID(payment.payment_id),
         payment.status.value,
         status.value,
         detail,
-        provider_ref,
         now,
+    ]
+    sets = []
+    for column in CHANGEABLE:
+        if status is not PaymentStatus.PENDING and column in ACTION_COLUMNS:
+            sets.append(f"{column} = NULL")
+            continue
+        values.append(changes.get(column))
+        sets.append(f"{column} = coalesce(${len(values)}, {column})")
+    row = await conn.fetchrow(
+        f"""UPDATE payments SET status = $3, detail = coalesce($4, detail), updated_at = $5,
+                   {", ".join(sets)},
+                   attempts = 0, last_error = NULL, retry_at = NULL, attention_since = NULL
+            WHERE payment_id = $1 AND status = $2
+            RETURNING {PAYMENT_COLUMNS}""",
+        *values,
     )
     if row is None:
         return None
     moved = Payment.from_row(row)
     await show_on_reservation(conn, moved, now)
-    if status.open:
+    if status.open and command:
         await outbox.command(conn, moved.payment_id, moved.reservation_id)
     return moved
+
+
+async def apply_authorization(
+    conn: Connection, payment: Payment, answer: Authorization
+) -> Payment | None:
+    """The provider's answer to ``payment``'s authorization, from the saga's
+    call or a webhook, applied from PENDING (None: the payment moved on).
+    Undecided (the buyer's 3-D Secure, or processing), the payment stays
+    PENDING with the buyer's action, its deadline the hold's expiry, and no
+    command: the webhook brings the result. The same undecided answer again
+    changes nothing and returns ``payment`` itself."""
+    if answer.approved:
+        return await transition(
+            conn,
+            payment,
+            PaymentStatus.AUTHORIZED,
+            detail="authorized",
+            provider_ref=answer.reference,
+        )
+    if not answer.undecided:
+        return await transition(
+            conn,
+            payment,
+            PaymentStatus.DECLINED,
+            detail=answer.reason,
+            provider_ref=answer.reference or None,
+            decline_code=answer.decline_code or None,
+        )
+    action = answer.action
+    if (
+        payment.awaiting_buyer
+        and payment.provider_ref == answer.reference
+        and payment.action_type == (action.type if action else None)
+    ):
+        return payment
+    expires: datetime | None = await conn.fetchval(
+        "SELECT hold_expires_at FROM reservations WHERE reservation_id = $1",
+        uuid.UUID(payment.reservation_id),
+    )
+    return await transition(
+        conn,
+        payment,
+        PaymentStatus.PENDING,
+        detail=(
+            "waiting for the buyer to complete the payment (3-D Secure)"
+            if action is not None
+            else "the provider is processing the payment"
+        ),
+        command=False,
+        provider_ref=answer.reference,
+        deadline=max(payment.deadline, expires) if expires else None,
+        action_type=action.type if action else None,
+        client_secret=action.client_secret if action else None,
+        redirect_url=(action.redirect_url or None) if action else None,
+    )
 
 
 async def record_failure(

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ticketing.v1 import reservation_pb2 as ticketing_dot_v1_dot_reservation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ticketing/v1/payment_service.proto\x12\x0cticketing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eticketing/v1/reservation.proto\"\xa2\x02\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0epayment_method\x18\x04 \x01(\t\x12#\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x13.ticketing.v1.Money\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.ticketing.v1.PaymentStatus\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\nPayRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x16\n\x0epayment_method\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"5\n\x0bPayResponse\x12&\n\x07payment\x18\x01 \x01(\x0b\x32\x15.ticketing.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"<\n\x12GetPaymentResponse\x12&\n\x07payment\x18\x01 \x01(\x0b\x32\x15.ticketing.v1.Payment2\x9d\x01\n\x0ePaymentService\x12:\n\x03Pay\x12\x18.ticketing.v1.PayRequest\x1a\x19.ticketing.v1.PayResponse\x12O\n\nGetPayment\x12\x1f.ticketing.v1.GetPaymentRequest\x1a .ticketing.v1.GetPaymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ticketing/v1/payment_service.proto\x12\x0cticketing.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eticketing/v1/reservation.proto\"\xb2\x03\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x16\n\x0ereservation_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x16\n\x0epayment_method\x18\x04 \x01(\t\x12#\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x13.ticketing.v1.Money\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.ticketing.v1.PaymentStatus\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08provider\x18\n \x01(\t\x12\x1a\n\x12provider_reference\x18\x0b \x01(\t\x12\x14\n\x0c\x64\x65\x63line_code\x18\x0c \x01(\t\x12\x30\n\x0bnext_action\x18\r \x01(\x0b\x32\x1b.ticketing.v1.PaymentAction\x12\x18\n\x10refund_reference\x18\x0e \x01(\t\"J\n\rPaymentAction\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x15\n\rclient_secret\x18\x02 \x01(\t\x12\x14\n\x0credirect_url\x18\x03 \x01(\t\"U\n\nPayRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x16\n\x0epayment_method\x18\x02 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x03 \x01(\t\"5\n\x0bPayResponse\x12&\n\x07payment\x18\x01 \x01(\x0b\x32\x15.ticketing.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\npayment_id\x18\x01 \x01(\t\"<\n\x12GetPaymentResponse\x12&\n\x07payment\x18\x01 \x01(\x0b\x32\x15.ticketing.v1.Payment2\x9d\x01\n\x0ePaymentService\x12:\n\x03Pay\x12\x18.ticketing.v1.PayRequest\x1a\x19.ticketing.v1.PayResponse\x12O\n\nGetPayment\x12\x1f.ticketing.v1.GetPaymentRequest\x1a .ticketing.v1.GetPaymentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.v1.payment_servic
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PAYMENT']._serialized_start=118
-  _globals['_PAYMENT']._serialized_end=408
-  _globals['_PAYREQUEST']._serialized_start=410
-  _globals['_PAYREQUEST']._serialized_end=495
-  _globals['_PAYRESPONSE']._serialized_start=497
-  _globals['_PAYRESPONSE']._serialized_end=550
-  _globals['_GETPAYMENTREQUEST']._serialized_start=552
-  _globals['_GETPAYMENTREQUEST']._serialized_end=591
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=593
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=653
-  _globals['_PAYMENTSERVICE']._serialized_start=656
-  _globals['_PAYMENTSERVICE']._serialized_end=813
+  _globals['_PAYMENT']._serialized_end=552
+  _globals['_PAYMENTACTION']._serialized_start=554
+  _globals['_PAYMENTACTION']._serialized_end=628
+  _globals['_PAYREQUEST']._serialized_start=630
+  _globals['_PAYREQUEST']._serialized_end=715
+  _globals['_PAYRESPONSE']._serialized_start=717
+  _globals['_PAYRESPONSE']._serialized_end=770
+  _globals['_GETPAYMENTREQUEST']._serialized_start=772
+  _globals['_GETPAYMENTREQUEST']._serialized_end=811
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=813
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=873
+  _globals['_PAYMENTSERVICE']._serialized_start=876
+  _globals['_PAYMENTSERVICE']._serialized_end=1033
 # @@protoc_insertion_point(module_scope)

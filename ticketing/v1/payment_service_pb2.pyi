@@ -31,6 +31,11 @@ class Payment(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    PROVIDER_REFERENCE_FIELD_NUMBER: _builtins.int
+    DECLINE_CODE_FIELD_NUMBER: _builtins.int
+    NEXT_ACTION_FIELD_NUMBER: _builtins.int
+    REFUND_REFERENCE_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     reservation_id: _builtins.str
     user_id: _builtins.str
@@ -41,12 +46,32 @@ class Payment(_message.Message):
     """Why it ended where it did: the decline reason, "timed out", "hold
     expired"...
     """
+    provider: _builtins.str
+    """Who took the payment: "stripe", or "local" (the local stack's stand-in,
+    which moves no money).
+    """
+    provider_reference: _builtins.str
+    """The provider's reference of the authorization (a Stripe PaymentIntent
+    id, pi_...), once it has one.
+    """
+    decline_code: _builtins.str
+    """A declined payment: the issuer's code for why (insufficient_funds,
+    card_declined, ...), as the provider reports it.
+    """
+    refund_reference: _builtins.str
+    """A refunded payment: the provider's reference of the refund (re_...)."""
     @_builtins.property
     def amount(self) -> _reservation_pb2.Money: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def next_action(self) -> Global___PaymentAction:
+        """Set while the payment is PENDING on the buyer's action: what the buyer's
+        client must do for the provider to decide.
+        """
+
     def __init__(
         self,
         *,
@@ -59,14 +84,53 @@ class Payment(_message.Message):
         detail: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        provider: _builtins.str = ...,
+        provider_reference: _builtins.str = ...,
+        decline_code: _builtins.str = ...,
+        next_action: Global___PaymentAction | None = ...,
+        refund_reference: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "next_action", b"next_action", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "detail", b"detail", "payment_id", b"payment_id", "payment_method", b"payment_method", "reservation_id", b"reservation_id", "status", b"status", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "decline_code", b"decline_code", "detail", b"detail", "next_action", b"next_action", "payment_id", b"payment_id", "payment_method", b"payment_method", "provider", b"provider", "provider_reference", b"provider_reference", "refund_reference", b"refund_reference", "reservation_id", b"reservation_id", "status", b"status", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Payment: _TypeAlias = Payment  # noqa: Y015
+
+@_typing.final
+class PaymentAction(_message.Message):
+    """What the buyer's client must do before the provider decides a payment
+    (3-D Secure). With Stripe: hand client_secret to Stripe.js
+    (handleNextAction), or send the buyer to redirect_url when it is set.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_SECRET_FIELD_NUMBER: _builtins.int
+    REDIRECT_URL_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """The provider's action type, e.g. "use_stripe_sdk" or "redirect_to_url"."""
+    client_secret: _builtins.str
+    """The secret the provider's client SDK confirms the payment with. Only
+    the payment's owner sees it.
+    """
+    redirect_url: _builtins.str
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        client_secret: _builtins.str = ...,
+        redirect_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_secret", b"client_secret", "redirect_url", b"redirect_url", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentAction: _TypeAlias = PaymentAction  # noqa: Y015
 
 @_typing.final
 class PayRequest(_message.Message):
@@ -77,8 +141,10 @@ class PayRequest(_message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     payment_method: _builtins.str
-    """What to charge. The local provider knows test-ok (authorizes),
-    test-declined, test-timeout (never answers) and test-slow (answers late).
+    """What to charge. With Stripe: a PaymentMethod id made by Stripe.js from
+    the buyer's card (pm_..., e.g. pm_card_visa in test mode). The local
+    provider knows test-ok (authorizes), test-declined, test-timeout (never
+    answers), test-slow (answers late) and test-capture-fails.
     """
     idempotency_key: _builtins.str
     """The caller's key for this attempt: a retry with it is the same payment."""

@@ -28,7 +28,10 @@ if _version_not_supported:
 class PaymentServiceStub:
     """Pays for held seats. Pay starts a saga: authorize the payment, confirm the
     hold (HELD -> CONFIRMED), capture the money; a hold that is gone by then
-    gets its authorization voided. WatchReservation streams every step.
+    gets its authorization voided. WatchReservation streams every step. A card
+    that needs the buyer's action (3-D Secure) leaves the payment PENDING and
+    the hold HELD: GetPayment then gives next_action, and the provider's
+    webhook brings the result.
     """
 
     def __init__(self, channel):
@@ -52,7 +55,10 @@ class PaymentServiceStub:
 class PaymentServiceServicer:
     """Pays for held seats. Pay starts a saga: authorize the payment, confirm the
     hold (HELD -> CONFIRMED), capture the money; a hold that is gone by then
-    gets its authorization voided. WatchReservation streams every step.
+    gets its authorization voided. WatchReservation streams every step. A card
+    that needs the buyer's action (3-D Secure) leaves the payment PENDING and
+    the hold HELD: GetPayment then gives next_action, and the provider's
+    webhook brings the result.
     """
 
     def Pay(self, request, context):
@@ -94,7 +100,10 @@ def add_PaymentServiceServicer_to_server(servicer, server):
 class PaymentService:
     """Pays for held seats. Pay starts a saga: authorize the payment, confirm the
     hold (HELD -> CONFIRMED), capture the money; a hold that is gone by then
-    gets its authorization voided. WatchReservation streams every step.
+    gets its authorization voided. WatchReservation streams every step. A card
+    that needs the buyer's action (3-D Secure) leaves the payment PENDING and
+    the hold HELD: GetPayment then gives next_action, and the provider's
+    webhook brings the result.
     """
 
     @staticmethod

@@ -29,7 +29,10 @@ GRPC_VERSION: str
 class PaymentServiceStub:
     """Pays for held seats. Pay starts a saga: authorize the payment, confirm the
     hold (HELD -> CONFIRMED), capture the money; a hold that is gone by then
-    gets its authorization voided. WatchReservation streams every step.
+    gets its authorization voided. WatchReservation streams every step. A card
+    that needs the buyer's action (3-D Secure) leaves the payment PENDING and
+    the hold HELD: GetPayment then gives next_action, and the provider's
+    webhook brings the result.
     """
 
     @_typing.overload
@@ -47,7 +50,10 @@ class PaymentServiceStub:
 class PaymentServiceAsyncStub(PaymentServiceStub):
     """Pays for held seats. Pay starts a saga: authorize the payment, confirm the
     hold (HELD -> CONFIRMED), capture the money; a hold that is gone by then
-    gets its authorization voided. WatchReservation streams every step.
+    gets its authorization voided. WatchReservation streams every step. A card
+    that needs the buyer's action (3-D Secure) leaves the payment PENDING and
+    the hold HELD: GetPayment then gives next_action, and the provider's
+    webhook brings the result.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -61,7 +67,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Pays for held seats. Pay starts a saga: authorize the payment, confirm the
     hold (HELD -> CONFIRMED), capture the money; a hold that is gone by then
-    gets its authorization voided. WatchReservation streams every step.
+    gets its authorization voided. WatchReservation streams every step. A card
+    that needs the buyer's action (3-D Secure) leaves the payment PENDING and
+    the hold HELD: GetPayment then gives next_action, and the provider's
+    webhook brings the result.
     """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,287 @@
+"""Stripe behind ``Provider``: PaymentIntents with manual capture.
+
+An authorization is a PaymentIntent created and confirmed at once
+(``capture_method=manual``, ``confirm=true``) with the buyer's PaymentMethod
+id; capture, void (cancel) and refund follow. Every request carries an
+``Idempotency-Key``: the payment id for the authorization, the payment id and
+the step for the others, so a step the saga repeats after a crash is one
+Stripe operation (Stripe answers a repeated key with the first answer).
+
+What Stripe answers is read into the saga's terms:
+
+- ``requires_capture``: approved; ``requires_action`` (3-D Secure) or
+  ``processing``: undecided, the payment stays PENDING and the result comes by
+  webhook (``webhooks``) or, failing that, by ``status``;
+- a card error (HTTP 402) is a decline, with Stripe's decline code; a
+  PaymentMethod that does not exist or cannot be used (an invalid request
+  naming ``payment_method``) is the buyer's input and a decline too;
+- rate limits, connection errors, timeouts and 5xx are transient
+  (``ProviderError``, retried by the saga); authentication, permission and
+  every other invalid request are an operator's problem (``ProviderError``
+  not retriable: the payment is flagged for an operator), never a decline.
+
+The client's own retries are off: the saga owns retrying, with its budget.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import stripe
+
+from .currencies import UnpayableAmount, to_provider_amount
+from .provider import Authorization, BuyerAction, Charge, Outcome, ProviderError
+
+# A PaymentMethod id as Stripe writes them (pm_card_visa in test mode).
+METHOD = re.compile(r"pm_[A-Za-z0-9_]{1,96}")
+MAX_METHOD = 99
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(self, api_key: str, *, api_base: str, timeout_s: float) -> None:
+        self._http = stripe.AIOHTTPClient(timeout=timeout_s)
+        self._client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base.rstrip("/")},
+            http_client=self._http,
+            max_network_retries=0,
+        )
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    def check_method(self, method: str) -> str | None:
+        if len(method) <= MAX_METHOD and METHOD.fullmatch(method):
+            return None
+        return "must be a Stripe PaymentMethod id, such as pm_card_visa"
+
+    def check_amount(self, currency: str, amount_minor: int) -> str | None:
+        try:
+            to_provider_amount(currency, amount_minor)
+        except UnpayableAmount as exc:
+            return str(exc)
+        return None
+
+    async def authorize(self, charge: Charge) -> Authorization:
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params=_intent_params(charge),  # type: ignore[arg-type]
+                options={"idempotency_key": charge.payment_id},
+            )
+        except stripe.CardError as exc:
+            return _card_declined(exc)
+        except stripe.InvalidRequestError as exc:
+            if _about_the_method(exc):
+                return _method_refused(exc)
+            raise _provider_error(exc) from exc
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        return read_intent(intent)
+
+    async def status(self, charge: Charge, reference: str) -> Authorization:
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(reference)
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        return read_intent(intent)
+
+    async def capture(self, charge: Charge, reference: str) -> None:
+        try:
+            await self._client.v1.payment_intents.capture_async(
+                reference,
+                params={"amount_to_capture": _amount(charge)},
+                options={"idempotency_key": f"{charge.payment_id}:capture"},
+            )
+        except stripe.StripeError as exc:
+            if await self._already(reference, "succeeded", exc):
+                return
+            raise _provider_error(exc) from exc
+
+    async def void(self, charge: Charge, reference: str | None) -> None:
+        if reference is None:
+            # The authorization's answer never came: asking again under the
+            # same key finds the PaymentIntent it made, if it made one (a new
+            # one otherwise, which is cancelled at once).
+            answer = await self.authorize(charge)
+            if not answer.reference:
+                return
+            reference = answer.reference
+        try:
+            await self._client.v1.payment_intents.cancel_async(
+                reference, options={"idempotency_key": f"{charge.payment_id}:void"}
+            )
+        except stripe.StripeError as exc:
+            if await self._already(reference, "canceled", exc):
+                return
+            raise _provider_error(exc) from exc
+
+    async def refund(self, charge: Charge, reference: str) -> str:
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                params={
+                    "payment_intent": reference,
+                    "amount": _amount(charge),
+                    "metadata": {"payment_id": charge.payment_id},
+                },
+                options={"idempotency_key": f"{charge.payment_id}:refund"},
+            )
+        except stripe.InvalidRequestError as exc:
+            if exc.code == "charge_already_refunded":
+                # Refunded already (from Stripe's dashboard, say): that refund is ours.
+                return await self._refund_of(reference)
+            raise _provider_error(exc) from exc
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        if refund.status in ("failed", "canceled"):
+            raise ProviderError(
+                f"Stripe refused refund {refund.id} ({refund.status}): "
+                f"{refund.failure_reason or 'no reason given'}",
+                retriable=False,
+            )
+        return str(refund.id)
+
+    async def _refund_of(self, reference: str) -> str:
+        refunds = await self._client.v1.refunds.list_async(
+            params={"payment_intent": reference, "limit": 10}
+        )
+        for refund in refunds.data:
+            if refund.status in ("succeeded", "pending"):
+                return str(refund.id)
+        raise ProviderError(
+            f"Stripe says {reference} is refunded but lists no refund of it", retriable=False
+        )
+
+    async def _already(self, reference: str, status: str, exc: stripe.StripeError) -> bool:
+        """Whether a refused capture or cancel was refused because it is
+        done already (a step repeated with a fresh key, or done outside the
+        saga)."""
+        if exc.code != "payment_intent_unexpected_state":
+            return False
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(reference)
+        except stripe.StripeError:
+            return False
+        return bool(intent.status == status)
+
+
+def _amount(charge: Charge) -> int:
+    try:
+        return to_provider_amount(charge.currency, charge.amount_minor)
+    except UnpayableAmount as exc:
+        raise ProviderError(str(exc), retriable=False) from exc
+
+
+def _intent_params(charge: Charge) -> dict[str, Any]:
+    return {
+        "amount": _amount(charge),
+        "currency": charge.currency.lower(),
+        "capture_method": "manual",
+        "confirm": True,
+        "payment_method": charge.method,
+        # Cards: 3-D Secure is then Stripe.js's next action, never a redirect
+        # that would need a return URL.
+        "payment_method_types": ["card"],
+        "metadata": {
+            "payment_id": charge.payment_id,
+            "reservation_id": charge.reservation_id,
+            "event_id": charge.event_id,
+        },
+    }
+
+
+def plain(value: Any) -> dict[str, Any]:
+    """A Stripe object (or an event's JSON) as plain dicts."""
+    if isinstance(value, stripe.StripeObject):
+        return value.to_dict(recursive=True)
+    return dict(value or {})
+
+
+def read_intent(found: Any) -> Authorization:
+    """A PaymentIntent (from a request's answer or a webhook's event) in
+    the saga's terms."""
+    intent = plain(found)
+    reference = str(intent.get("id") or "")
+    status = intent.get("status")
+    if status in ("requires_capture", "succeeded"):
+        return Authorization(Outcome.APPROVED, reference=reference)
+    if status in ("requires_action", "requires_confirmation"):
+        return Authorization(
+            Outcome.ACTION_REQUIRED, reference=reference, action=_next_action(intent)
+        )
+    if status == "processing":
+        return Authorization(Outcome.PROCESSING, reference=reference)
+    if status == "canceled":
+        why = intent.get("cancellation_reason") or "canceled"
+        return Authorization(
+            Outcome.DECLINED,
+            reference=reference,
+            reason=f"the payment was canceled at Stripe ({why})",
+            decline_code="canceled",
+        )
+    error = intent.get("last_payment_error") or {}
+    return Authorization(
+        Outcome.DECLINED,
+        reference=reference,
+        reason=str(error.get("message") or f"declined (Stripe: {status})"),
+        decline_code=str(error.get("decline_code") or error.get("code") or "declined"),
+    )
+
+
+def _next_action(intent: dict[str, Any]) -> BuyerAction:
+    action = intent.get("next_action") or {}
+    kind = str(action.get("type") or "use_stripe_sdk")
+    redirect = ""
+    if kind == "redirect_to_url":
+        redirect = str((action.get("redirect_to_url") or {}).get("url") or "")
+    return BuyerAction(
+        type=kind, client_secret=str(intent.get("client_secret") or ""), redirect_url=redirect
+    )
+
+
+def _card_declined(exc: stripe.CardError) -> Authorization:
+    error = exc.error
+    intent = plain(getattr(error, "payment_intent", None)) if error is not None else {}
+    decline_code = (error.decline_code if error is not None else None) or exc.code or "declined"
+    return Authorization(
+        Outcome.DECLINED,
+        reference=str(intent.get("id") or "") if intent else "",
+        reason=exc.user_message or "the card was declined",
+        decline_code=str(decline_code),
+    )
+
+
+def _about_the_method(exc: stripe.InvalidRequestError) -> bool:
+    error = exc.error
+    return error is not None and error.param == "payment_method"
+
+
+def _method_refused(exc: stripe.InvalidRequestError) -> Authorization:
+    return Authorization(
+        Outcome.DECLINED,
+        reason=f"Stripe cannot charge this payment method: {exc.user_message or exc.code}",
+        decline_code=str(exc.code or "invalid_payment_method"),
+    )
+
+
+def _provider_error(exc: stripe.StripeError) -> ProviderError:
+    """Transient (retried) or an operator's problem (flagged at once)."""
+    status = exc.http_status
+    transient = isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError) or (
+        status is None or status >= 500 or status == 409  # 409: a concurrent same-key request
+    )
+    if isinstance(exc, stripe.AuthenticationError | stripe.PermissionError):
+        transient = False
+        what = "Stripe refused the API key (check TICKETING_STRIPE_API_KEY)"
+    elif transient:
+        what = "Stripe did not answer the request (retried)"
+    else:
+        what = "Stripe refused the request (a configuration problem)"
+    detail = exc.user_message or str(exc)
+    request = f" [request {exc.request_id}]" if exc.request_id else ""
+    return ProviderError(
+        f"{what}: {type(exc).__name__} {status or ''} {detail}{request}"[:500],
+        retriable=transient,
+    )

@@ -1,13 +1,15 @@
 """Who may do what in PostgreSQL: one role per service, and grants that give
 each only the tables and privileges its queries use.
 
-| role | events | reservations | payments | provider_operations | outbox |
-|---|---|---|---|---|---|
-| gateway | read | read | | | |
-| reservation | read, insert, update | read, update | read, update | | insert |
-| consumer | read, update | read, insert, update | | | read, insert, update, delete |
-| notifier | read | read | | | |
-| payment | read, update | read, update | read, insert, update | read, insert | insert |
+| role | events | reservations | payments | provider_operations | provider_events | outbox |
+|---|---|---|---|---|---|---|
+| gateway | S | S | | | | |
+| reservation | S I U | S U | S U | | | I |
+| consumer | S U | S I U | | | | S I U D |
+| notifier | S | S | | | | |
+| payment | S U | S U | S I U | S I | S I U | I |
+
+(S: SELECT, read; I: INSERT; U: UPDATE; D: DELETE.)
 
 Every service also reads ``schema_migrations`` (it refuses to start on a
 schema that lacks a migration). The ``migrator`` role owns the database and
@@ -36,7 +38,17 @@ Where the grants come from, by table and service:
 - notifier: events and reservations read for watchers and queue positions
   (``notifier_service/``).
 - payment: payments recorded and moved through the saga, the local
-  provider's operations, holds confirmed or released (``payment_service/``).
+  provider's operations, holds confirmed or released, and Stripe's webhook
+  events, each taken once by its id (inserted) and marked with what it did
+  (updated) (``payment_service/``). A grant is on a whole table, so the
+  payments columns a migration adds (``provider``, ``refund_ref``, ...) need
+  none of their own.
+
+``ticketing-admin`` has no role here: ``migrate`` and ``db-grants`` need the
+tables' owner, and so its reports (``ledger``, ``payments``, ``payments
+reconcile``, which reads payments and provider_operations) run with the
+owner's connection too (the migrator in a deployment, ``ticketing_app`` in
+the local stack).
 
 ``tests/tools/test_db_access.py`` holds these to the schema (every table has
 an owner here) and to each service's own queries; the local stack runs every
@@ -97,6 +109,7 @@ GRANTS: tuple[Grant, ...] = (
     Grant("payment", "reservations", (SELECT, UPDATE)),
     Grant("payment", "payments", (SELECT, INSERT, UPDATE)),
     Grant("payment", "provider_operations", (SELECT, INSERT)),
+    Grant("payment", "provider_events", (SELECT, INSERT, UPDATE)),
     Grant("payment", "outbox", (INSERT,)),
 )
 

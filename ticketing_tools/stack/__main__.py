@@ -23,6 +23,25 @@ RESTART_WINDOW_S = 60.0
 ENV_FILE = Path(".ticketing-stack.env")
 
 
+def payments(stack: LocalStack) -> str:
+    """Which payment provider runs, and with Stripe, where its webhooks go."""
+    if stack.stripe is None:
+        return (
+            "payments: the local stand-in provider (no money moves; "
+            "`TICKETING_STACK_PAYMENT_PROVIDER=stripe` runs Stripe's API stand-in, stripe-mock)"
+        )
+    scheme = "https" if stack.tls is not None else "http"
+    api = (
+        f"stripe-mock of this stack at {stack.stripe.api_base} (log: {stack.stripe_mock.log})"
+        if stack.stripe_mock is not None
+        else f"the Stripe account at {stack.stripe.api_base}"
+    )
+    return (
+        f"payments: Stripe, {api}\n"
+        f"Stripe webhook URL to register: {scheme}://{stack.webhook_endpoint}/stripe/webhook"
+    )
+
+
 def banner(stack: LocalStack) -> str:
     """Ready-to-paste calls (one line each, so they survive any shell)."""
     endpoint = stack.endpoint
@@ -50,7 +69,8 @@ def banner(stack: LocalStack) -> str:
     )
     return f"""
 Ticketing stack ready at {endpoint}{" over TLS" if stack.tls else ""}  (logs: {stack.logs})
-{kafka}
+{kafka}{payments(stack)}
+
 Every call but health and reflection needs a bearer token; mint them for this stack:
 ADMIN=$({admin} token --subject ops --role admin)
 TOKEN=$({admin} token --subject alice)
@@ -119,7 +139,11 @@ def main() -> None:
     # While starting, Ctrl-C or SIGTERM abort the start (which cleans up).
     signal.signal(signal.SIGTERM, interrupt)
     stack = LocalStack(config)
-    print("starting PostgreSQL, Redis, Apache Kafka, the services and nginx...", flush=True)
+    stripe_mock = ", stripe-mock" if config.payment_provider == "stripe" else ""
+    print(
+        f"starting PostgreSQL, Redis, Apache Kafka{stripe_mock}, the services and nginx...",
+        flush=True,
+    )
     try:
         stack.start()
     except KeyboardInterrupt:

@@ -4,7 +4,9 @@ PostgreSQL (own cluster), Redis and Apache Kafka (KRaft, one node or a
 three-node cluster) are started unless ``TICKETING_POSTGRES_DSN`` /
 ``TICKETING_REDIS_URL`` / ``TICKETING_KAFKA_BOOTSTRAP`` point at existing
 servers; then the topics, the services (2 gateways, 2 consumers, 1
-reservation service, 1 notifier) and nginx in front of them.
+reservation service, 1 notifier, 1 payment service) and nginx in front of
+them. With the Stripe provider, a stripe-mock of its own as well, unless
+``TICKETING_STRIPE_API_BASE`` names a Stripe account (``payment_provider``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import grpc
@@ -49,7 +52,7 @@ from ticketing_common.storage.db import migrate_database
 from .. import db_access, kafka_access
 from ..private import write_private
 from ..tokens import AUDIENCE, ISSUER, SigningKey
-from . import kafka_broker, nginx, tls
+from . import kafka_broker, nginx, payment_provider, tls
 from .processes import Child, free_port, port_open, run_once, system_user, wait_until
 
 # The id of a stack's record key (its secret is generated per stack).
@@ -119,6 +122,23 @@ class StackConfig(PostgresClient, RedisClient, StackSigningKey):
         "services, with a CA generated for the stack (`make run TLS=1`); the CA certificate "
         "is written to the env file for clients",
     )
+    payment_provider: Literal["local", "stripe"] = Field(
+        "local",
+        description="who the payment services take payments with: `local`, the stand-in "
+        "that moves no money, or `stripe`, Stripe's API: a stripe-mock of the stack's own "
+        "(built with Go, as `make stripe-mock` does), or the test-mode account "
+        "`TICKETING_STRIPE_API_BASE` names, with `TICKETING_STRIPE_API_KEY` and "
+        "`TICKETING_STRIPE_WEBHOOK_SECRET`",
+    )
+    webhook_port: int = Field(
+        0,
+        ge=0,
+        le=65_535,
+        description="port nginx takes Stripe's webhooks on (`POST /stripe/webhook`, at "
+        "`TICKETING_STACK_LISTEN_HOST`, HTTPS with `TICKETING_STACK_TLS`) for the payment "
+        "services; `0` picks a free port, which `make run` prints and writes to the env file: "
+        "set one to register a URL that stays",
+    )
 
 
 class RunningStack(PostgresClient, RedisClient, StackSigningKey):
@@ -144,6 +164,29 @@ class RunningStack(PostgresClient, RedisClient, StackSigningKey):
         None,
         description="the CA certificate a TLS stack's nginx is checked against, written by "
         "`make run TLS=1`",
+    )
+    webhook_endpoint: str | None = Field(
+        None,
+        description="the running stack's listener for Stripe's webhooks (`host:port`; path "
+        "`/stripe/webhook`), written by `make run`",
+    )
+    stripe_api_base: str | None = Field(
+        None,
+        description="the Stripe API the running stack's payment services use (its own "
+        "stripe-mock, or a test-mode account), written by `make run` with the Stripe provider",
+    )
+    stripe_api_key: str | None = Field(
+        None,
+        repr=False,
+        description="the key of `TICKETING_STACK_STRIPE_API_BASE`, written by `make run` with "
+        "the Stripe provider",
+    )
+    stripe_webhook_secret: str | None = Field(
+        None,
+        repr=False,
+        description="the secret the running stack's payment services check webhook "
+        "signatures with, written by `make run` with the Stripe provider, for tools that "
+        "send it signed events",
     )
     pids: tuple[int, ...] = Field(
         (),
@@ -312,7 +355,33 @@ class LocalStack:
         self.kafka_credentials: dict[str, tuple[str, str]] = {}
         # The super user's credentials for Kafka's own scripts (--command-config).
         self.kafka_admin_properties: Path | None = None
+        # Who the payment services take payments with; with Stripe, its API
+        # (``stripe_mock`` when the stack runs its own).
+        self.payment_provider = self.config.payment_provider
+        self.stripe: payment_provider.StripeApi | None = None
+        self.stripe_mock: Child | None = None
+        # nginx's listener for Stripe's webhooks ("host:port"), and the
+        # payment services' webhook servers behind it (by instance name).
+        self.webhook_endpoint = ""
+        self._webhook_backends: dict[str, str] = {}
         self._env_file: Path | None = None
+
+    @property
+    def stripe_api_base(self) -> str | None:
+        return self.stripe.api_base if self.stripe else None
+
+    @property
+    def stripe_api_key(self) -> str | None:
+        return self.stripe.api_key if self.stripe else None
+
+    @property
+    def stripe_webhook_secret(self) -> str | None:
+        return self.stripe.webhook_secret if self.stripe else None
+
+    @property
+    def webhook_backends(self) -> list[str]:
+        """The running payment services' webhook servers (``host:port``)."""
+        return list(self._webhook_backends.values())
 
     # -- start -----------------------------------------------------------
 
@@ -356,6 +425,7 @@ class LocalStack:
                     edge_hosts=[self.config.listen_host],
                     service_names=[*dict.fromkeys(nginx.ROUTES.values()), "consumer_service"],
                 )
+            self._start_payment_provider()
             self._start_services()
             self._start_nginx()
         except BaseException:
@@ -535,6 +605,22 @@ class LocalStack:
             {role: self.kafka_credentials[service][0] for service, role in KAFKA_USERS.items()},
         )
 
+    def _start_payment_provider(self) -> None:
+        """With the Stripe provider: the account the caller names, or a
+        stripe-mock of the stack's own."""
+        if self.payment_provider != "stripe":
+            return
+        # As the services would read it: the caller's settings over the environment.
+        self.stripe = payment_provider.given_account({**os.environ, **self.service_env})
+        if self.stripe is not None:
+            return
+        # Built under the working directory, as kafka_libs is found there:
+        # the repository when run by make.
+        child, self.stripe = payment_provider.stripe_mock_child(Path.cwd(), self.logs)
+        self._launch(child)
+        _wait_listening(child, timeout_s=30)
+        self.stripe_mock = child
+
     def _service_env(self, name: str, index: int, port: int) -> dict[str, str]:
         # Every TICKETING_* setting of the caller reaches the services; only
         # what the launcher owns (address, identity, connections) is replaced.
@@ -567,6 +653,12 @@ class LocalStack:
                     variable(ServerSettings, "tls_client_ca_file"): str(self.tls.ca),
                 }
             )
+        if name == "payment_service":
+            env.update(
+                payment_provider.service_env(
+                    self.payment_provider, tls=self.tls, stripe=self.stripe
+                )
+            )
         if name in self.kafka_credentials:
             user, password = self.kafka_credentials[name]
             env.update(
@@ -587,11 +679,12 @@ class LocalStack:
         port, metrics_port = free_port(), free_port()
         env = self._service_env(name, index, port)
         env[variable(ServerSettings, "metrics_port")] = str(metrics_port)
+        env = {**env, **(settings or {})}
         child = Child(
             f"{name}-{index}",
             [sys.executable, "-m", name],
             self.logs / f"{name}-{index}.log",
-            env={**env, **(settings or {})},
+            env=env,
             port=port,
             health_address=f"127.0.0.1:{port}",
             metrics_port=metrics_port,
@@ -599,6 +692,9 @@ class LocalStack:
         self._launch(child)
         self.services.setdefault(name, []).append(child)
         self.addresses.setdefault(name, []).append(f"127.0.0.1:{port}")
+        webhooks = payment_provider.webhook_address(env) if name == "payment_service" else None
+        if webhooks is not None:
+            self._webhook_backends[child.name] = webhooks
         return child
 
     def stop_service(self, child: Child, timeout_s: float = 30) -> None:
@@ -609,6 +705,7 @@ class LocalStack:
             if child in children:
                 children.remove(child)
                 self.addresses[name].remove(child.health_address or "")
+        self._webhook_backends.pop(child.name, None)
         self.children.remove(child)
 
     def _start_services(self) -> None:
@@ -672,6 +769,8 @@ class LocalStack:
         prefix = self._private_dir("nginx", worker)
         port = self.config.listen_port or free_port()
         listen = f"{self.config.listen_host}:{port}"
+        webhook_port = self.config.webhook_port or free_port()
+        webhook_listen = f"{self.config.listen_host}:{webhook_port}"
         backends = {name: self.addresses[name] for name in dict.fromkeys(nginx.ROUTES.values())}
         conf = prefix / "nginx.conf"
         write_private(
@@ -684,6 +783,8 @@ class LocalStack:
                 open_files=_open_file_limit(),
                 tls=self.tls,
                 user=worker,
+                webhook_listen=webhook_listen,
+                webhook_backends=self.webhook_backends,
             ),
         )
         binary = _find_binary("nginx", "/usr/sbin/nginx")
@@ -698,12 +799,13 @@ class LocalStack:
         )
         self._launch(child)
         wait_until(
-            lambda: port_open(port, self.config.listen_host),
+            lambda: all(port_open(p, self.config.listen_host) for p in (port, webhook_port)),
             timeout_s=20,
             what="nginx",
             alive=child.alive,
         )
         self.endpoint = listen
+        self.webhook_endpoint = webhook_listen
 
     def find(self, name: str) -> Child:
         """The running child called ``name`` (``postgres``, ``redis``, ``kafka``
@@ -752,6 +854,13 @@ class LocalStack:
                     self.kafka.sasl_password.get_secret_value()
                 ),
             }
+        stripe = {}
+        if self.stripe is not None:
+            stripe = {
+                variable(RunningStack, "stripe_api_base"): self.stripe.api_base,
+                variable(RunningStack, "stripe_api_key"): self.stripe.api_key,
+                variable(RunningStack, "stripe_webhook_secret"): self.stripe.webhook_secret,
+            }
         return {
             variable(RunningStack, "endpoint"): self.endpoint,
             **(
@@ -759,6 +868,8 @@ class LocalStack:
                 if self.tls is not None
                 else {}
             ),
+            variable(RunningStack, "webhook_endpoint"): self.webhook_endpoint,
+            **stripe,
             variable(RunningStack, "postgres_dsn"): self.postgres_dsn,
             variable(RunningStack, "redis_url"): self.redis_url,
             variable(RunningStack, "signing_key_file"): str(self.signing_key_file),

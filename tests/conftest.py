@@ -4,10 +4,12 @@ by the same launcher as ``make run``, on free ports."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -32,7 +34,7 @@ from .helpers import (
 )
 from .spans import SpanCollector
 
-STACK_FIXTURES = frozenset({"stack", "fault_stack", "cluster_stack", "saga_stack"})
+STACK_FIXTURES = frozenset({"stack", "stripe_stack", "fault_stack", "cluster_stack", "saga_stack"})
 
 
 class GhzBuild:
@@ -106,10 +108,14 @@ def spans() -> Iterator[SpanCollector]:
         collector.stop()
 
 
-@pytest.fixture(scope="session")
-def stack(spans: SpanCollector) -> Iterator[LocalStack]:
+@contextlib.contextmanager
+def running_stack(spans: SpanCollector, **config: Any) -> Iterator[LocalStack]:
+    """A local stack as the tests run it, on free ports, with ``config``'s
+    ``StackConfig`` settings besides."""
     # TICKETING_STACK_KEEP_LOGS=/some/dir keeps the services' logs for a look.
-    config = StackConfig(listen_port=0, signing_key_file=str(TEST_KEY_FILE))
+    settings = StackConfig(
+        listen_port=0, webhook_port=0, signing_key_file=str(TEST_KEY_FILE), **config
+    )
     # Tracing on, but recording only the traces a test starts (a sampled
     # traceparent on its call): the others pay for unrecorded spans only.
     tracing = {
@@ -118,7 +124,25 @@ def stack(spans: SpanCollector) -> Iterator[LocalStack]:
         "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     # ReserveSync is off unless turned on: the tests compare it with Reserve.
-    with LocalStack(config, service_env={**TEST_SERVICE_ENV, **tracing}) as running:
+    with LocalStack(settings, service_env={**TEST_SERVICE_ENV, **tracing}) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack(spans: SpanCollector) -> Iterator[LocalStack]:
+    with running_stack(spans) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stripe_stack(spans: SpanCollector) -> Iterator[LocalStack]:
+    """A second stack whose payment services take payments with Stripe: its
+    own stripe-mock (``stripe_mock``, ``stripe_api_base``, ``stripe_api_key``),
+    unless TICKETING_STRIPE_API_BASE names a test-mode account, and nginx's
+    webhook listener (``webhook_endpoint``) in front of the payment services'
+    webhook servers (``webhook_backends``), whose events are signed with
+    ``stripe_webhook_secret``."""
+    with running_stack(spans, payment_provider="stripe", gateways=1, consumers=1) as running:
         yield running
 
 

@@ -135,7 +135,10 @@ class Saga:
                 metrics.SAGA_STEPS.labels(
                     payment.status.value.lower(), moved.status.value.lower()
                 ).inc()
+                waiting = moved.status is payment.status  # now on the buyer's action
                 payment = moved
+                if waiting:
+                    break
                 if self._fault_delay_s and moved.status.open:
                     await asyncio.sleep(self._fault_delay_s)
             return None if payment is None else payment.status

@@ -7,7 +7,6 @@ by the clocks that stamped them."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -15,42 +14,24 @@ import pytest
 import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
-from payment_service.provider import Authorization, ProviderError
+from payment_service.provider import Authorization, Charge, Outcome, ProviderError
 from payment_service.retries import RetryBudget
 from payment_service.saga import Saga, Sweeper
 from payment_service.store import fetch_payment, insert_payment, transition
-from ticketing_common.domain import PaymentStatus, Reservation
-from ticketing_common.storage.db import migrate_database
+from ticketing_common.domain import PaymentStatus
 from ticketing_common.storage.locks import EventLocks
-from ticketing_common.storage.queries import RESERVATION_COLUMNS
 from ticketing_tools.payments import retry, stuck_payments
 from ticketing_tools.stack import LocalStack
 
+from .conftest import PRICE, new_reservation
+
 ATTEMPTS = 3
-PRICE = 2_500
-
-
-@pytest.fixture(scope="module")
-async def pool(stack: LocalStack) -> AsyncIterator[asyncpg.Pool]:
-    name = f"saga_store_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    dsn = stack.admin_dsn.rsplit("/", 1)[0] + "/" + name
-    await migrate_database(dsn)
-    async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as created:
-        yield created
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 class FailingCaptures:
     """A provider that authorizes, voids and refunds, and fails every capture."""
+
+    name = "local"
 
     def __init__(self) -> None:
         self.captures = 0
@@ -58,52 +39,24 @@ class FailingCaptures:
     def check_method(self, method: str) -> str | None:
         return None
 
-    async def authorize(
-        self, payment_id: str, method: str, amount_minor: int, currency: str
-    ) -> Authorization:
-        return Authorization(approved=True, reference=f"ref-{payment_id}")
+    def check_amount(self, currency: str, amount_minor: int) -> str | None:
+        return None
 
-    async def capture(self, payment_id: str, reference: str, amount_minor: int) -> None:
+    async def authorize(self, charge: Charge) -> Authorization:
+        return Authorization(Outcome.APPROVED, reference=f"ref-{charge.payment_id}")
+
+    async def status(self, charge: Charge, reference: str) -> Authorization:
+        return Authorization(Outcome.APPROVED, reference=reference)
+
+    async def capture(self, charge: Charge, reference: str) -> None:
         self.captures += 1
         raise ProviderError(f"capture {self.captures} failed: the provider is unavailable")
 
-    async def void(self, payment_id: str, reference: str | None) -> None:
+    async def void(self, charge: Charge, reference: str | None) -> None:
         return None
 
-    async def refund(self, payment_id: str, reference: str, amount_minor: int) -> None:
-        return None
-
-
-async def new_reservation(pool: asyncpg.Pool, status: str) -> Reservation:
-    """A one-seat reservation of a priced event of its own, ``status``."""
-    event_id, reservation_id = uuid.uuid4(), uuid.uuid4()
-    held, confirmed = (1, 0) if status == "HELD" else (0, 1)
-    now = datetime.now(UTC)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO events (event_id, name, capacity, available, held, confirmed,
-                                   per_user_limit, price_minor, currency, hold_ttl_ms)
-               VALUES ($1, 'saga store', 1, 0, $2, $3, 1, $4, 'EUR', 600000)""",
-            event_id,
-            held,
-            confirmed,
-            PRICE,
-        )
-        row = await conn.fetchrow(
-            f"""INSERT INTO reservations (reservation_id, event_id, user_id, quantity, status,
-                       idempotency_key, accepted_at, decided_at, source_partition,
-                       source_offset, fence_token, hold_expires_at, amount_minor, currency)
-                VALUES ($1, $2, 'buyer', 1, $3, 'k', $4, $4, 0, 0, 1, $5, $6, 'EUR')
-                RETURNING {RESERVATION_COLUMNS}""",
-            reservation_id,
-            event_id,
-            status,
-            now,
-            now + timedelta(minutes=10) if status == "HELD" else None,
-            PRICE,
-        )
-    assert row is not None
-    return Reservation.from_row(row)
+    async def refund(self, charge: Charge, reference: str) -> str:
+        return f"refund-{charge.payment_id}"
 
 
 async def capturing_payment(pool: asyncpg.Pool) -> str:
@@ -114,12 +67,14 @@ async def capturing_payment(pool: asyncpg.Pool) -> str:
     await pool.execute(
         """INSERT INTO payments (payment_id, reservation_id, user_id, idempotency_key, method,
                                  amount_minor, currency, status, provider_ref, created_at,
-                                 updated_at, deadline)
-           VALUES ($1, $2, 'buyer', 'pay-1', 'card', $3, 'EUR', 'CAPTURING', 'ref', $4, $4, $4)""",
+                                 updated_at, deadline, event_id)
+           VALUES ($1, $2, 'buyer', 'pay-1', 'card', $3, 'EUR', 'CAPTURING', 'ref', $4, $4, $4,
+                   $5)""",
         payment_id,
         uuid.UUID(reservation.reservation_id),
         PRICE,
         now,
+        uuid.UUID(reservation.event_id),
     )
     return str(payment_id)
 
@@ -206,7 +161,12 @@ async def test_a_reservation_shows_its_latest_payment_by_sequence_whatever_the_c
     timeout = timedelta(minutes=1)
     async with pool.acquire() as conn, conn.transaction():
         first = await insert_payment(
-            conn, reservation, idempotency_key="a", method="card", saga_timeout=timeout
+            conn,
+            reservation,
+            idempotency_key="a",
+            method="card",
+            saga_timeout=timeout,
+            provider="local",
         )
         assert first is not None
         await conn.execute(
@@ -215,7 +175,12 @@ async def test_a_reservation_shows_its_latest_payment_by_sequence_whatever_the_c
         )
     async with pool.acquire() as conn, conn.transaction():
         second = await insert_payment(
-            conn, reservation, idempotency_key="b", method="card", saga_timeout=timeout
+            conn,
+            reservation,
+            idempotency_key="b",
+            method="card",
+            saga_timeout=timeout,
+            provider="local",
         )
         assert second is not None
     first_now = await fetch_payment(pool, first.payment_id)

@@ -143,14 +143,15 @@ async def create_priced_event(
     hold_s: float,
     per_user_limit: int | None = None,
     price_minor: int = 2_500,
+    currency: str = "EUR",
 ) -> pb.Event:
-    """An event whose seats cost ``price_minor`` EUR cents, held ``hold_s``
-    for payment."""
+    """An event whose seats cost ``price_minor`` (EUR cents unless
+    ``currency`` says otherwise), held ``hold_s`` for payment."""
     request = reservation_service_pb2.CreateEventRequest(
         name="Priced event",
         capacity=capacity,
         per_user_limit=per_user_limit or min(capacity, 4),
-        price=pb.Money(currency_code="EUR", amount_minor=price_minor),
+        price=pb.Money(currency_code=currency, amount_minor=price_minor),
     )
     request.hold_ttl.FromMilliseconds(round(hold_s * 1000))
     return (await reservations.CreateEvent(request, timeout=10)).event

@@ -138,7 +138,8 @@ class StripeProvider:
         if refund.status in ("failed", "canceled"):
             raise ProviderError(
                 f"Stripe refused refund {refund.id} ({refund.status}): "
-                f"{refund.failure_reason or 'no reason given'}",
+                # Stripe sends failure_reason only for a failed refund.
+                f"{getattr(refund, 'failure_reason', None) or 'no reason given'}",
                 retriable=False,
             )
         return str(refund.id)

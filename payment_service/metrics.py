@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 SAGA_STEPS = Counter(
     "ticketing_saga_steps_total",
@@ -42,4 +42,12 @@ DISPUTES = Counter(
     "ticketing_payment_disputes_total",
     "Payments the buyer disputed at their bank (Stripe's charge.dispute.created): each "
     "needs an operator's answer in Stripe's dashboard.",
+)
+PROVIDER_CALLS = Histogram(
+    "ticketing_payment_provider_seconds",
+    "Calls to the payment provider (authorize, status, capture, void, refund) and how long "
+    "they took, by how they ended: ok (a decline is an answer too), failed (transient: "
+    "retried), refused (an operator's problem), timeout.",
+    ["provider", "operation", "outcome"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

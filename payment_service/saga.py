@@ -40,8 +40,10 @@ paid back (REFUNDED).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -195,7 +197,10 @@ class Saga:
         if payment.awaiting_buyer:
             assert payment.provider_ref is not None
             try:
-                async with asyncio.timeout(min(remaining, self._provider_timeout_s)):
+                async with (
+                    asyncio.timeout(min(remaining, self._provider_timeout_s)),
+                    self._timed("status"),
+                ):
                     answer = await self._provider.status(payment.charge(), payment.provider_ref)
             except (TimeoutError, ProviderError) as exc:
                 if isinstance(exc, ProviderError) and not exc.retriable:
@@ -205,7 +210,7 @@ class Saga:
             async with self._pool.acquire() as conn, conn.transaction():
                 return await apply_authorization(conn, payment, answer)
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(remaining), self._timed("authorize"):
                 answer = await self._provider.authorize(payment.charge())
         except TimeoutError:
             return await self._move(
@@ -213,6 +218,27 @@ class Saga:
             )
         async with self._pool.acquire() as conn, conn.transaction():
             return await apply_authorization(conn, payment, answer)
+
+    @contextlib.asynccontextmanager
+    async def _timed(self, operation: str) -> AsyncIterator[None]:
+        """Counts and times one call to the provider, by how it ended."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield
+        except TimeoutError:
+            outcome = "timeout"
+            raise
+        except ProviderError as exc:
+            outcome = "failed" if exc.retriable else "refused"
+            raise
+        except BaseException:
+            outcome = "error"
+            raise
+        finally:
+            metrics.PROVIDER_CALLS.labels(self._provider.name, operation, outcome).observe(
+                time.perf_counter() - started
+            )
 
     async def _confirm(self, payment: Payment) -> Payment | None:
         reservation = await self._reservation(payment)
@@ -264,17 +290,17 @@ class Saga:
         )
 
     async def _capture(self, payment: Payment) -> Payment | None:
-        async with asyncio.timeout(self._provider_timeout_s):
+        async with asyncio.timeout(self._provider_timeout_s), self._timed("capture"):
             await self._provider.capture(payment.charge(), payment.provider_ref or "")
         return await self._move(payment, PaymentStatus.CAPTURED, detail="captured")
 
     async def _void(self, payment: Payment) -> Payment | None:
-        async with asyncio.timeout(self._provider_timeout_s):
+        async with asyncio.timeout(self._provider_timeout_s), self._timed("void"):
             await self._provider.void(payment.charge(), payment.provider_ref)
         return await self._move(payment, PaymentStatus.VOIDED)
 
     async def _refund(self, payment: Payment) -> Payment | None:
-        async with asyncio.timeout(self._provider_timeout_s):
+        async with asyncio.timeout(self._provider_timeout_s), self._timed("refund"):
             refund_ref = await self._provider.refund(payment.charge(), payment.provider_ref or "")
         reservation = await self._reservation(payment)
 

@@ -5,13 +5,16 @@ The Dockerfile, ``deploy/compose.yaml``, the Kubernetes manifests of
 compose nginx and ``deploy/prometheus.yml`` name settings, ports and health
 services that the code declares elsewhere: every setting they name exists
 and reaches only a process that reads it, every port and health name is the
-service's own, the drain fits in the stop timeout, and the gRPC fronts route
-as the local stack does. Nothing here needs a running stack.
+service's own, the drain fits in the stop timeout, the gRPC fronts route
+as the local stack does, and the payment services run Stripe, with its keys
+from secrets, behind an HTTPS listener that passes Stripe's webhooks and
+nothing else. Nothing here needs a running stack.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shutil
 import subprocess
@@ -56,6 +59,30 @@ HOST_NAMES = {
 # the pools, a consumer's last commit.
 STOP_MARGIN_S = 5.0
 SETTING_NAME = re.compile(r"\bTICKETING_[A-Z0-9_]+\b")
+
+# The payment service's provider and its webhook server (payment_service/settings.py;
+# test_the_payment_settings_named_here_are_the_services_own holds these to it).
+PROVIDER = "TICKETING_PAYMENT_PROVIDER"
+ALLOW_LOCAL = "TICKETING_PAYMENT_ALLOW_LOCAL"
+LOCAL_STACK = "TICKETING_PAYMENT_LOCAL_STACK"
+STRIPE_API_KEY = "TICKETING_STRIPE_API_KEY"
+STRIPE_WEBHOOK_SECRET = "TICKETING_STRIPE_WEBHOOK_SECRET"
+WEBHOOK_PORT = "TICKETING_PAYMENT_WEBHOOK_PORT"
+STRIPE_SECRETS = (STRIPE_API_KEY, STRIPE_WEBHOOK_SECRET)
+# Where Stripe posts its events, and where the fronts check an instance.
+WEBHOOK_PATH = "/stripe/webhook"
+WEBHOOK_HEALTH_PATH = "/healthz"
+# The Kubernetes Secret of Stripe's keys: a template beside the manifests,
+# never among kustomize's resources (applying would overwrite the real one).
+STRIPE_SECRET_TEMPLATE = "stripe-secret.yaml"
+STRIPE_SECRET_KEYS = {STRIPE_API_KEY: "api-key", STRIPE_WEBHOOK_SECRET: "webhook-secret"}
+# What compose reads from the operator's environment alone: no placeholder
+# in deploy/.env. The values are for `docker-compose config` in the tests.
+FROM_OPERATOR = {
+    "STRIPE_API_KEY": "sk_test_compose_config_check",
+    "STRIPE_WEBHOOK_SECRET": "whsec_compose_config_check",
+    "WEBHOOK_TLS_DIR": "/nonexistent/webhook-tls",
+}
 
 
 @dataclass(frozen=True)
@@ -206,6 +233,7 @@ def test_every_setting_the_files_name_exists() -> None:
         ROOT / "Dockerfile",
         DEPLOY / "compose.yaml",
         DEPLOY / "envoy.yaml",
+        DEPLOY / "nginx.conf",
         DEPLOY / "prometheus.yml",
         *sorted((DEPLOY / "compose").iterdir()),
         *sorted(K8S.glob("*.yaml")),
@@ -254,18 +282,29 @@ def test_each_pod_gets_only_what_its_process_reads() -> None:
         assert {entry["name"] for entry in container["env"]} <= _variables_of("admin")
 
 
+def stripe_secret_template() -> dict[str, Any]:
+    document: dict[str, Any] = load_yaml(K8S / STRIPE_SECRET_TEMPLATE)
+    return document
+
+
 def test_secrets_come_from_the_secret_and_its_keys_exist() -> None:
+    """Every key a pod reads is in its Secret, and every key of a Secret is
+    read: the applied one's and the Stripe template's."""
     (secret,) = of_kind("Secret")
-    keys = set(secret["stringData"])
-    used = set()
+    template = stripe_secret_template()
+    keys = {
+        secret["metadata"]["name"]: set(secret["stringData"]),
+        template["metadata"]["name"]: set(template["stringData"]),
+    }
+    used: dict[str, set[str]] = {name: set() for name in keys}
     for document in (*of_kind("Deployment"), *of_kind("Job")):
         for container in pod_containers(document):
             for entry in container.get("env", []):
                 ref = entry.get("valueFrom", {}).get("secretKeyRef")
                 if ref is not None:
-                    assert ref["name"] == secret["metadata"]["name"]
-                    used.add(ref["key"])
-    assert used == keys, f"unused: {sorted(keys - used)}, missing: {sorted(used - keys)}"
+                    assert ref["name"] in keys, ref
+                    used[ref["name"]].add(ref["key"])
+    assert used == keys
     # Placeholders only: every value says so.
     assert all(
         "CHANGE-ME" in value
@@ -283,12 +322,16 @@ def _dotenv() -> dict[str, str]:
 
 
 def test_compose_secrets_are_placeholders() -> None:
+    """deploy/.env has a placeholder for every secret compose names, but
+    those that the operator's environment alone gives (Stripe's keys, the
+    webhook certificate): the repository holds no value for them at all."""
     values = _dotenv()
     assert values
     secrets = {name: value for name, value in values.items() if name not in NOT_SECRET}
     assert all(value.startswith("CHANGE-ME") for value in secrets.values()), secrets
     named = set(re.findall(r"\$\{(\w+):\?", (DEPLOY / "compose.yaml").read_text()))
-    assert named == set(values)
+    assert named == set(values) | set(FROM_OPERATOR)
+    assert not set(FROM_OPERATOR) & set(values)
 
 
 # -- ports, health names, metrics ----------------------------------------------
@@ -306,12 +349,22 @@ def test_ports_are_the_services_defaults() -> None:
             assert not moved & {entry["name"] for entry in container["env"]}
 
 
+def own_ports(module: str) -> dict[str, int]:
+    """A service's ports by name: gRPC, metrics, and the payment service's
+    webhook server."""
+    service = services()[module]
+    ports = {"grpc": service.port, "metrics": service.metrics_port}
+    if module == "payment_service":
+        ports["webhook"] = webhook_port()
+    return ports
+
+
 def test_pods_probe_their_own_port_and_health_name() -> None:
     for service in services().values():
         deployment = deployment_of(service.module)
         (container,) = containers(deployment)
         ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-        assert ports == {"grpc": service.port, "metrics": service.metrics_port}
+        assert ports == own_ports(service.module)
         for probe in ("readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"] == {"port": service.port, "service": service.health}
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -331,10 +384,8 @@ def test_services_select_their_pods_by_their_names() -> None:
         service = manifests()[("Service", host)]
         assert service["spec"]["clusterIP"] == "None"
         assert service["spec"]["selector"] == labels
-        assert {p["port"] for p in service["spec"]["ports"]} == {
-            services()[module].port,
-            services()[module].metrics_port,
-        }
+        assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == own_ports(module)
+        assert all(p["targetPort"] == p["name"] for p in service["spec"]["ports"])
         budget = manifests()[("PodDisruptionBudget", host)]
         assert budget["spec"]["selector"]["matchLabels"] == labels
 
@@ -451,9 +502,23 @@ def envoy() -> dict[str, Any]:
     return loaded
 
 
-def envoy_virtual_host() -> dict[str, Any]:
-    (listener,) = envoy()["static_resources"]["listeners"]
-    (chain,) = listener["filter_chains"]
+# Envoy's listeners: the gRPC front, and Stripe's webhooks.
+ENVOY_GRPC = "grpc"
+ENVOY_WEBHOOK = "stripe_webhook"
+# The cluster of the payment services' webhook servers, as the nginx
+# upstream is named too.
+WEBHOOK_CLUSTER = "payment_webhook"
+
+
+def envoy_listener(name: str) -> dict[str, Any]:
+    listeners = {item["name"]: item for item in envoy()["static_resources"]["listeners"]}
+    assert set(listeners) == {ENVOY_GRPC, ENVOY_WEBHOOK}
+    found: dict[str, Any] = listeners[name]
+    return found
+
+
+def envoy_virtual_host(listener: str = ENVOY_GRPC) -> dict[str, Any]:
+    (chain,) = envoy_listener(listener)["filter_chains"]
     (manager,) = chain["filters"]
     (host,) = manager["typed_config"]["route_config"]["virtual_hosts"]
     found: dict[str, Any] = host
@@ -494,8 +559,10 @@ def test_envoy_retries_unavailable_calls_a_bounded_number_of_times() -> None:
 
 def test_envoy_checks_each_cluster_on_its_service_port_and_health_name() -> None:
     clusters = {c["name"]: c for c in envoy()["static_resources"]["clusters"]}
-    # Named as nginx's upstreams, which are named as the services' modules.
-    assert set(clusters) == set(nginx.ROUTES.values())
+    # Named as nginx's upstreams, which are named as the services' modules
+    # (the webhook cluster: test_envoy_passes_stripes_webhooks_and_nothing_else).
+    assert set(clusters) == {*nginx.ROUTES.values(), WEBHOOK_CLUSTER}
+    del clusters[WEBHOOK_CLUSTER]
     for module, cluster in clusters.items():
         service = services()[module]
         (check,) = cluster["health_checks"]
@@ -514,6 +581,8 @@ def test_the_compose_nginx_routes_like_the_stack() -> None:
     routes = dict(re.findall(r"location (\S+) \{\s*grpc_pass grpc://(\w+);", conf))
     assert routes == nginx.ROUTES
     servers = dict(re.findall(r"upstream (\w+) \{[^}]*?server ([\w.-]+:\d+)", conf))
+    # The webhook upstream: test_the_compose_nginx_passes_stripes_webhooks_and_nothing_else.
+    del servers[WEBHOOK_CLUSTER]
     assert servers == {
         module: f"{HOST_NAMES[module]}:{services()[module].port}"
         for module in set(nginx.ROUTES.values())
@@ -538,20 +607,38 @@ def test_the_reader_renders_as_kustomize_does() -> None:
     assert by_kustomize == manifests()
 
 
-def test_compose_file_is_valid() -> None:
-    """docker-compose 1.x (Debian's, installed by `make setup`) checks the
-    file against the compose schema, with deploy/.env's placeholders."""
+def _compose_config(given: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` with deploy/.env's placeholders and, of what
+    the operator's environment gives, only ``given``."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose is not installed; run `make setup`")
-    checked = subprocess.run(
+    environment = {k: v for k, v in os.environ.items() if k not in FROM_OPERATOR}
+    return subprocess.run(
         [binary, "-f", str(DEPLOY / "compose.yaml"), "config", "-q"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env={**environment, **given},
     )
+
+
+def test_compose_file_is_valid() -> None:
+    """docker-compose 1.x (Debian's, installed by `make setup`) checks the
+    file against the compose schema, with deploy/.env's placeholders and
+    the operator's Stripe keys and webhook certificate."""
+    checked = _compose_config(FROM_OPERATOR)
     assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.parametrize("missing", sorted(FROM_OPERATOR))
+def test_compose_refuses_to_start_without_what_only_the_operator_gives(missing: str) -> None:
+    """No default stands in for Stripe's keys or the webhook certificate:
+    without one, compose stops and names it."""
+    checked = _compose_config({k: v for k, v in FROM_OPERATOR.items() if k != missing})
+    assert checked.returncode != 0
+    assert missing in checked.stderr, checked.stderr
 
 
 # -- credentials: each service its own ------------------------------------------
@@ -798,6 +885,9 @@ def test_only_the_front_reaches_the_public_services_and_only_prometheus_the_metr
                 for port in rule["ports"]:
                     sources.setdefault(port["port"], []).extend(rule["from"])
         grpc = sources.get("grpc", []) + sources.get(service.port, [])
+        if module == "payment_service":
+            webhook = sources.pop("webhook", []) + sources.pop(webhook_port(), [])
+            assert webhook == [{"podSelector": {"matchLabels": FRONT}}], module
         # The consumers serve health checks only (the kubelet's, from the node).
         if module != "consumer_service":
             assert grpc == [{"podSelector": {"matchLabels": FRONT}}], module
@@ -836,7 +926,8 @@ def test_only_the_services_that_use_a_store_reach_it() -> None:
     (job,) = of_kind("Job")
     assert _egress_ports(_pod_labels(job)) == {5432}
     front = _egress_ports(FRONT)
-    assert front == {s.port for m, s in services().items() if m != "consumer_service"}
+    grpc = {s.port for m, s in services().items() if m != "consumer_service"}
+    assert front == grpc | {webhook_port()}
 
 
 # -- Envoy's retries: only what is safe to send twice --------------------------
@@ -886,3 +977,301 @@ def test_envoy_retries_only_methods_safe_to_repeat() -> None:
     for unsafe in ("CreateEvent", "UpdateEvent", "PauseSale", "ResumeSale", "CloseSale"):
         assert unsafe not in retried
     assert "CancelReservation" not in retried
+
+
+# -- payments: Stripe, its keys from secrets, its webhooks through the fronts ----
+
+
+def webhook_port() -> int:
+    """The payment services' webhook port, as compose and Kubernetes set it
+    (alike)."""
+    (name,) = compose_services_running("payment_service")
+    port = int(compose()["services"][name]["environment"][WEBHOOK_PORT])
+    (container,) = containers(deployment_of("payment_service"))
+    env = {entry["name"]: entry for entry in container["env"]}
+    assert env[WEBHOOK_PORT] == {"name": WEBHOOK_PORT, "value": str(port)}
+    assert port > 0, "the stripe provider needs a webhook server"
+    return port
+
+
+def test_the_payment_settings_named_here_are_the_services_own() -> None:
+    reads = services()["payment_service"].reads
+    named = (PROVIDER, ALLOW_LOCAL, LOCAL_STACK, *STRIPE_SECRETS, WEBHOOK_PORT)
+    assert not set(named) - reads, sorted(set(named) - reads)
+
+
+def test_compose_payment_services_run_stripe_with_keys_from_the_operator() -> None:
+    """Each key is a required variable (``${NAME:?...}``: no default), which
+    deploy/.env leaves to the operator's environment."""
+    names = compose_services_running("payment_service")
+    assert names
+    dotenv = _dotenv()
+    for name in names:
+        env = compose()["services"][name]["environment"]
+        assert env[PROVIDER] == "stripe", name
+        sources = []
+        for setting in STRIPE_SECRETS:
+            required = re.fullmatch(r"\$\{(\w+):\?[^}]+\}", str(env[setting]))
+            assert required, f"{name}: {setting} is {env[setting]!r}, not a required variable"
+            sources.append(required[1])
+        assert len(set(sources)) == len(sources), sources
+        assert set(sources) <= set(FROM_OPERATOR), sources
+        assert not set(sources) & set(dotenv), "deploy/.env holds a value for Stripe's keys"
+
+
+def test_kubernetes_payment_services_run_stripe_with_keys_from_the_secret() -> None:
+    (container,) = containers(deployment_of("payment_service"))
+    env = {entry["name"]: entry for entry in container["env"]}
+    assert env[PROVIDER] == {"name": PROVIDER, "value": "stripe"}
+    template = stripe_secret_template()
+    assert (template["kind"], template["metadata"]["name"]) == ("Secret", "stripe")
+    for setting, key in STRIPE_SECRET_KEYS.items():
+        assert env[setting] == {
+            "name": setting,
+            "valueFrom": {"secretKeyRef": {"name": template["metadata"]["name"], "key": key}},
+        }, setting
+    assert not set(STRIPE_SECRETS) & set(config_map())
+    # The template: the namespace the manifests go to, the keys read, no value.
+    kustomization = load_yaml(K8S / "kustomization.yaml")
+    assert template["metadata"]["namespace"] == kustomization["namespace"]
+    assert set(template["stringData"]) == set(STRIPE_SECRET_KEYS.values())
+    assert all(value.startswith("CHANGE-ME") for value in template["stringData"].values())
+    # Never applied: `kubectl apply -k` would overwrite the real Secret.
+    assert STRIPE_SECRET_TEMPLATE not in kustomization["resources"]
+    assert ("Secret", template["metadata"]["name"]) not in manifests()
+
+
+def _configuration_files() -> list[Path]:
+    """What configures a deployment (not its documentation)."""
+    return [
+        ROOT / "Dockerfile",
+        DEPLOY / ".env",
+        DEPLOY / "compose.yaml",
+        DEPLOY / "envoy.yaml",
+        DEPLOY / "nginx.conf",
+        DEPLOY / "prometheus.yml",
+        *sorted((DEPLOY / "compose").iterdir()),
+        *sorted(K8S.glob("*.yaml")),
+    ]
+
+
+def test_no_deploy_file_runs_the_local_provider() -> None:
+    """The local provider moves no money: nothing here chooses it, or lets
+    a payment service run it outside the local stack."""
+    never = {ALLOW_LOCAL, LOCAL_STACK}
+    for path in _configuration_files():
+        text = path.read_text()
+        assert not [name for name in never if name in text], path
+        assert not re.search(rf"{PROVIDER}\s*[=:]\s*[\"']?local\b", text), path
+    environments: dict[str, dict[str, Any]] = {
+        f"compose {name}": spec.get("environment", {})
+        for name, spec in compose()["services"].items()
+    }
+    environments["ConfigMap"] = config_map()
+    for document in _workloads():
+        for container in pod_containers(document):
+            environments[f"{document['metadata']['name']}/{container['name']}"] = {
+                entry["name"]: entry.get("value") for entry in container.get("env", [])
+            }
+    for where, env in environments.items():
+        assert not never & set(env), where
+        assert env.get(PROVIDER, "stripe") == "stripe", where
+    active = [
+        line.split("=", 1)
+        for line in (DEPLOY / "env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert not [name for name, _ in active if name in never]
+    assert all(value.strip() == "stripe" for name, value in active if name == PROVIDER)
+
+
+def _uncommented(conf: str) -> str:
+    return re.sub(r"#[^\n]*", "", conf)
+
+
+def nginx_blocks(text: str, head: str) -> list[tuple[str, str]]:
+    """The blocks ``head ARGUMENTS { ... }`` of an nginx configuration's
+    text (comments removed), as (arguments, body); nested blocks are in
+    their parent's body."""
+    found = []
+    for match in re.finditer(rf"^\s*{head}\b([^{{;]*)\{{", text, re.M):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        found.append((match[1].strip(), text[match.end() : end - 1]))
+    return found
+
+
+@dataclass(frozen=True)
+class NginxWebhooks:
+    """The server of an nginx configuration that takes Stripe's webhooks."""
+
+    listen: list[str]
+    server_name: list[str]
+    certificate: str
+    upstream_servers: list[str]
+    others: list[str]  # the other servers' bodies
+
+
+def nginx_webhooks(conf: str, scheme: str) -> NginxWebhooks:
+    """The webhook server, held to what every nginx configuration here
+    does: HTTPS; one location passing POST on the webhook path only (with
+    ``scheme``) to the webhook upstream, and every other path 404."""
+    ((_, http),) = nginx_blocks(_uncommented(conf), "http")
+    servers = [body for _, body in nginx_blocks(http, "server")]
+    (hook,) = [body for body in servers if WEBHOOK_PATH in body]
+    others = [body for body in servers if body is not hook]
+    assert others and all("grpc_pass" in body and "proxy_pass" not in body for body in others)
+    locations = dict(nginx_blocks(hook, "location"))
+    assert set(locations) == {f"= {WEBHOOK_PATH}", "/"}
+    assert locations["/"].split() == ["return", "404;"]
+    passed = locations[f"= {WEBHOOK_PATH}"]
+    assert [(arg, body.split()) for arg, body in nginx_blocks(passed, "limit_except")] == [
+        ("POST", ["deny", "all;"])
+    ]
+    assert re.findall(r"proxy_pass (\w+)://(\w+);", passed) == [(scheme, WEBHOOK_CLUSTER)]
+    # Once sent, an event is never sent to a second instance.
+    assert re.findall(r"proxy_next_upstream (.+);", passed) == ["error"]
+    (listen,) = re.findall(r"^\s*listen ([^;]+);", hook, re.M)
+    assert "ssl" in listen.split()
+    (certificate,) = re.findall(r"^\s*ssl_certificate\s+(\S+);", hook, re.M)
+    assert re.search(r"^\s*ssl_certificate_key\s+\S+;", hook, re.M)
+    upstreams = dict(nginx_blocks(http, "upstream"))
+    return NginxWebhooks(
+        listen=listen.split(),
+        server_name=re.findall(r"^\s*server_name ([^;]+);", hook, re.M),
+        certificate=certificate,
+        upstream_servers=re.findall(r"^\s*server (\S+)", upstreams[WEBHOOK_CLUSTER], re.M),
+        others=others,
+    )
+
+
+def _mounted_at(service: str, path: str) -> bool:
+    """Whether a compose service mounts a volume at ``path`` or above it."""
+    # The source may be a ${...} whose message holds colons.
+    volumes = [
+        re.sub(r"\$\{[^}]*\}", "source", v) for v in compose()["services"][service]["volumes"]
+    ]
+    targets = [volume.split(":")[1] for volume in volumes]
+    return any(path == target or path.startswith(target.rstrip("/") + "/") for target in targets)
+
+
+def test_the_compose_nginx_passes_stripes_webhooks_and_nothing_else() -> None:
+    webhooks = nginx_webhooks((DEPLOY / "compose" / "nginx.conf").read_text(), "http")
+    (payment,) = compose_services_running("payment_service")
+    assert webhooks.upstream_servers == [f"{payment}:{webhook_port()}"]
+    # A listener of its own: no other server listens on its port.
+    (port,) = [word for word in webhooks.listen if word.isdigit()]
+    for other in webhooks.others:
+        assert port not in re.findall(r"^\s*listen (\d+)", other, re.M)
+    # Published by compose, with its certificate mounted where nginx reads it.
+    published = [str(p).rsplit(":", 1) for p in compose()["services"]["nginx"]["ports"]]
+    assert [host for host, target in published if target == port]
+    assert _mounted_at("nginx", webhooks.certificate)
+
+
+def test_the_production_nginx_passes_stripes_webhooks_and_nothing_else() -> None:
+    webhooks = nginx_webhooks((DEPLOY / "nginx.conf").read_text(), "https")
+    assert webhooks.upstream_servers
+    assert all(server.endswith(f":{webhook_port()}") for server in webhooks.upstream_servers)
+    # Beside the gRPC server on 443, under a host name of its own.
+    assert webhooks.listen == ["443", "ssl"]
+    assert webhooks.server_name and webhooks.server_name != ["_"]
+    assert all("server_name" not in other for other in webhooks.others)
+    conf = _uncommented((DEPLOY / "nginx.conf").read_text())
+    assert "proxy_ssl_verify on;" in conf
+
+
+def test_envoy_passes_stripes_webhooks_and_nothing_else() -> None:
+    listener = envoy_listener(ENVOY_WEBHOOK)
+    port = listener["address"]["socket_address"]["port_value"]
+    assert port != envoy_listener(ENVOY_GRPC)["address"]["socket_address"]["port_value"]
+    (chain,) = listener["filter_chains"]
+    tls = chain["transport_socket"]["typed_config"]
+    assert tls["@type"].endswith(".DownstreamTlsContext")
+    (certificate,) = tls["common_tls_context"]["tls_certificates"]
+    hook, rest = envoy_virtual_host(ENVOY_WEBHOOK)["routes"]
+    assert hook["match"] == {
+        "path": WEBHOOK_PATH,
+        "headers": [{"name": ":method", "string_match": {"exact": "POST"}}],
+    }
+    assert hook["route"]["cluster"] == WEBHOOK_CLUSTER
+    # Another instance only for an event that never reached one.
+    retried_on = hook["route"].get("retry_policy", {}).get("retry_on", "connect-failure")
+    assert set(retried_on.split(",")) <= {"connect-failure", "reset-before-request"}
+    assert rest == {"match": {"prefix": "/"}, "direct_response": {"status": 404}}
+    # The gRPC listener routes no such path.
+    for route in envoy_virtual_host(ENVOY_GRPC)["routes"]:
+        match = route["match"]
+        assert match.get("path") != WEBHOOK_PATH
+        assert not WEBHOOK_PATH.startswith(match.get("prefix", "\0")), route
+    clusters = {c["name"]: c for c in envoy()["static_resources"]["clusters"]}
+    cluster = clusters[WEBHOOK_CLUSTER]
+    (group,) = cluster["load_assignment"]["endpoints"]
+    (endpoint,) = group["lb_endpoints"]
+    assert endpoint["endpoint"]["address"]["socket_address"] == {
+        "address": HOST_NAMES["payment_service"],
+        "port_value": webhook_port(),
+    }
+    (check,) = cluster["health_checks"]
+    assert check["http_health_check"]["path"] == WEBHOOK_HEALTH_PATH
+    # HTTP/1.1 to the webhook servers, not the gRPC clusters' HTTP/2.
+    assert "typed_extension_protocol_options" not in cluster
+    # Compose mounts its certificate where Envoy reads it.
+    assert _mounted_at("envoy", certificate["certificate_chain"]["filename"])
+    assert _mounted_at("envoy", certificate["private_key"]["filename"])
+
+
+def test_compose_publishes_only_the_webhook_listener_beyond_loopback() -> None:
+    """Stripe must reach the webhook listener; everything else stays on the
+    host's loopback, and the payment services' webhook port is published
+    nowhere (only the fronts, on the compose network, reach it)."""
+    (payment,) = compose_services_running("payment_service")
+    spec = compose()["services"][payment]
+    assert "ports" not in spec
+    assert str(webhook_port()) in [str(port) for port in spec["expose"]]
+    open_ports = [
+        (name, str(port))
+        for name, service in compose()["services"].items()
+        for port in service.get("ports", [])
+        if not str(port).startswith("127.0.0.1:")
+    ]
+    webhooks = nginx_webhooks((DEPLOY / "compose" / "nginx.conf").read_text(), "http")
+    (listen,) = [word for word in webhooks.listen if word.isdigit()]
+    assert [(name, port.rsplit(":", 1)[1]) for name, port in open_ports] == [("nginx", listen)]
+
+
+def test_kubernetes_lets_only_the_front_reach_the_webhook_port() -> None:
+    deployment = deployment_of("payment_service")
+    (container,) = containers(deployment)
+    # Started once the webhook server answers.
+    assert container["startupProbe"]["httpGet"] == {
+        "path": WEBHOOK_HEALTH_PATH,
+        "port": "webhook",
+        "scheme": "HTTP",
+    }
+    # The Service Envoy's webhook cluster resolves has the port.
+    service = manifests()[("Service", HOST_NAMES["payment_service"])]
+    ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
+    assert ports["webhook"] == webhook_port()
+    webhook = {"webhook", webhook_port()}
+    allowed = []
+    for workload in _workloads():
+        for policy in _policies_for(_pod_labels(workload)):
+            for rule in policy["spec"].get("ingress", []):
+                if webhook & {port["port"] for port in rule["ports"]}:
+                    allowed.append((workload["metadata"]["name"], rule["from"]))
+    assert allowed == [(deployment["metadata"]["name"], [{"podSelector": {"matchLabels": FRONT}}])]
+    # The front's way there leads to the payment services only.
+    for policy in _policies_for(FRONT):
+        for rule in policy["spec"].get("egress", []):
+            if webhook_port() in {port["port"] for port in rule["ports"]}:
+                assert [port["port"] for port in rule["ports"]] == [webhook_port()]
+                reached = [
+                    d["metadata"]["name"]
+                    for d in _workloads()
+                    for target in rule["to"]
+                    if _selects(target["podSelector"], _pod_labels(d))
+                ]
+                assert reached == [deployment["metadata"]["name"]]

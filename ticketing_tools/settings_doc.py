@@ -26,7 +26,7 @@ from pydantic_core import PydanticUndefined
 from consumer_service.settings import ConsumerSettings
 from gateway.settings import GatewaySettings
 from notifier_service.settings import NotifierSettings
-from payment_service.settings import PaymentSettings
+from payment_service.settings import PaymentSettings, StripeSettings
 from reservation_service.settings import ReservationSettings
 from ticketing_common.config import (
     AcceptedRequestsStore,
@@ -76,6 +76,7 @@ SECTIONS: tuple[type[Settings], ...] = (
     ConsumerSettings,
     NotifierSettings,
     PaymentSettings,
+    StripeSettings,
     StackConfig,
     StackSigningKey,
     RunningStack,
@@ -90,6 +91,7 @@ SHARED_TITLES: Mapping[type[Settings], str] = {
     RedisClient: "Redis",
     AcceptedRequestsStore: "Accepted requests",
     KafkaSettings: "Kafka",
+    StripeSettings: "Stripe",
 }
 
 README = Path("README.md")

@@ -30,6 +30,7 @@ COMPONENTS = {
     "CONSUMER",
     "NOTIFIER",
     "PAYMENT",
+    "STRIPE",
     "STACK",
     "ADMIN",
 }

@@ -95,6 +95,7 @@ async def run(settings: PaymentSettings) -> None:
             ),
             lock_wait_s=settings.lock_wait_s,
             provider_timeout_s=settings.provider_timeout_s,
+            action_poll=timedelta(seconds=settings.action_poll_s),
             fault_delay_s=settings.fault_delay_ms / 1000,
         )
         consumer = AIOKafkaConsumer(
@@ -168,6 +169,7 @@ async def _provider(
         settings.stripe.api_key.get_secret_value(),
         api_base=settings.stripe.api_base,
         timeout_s=settings.provider_timeout_s,
+        max_rate=settings.stripe.max_requests_per_s,
     )
     stack.push_async_callback(provider.close)
     log.info("payment_provider", provider="stripe", api_base=settings.stripe.api_base)

@@ -87,6 +87,7 @@ class Saga:
         budget: RetryBudget,
         lock_wait_s: float,
         provider_timeout_s: float,
+        action_poll: timedelta = timedelta(minutes=2),
         fault_delay_s: float = 0.0,
     ) -> None:
         self._pool = pool
@@ -95,6 +96,7 @@ class Saga:
         self._budget = budget
         self._lock_wait_s = lock_wait_s
         self._provider_timeout_s = provider_timeout_s
+        self._action_poll = action_poll
         self._fault_delay_s = fault_delay_s
         self._steps: dict[PaymentStatus, Callable[[Payment], Awaitable[Payment | None]]] = {
             PaymentStatus.PENDING: self._authorize,
@@ -206,9 +208,10 @@ class Saga:
                 if isinstance(exc, ProviderError) and not exc.retriable:
                     raise
                 log.warning("payment_status_unknown", error=repr(exc))
-                return payment  # no news: the webhook, or the next sweep, tells
+                return await self._poll_later(payment)  # no news
             async with self._pool.acquire() as conn, conn.transaction():
-                return await apply_authorization(conn, payment, answer)
+                found = await apply_authorization(conn, payment, answer)
+            return await self._poll_later(found) if found is payment else found
         try:
             async with asyncio.timeout(remaining), self._timed("authorize"):
                 answer = await self._provider.authorize(payment.charge())
@@ -217,7 +220,22 @@ class Saga:
                 payment, PaymentStatus.VOIDING, detail="timed out waiting for the provider"
             )
         async with self._pool.acquire() as conn, conn.transaction():
-            return await apply_authorization(conn, payment, answer)
+            moved = await apply_authorization(conn, payment, answer)
+        if moved is not None and moved.awaiting_buyer:
+            await self._poll_later(moved)
+        return moved
+
+    async def _poll_later(self, payment: Payment) -> Payment:
+        """A payment waiting on the buyer is looked up at the provider again
+        only after ``action_poll``: the webhook is the way its result comes,
+        this the safety net, and thousands of buyers in 3-D Secure at once
+        must not become thousands of lookups every sweep."""
+        await self._pool.execute(
+            "UPDATE payments SET retry_at = $2 WHERE payment_id = $1 AND status = 'PENDING'",
+            uuid.UUID(payment.payment_id),
+            datetime.now(UTC) + self._action_poll,
+        )
+        return payment
 
     @contextlib.asynccontextmanager
     async def _timed(self, operation: str) -> AsyncIterator[None]:

@@ -38,6 +38,14 @@ class StripeSettings(Settings):
         description="the signing secret (`whsec_...`) of the webhook endpoint registered in "
         "Stripe for `/stripe/webhook`; required with `TICKETING_PAYMENT_PROVIDER=stripe`",
     )
+    max_requests_per_s: float = Field(
+        25.0,
+        gt=0,
+        description="requests one payment service sends Stripe per second at most; a rush of "
+        "buyers waits its turn instead of being refused 429. Stripe's limit is per account "
+        "(100 a second in live mode, 25 in test mode): keep this times the payment services "
+        "below it",
+    )
     webhook_tolerance_s: int = Field(
         300,
         ge=1,
@@ -133,6 +141,13 @@ class PaymentSettings(PostgresClient, RedisClient):
         3.0,
         ge=0,
         description="local provider: how long the `test-slow` method takes to authorize",
+    )
+    action_poll_s: float = Field(
+        120.0,
+        gt=0,
+        description="a payment waiting on the buyer's 3-D Secure is looked up at the provider "
+        "this often when no webhook has told its result (the webhook is the way; this is the "
+        "safety net for a lost one)",
     )
     sweep_interval_s: float = Field(
         2.0,

@@ -250,6 +250,9 @@ async def test_a_card_asking_for_3ds_leaves_the_payment_pending_with_its_action_
         uuid.UUID(payment.reservation_id),
     )
     assert payment.deadline == hold
+    # Looked up at Stripe only after the poll interval, if no webhook came first.
+    assert payment.retry_at is not None
+    assert payment.retry_at - payment.updated_at >= timedelta(minutes=2)
     # Taken on again (a sweep, no webhook yet): the saga asks Stripe, which
     # still waits for the buyer; nothing changes, and no second authorization.
     assert await saga_of(pool, locks, provider).advance(payment.payment_id) is (

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto ghz stripe-mock settings-doc clean ledger dlq payments token demo idle flood eta
+.PHONY: help setup system-packages run test test-unit lint format proto ghz stripe-mock settings-doc clean ledger dlq payments reconcile token demo idle flood eta
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | ghz | stripe-mock | settings-doc | setup | clean | ledger | dlq | payments | token | demo | idle | flood | eta"
+	@echo "make run | test | test-unit | lint | format | proto | ghz | stripe-mock | settings-doc | setup | clean | ledger | dlq | payments | reconcile | token | demo | idle | flood | eta"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -95,6 +95,11 @@ dlq: setup
 # Stuck payments (ARGS="retry PAYMENT_ID" hands one back to the saga).
 payments: setup
 	@$(STACK_ENV) $(BIN)/ticketing-admin payments $(ARGS)
+
+# Our payments against the provider's books, the last 24 h unless ARGS says
+# (ARGS="--since 2026-03-01T00:00Z --provider stripe").
+reconcile: setup
+	@$(STACK_ENV) $(BIN)/ticketing-admin payments reconcile $(ARGS)
 
 # A bearer token for the running stack: make token ARGS="--subject alice [--role admin]"
 token: setup

@@ -8,6 +8,8 @@
     ticketing-admin dlq replay (--all | PARTITION:OFFSET ...)
     ticketing-admin payments [--json]
     ticketing-admin payments retry PAYMENT_ID
+    ticketing-admin payments reconcile [--since ISO8601] [--until ISO8601]
+                                       [--provider stripe|local] [--json]
     ticketing-admin kafka-acls [--user SERVICE=NAME ...] [--dry-run]
     ticketing-admin db-grants [--role SERVICE=NAME ...] [--reserve-sync] [--dry-run]
     ticketing-admin record-key [--json]
@@ -20,7 +22,12 @@ it is safe to run concurrently and again. ``ledger`` exits 1 when the ledger
 does not balance, or a seat or money check fails. ``payments`` lists the
 payments that are stuck (needing attention, or in flight past their bound;
 see ``ticketing_tools.payments``) and exits 1 if there are any; ``payments
-retry`` gives one that needs attention a new retry budget. ``kafka-acls`` gives each
+retry`` gives one that needs attention a new retry budget. ``payments
+reconcile`` compares the payments made in a time range (the last 24 h
+unless told) with the provider's books (see ``ticketing_tools.reconcile``):
+the local provider's, and Stripe's when ``TICKETING_STRIPE_API_KEY`` is set
+(a restricted key that reads PaymentIntents and Refunds will do); it exits
+1 on any difference, 2 when it cannot compare. ``kafka-acls`` gives each
 service's Kafka user what it needs and nothing more (see
 ``ticketing_tools.kafka_access``), connecting with the ``TICKETING_KAFKA_*``
 credentials of an administrator; it is safe to run again. ``db-grants``
@@ -37,12 +44,14 @@ import json
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import stripe
 from pydantic import Field
 
+from payment_service.settings import StripeSettings
 from ticketing_common import logs
 from ticketing_common.auth import CUSTOMER, ROLES
 from ticketing_common.config import (
@@ -57,10 +66,11 @@ from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 from ticketing_common.storage.db import migrate_database
 
-from . import db_access, kafka_access
+from . import db_access, kafka_access, provider_books
 from .bench.durations import DurationError, parse_duration
-from .ledger import read_topic, reconcile
+from .ledger import MoneyCheck, read_topic, reconcile
 from .payments import STEP_BOUND, NotRetriable, retry, stuck_payments
+from .reconcile import LOCAL, PROVIDERS, STRIPE
 from .record_key import print_new_key
 from .stack import RunningStack
 from .tokens import SigningKey
@@ -79,6 +89,19 @@ def _event_id(text: str) -> str:
         return str(uuid.UUID(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an event id: {text!r}") from None
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 time; one without an offset is UTC."""
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+# The range ``payments reconcile`` looks at unless told.
+RECONCILE_RANGE = timedelta(hours=24)
 
 
 def _payment_id(text: str) -> str:
@@ -138,6 +161,22 @@ def parser() -> argparse.ArgumentParser:
         "retry", help="give a payment that needs attention a new retry budget"
     )
     retry_one.add_argument("payment_id", type=_payment_id)
+    reconciling = payment_actions.add_parser(
+        "reconcile",
+        help="compare our payments made in [--since, --until) with the provider's books; "
+        "exit 1 on any difference",
+    )
+    reconciling.add_argument(
+        "--since", type=_instant, help="ISO 8601 (UTC without an offset); default: --until - 24h"
+    )
+    reconciling.add_argument("--until", type=_instant, help="ISO 8601; default: now")
+    reconciling.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        help="only this provider's books (default: the local provider's, and Stripe's "
+        "when TICKETING_STRIPE_API_KEY is set)",
+    )
+    reconciling.add_argument("--json", action="store_true", help="machine-readable output")
     record_key = commands.add_parser(
         "record-key",
         help="make a new record key (id and secret) and print the settings of each step "
@@ -371,6 +410,72 @@ async def _payments(args: argparse.Namespace, settings: AdminSettings) -> int:
     return 1 if stuck else 0
 
 
+async def reconcile_payments(
+    args: argparse.Namespace, settings: AdminSettings, stripe_settings: StripeSettings
+) -> int:
+    """``payments reconcile``: every difference on a line of its own, then a
+    summary per provider. Stripe is reached as the payment service reaches
+    it (``StripeSettings``: only its key and API are read here)."""
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - RECONCILE_RANGE
+    if since >= until:
+        print(
+            f"--since {since.isoformat()} is not before --until {until.isoformat()}",
+            file=sys.stderr,
+        )
+        return 2
+    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
+    try:
+        results = await _reconciliations(pool, args.provider, stripe_settings, since, until)
+    except provider_books.NotConfigured as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except stripe.StripeError as exc:
+        print(f"Stripe refused or failed to answer: {exc.user_message or exc}", file=sys.stderr)
+        return 2
+    finally:
+        await pool.close()
+    if args.json:
+        print(json.dumps([result.as_dict() for result in results], indent=2))
+    else:
+        for result in results:
+            for difference in result.differences:
+                print(f"{result.provider}  {difference.kind}: {difference.text}")
+        for result in results:
+            print(
+                f"{result.provider}: {len(result.differences)} differences between our "
+                f"{result.ours} payments and its {result.their_payments} payments and "
+                f"{result.their_refunds} refunds, {since.isoformat()} to {until.isoformat()}"
+            )
+    return 1 if any(result.differences for result in results) else 0
+
+
+async def _reconciliations(
+    pool: asyncpg.Pool,
+    provider: str | None,
+    stripe_settings: StripeSettings,
+    since: datetime,
+    until: datetime,
+) -> list[provider_books.Reconciliation]:
+    """``provider``'s books against ours; without one, the local provider's
+    and Stripe's when its key is set (and when it is not, there must be no
+    Stripe payment to compare)."""
+    results = []
+    if provider in (None, LOCAL):
+        results.append(await provider_books.reconcile_local(pool, since, until))
+    if provider == STRIPE or (provider is None and stripe_settings.api_key is not None):
+        async with provider_books.stripe_client(stripe_settings) as client:
+            results.append(await provider_books.reconcile_stripe(pool, client, since, until))
+    elif provider is None:
+        taken = await provider_books.our_payments(pool, STRIPE, since, until)
+        if taken:
+            raise provider_books.NotConfigured(
+                f"{len(taken)} payments in the range were taken by Stripe: comparing them "
+                f"needs {variable(StripeSettings, 'api_key')} (or --provider local)"
+            )
+    return results
+
+
 async def _ledger(args: argparse.Namespace, settings: AdminSettings) -> int:
     pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=2)
     try:
@@ -402,16 +507,31 @@ async def _ledger(args: argparse.Namespace, settings: AdminSettings) -> int:
                 f"[{mark}]"
             )
         for money in ledger.money:
-            mark = "ok" if money.ok else "BROKEN"
-            print(
-                f"  event {money.event_id}: captured {money.captured_minor} = confirmed "
-                f"{money.confirmed_seats} x {money.price_minor} {money.currency}; refunded "
-                f"{money.refunded_minor}; provider captured {money.provider_captured_minor}, "
-                f"refunded {money.provider_refunded_minor} [{mark}]"
-            )
-            for problem in money.problems:
-                print(f"    {problem}")
+            _print_money(money)
     return 0 if ledger.balanced and ledger.seats_ok and ledger.money_ok else 1
+
+
+def _print_money(money: MoneyCheck) -> None:
+    mark = "ok" if money.ok else "BROKEN"
+    at_stripe = (
+        f"; Stripe's part captured {money.stripe_captured_minor}, refunded "
+        f"{money.stripe_refunded_minor} (its books: payments reconcile)"
+        if money.stripe_captured_minor or money.stripe_refunded_minor
+        else ""
+    )
+    print(
+        f"  event {money.event_id}: captured {money.captured_minor} = confirmed "
+        f"{money.confirmed_seats} x {money.price_minor} {money.currency}; refunded "
+        f"{money.refunded_minor}; local provider captured {money.provider_captured_minor}, "
+        f"refunded {money.provider_refunded_minor}{at_stripe} [{mark}]"
+    )
+    for problem in money.problems:
+        print(f"    {problem}")
+    for ref in money.references:
+        print(
+            f"    payment {ref.payment_id} {ref.status} {ref.amount_minor}: {ref.provider} "
+            f"{ref.reference or '(no reference recorded)'}"
+        )
 
 
 async def _dlq(args: argparse.Namespace, kafka: KafkaSettings) -> int:
@@ -470,6 +590,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(print_new_key(as_json=args.json))
     if args.command == "kafka-acls":
         raise SystemExit(grant_kafka_access(args, settings_or_exit(AdminSettings).kafka))
+    if args.command == "payments" and args.action == "reconcile":
+        raise SystemExit(
+            asyncio.run(
+                reconcile_payments(
+                    args, settings_or_exit(AdminSettings), settings_or_exit(StripeSettings)
+                )
+            )
+        )
     raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))
 
 

@@ -25,7 +25,16 @@ alongside, and, for priced events, the money:
   ``OPEN_GRACE`` past its saga deadline (no authorization is left hanging),
   none has been capturing, voiding or refunding for longer than the step
   bound;
-- the provider's books agree: as much captured and refunded there as here.
+- the local provider's books agree: as much captured and refunded there
+  (``provider_operations``) as here, for the payments it took.
+
+Every captured and refunded payment is named with its provider's reference
+(the PaymentIntent id of a capture, the refund id of a refund: what to look
+for in the provider's dashboard); a Stripe payment without one is a problem.
+The payments Stripe took are counted here like any other, but their
+provider's books are at Stripe, not in this database: the ledger does not
+call them missing at the provider, and shows their sums apart.
+``ticketing-admin payments reconcile`` compares those with Stripe's.
 """
 
 from __future__ import annotations
@@ -79,8 +88,33 @@ class SeatCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderReference:
+    """Where a captured or refunded payment is in its provider's books:
+    ``reference`` is the capture's PaymentIntent (``provider_ref``) or the
+    refund's id (``refund_ref``), None if none was recorded."""
+
+    payment_id: str
+    status: str
+    amount_minor: int
+    provider: str
+    reference: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "payment_id": self.payment_id,
+            "status": self.status,
+            "amount_minor": self.amount_minor,
+            "provider": self.provider,
+            "reference": self.reference,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class MoneyCheck:
-    """One priced event's money, in minor units of ``currency``."""
+    """One priced event's money, in minor units of ``currency``.
+    ``provider_*`` are the local provider's books, compared with the
+    payments it took; ``stripe_*`` the part of ours Stripe took, whose books
+    ``ticketing-admin payments reconcile`` compares."""
 
     event_id: str
     currency: str
@@ -94,15 +128,20 @@ class MoneyCheck:
     # Payments between a capture or refund and its record (the sums are
     # compared only at a quiet point, when there are none).
     in_flight: int = 0
+    stripe_captured_minor: int = 0
+    stripe_refunded_minor: int = 0
+    references: tuple[ProviderReference, ...] = ()
 
     @property
     def ok(self) -> bool:
+        local_captured = self.captured_minor - self.stripe_captured_minor
+        local_refunded = self.refunded_minor - self.stripe_refunded_minor
         return not self.problems and (
             self.in_flight > 0
             or (
                 self.captured_minor == self.confirmed_seats * self.price_minor
-                and self.provider_captured_minor == self.captured_minor + self.refunded_minor
-                and self.provider_refunded_minor == self.refunded_minor
+                and self.provider_captured_minor == local_captured + local_refunded
+                and self.provider_refunded_minor == local_refunded
             )
         )
 
@@ -181,6 +220,9 @@ def _money(c: MoneyCheck) -> dict[str, object]:
         "refunded_minor": c.refunded_minor,
         "provider_captured_minor": c.provider_captured_minor,
         "provider_refunded_minor": c.provider_refunded_minor,
+        "stripe_captured_minor": c.stripe_captured_minor,
+        "stripe_refunded_minor": c.stripe_refunded_minor,
+        "references": [r.as_dict() for r in c.references],
         "problems": list(c.problems),
         "in_flight": c.in_flight,
         "ok": c.ok,
@@ -398,6 +440,7 @@ async def _money_checks(
         payments = await conn.fetch(
             """SELECT p.payment_id, p.status, p.amount_minor, p.detail, p.deadline,
                       p.updated_at, p.attempts, p.last_error, p.attention_since,
+                      p.provider, p.provider_ref, p.refund_ref,
                       r.status AS reservation_status, r.reservation_id,
                       coalesce((SELECT amount_minor FROM provider_operations o
                                 WHERE o.payment_id = p.payment_id
@@ -435,6 +478,8 @@ def _money_check(
     in_flight = sum(1 for p in payments if p["status"] in {"CAPTURING", "REFUNDING"})
     if unpaid:
         problems.append(f"{unpaid} confirmed reservations without a captured payment")
+    references, unfindable = _references(payments)
+    problems += unfindable
     now = datetime.now(UTC)
     captured = refunded = 0
     where = {
@@ -470,15 +515,55 @@ def _money_check(
             )
         elif why is not None:
             problems.append(f"payment {p['payment_id']} still {status} {why}")
+    # The local provider's books hold the payments it took; Stripe's are at
+    # Stripe (``ticketing-admin payments reconcile``).
+    local = [p for p in payments if _provider(p) != "stripe"]
+    at_stripe = [p for p in payments if _provider(p) == "stripe"]
     return MoneyCheck(
         event_id=str(event["event_id"]),
         currency=event["currency"],
         price_minor=event["price_minor"],
         confirmed_seats=event["confirmed"],
         captured_minor=captured,
-        provider_captured_minor=sum(p["provider_captured"] for p in payments),
-        provider_refunded_minor=sum(p["provider_refunded"] for p in payments),
+        provider_captured_minor=sum(p["provider_captured"] for p in local),
+        provider_refunded_minor=sum(p["provider_refunded"] for p in local),
         refunded_minor=refunded,
         problems=tuple(problems),
         in_flight=in_flight,
+        stripe_captured_minor=sum(
+            p["amount_minor"] for p in at_stripe if p["status"] == "CAPTURED"
+        ),
+        stripe_refunded_minor=sum(
+            p["amount_minor"] for p in at_stripe if p["status"] == "REFUNDED"
+        ),
+        references=tuple(references),
     )
+
+
+def _provider(p: Row) -> str:
+    # Rows read before the provider column, or built without it, are the
+    # local provider's (the column's default).
+    return str(p.get("provider") or "local")
+
+
+def _references(payments: Sequence[Row]) -> tuple[list[ProviderReference], list[str]]:
+    """The provider's reference of every captured and refunded payment, and
+    a problem for each Stripe payment without one (nobody could find it in
+    Stripe's books)."""
+    references, problems = [], []
+    for p in payments:
+        status = p["status"]
+        if status not in {"CAPTURED", "REFUNDED"}:
+            continue
+        reference = p.get("provider_ref" if status == "CAPTURED" else "refund_ref")
+        references.append(
+            ProviderReference(
+                str(p["payment_id"]), status, p["amount_minor"], _provider(p), reference
+            )
+        )
+        if _provider(p) == "stripe" and not reference:
+            what = "PaymentIntent" if status == "CAPTURED" else "refund"
+            problems.append(
+                f"payment {p['payment_id']} is {status} at stripe with no {what} id recorded"
+            )
+    return references, problems

@@ -618,6 +618,21 @@ async def test_stripe_payments_without_a_stripe_key_stop_the_command(dsn: str) -
     assert variable(StripeSettings, "api_key") in err
 
 
+async def test_a_stripe_that_does_not_answer_stops_the_command(dsn: str) -> None:
+    _, bounds = window(5)
+    env = {
+        variable(PostgresClient, "postgres_dsn"): dsn,
+        variable(StripeSettings, "api_key"): "sk_test_reconcile",
+        # Nothing listens there.
+        variable(StripeSettings, "api_base"): f"http://127.0.0.1:{free_port()}",
+    }
+    code, out, err = await run_admin(
+        "payments", "reconcile", *bounds, "--provider", "stripe", env=env
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith("Stripe refused or failed to answer:"), err
+
+
 async def test_a_range_that_ends_before_it_begins_is_refused() -> None:
     code, _, err = await run_admin(
         "payments",

@@ -57,8 +57,8 @@ def to_provider_amount(currency: str, amount_minor: int) -> int:
         amount, rest = divmod(amount_minor, factor)
         if rest:
             raise UnpayableAmount(
-                f"{currency} {amount_minor} (minor units) has a fraction Stripe cannot charge: "
-                f"it takes whole units of {currency}"
+                f"{currency} {amount_minor} (ISO minor units) cannot be charged exactly: "
+                f"Stripe takes {currency} with {stripe_exponent(currency)} decimals"
             )
     if currency in STRIPE_THREE_DECIMAL and amount % 10:
         raise UnpayableAmount(

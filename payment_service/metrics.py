@@ -34,8 +34,8 @@ NEEDING_ATTENTION = Gauge(
 WEBHOOKS = Counter(
     "ticketing_payment_webhooks_total",
     "Stripe webhook events received: their type and what they did (authorized, declined, "
-    "voiding, refunding, disputed, ignored, duplicate, unknown payment; bad_signature: "
-    "refused, 400).",
+    "voiding, voided, refunding, partial refund, disputed, ignored, duplicate, unknown "
+    "payment; bad_signature: refused, 400).",
     ["type", "outcome"],
 )
 DISPUTES = Counter(

@@ -95,7 +95,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                         "reservation; use a new key for another attempt",
                         metadata={"payment_id": first.payment_id},
                     )
-                return pb.PayResponse(payment=first.to_proto())
+                return pb.PayResponse(payment=_shown(first))
             _payable(reservation)
             if why := self._provider.check_amount(reservation.currency, reservation.amount_minor):
                 raise FailedPrecondition(
@@ -121,7 +121,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             reservation_id=reservation_id,
             amount=payment.amount.amount_minor,
         )
-        return pb.PayResponse(payment=payment.to_proto())
+        return pb.PayResponse(payment=_shown(payment))
 
     async def _attempts_left(self, conn: Connection, reservation: Reservation) -> None:
         """Refuses another attempt on a hold that has had ``max_declines``
@@ -161,7 +161,14 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
                 reason=Reason.PAYMENT_NOT_FOUND,
                 metadata={"payment_id": payment_id},
             )
-        return pb.GetPaymentResponse(payment=payment.to_proto())
+        return pb.GetPaymentResponse(payment=_shown(payment))
+
+
+def _shown(payment: Payment) -> pb.Payment:
+    """The payment as the caller may see it: the client secret of a 3-D
+    Secure step (with which the payment can be completed) to its owner only,
+    not to an administrator."""
+    return payment.to_proto(client_secret=caller().subject == payment.user_id)
 
 
 def _payable(reservation: Reservation) -> None:

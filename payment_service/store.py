@@ -139,13 +139,15 @@ class Payment:
             currency=self.amount.currency,
         )
 
-    def to_proto(self) -> pb.Payment:
+    def to_proto(self, *, client_secret: bool = False) -> pb.Payment:
+        """The payment as the API shows it; the buyer's ``client_secret``
+        only when asked (for its owner)."""
         created: Timestamp = timestamp(self.created_at)
         action = None
         if self.action_type is not None and self.status is PaymentStatus.PENDING:
             action = pb.PaymentAction(
                 type=self.action_type,
-                client_secret=self.client_secret or "",
+                client_secret=(self.client_secret or "") if client_secret else "",
                 redirect_url=self.redirect_url or "",
             )
         return pb.Payment(

@@ -31,6 +31,7 @@ from ticketing.v1 import (
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing_common.auth import ADMIN, CUSTOMER
 from ticketing_common.record_keys import RecordKeys
+from ticketing_common.storage.db import migrate_database
 from ticketing_tools.ledger import committed_offsets, end_offsets
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.tokens import SigningKey, authorized_channel, bearer
@@ -291,3 +292,25 @@ async def gateway_of_its_own(
             yield channel
     finally:
         await asyncio.to_thread(stack.stop_service, child)
+
+
+@asynccontextmanager
+async def own_database(stack: LocalStack, prefix: str) -> AsyncIterator[str]:
+    """A migrated database of its own on the stack's PostgreSQL (the stack's
+    services never see what a test writes there); its DSN. Dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(stack.admin_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = stack.admin_dsn.rsplit("/", 1)[0] + "/" + name
+    try:
+        await migrate_database(dsn)
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(stack.admin_dsn)
+        try:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        finally:
+            await admin.close()

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import asyncpg
 import stripe
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from payment_service.settings import StripeSettings
 from ticketing_common import logs
@@ -593,12 +593,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "payments" and args.action == "reconcile":
         raise SystemExit(
             asyncio.run(
-                reconcile_payments(
-                    args, settings_or_exit(AdminSettings), settings_or_exit(StripeSettings)
-                )
+                reconcile_payments(args, settings_or_exit(AdminSettings), _stripe_account())
             )
         )
     raise SystemExit(asyncio.run(main_async(args, settings_or_exit(AdminSettings))))
+
+
+def _stripe_account() -> StripeSettings:
+    """The Stripe account to reconcile with: ``TICKETING_STRIPE_*`` when set,
+    else that of the running local stack (its env file names its own
+    stripe-mock, or the test-mode account it was given)."""
+    stripe_settings = settings_or_exit(StripeSettings)
+    if stripe_settings.api_key is not None:
+        return stripe_settings
+    stack = settings_or_exit(RunningStack)
+    if stack.stripe_api_key is None or stack.stripe_api_base is None:
+        return stripe_settings
+    return StripeSettings(api_key=SecretStr(stack.stripe_api_key), api_base=stack.stripe_api_base)
 
 
 if __name__ == "__main__":

@@ -12,30 +12,21 @@ import asyncpg
 import pytest
 
 from ticketing_common.domain import Reservation
-from ticketing_common.storage.db import migrate_database
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
 from ticketing_tools.stack import LocalStack
+
+from ..helpers import own_database
 
 PRICE = 2_500
 
 
 @pytest.fixture(scope="module")
 async def pool(stack: LocalStack) -> AsyncIterator[asyncpg.Pool]:
-    name = f"saga_store_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    dsn = stack.admin_dsn.rsplit("/", 1)[0] + "/" + name
-    await migrate_database(dsn)
-    async with asyncpg.create_pool(dsn, min_size=1, max_size=4) as created:
+    async with (
+        own_database(stack, "payments") as dsn,
+        asyncpg.create_pool(dsn, min_size=1, max_size=4) as created,
+    ):
         yield created
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 async def new_reservation(pool: asyncpg.Pool, status: str) -> Reservation:

@@ -78,11 +78,11 @@ def test_amounts_in_stripes_units(currency: str, amount_minor: int, stripe_amoun
 @pytest.mark.parametrize(
     ("currency", "amount_minor", "why"),
     [
-        ("MGA", 12345, "whole units"),
-        ("MGA", 1, "whole units"),
+        ("MGA", 12345, "Stripe takes MGA with 0 decimals"),
+        ("MGA", 1, "Stripe takes MGA with 0 decimals"),
         ("KWD", 5125, "ending in 0"),
-        ("IQD", 1235, "whole units"),
-        ("CLF", 10050, "whole units"),
+        ("IQD", 1235, "Stripe takes IQD with 2 decimals"),
+        ("CLF", 10050, "Stripe takes CLF with 2 decimals"),
     ],
 )
 def test_an_amount_stripe_cannot_say_exactly_is_refused(

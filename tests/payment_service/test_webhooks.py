@@ -237,11 +237,13 @@ async def test_a_card_asking_for_3ds_leaves_the_payment_pending_with_its_action_
         "use_stripe_sdk",
         "pi_3ds_secret_abc",
     )
-    shown = payment.to_proto()
+    shown = payment.to_proto(client_secret=True)
     assert (shown.next_action.type, shown.next_action.client_secret) == (
         "use_stripe_sdk",
         "pi_3ds_secret_abc",
     )
+    # Not to anyone but its owner (an administrator sees the step, not the secret).
+    assert payment.to_proto().next_action.client_secret == ""
     assert shown.provider_reference == "pi_3ds"
     assert await reservation_state(pool, payment) == ("HELD", "PENDING")
     # The buyer has until the hold runs out, not the saga's 10 s.

@@ -27,7 +27,6 @@ from payment_service.settings import StripeSettings
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing_common.config import PostgresClient, variable
-from ticketing_common.storage.db import migrate_database
 from ticketing_tools import stripe_mock
 from ticketing_tools.ledger import money_checks
 from ticketing_tools.provider_books import stripe_client, stripe_listing
@@ -62,6 +61,7 @@ from ..helpers import (
     as_user,
     create_priced_event,
     hold_for,
+    own_database,
     pay,
     watch_until,
 )
@@ -449,20 +449,8 @@ def test_the_local_providers_records_read_as_stripes_statuses() -> None:
 async def dsn(stack: LocalStack) -> AsyncIterator[str]:
     """A database of its own on the stack's server (the stack's payments
     stay out of it)."""
-    name = f"reconcile_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-    finally:
-        await admin.close()
-    created = stack.admin_dsn.rsplit("/", 1)[0] + "/" + name
-    await migrate_database(created)
-    yield created
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async with own_database(stack, "reconcile") as created:
+        yield created
 
 
 async def add_payment(

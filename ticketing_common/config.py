@@ -11,7 +11,8 @@ Variable names follow one rule: ``TICKETING_``, then the component of the
 class that declares the setting, then the field's name, all upper case. The
 component is empty for what every service shares (its gRPC server,
 PostgreSQL, Redis: ``TICKETING_PORT``, ``TICKETING_POSTGRES_DSN``), ``KAFKA``
-for the Kafka client settings (``TICKETING_KAFKA_BOOTSTRAP``), the service's
+for the Kafka client settings (``TICKETING_KAFKA_BOOTSTRAP``), ``STRIPE`` for
+the payment provider's (``TICKETING_STRIPE_API_KEY``), the service's
 name for one service's own settings (``TICKETING_CONSUMER_MAX_BATCH``,
 ``TICKETING_GATEWAY_POOL_SIZE``) and ``STACK`` for the local stack launcher.
 A class carries its component as ``env_prefix`` (``settings_config``); a

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -36,7 +36,14 @@ from ticketing_client import (
 )
 from ticketing_tools.stack import LocalStack
 
-from ..helpers import Reservations, create_event, create_priced_event, get_event, token
+from ..helpers import (
+    Reservations,
+    consumers_paused,
+    create_event,
+    create_priced_event,
+    get_event,
+    token,
+)
 
 
 @asynccontextmanager
@@ -68,10 +75,24 @@ async def test_a_sold_out_event_is_a_sold_out_outcome_then_an_immediate_answer(
 ) -> None:
     event = await create_event(reservations, capacity=1, per_user_limit=1)
     async with customer(stack, "sdk-one") as one, customer(stack, "sdk-other") as other:
-        # Both queued before either is decided: the queue decides one each way.
-        outcomes = await asyncio.gather(
-            one.reserve_and_wait(event.event_id, 1), other.reserve_and_wait(event.event_id, 1)
-        )
+        # Both queued before either is decided (the consumers frozen until
+        # both have their place in line): the queue decides one each way.
+        queued = [asyncio.Event(), asyncio.Event()]
+
+        def placed_in_line(placed: asyncio.Event) -> Callable[[object], None]:
+            return lambda _: placed.set()
+
+        with consumers_paused(stack):
+            calls = [
+                asyncio.create_task(
+                    client.reserve_and_wait(event.event_id, 1, on_update=placed_in_line(placed))
+                )
+                for client, placed in zip((one, other), queued, strict=True)
+            ]
+            async with asyncio.timeout(30):
+                for placed in queued:
+                    await placed.wait()
+        outcomes = await asyncio.gather(*calls)
     assert sorted(type(o).__name__ for o in outcomes) == ["Confirmed", "SoldOut"], outcomes
     decided = next(o for o in outcomes if isinstance(o, SoldOut))
     assert decided.version >= 2 and decided.reservation is not None

@@ -11,6 +11,7 @@ import asyncpg
 import redis.asyncio as redis
 import structlog
 from aiokafka import AIOKafkaConsumer
+from aiolimiter import AsyncLimiter
 
 from ticketing.v1 import payment_service_pb2_grpc as pb_grpc
 from ticketing_common import logs, tracing
@@ -36,8 +37,9 @@ SERVICES = ("ticketing.v1.PaymentService",)
 log = structlog.get_logger(__name__)
 
 
-class LocalProviderRefused(SystemExit):
-    """A payment service outside the local stack asked for the local provider."""
+class ProviderRefused(SystemExit):
+    """The payment service cannot take payments as configured: the local
+    provider outside the local stack, or a key Stripe refuses."""
 
 
 async def run(settings: PaymentSettings) -> None:
@@ -45,7 +47,7 @@ async def run(settings: PaymentSettings) -> None:
     tracing.configure("payment_service", settings.server)
     if (why := settings.local_refused()) is not None:
         log.error("payment_provider_refused", error=why)
-        raise LocalProviderRefused(f"payment service: {why}")
+        raise ProviderRefused(f"payment service: {why}")
     if settings.provider == "local" and not settings.local_stack:
         log.warning(
             "payment_provider_local",
@@ -96,6 +98,12 @@ async def run(settings: PaymentSettings) -> None:
             lock_wait_s=settings.lock_wait_s,
             provider_timeout_s=settings.provider_timeout_s,
             action_poll=timedelta(seconds=settings.action_poll_s),
+            # Stripe limits requests per account: a rush waits its turn.
+            pace=(
+                AsyncLimiter(settings.stripe.max_requests_per_s, 1)
+                if settings.provider == "stripe"
+                else None
+            ),
             fault_delay_s=settings.fault_delay_ms / 1000,
         )
         consumer = AIOKafkaConsumer(
@@ -169,9 +177,11 @@ async def _provider(
         settings.stripe.api_key.get_secret_value(),
         api_base=settings.stripe.api_base,
         timeout_s=settings.provider_timeout_s,
-        max_rate=settings.stripe.max_requests_per_s,
     )
     stack.push_async_callback(provider.close)
+    if (why := await provider.check_key()) is not None:
+        log.error("payment_provider_refused", error=why)
+        raise ProviderRefused(f"payment service: {why}")
     log.info("payment_provider", provider="stripe", api_base=settings.stripe.api_base)
     return provider
 

@@ -112,13 +112,15 @@ class Provider(Protocol):
         """Where an authorization left undecided (the buyer's action) stands
         now: the saga asks when no webhook told it in time."""
 
-    async def capture(self, charge: Charge, reference: str) -> None: ...
+    async def capture(self, charge: Charge, reference: str, *, attempt: int = 0) -> None:
+        """``attempt``: failed attempts at this step so far (each retry may
+        need an idempotency key of its own)."""
 
-    async def void(self, charge: Charge, reference: str | None) -> None:
+    async def void(self, charge: Charge, reference: str | None, *, attempt: int = 0) -> None:
         """Releases an authorization; a payment never authorized, or one
         already released, is a no-op."""
 
-    async def refund(self, charge: Charge, reference: str) -> str:
+    async def refund(self, charge: Charge, reference: str, *, attempt: int = 0) -> str:
         """Pays the charge back; returns the provider's reference of the refund."""
 
 
@@ -171,15 +173,15 @@ class LocalProvider:
         # The local provider never leaves an authorization undecided.
         return Authorization(Outcome.APPROVED, reference=reference)
 
-    async def capture(self, charge: Charge, reference: str) -> None:
+    async def capture(self, charge: Charge, reference: str, *, attempt: int = 0) -> None:
         if reference.startswith(UNCAPTURABLE):
             raise ProviderError("capture failed: the provider is unavailable (test-capture-fails)")
         await self._record(charge.payment_id, "captured", charge.amount_minor)
 
-    async def void(self, charge: Charge, reference: str | None) -> None:
+    async def void(self, charge: Charge, reference: str | None, *, attempt: int = 0) -> None:
         await self._record(charge.payment_id, "voided", 0)
 
-    async def refund(self, charge: Charge, reference: str) -> str:
+    async def refund(self, charge: Charge, reference: str, *, attempt: int = 0) -> str:
         await self._record(charge.payment_id, "refunded", charge.amount_minor)
         return f"local-refund-{charge.payment_id}"
 

@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
+from aiolimiter import AsyncLimiter
 
 from ticketing_common.domain import PaymentStatus, Reservation, Status
 from ticketing_common.failures import is_transient
@@ -75,6 +76,9 @@ log = structlog.get_logger(__name__)
 
 # Steps one advance() takes at most (the longest path has four).
 MAX_STEPS = 8
+# Payments one sweep claims, and takes forward at once.
+SWEEP_BATCH = 200
+SWEEP_CONCURRENCY = 16
 
 
 class Saga:
@@ -88,8 +92,11 @@ class Saga:
         lock_wait_s: float,
         provider_timeout_s: float,
         action_poll: timedelta = timedelta(minutes=2),
+        pace: AsyncLimiter | None = None,
         fault_delay_s: float = 0.0,
     ) -> None:
+        """``pace``: how many provider calls a second this process makes at
+        most (None: no limit)."""
         self._pool = pool
         self._locks = locks
         self._provider = provider
@@ -97,6 +104,7 @@ class Saga:
         self._lock_wait_s = lock_wait_s
         self._provider_timeout_s = provider_timeout_s
         self._action_poll = action_poll
+        self._pace = pace
         self._fault_delay_s = fault_delay_s
         self._steps: dict[PaymentStatus, Callable[[Payment], Awaitable[Payment | None]]] = {
             PaymentStatus.PENDING: self._authorize,
@@ -188,32 +196,28 @@ class Saga:
     async def _authorize(self, payment: Payment) -> Payment | None:
         """Asks the provider to authorize, or, for an authorization the buyer
         still has to complete, where it stands (when no webhook said so)."""
-        remaining = (payment.deadline - datetime.now(UTC)).total_seconds()
-        if remaining <= 0:
-            why = (
-                "the buyer did not complete the payment before the hold ran out"
-                if payment.awaiting_buyer
-                else "timed out waiting for the provider"
-            )
-            return await self._move(payment, PaymentStatus.VOIDING, detail=why)
         if payment.awaiting_buyer:
-            assert payment.provider_ref is not None
-            try:
-                async with (
-                    asyncio.timeout(min(remaining, self._provider_timeout_s)),
-                    self._timed("status"),
-                ):
-                    answer = await self._provider.status(payment.charge(), payment.provider_ref)
-            except (TimeoutError, ProviderError) as exc:
-                if isinstance(exc, ProviderError) and not exc.retriable:
-                    raise
-                log.warning("payment_status_unknown", error=repr(exc))
-                return await self._poll_later(payment)  # no news
-            async with self._pool.acquire() as conn, conn.transaction():
-                found = await apply_authorization(conn, payment, answer)
-            return await self._poll_later(found) if found is payment else found
+            return await self._look_up(payment)
+        remaining = (payment.deadline - datetime.now(UTC)).total_seconds()
+        if remaining > 0:
+            # Our turn at the provider first: a rush waits here, and what it
+            # waited is not the provider's time.
+            await self._paced()
+            remaining = (payment.deadline - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return await self._move(
+                payment, PaymentStatus.VOIDING, detail="timed out waiting for the provider"
+            )
+        if payment.authorize_sent_at is None:
+            # Committed before the request leaves: a payment voided before it
+            # has nothing to release at the provider.
+            await self._pool.execute(
+                "UPDATE payments SET authorize_sent_at = $2 WHERE payment_id = $1",
+                uuid.UUID(payment.payment_id),
+                datetime.now(UTC),
+            )
         try:
-            async with asyncio.timeout(remaining), self._timed("authorize"):
+            async with self._timed("authorize"), asyncio.timeout(remaining):
                 answer = await self._provider.authorize(payment.charge())
         except TimeoutError:
             return await self._move(
@@ -224,6 +228,44 @@ class Saga:
         if moved is not None and moved.awaiting_buyer:
             await self._poll_later(moved)
         return moved
+
+    async def _look_up(self, payment: Payment) -> Payment | None:
+        """A payment waiting on the buyer (3-D Secure): voided once the hold
+        is gone (run out, or the reservation cancelled: the buyer must not be
+        able to complete it then), else looked up at the provider."""
+        assert payment.provider_ref is not None
+        row = await self._pool.fetchrow(
+            "SELECT status, hold_expires_at FROM reservations WHERE reservation_id = $1",
+            uuid.UUID(payment.reservation_id),
+        )
+        assert row is not None  # a payment references its reservation
+        now = datetime.now(UTC)
+        if payment.deadline <= now or row["status"] != Status.HELD.value:
+            why = (
+                "the buyer did not complete the payment before the hold ran out"
+                if row["status"] in (Status.HELD.value, Status.EXPIRED.value)
+                else f"the reservation is {row['status']}"
+            )
+            return await self._move(payment, PaymentStatus.VOIDING, detail=why)
+        await self._paced()
+        try:
+            async with (
+                self._timed("status"),
+                asyncio.timeout(
+                    min((payment.deadline - now).total_seconds(), self._provider_timeout_s)
+                ),
+            ):
+                answer = await self._provider.status(payment.charge(), payment.provider_ref)
+        except (TimeoutError, ProviderError) as exc:
+            if isinstance(exc, ProviderError) and not exc.retriable:
+                raise
+            log.warning("payment_status_unknown", error=repr(exc))
+            return await self._poll_later(payment)  # no news
+        async with self._pool.acquire() as conn, conn.transaction():
+            found = await apply_authorization(conn, payment, answer)
+        if found is not None and found.awaiting_buyer:
+            await self._poll_later(found)
+        return found
 
     async def _poll_later(self, payment: Payment) -> Payment:
         """A payment waiting on the buyer is looked up at the provider again
@@ -236,6 +278,11 @@ class Saga:
             datetime.now(UTC) + self._action_poll,
         )
         return payment
+
+    async def _paced(self) -> None:
+        """Waits for a turn at the provider (``TICKETING_STRIPE_MAX_REQUESTS_PER_S``)."""
+        if self._pace is not None:
+            await self._pace.acquire()
 
     @contextlib.asynccontextmanager
     async def _timed(self, operation: str) -> AsyncIterator[None]:
@@ -308,18 +355,30 @@ class Saga:
         )
 
     async def _capture(self, payment: Payment) -> Payment | None:
-        async with asyncio.timeout(self._provider_timeout_s), self._timed("capture"):
-            await self._provider.capture(payment.charge(), payment.provider_ref or "")
+        await self._paced()
+        async with self._timed("capture"), asyncio.timeout(self._provider_timeout_s):
+            await self._provider.capture(
+                payment.charge(), payment.provider_ref or "", attempt=payment.attempts
+            )
         return await self._move(payment, PaymentStatus.CAPTURED, detail="captured")
 
     async def _void(self, payment: Payment) -> Payment | None:
-        async with asyncio.timeout(self._provider_timeout_s), self._timed("void"):
-            await self._provider.void(payment.charge(), payment.provider_ref)
+        if payment.provider_ref is None and payment.authorize_sent_at is None:
+            # Never sent: nothing to release at the provider.
+            return await self._move(payment, PaymentStatus.VOIDED)
+        await self._paced()
+        async with self._timed("void"), asyncio.timeout(self._provider_timeout_s):
+            await self._provider.void(
+                payment.charge(), payment.provider_ref, attempt=payment.attempts
+            )
         return await self._move(payment, PaymentStatus.VOIDED)
 
     async def _refund(self, payment: Payment) -> Payment | None:
-        async with asyncio.timeout(self._provider_timeout_s), self._timed("refund"):
-            refund_ref = await self._provider.refund(payment.charge(), payment.provider_ref or "")
+        await self._paced()
+        async with self._timed("refund"), asyncio.timeout(self._provider_timeout_s):
+            refund_ref = await self._provider.refund(
+                payment.charge(), payment.provider_ref or "", attempt=payment.attempts
+            )
         reservation = await self._reservation(payment)
 
         async def work(conn: Connection, token: int, event: EventState | None) -> Payment | None:
@@ -416,12 +475,16 @@ class Sweeper:
                      AND attention_since IS NULL
                      AND (retry_at IS NULL OR retry_at <= $2)
                      AND (updated_at <= $1 OR (status = 'PENDING' AND deadline <= $2))
-                   ORDER BY updated_at LIMIT 500
+                   -- Steps first, then the look-ups of payments that wait
+                   -- on the buyer (their webhook is the way).
+                   ORDER BY (status = 'PENDING' AND provider_ref IS NOT NULL), updated_at
+                   LIMIT $4
                    FOR UPDATE SKIP LOCKED)
                RETURNING payment_id""",
             now - self._stale_after,
             now,
             now + self._stale_after,
+            SWEEP_BATCH,
         )
         metrics.NEEDING_ATTENTION.set(
             await self._pool.fetchval(
@@ -431,12 +494,21 @@ class Sweeper:
         stale = [
             str(row["payment_id"]) for row in rows if str(row["payment_id"]) not in self._running
         ]
-        for payment_id in stale:
-            self._running.add(payment_id)
-            try:
-                await self._saga.try_advance(payment_id)
-            finally:
-                self._running.discard(payment_id)
+        # A few at once: each mostly waits on the provider, and the batch
+        # must be done well within its claim.
+        slots = asyncio.Semaphore(SWEEP_CONCURRENCY)
+
+        async def advance(payment_id: str) -> None:
+            async with slots:
+                try:
+                    await self._saga.try_advance(payment_id)
+                finally:
+                    self._running.discard(payment_id)
+
+        self._running.update(stale)
+        async with asyncio.TaskGroup() as group:
+            for payment_id in stale:
+                group.create_task(advance(payment_id))
         if stale:
             log.info("payments_swept", payments=len(stale))
         return len(stale)

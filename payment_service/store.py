@@ -34,7 +34,7 @@ PAYMENT_COLUMNS = (
     "payment_id, reservation_id, user_id, idempotency_key, method, amount_minor, currency,"
     " status, detail, provider_ref, created_at, updated_at, deadline, seq, attempts,"
     " last_error, retry_at, attention_since, provider, event_id, decline_code, action_type,"
-    " client_secret, redirect_url, refund_ref"
+    " client_secret, redirect_url, refund_ref, authorize_sent_at"
 )
 
 # What a transition may set besides the status and detail (None: unchanged).
@@ -89,6 +89,8 @@ class Payment:
     redirect_url: str | None = None
     # The provider's reference of the refund.
     refund_ref: str | None = None
+    # When the authorization was first sent to the provider.
+    authorize_sent_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Payment:
@@ -117,6 +119,7 @@ class Payment:
             client_secret=row["client_secret"],
             redirect_url=row["redirect_url"],
             refund_ref=row["refund_ref"],
+            authorize_sent_at=row["authorize_sent_at"],
         )
 
     @property
@@ -148,7 +151,8 @@ class Payment:
             action = pb.PaymentAction(
                 type=self.action_type,
                 client_secret=(self.client_secret or "") if client_secret else "",
-                redirect_url=self.redirect_url or "",
+                # A redirect may carry the secret too.
+                redirect_url=(self.redirect_url or "") if client_secret else "",
             )
         return pb.Payment(
             payment_id=self.payment_id,

@@ -4,8 +4,9 @@ An authorization is a PaymentIntent created and confirmed at once
 (``capture_method=manual``, ``confirm=true``) with the buyer's PaymentMethod
 id; capture, void (cancel) and refund follow. Every request carries an
 ``Idempotency-Key``: the payment id for the authorization, the payment id and
-the step for the others, so a step the saga repeats after a crash is one
-Stripe operation (Stripe answers a repeated key with the first answer).
+the step for the others (and the attempt, for a step tried again after a
+failure: Stripe keeps a key's first answer, even a 500), so a step the saga
+repeats after a crash is one Stripe operation.
 
 What Stripe answers is read into the saga's terms:
 
@@ -29,10 +30,12 @@ import re
 from typing import Any
 
 import stripe
-from aiolimiter import AsyncLimiter
+import structlog
 
 from .currencies import UnpayableAmount, to_provider_amount
 from .provider import Authorization, BuyerAction, Charge, Outcome, ProviderError
+
+log = structlog.get_logger(__name__)
 
 # A PaymentMethod id as Stripe writes them (pm_card_visa in test mode).
 METHOD = re.compile(r"pm_[A-Za-z0-9_]{1,96}")
@@ -42,13 +45,7 @@ MAX_METHOD = 99
 class StripeProvider:
     name = "stripe"
 
-    def __init__(
-        self, api_key: str, *, api_base: str, timeout_s: float, max_rate: float = 25.0
-    ) -> None:
-        # Stripe limits an account's requests per second (100 in live mode,
-        # 25 in test mode, by its documentation): a rush of buyers waits
-        # here for its turn rather than be refused 429 and retried.
-        self._limiter = AsyncLimiter(max_rate, 1)
+    def __init__(self, api_key: str, *, api_base: str, timeout_s: float) -> None:
         self._http = stripe.AIOHTTPClient(timeout=timeout_s)
         self._client = stripe.StripeClient(
             api_key,
@@ -56,6 +53,17 @@ class StripeProvider:
             http_client=self._http,
             max_network_retries=0,
         )
+
+    async def check_key(self) -> str | None:
+        """Why Stripe refuses the API key (then no payment could be taken),
+        or None; Stripe not answering is not the key's fault."""
+        try:
+            await self._client.v1.payment_intents.list_async(params={"limit": 1})
+        except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+            return f"Stripe refuses TICKETING_STRIPE_API_KEY: {exc.user_message or exc}"
+        except stripe.StripeError as exc:
+            log.warning("stripe_key_unchecked", error=f"{type(exc).__name__}: {exc}"[:300])
+        return None
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
@@ -74,11 +82,10 @@ class StripeProvider:
 
     async def authorize(self, charge: Charge) -> Authorization:
         try:
-            async with self._limiter:
-                intent = await self._client.v1.payment_intents.create_async(
-                    params=_intent_params(charge),  # type: ignore[arg-type]
-                    options={"idempotency_key": charge.payment_id},
-                )
+            intent = await self._client.v1.payment_intents.create_async(
+                params=_intent_params(charge),  # type: ignore[arg-type]
+                options={"idempotency_key": charge.payment_id},
+            )
         except stripe.CardError as exc:
             return _card_declined(exc)
         except stripe.InvalidRequestError as exc:
@@ -91,59 +98,68 @@ class StripeProvider:
 
     async def status(self, charge: Charge, reference: str) -> Authorization:
         try:
-            async with self._limiter:
-                intent = await self._client.v1.payment_intents.retrieve_async(reference)
+            intent = await self._client.v1.payment_intents.retrieve_async(reference)
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
         return read_intent(intent)
 
-    async def capture(self, charge: Charge, reference: str) -> None:
+    async def capture(self, charge: Charge, reference: str, *, attempt: int = 0) -> None:
+        if attempt and await self._intent_is(reference, "succeeded"):
+            return  # an earlier attempt's capture went through
         try:
-            async with self._limiter:
-                await self._client.v1.payment_intents.capture_async(
-                    reference,
-                    params={"amount_to_capture": _amount(charge)},
-                    options={"idempotency_key": f"{charge.payment_id}:capture"},
-                )
+            await self._client.v1.payment_intents.capture_async(
+                reference,
+                params={"amount_to_capture": _amount(charge)},
+                options={"idempotency_key": _key(charge, "capture", attempt)},
+            )
         except stripe.StripeError as exc:
             if await self._already(reference, "succeeded", exc):
                 return
             raise _provider_error(exc) from exc
 
-    async def void(self, charge: Charge, reference: str | None) -> None:
+    async def void(self, charge: Charge, reference: str | None, *, attempt: int = 0) -> None:
         if reference is None:
             # The authorization's answer never came: asking again under the
-            # same key finds the PaymentIntent it made, if it made one (a new
-            # one otherwise, which is cancelled at once).
+            # same key finds the PaymentIntent it made, if it reached Stripe
+            # (a new one otherwise, which is cancelled at once). The saga
+            # asks only when it did send the authorization.
             answer = await self.authorize(charge)
             if not answer.reference:
                 return
             reference = answer.reference
+        if attempt and await self._intent_is(reference, "canceled"):
+            return
         try:
-            async with self._limiter:
-                await self._client.v1.payment_intents.cancel_async(
-                    reference, options={"idempotency_key": f"{charge.payment_id}:void"}
-                )
+            await self._client.v1.payment_intents.cancel_async(
+                reference, options={"idempotency_key": _key(charge, "void", attempt)}
+            )
         except stripe.StripeError as exc:
             if await self._already(reference, "canceled", exc):
                 return
             raise _provider_error(exc) from exc
 
-    async def refund(self, charge: Charge, reference: str) -> str:
+    async def refund(self, charge: Charge, reference: str, *, attempt: int = 0) -> str:
+        if attempt and (done := await self._refund_of(charge, reference)) is not None:
+            return done  # an earlier attempt's refund went through
         try:
-            async with self._limiter:
-                refund = await self._client.v1.refunds.create_async(
-                    params={
-                        "payment_intent": reference,
-                        "amount": _amount(charge),
-                        "metadata": {"payment_id": charge.payment_id},
-                    },
-                    options={"idempotency_key": f"{charge.payment_id}:refund"},
-                )
+            refund = await self._client.v1.refunds.create_async(
+                params={
+                    "payment_intent": reference,
+                    "amount": _amount(charge),
+                    "metadata": {"payment_id": charge.payment_id},
+                },
+                options={"idempotency_key": _key(charge, "refund", attempt)},
+            )
         except stripe.InvalidRequestError as exc:
             if exc.code == "charge_already_refunded":
                 # Refunded already (from Stripe's dashboard, say): that refund is ours.
-                return await self._refund_of(reference)
+                found = await self._refund_of(charge, reference, any_refund=True)
+                if found is not None:
+                    return found
+                raise ProviderError(
+                    f"Stripe says {reference} is refunded but lists no refund of it",
+                    retriable=False,
+                ) from exc
             raise _provider_error(exc) from exc
         except stripe.StripeError as exc:
             raise _provider_error(exc) from exc
@@ -156,17 +172,29 @@ class StripeProvider:
             )
         return str(refund.id)
 
-    async def _refund_of(self, reference: str) -> str:
-        async with self._limiter:
+    async def _refund_of(
+        self, charge: Charge, reference: str, *, any_refund: bool = False
+    ) -> str | None:
+        """A refund of ``reference`` that went through (ours, by its
+        metadata, or with ``any_refund`` whoever made it), or None."""
+        try:
             refunds = await self._client.v1.refunds.list_async(
-                params={"payment_intent": reference, "limit": 10}
+                params={"payment_intent": reference, "limit": 100}
             )
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
         for refund in refunds.data:
-            if refund.status in ("succeeded", "pending"):
+            ours = (plain(refund).get("metadata") or {}).get("payment_id") == charge.payment_id
+            if refund.status in ("succeeded", "pending") and (ours or any_refund):
                 return str(refund.id)
-        raise ProviderError(
-            f"Stripe says {reference} is refunded but lists no refund of it", retriable=False
-        )
+        return None
+
+    async def _intent_is(self, reference: str, status: str) -> bool:
+        try:
+            intent = await self._client.v1.payment_intents.retrieve_async(reference)
+        except stripe.StripeError as exc:
+            raise _provider_error(exc) from exc
+        return bool(intent.status == status)
 
     async def _already(self, reference: str, status: str, exc: stripe.StripeError) -> bool:
         """Whether a refused capture or cancel was refused because it is
@@ -175,11 +203,19 @@ class StripeProvider:
         if exc.code != "payment_intent_unexpected_state":
             return False
         try:
-            async with self._limiter:
-                intent = await self._client.v1.payment_intents.retrieve_async(reference)
+            intent = await self._client.v1.payment_intents.retrieve_async(reference)
         except stripe.StripeError:
             return False
         return bool(intent.status == status)
+
+
+def _key(charge: Charge, step: str, attempt: int) -> str:
+    """The idempotency key of one attempt at a step. Stripe keeps the first
+    answer of a key, a 500 included, so a step tried again after a failure
+    takes a key of its own; it cannot be done twice, as Stripe captures,
+    cancels and fully refunds a PaymentIntent once, and the step first
+    looks whether the earlier attempt went through."""
+    return f"{charge.payment_id}:{step}" + (f":{attempt}" if attempt else "")
 
 
 def _amount(charge: Charge) -> int:

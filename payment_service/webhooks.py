@@ -87,9 +87,11 @@ class StripeWebhooks:
                 self._secret,
                 tolerance=self._tolerance_s,
             )
-        except (stripe.SignatureVerificationError, ValueError) as exc:
+        # A bad signature, or a body that is not an event (the library's
+        # check fails on JSON that is no object with more than ValueError).
+        except Exception as exc:  # noqa: BLE001
             metrics.WEBHOOKS.labels("", "bad_signature").inc()
-            log.warning("webhook_refused", error=str(exc)[:200])
+            log.warning("webhook_refused", error=f"{type(exc).__name__}: {exc}"[:200])
             return web.json_response({"error": "invalid signature or payload"}, status=400)
         found = plain(event)
         try:
@@ -100,14 +102,16 @@ class StripeWebhooks:
         return web.json_response({"outcome": outcome})
 
     async def apply(self, event: dict[str, Any]) -> str:
-        """Applies a verified event once; returns what it did."""
-        kind = str(event.get("type") or "")
-        event_id = str(event.get("id") or "")
+        """Applies a verified event once; returns what it did. An event of a
+        shape this code does not read is recorded as such (and answered
+        200: delivering it again would change nothing)."""
+        kind = _text(event.get("type"))
+        event_id = _text(event.get("id"))
         handler = self._handlers.get(kind)
         if handler is None or not event_id:
             metrics.WEBHOOKS.labels("other", "ignored").inc()
             return "ignored"
-        target = ((event.get("data") or {}).get("object")) or {}
+        target = _mapping(_mapping(event.get("data")).get("object"))
         async with self._pool.acquire() as conn, conn.transaction():
             first = await conn.fetchval(
                 """INSERT INTO provider_events (event_id, type, outcome) VALUES ($1, $2, '')
@@ -115,25 +119,82 @@ class StripeWebhooks:
                 event_id,
                 kind,
             )
+            payment = None
             if first is None:
                 outcome = "duplicate"
             else:
                 payment = await _payment_of(conn, kind, target)
-                outcome = (
-                    "unknown payment" if payment is None else await handler(conn, payment, target)
-                )
+                outcome = await self._apply_to(conn, kind, handler, payment, target)
                 await conn.execute(
                     "UPDATE provider_events SET payment_id = $2, outcome = $3 WHERE event_id = $1",
                     event_id,
                     None if payment is None else uuid.UUID(payment.payment_id),
                     outcome,
                 )
-        metrics.WEBHOOKS.labels(kind, outcome.split(":")[0]).inc()
-        log.info("webhook_applied", event_id=event_id, type=kind, outcome=outcome)
+        if outcome == "disputed":  # counted once it is committed
+            metrics.DISPUTES.inc()
+        metrics.WEBHOOKS.labels(kind, outcome).inc()
+        log.info(
+            "webhook_applied",
+            event_id=event_id,
+            type=kind,
+            outcome=outcome,
+            payment_id=None if payment is None else payment.payment_id,
+        )
         return outcome
 
+    async def _apply_to(
+        self,
+        conn: Connection,
+        kind: str,
+        handler: Handler,
+        payment: Payment | None,
+        target: dict[str, Any],
+    ) -> str:
+        if payment is None:
+            return "unknown payment"
+        if payment.provider != "stripe":
+            return "not a stripe payment"
+        reference = _text(
+            target.get("id" if kind.startswith("payment_intent.") else "payment_intent")
+        )
+        if payment.provider_ref and reference and reference != payment.provider_ref:
+            # Names this payment, but is not its PaymentIntent: nothing of it
+            # is taken as this payment's, and an operator looks.
+            await _needs_operator(
+                conn,
+                payment,
+                f"Stripe's {kind} is about PaymentIntent {reference[:64]}, which names this "
+                f"payment in its metadata, but the payment's own is {payment.provider_ref}",
+            )
+            return "other intent"
+        try:
+            async with conn.transaction():  # a savepoint: a misread event changes nothing
+                return await handler(conn, payment, target)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            log.error("webhook_malformed", type=kind, error=f"{type(exc).__name__}: {exc}"[:300])
+            return "malformed"
+
     async def _authorized(self, conn: Connection, payment: Payment, intent: dict[str, Any]) -> str:
-        reference = str(intent.get("id") or "")
+        reference = _text(intent.get("id"))
+        expected = to_provider_amount(payment.amount.currency, payment.amount.amount_minor)
+        if (
+            not reference
+            or intent.get("status") != "requires_capture"
+            or _text(intent.get("currency")) != payment.amount.currency.lower()
+            or int(intent.get("amount_capturable") or 0) < expected
+        ):
+            if payment.status is not PaymentStatus.PENDING:
+                return "ignored"  # an old event: the payment has moved on
+            await _needs_operator(
+                conn,
+                payment,
+                f"Stripe's authorization {reference[:64] or '(no id)'} is not what this payment "
+                f"asked: status {_text(intent.get('status'))}, "
+                f"{intent.get('amount_capturable')} {_text(intent.get('currency'))} capturable "
+                f"for {expected} {payment.amount.currency.lower()}",
+            )
+            return "unexpected authorization"
         if payment.status is PaymentStatus.PENDING:
             moved = await apply_authorization(
                 conn, payment, Authorization(Outcome.APPROVED, reference=reference)
@@ -187,10 +248,12 @@ class StripeWebhooks:
         return to.value.lower()
 
     async def _refunded(self, conn: Connection, payment: Payment, charge: dict[str, Any]) -> str:
-        if payment.status is not PaymentStatus.CAPTURED:
+        # Refunded while our capture's answer is being stored: the refund
+        # proves the capture happened.
+        if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.CAPTURING):
             return "ignored"
         paid = to_provider_amount(payment.amount.currency, payment.amount.amount_minor)
-        refunded = int(charge.get("amount_refunded") or 0)
+        refunded = int(charge.get("amount_refunded") or 0)  # not a number: malformed
         if refunded >= paid:
             await transition(conn, payment, PaymentStatus.REFUNDING, detail="refunded at Stripe")
             return "refunding"
@@ -203,12 +266,11 @@ class StripeWebhooks:
         return "partial refund"
 
     async def _disputed(self, conn: Connection, payment: Payment, dispute: dict[str, Any]) -> str:
-        metrics.DISPUTES.inc()
         await _needs_operator(
             conn,
             payment,
-            f"disputed by the buyer ({dispute.get('reason') or 'no reason given'}, dispute "
-            f"{dispute.get('id')}): answer it in Stripe's dashboard",
+            f"disputed by the buyer ({_text(dispute.get('reason'))[:64] or 'no reason given'}, "
+            f"dispute {_text(dispute.get('id'))[:64]}): answer it in Stripe's dashboard",
         )
         return "disputed"
 
@@ -218,23 +280,31 @@ async def _payment_of(conn: Connection, kind: str, target: dict[str, Any]) -> Pa
     PaymentIntent's metadata (which an event may bring before the answer to
     our own request is stored), else by the PaymentIntent's id."""
     if kind.startswith("payment_intent."):
-        named = str((target.get("metadata") or {}).get("payment_id") or "")
+        named = _text(_mapping(target.get("metadata")).get("payment_id"))
         try:
             payment = await lock_payment(conn, str(uuid.UUID(named)))
         except ValueError:
             payment = None
         if payment is not None:
             return payment
-        reference = target.get("id")
+        reference = _text(target.get("id"))
     else:
-        reference = target.get("payment_intent")
-    if not isinstance(reference, str) or not reference:
+        reference = _text(target.get("payment_intent"))
+    if not reference:
         return None
     payment_id = await conn.fetchval(
         "SELECT payment_id FROM payments WHERE provider_ref = $1 ORDER BY seq DESC LIMIT 1",
         reference,
     )
     return None if payment_id is None else await lock_payment(conn, str(payment_id))
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 async def _needs_operator(conn: Connection, payment: Payment, why: str) -> None:

@@ -23,11 +23,14 @@ What a payment's status lets the provider show, and why:
   come (as VOIDING may already be ``canceled``).
 - VOIDED: ``canceled``, or nothing at all (an authorization that timed out
   before the provider saw it). VOIDING: on its way there, so also
-  ``requires_capture`` or ``requires_action``.
+  ``requires_capture``, ``requires_action``, ``processing`` or
+  ``requires_payment_method``.
 - DECLINED: ``requires_payment_method`` or ``canceled`` or nothing (an
   amount refused before any call), never money taken or held.
 - PENDING: undecided (``requires_action``, ``processing``,
-  ``requires_confirmation``), or nothing yet.
+  ``requires_confirmation``), or nothing yet, or decided at the provider
+  (``requires_capture``, ``requires_payment_method``) with its webhook still
+  on the way (one that never comes is found by the saga's look-ups).
 
 A refund is expected only of a REFUNDED or REFUNDING payment; any other
 refund that took or will take money back (succeeded or pending) is a
@@ -91,13 +94,34 @@ class Expected:
 
 EXPECTED: Mapping[str, Expected] = {
     "PENDING": Expected(
-        frozenset({"requires_action", "processing", "requires_confirmation"}), True
+        frozenset(
+            {
+                "requires_action",
+                "processing",
+                "requires_confirmation",
+                # Decided at the provider, its webhook still on the way.
+                "requires_capture",
+                "requires_payment_method",
+            }
+        ),
+        True,
     ),
     "AUTHORIZED": Expected(frozenset({"requires_capture"})),
     "CAPTURING": Expected(frozenset({"requires_capture", "succeeded"})),
     "CAPTURED": Expected(frozenset({"succeeded"})),
     "DECLINED": Expected(frozenset({"requires_payment_method", "canceled"}), True),
-    "VOIDING": Expected(frozenset({"requires_capture", "canceled", "requires_action"}), True),
+    "VOIDING": Expected(
+        frozenset(
+            {
+                "requires_capture",
+                "canceled",
+                "requires_action",
+                "processing",
+                "requires_payment_method",
+            }
+        ),
+        True,
+    ),
     "VOIDED": Expected(frozenset({"canceled"}), True),
     "REFUNDING": Expected(frozenset({"succeeded"})),
     "REFUNDED": Expected(frozenset({"succeeded"})),

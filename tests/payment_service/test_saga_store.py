@@ -48,14 +48,14 @@ class FailingCaptures:
     async def status(self, charge: Charge, reference: str) -> Authorization:
         return Authorization(Outcome.APPROVED, reference=reference)
 
-    async def capture(self, charge: Charge, reference: str) -> None:
+    async def capture(self, charge: Charge, reference: str, *, attempt: int = 0) -> None:
         self.captures += 1
         raise ProviderError(f"capture {self.captures} failed: the provider is unavailable")
 
-    async def void(self, charge: Charge, reference: str | None) -> None:
+    async def void(self, charge: Charge, reference: str | None, *, attempt: int = 0) -> None:
         return None
 
-    async def refund(self, charge: Charge, reference: str) -> str:
+    async def refund(self, charge: Charge, reference: str, *, attempt: int = 0) -> str:
         return f"refund-{charge.payment_id}"
 
 

@@ -5,6 +5,7 @@ needs its key, its webhook secret and a webhook port."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from payment_service.settings import PaymentSettings, StripeSettings
 from ticketing_common.config import ServerSettings, variable
 from ticketing_tools.stack import LocalStack
 from ticketing_tools.stack.processes import free_port
+
+from .fake_stripe import FakeStripe, error_body
 
 LOCAL_STACK = variable(PaymentSettings, "local_stack")
 ALLOW_LOCAL = variable(PaymentSettings, "allow_local")
@@ -105,3 +108,44 @@ def test_the_stripe_provider_needs_its_key_secret_and_webhook_port(
     assert settings.stripe.api_key is not None
     assert settings.stripe.api_key.get_secret_value() == "sk_test_x"
     assert "sk_test_x" not in repr(settings)
+
+
+async def test_a_stripe_key_stripe_refuses_stops_the_service_at_start(stack: LocalStack) -> None:
+    """Better refused at start than every payment of a sale flagged."""
+    fake = FakeStripe()
+    await fake.start()
+    try:
+        fake.answer(
+            "GET",
+            "/v1/payment_intents",
+            401,
+            error_body("invalid_request_error", message="Invalid API Key provided: sk_test_****"),
+        )
+        env = outside_env(
+            stack,
+            **{
+                PROVIDER: "stripe",
+                variable(StripeSettings, "api_key"): "sk_test_refused",
+                variable(StripeSettings, "api_base"): fake.url,
+                variable(StripeSettings, "webhook_secret"): "whsec_test",
+            },
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "payment_service",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        await fake.stop()
+    assert process.returncode == 1
+    assert stderr.decode().strip().splitlines()[-1] == (
+        "payment service: Stripe refuses TICKETING_STRIPE_API_KEY: Invalid API Key provided: "
+        "sk_test_****"
+    )
+    assert [(r.method, r.path, r.authorization) for r in fake.requests] == [
+        ("GET", "/v1/payment_intents", "Bearer sk_test_refused")
+    ]

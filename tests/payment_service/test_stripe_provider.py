@@ -593,7 +593,7 @@ REFUND: Sent = (
     {"payment_intent": PI, "amount": "2500", "metadata[payment_id]": PAYMENT_ID},
     f"{PAYMENT_ID}:refund",
 )
-LIST_REFUNDS: Sent = ("GET", "/v1/refunds", {"payment_intent": PI, "limit": "10"}, None)
+LIST_REFUNDS: Sent = ("GET", "/v1/refunds", {"payment_intent": PI, "limit": "100"}, None)
 
 
 async def test_a_refund_pays_the_amount_back_under_its_own_key_and_returns_its_id(

@@ -208,3 +208,66 @@ async def test_an_authorization_stripe_never_answers_is_found_by_its_key_and_can
     voided = await current(pool, payment)
     assert voided.detail == "timed out waiting for the provider"
     assert await reservation_status(pool, payment) == "HELD"
+
+
+async def test_a_payment_timed_out_before_its_authorization_was_sent_asks_stripe_nothing(
+    pool: asyncpg.Pool, fake: FakeStripe, saga: Saga
+) -> None:
+    """Its turn never came within the saga's timeout (a rush waiting to be
+    paced): nothing reached Stripe, so nothing is released there either; no
+    authorization is made only to be cancelled."""
+    payment = await paying(pool, saga_timeout_s=0.001)
+    assert await saga.advance(payment.payment_id) is PaymentStatus.VOIDED
+    assert fake.requests == []
+    voided = await current(pool, payment)
+    assert (voided.detail, voided.authorize_sent_at) == ("timed out waiting for the provider", None)
+
+
+async def test_a_capture_tried_again_after_a_500_looks_first_then_takes_a_key_of_its_own(
+    pool: asyncpg.Pool, fake: FakeStripe, saga: Saga
+) -> None:
+    """Stripe keeps a key's first answer, a 500 too: the retry under the same
+    key could never succeed."""
+    payment = await paying(pool)
+    fake.answer("POST", "/v1/payment_intents", 200, payment_intent("pi_500", amount=PRICE))
+    fake.answer_each(
+        "POST",
+        "/v1/payment_intents/pi_500/capture",
+        Reply(500, error_body("api_error", message="An unknown error occurred")),
+        Reply(200, payment_intent("pi_500", status="succeeded", amount=PRICE)),
+    )
+    fake.answer("GET", "/v1/payment_intents/pi_500", 200, payment_intent("pi_500", amount=PRICE))
+    with pytest.raises(ProviderError):
+        await saga.advance(payment.payment_id)
+    assert (await current(pool, payment)).status is PaymentStatus.CAPTURING
+    assert await saga.advance(payment.payment_id) is PaymentStatus.CAPTURED
+    assert [(r.method, r.path, r.idempotency_key) for r in fake.requests[1:]] == [
+        ("POST", "/v1/payment_intents/pi_500/capture", f"{payment.payment_id}:capture"),
+        ("GET", "/v1/payment_intents/pi_500", None),
+        ("POST", "/v1/payment_intents/pi_500/capture", f"{payment.payment_id}:capture:1"),
+    ]
+
+
+async def test_a_capture_whose_answer_was_lost_is_not_made_twice(
+    pool: asyncpg.Pool, fake: FakeStripe, saga: Saga
+) -> None:
+    payment = await paying(pool)
+    fake.answer("POST", "/v1/payment_intents", 200, payment_intent("pi_lost", amount=PRICE))
+    fake.answer(
+        "POST",
+        "/v1/payment_intents/pi_lost/capture",
+        502,
+        "<html>bad gateway</html>",
+    )
+    fake.answer(
+        "GET",
+        "/v1/payment_intents/pi_lost",
+        200,
+        payment_intent("pi_lost", status="succeeded", amount=PRICE),
+    )
+    with pytest.raises(ProviderError):
+        await saga.advance(payment.payment_id)
+    # Stripe did capture it: the retry sees so and captures nothing more.
+    assert await saga.advance(payment.payment_id) is PaymentStatus.CAPTURED
+    captures = [r for r in fake.requests if r.path.endswith("/capture")]
+    assert len(captures) == 1

@@ -31,7 +31,7 @@ from prometheus_client import REGISTRY
 from payment_service.provider import Authorization, BuyerAction, Charge, Outcome
 from payment_service.retries import RetryBudget
 from payment_service.saga import Saga
-from payment_service.store import Payment, fetch_payment, insert_payment
+from payment_service.store import Payment, fetch_payment, insert_payment, transition
 from payment_service.webhooks import PATH, StripeWebhooks, serve
 from ticketing_common.domain import PaymentStatus, Reservation
 from ticketing_common.storage.locks import EventLocks
@@ -72,13 +72,13 @@ class ScriptedProvider:
         self.calls.append(("status", reference))
         return self.status_answer or self.authorize_answer
 
-    async def capture(self, charge: Charge, reference: str) -> None:
+    async def capture(self, charge: Charge, reference: str, *, attempt: int = 0) -> None:
         self.calls.append(("capture", reference))
 
-    async def void(self, charge: Charge, reference: str | None) -> None:
+    async def void(self, charge: Charge, reference: str | None, *, attempt: int = 0) -> None:
         self.calls.append(("void", reference))
 
-    async def refund(self, charge: Charge, reference: str) -> str:
+    async def refund(self, charge: Charge, reference: str, *, attempt: int = 0) -> str:
         self.calls.append(("refund", reference))
         return "re_1"
 
@@ -107,6 +107,7 @@ def signature(payload: bytes, secret: str, at: float | None = None) -> str:
 
 
 def intent_event(kind: str, payment: Payment, **intent: Any) -> dict[str, Any]:
+    capturable = payment.amount.amount_minor if intent.get("status") == "requires_capture" else 0
     return {
         "id": f"evt_{uuid.uuid4().hex}",
         "object": "event",
@@ -118,6 +119,7 @@ def intent_event(kind: str, payment: Payment, **intent: Any) -> dict[str, Any]:
                 "id": payment.provider_ref or "pi_3ds",
                 "object": "payment_intent",
                 "amount": payment.amount.amount_minor,
+                "amount_capturable": capturable,
                 "currency": payment.amount.currency.lower(),
                 "metadata": {"payment_id": payment.payment_id},
                 **intent,
@@ -484,3 +486,131 @@ async def test_the_health_probe_answers(webhooks: Webhooks) -> None:
         assert (reply.status, await reply.text()) == (200, "ok")
     async with webhooks.session.get(webhooks.url.replace(PATH, "/other")) as reply:
         assert reply.status == 404
+
+
+async def test_an_event_for_another_payment_intent_naming_ours_changes_nothing_and_flags_it(
+    pool: asyncpg.Pool, locks: EventLocks, webhooks: Webhooks
+) -> None:
+    payment = await awaiting_buyer(pool, locks, ScriptedProvider())
+    event = intent_event(
+        "payment_intent.amount_capturable_updated",
+        payment,
+        status="requires_capture",
+        id="pi_someone_elses",
+    )
+    assert await webhooks.post(event) == (200, {"outcome": "other intent"})
+    flagged = await now_of(pool, payment)
+    assert (flagged.status, flagged.provider_ref, flagged.needs_attention) == (
+        PaymentStatus.PENDING,
+        "pi_3ds",
+        True,
+    )
+    assert flagged.last_error == (
+        "Stripe's payment_intent.amount_capturable_updated is about PaymentIntent "
+        "pi_someone_elses, which names this payment in its metadata, but the payment's own is "
+        "pi_3ds"
+    )
+
+
+async def test_an_authorization_for_less_than_the_payment_is_not_taken_for_it(
+    pool: asyncpg.Pool, locks: EventLocks, webhooks: Webhooks
+) -> None:
+    payment = await awaiting_buyer(pool, locks, ScriptedProvider())
+    event = intent_event(
+        "payment_intent.amount_capturable_updated", payment, status="requires_capture"
+    )
+    event["data"]["object"]["amount_capturable"] = PRICE - 1
+    assert await webhooks.post(event) == (200, {"outcome": "unexpected authorization"})
+    flagged = await now_of(pool, payment)
+    assert (flagged.status, flagged.needs_attention) == (PaymentStatus.PENDING, True)
+    assert await reservation_state(pool, payment) == ("HELD", "PENDING")
+
+
+async def test_a_signed_event_of_a_shape_not_read_changes_nothing_and_is_not_asked_again(
+    pool: asyncpg.Pool, locks: EventLocks, webhooks: Webhooks
+) -> None:
+    payment = await awaiting_buyer(pool, locks, ScriptedProvider())
+    event = intent_event(
+        "payment_intent.payment_failed",
+        payment,
+        status="requires_payment_method",
+        last_payment_error="not an object",
+    )
+    assert await webhooks.post(event) == (200, {"outcome": "malformed"})
+    assert (await now_of(pool, payment)).status is PaymentStatus.PENDING
+    assert (
+        await pool.fetchval("SELECT outcome FROM provider_events WHERE event_id = $1", event["id"])
+        == "malformed"
+    )
+    for body in (b"[1, 2]", b'"text"', b"{}"):
+        async with webhooks.session.post(
+            webhooks.url, data=body, headers={"Stripe-Signature": signature(body, SECRET)}
+        ) as reply:
+            assert reply.status in (200, 400), body
+            assert reply.status == 400 or await reply.json() == {"outcome": "ignored"}
+    assert (await now_of(pool, payment)).status is PaymentStatus.PENDING
+
+
+async def test_a_refund_at_stripe_while_our_capture_is_being_recorded_is_not_lost(
+    pool: asyncpg.Pool, locks: EventLocks, webhooks: Webhooks
+) -> None:
+    payment = await paying(pool)
+    await pool.execute(
+        "UPDATE payments SET provider_ref = 'pi_capturing', authorize_sent_at = now() "
+        "WHERE payment_id = $1",
+        uuid.UUID(payment.payment_id),
+    )
+    provider = ScriptedProvider(
+        authorize_answer=Authorization(Outcome.APPROVED, reference="pi_capturing")
+    )
+    # Seats confirmed, capture under way (the saga stopped there).
+    saga = saga_of(pool, locks, provider)
+    async with pool.acquire() as conn, conn.transaction():
+        current = await now_of(pool, payment)
+        authorized = await transition(conn, current, PaymentStatus.AUTHORIZED)
+    assert authorized is not None
+    assert await saga._confirm(authorized) is not None
+    capturing = await now_of(pool, payment)
+    assert capturing.status is PaymentStatus.CAPTURING
+    event = charge_event("charge.refunded", "pi_capturing", amount=PRICE, amount_refunded=PRICE)
+    assert await webhooks.post(event) == (200, {"outcome": "refunding"})
+    assert await saga.advance(payment.payment_id) is PaymentStatus.REFUNDED
+    assert await reservation_state(pool, payment) == ("CANCELLED", "REFUNDED")
+
+
+async def test_an_event_naming_a_payment_of_the_local_provider_changes_nothing(
+    pool: asyncpg.Pool, webhooks: Webhooks
+) -> None:
+    reservation = await new_reservation(pool, "HELD")
+    async with pool.acquire() as conn, conn.transaction():
+        local = await insert_payment(
+            conn,
+            reservation,
+            idempotency_key="local",
+            method="test-ok",
+            saga_timeout=timedelta(seconds=10),
+            provider="local",
+        )
+    assert local is not None
+    event = intent_event(
+        "payment_intent.amount_capturable_updated", local, status="requires_capture"
+    )
+    assert await webhooks.post(event) == (200, {"outcome": "not a stripe payment"})
+    assert (await now_of(pool, local)).status is PaymentStatus.PENDING
+
+
+async def test_a_3ds_payment_whose_reservation_is_cancelled_is_voided_not_left_open(
+    pool: asyncpg.Pool, locks: EventLocks
+) -> None:
+    provider = ScriptedProvider()
+    payment = await awaiting_buyer(pool, locks, provider)
+    await pool.execute(
+        "UPDATE reservations SET status = 'CANCELLED' WHERE reservation_id = $1",
+        uuid.UUID(payment.reservation_id),
+    )
+    assert await saga_of(pool, locks, provider).advance(payment.payment_id) is (
+        PaymentStatus.VOIDED
+    )
+    assert (await now_of(pool, payment)).detail == "the reservation is CANCELLED"
+    assert provider.calls[-1] == ("void", "pi_3ds")
+    assert ("status", "pi_3ds") not in provider.calls

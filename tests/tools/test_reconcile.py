@@ -291,8 +291,9 @@ def test_a_payment_in_another_currency_is_a_currency_difference() -> None:
         ("VOIDED", "requires_capture", "canceled or none"),
         (
             "PENDING",
-            "requires_capture",
-            "processing or requires_action or requires_confirmation or none",
+            "succeeded",
+            "processing or requires_action or requires_capture or requires_confirmation or "
+            "requires_payment_method or none",
         ),
         ("REFUNDING", "canceled", "succeeded"),
     ],

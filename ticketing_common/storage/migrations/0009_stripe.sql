@@ -7,7 +7,9 @@
 -- (insufficient_funds, ...). While a payment waits for the buyer's action
 -- (3-D Secure), action_type, client_secret and redirect_url say what the
 -- buyer's client must do; they are cleared once the provider has decided.
--- refund_ref: the provider's reference of the refund.
+-- refund_ref: the provider's reference of the refund. authorize_sent_at:
+-- when the authorization was first sent to the provider (a payment voided
+-- before that has nothing to release there).
 ALTER TABLE payments
     ADD COLUMN provider text NOT NULL DEFAULT 'local' CHECK (provider IN ('local', 'stripe')),
     ADD COLUMN event_id uuid,
@@ -15,7 +17,8 @@ ALTER TABLE payments
     ADD COLUMN action_type text,
     ADD COLUMN client_secret text,
     ADD COLUMN redirect_url text,
-    ADD COLUMN refund_ref text;
+    ADD COLUMN refund_ref text,
+    ADD COLUMN authorize_sent_at timestamptz;
 
 UPDATE payments p SET event_id = r.event_id
 FROM reservations r WHERE r.reservation_id = p.reservation_id;

@@ -23,6 +23,7 @@ from ..helpers import (
     Gateway,
     Notifier,
     Reservations,
+    consumers_paused,
     create_event,
     queue_drained,
     reserve,
@@ -85,18 +86,29 @@ async def test_each_services_metrics_add_up_to_the_rush(
     await queue_drained(stack)
     before = await scrape_services(stack)
 
-    replies = await asyncio.gather(
-        *(reserve(gateway, event.event_id, f"metrics-{n}") for n in range(60))
-    )
-    # One bad call: counted under its code.
-    with pytest.raises(grpc.aio.AioRpcError) as bad:
-        await reserve(gateway, event.event_id, "metrics-bad", quantity=0)
-    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    queued = [r for r in replies if r.status == QUEUED]
-    fast = [r for r in replies if r.status == REJECTED]
-    assert len(queued) + len(fast) == 60
-    # Watched while the rush is decided: the notifier counts the open streams.
-    streams = [asyncio.create_task(watch(notifier, r.reservation_id)) for r in queued]
+    # The rush is queued and watched before any of it is decided (the
+    # consumers frozen until every stream is open): each decision is then
+    # handed to a watcher from the feed.
+    with consumers_paused(stack):
+        replies = await asyncio.gather(
+            *(reserve(gateway, event.event_id, f"metrics-{n}") for n in range(60))
+        )
+        # One bad call: counted under its code.
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await reserve(gateway, event.event_id, "metrics-bad", quantity=0)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        queued = [r for r in replies if r.status == QUEUED]
+        fast = [r for r in replies if r.status == REJECTED]
+        assert len(queued) + len(fast) == 60
+        # The notifier counts the open streams.
+        streams = [asyncio.create_task(watch(notifier, r.reservation_id)) for r in queued]
+        async with asyncio.timeout(30):
+            while value(
+                await asyncio.to_thread(scrape_all, stack, "notifier_service"),
+                "ticketing_notifier_watch_streams",
+                kind="reservation",
+            ) < len(queued):
+                await asyncio.sleep(0.05)
     finals = [(await s)[-1] for s in streams]
     outcomes = Counter((f.status, f.reject_reason) for f in finals)
     assert outcomes[(CONFIRMED, pb.REJECT_REASON_UNSPECIFIED)] == 40
@@ -165,7 +177,6 @@ async def test_each_services_metrics_add_up_to_the_rush(
     assert delta(before["notifier_service"], notif, "grpc_server_handled_total", **watch_ok) == (
         len(queued)
     )
-    # (A watcher that subscribed after its decision got it from PostgreSQL.)
     handed = delta(before["notifier_service"], notif, "ticketing_decide_to_stream_seconds_count")
     assert 0 < handed <= len(queued)
     assert value(notif, "ticketing_notifier_watch_streams", kind="reservation") == 0

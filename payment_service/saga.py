@@ -44,7 +44,6 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -53,12 +52,12 @@ from aiolimiter import AsyncLimiter
 
 from ticketing_common.domain import PaymentStatus, Reservation, Status
 from ticketing_common.failures import is_transient
-from ticketing_common.storage import outbox
+from ticketing_common.storage import outbox, seats
 from ticketing_common.storage.applier import under_event_lock
 from ticketing_common.storage.db import Connection
 from ticketing_common.storage.locks import EventLocks
 from ticketing_common.storage.queries import RESERVATION_COLUMNS
-from ticketing_common.storage.seats import EventState, release, settle
+from ticketing_common.storage.seats import EventState
 
 from . import metrics
 from .provider import Provider, ProviderError
@@ -68,6 +67,8 @@ from .store import (
     apply_authorization,
     fetch_payment,
     lock_payment,
+    look_again_at,
+    mark_sent,
     record_failure,
     transition,
 )
@@ -211,11 +212,7 @@ class Saga:
         if payment.authorize_sent_at is None:
             # Committed before the request leaves: a payment voided before it
             # has nothing to release at the provider.
-            await self._pool.execute(
-                "UPDATE payments SET authorize_sent_at = $2 WHERE payment_id = $1",
-                uuid.UUID(payment.payment_id),
-                datetime.now(UTC),
-            )
+            await mark_sent(self._pool, payment.payment_id, datetime.now(UTC))
         try:
             async with self._timed("authorize"), asyncio.timeout(remaining):
                 answer = await self._provider.authorize(payment.charge())
@@ -272,11 +269,7 @@ class Saga:
         only after ``action_poll``: the webhook is the way its result comes,
         this the safety net, and thousands of buyers in 3-D Secure at once
         must not become thousands of lookups every sweep."""
-        await self._pool.execute(
-            "UPDATE payments SET retry_at = $2 WHERE payment_id = $1 AND status = 'PENDING'",
-            uuid.UUID(payment.payment_id),
-            datetime.now(UTC) + self._action_poll,
-        )
+        await look_again_at(self._pool, payment.payment_id, datetime.now(UTC) + self._action_poll)
         return payment
 
     async def _paced(self) -> None:
@@ -326,27 +319,10 @@ class Saga:
                     else f"the reservation is {held.status.value}"
                 )
                 return await transition(conn, current, PaymentStatus.VOIDING, detail=why)
-            await conn.execute(
-                """UPDATE reservations SET status = 'CONFIRMED', updated_at = $2,
-                          fence_token = $3, version = version + 1
-                   WHERE reservation_id = $1""",
-                uuid.UUID(held.reservation_id),
-                now,
-                token,
-            )
-            await conn.execute(
-                """UPDATE events SET held = held - $2, confirmed = confirmed + $2
-                   WHERE event_id = $1""",
-                event.event_id,
-                held.quantity,
-            )
+            _, changed = await seats.confirm(conn, event, held, token, now)
             moved = await transition(
                 conn, current, PaymentStatus.CAPTURING, detail="seats confirmed"
             )
-            # Fewer seats held: a waiting request that now cannot be served
-            # any more is told SOLD_OUT.
-            after = replace(event, held=event.held - held.quantity)
-            _, changed = await settle(conn, after, token, now)
             await outbox.announce(conn, changed)
             return moved
 
@@ -387,7 +363,7 @@ class Saga:
                 return None
             current, confirmed = locked
             if event is not None and confirmed.status is Status.CONFIRMED:
-                _, changed = await release(
+                _, changed = await seats.release(
                     conn,
                     event,
                     [confirmed],
@@ -421,12 +397,9 @@ async def _lock_both(
     current = await lock_payment(conn, payment.payment_id)
     if current is None or current.status is not expected:
         return None
-    row = await conn.fetchrow(
-        f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 FOR UPDATE",
-        uuid.UUID(payment.reservation_id),
-    )
-    assert row is not None  # a payment references its reservation
-    return current, Reservation.from_row(row)
+    reservation = await seats.lock_reservation(conn, payment.reservation_id)
+    assert reservation is not None  # a payment references its reservation
+    return current, reservation
 
 
 class Sweeper:

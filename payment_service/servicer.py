@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,13 +23,13 @@ from ticketing_common.errors import (
     ResourceExhausted,
     Violations,
 )
+from ticketing_common.storage import seats
 from ticketing_common.storage.db import Connection
-from ticketing_common.storage.queries import RESERVATION_COLUMNS
 from ticketing_common.storage.rate_limits import RateLimits
 
 from . import metrics
 from .provider import Provider
-from .store import PAYMENT_COLUMNS, Payment, fetch_payment, insert_payment
+from .store import Payment, declined_attempts, fetch_payment, insert_payment, payment_by_key
 
 log = structlog.get_logger(__name__)
 
@@ -73,22 +72,11 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         assert reservation_id is not None and method is not None and key is not None
 
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
-                "FOR UPDATE",
-                uuid.UUID(reservation_id),
-            )
-            reservation = None if row is None else Reservation.from_row(row)
+            reservation = await seats.lock_reservation(conn, reservation_id)
             if reservation is None or not caller().may_see(reservation.user_id):
                 raise _reservation_not_found(reservation_id)
-            existing = await conn.fetchrow(
-                f"SELECT {PAYMENT_COLUMNS} FROM payments "
-                "WHERE reservation_id = $1 AND idempotency_key = $2",
-                uuid.UUID(reservation_id),
-                key,
-            )
-            if existing is not None:  # the same attempt again: the same answer
-                first = Payment.from_row(existing)
+            first = await payment_by_key(conn, reservation_id, key)
+            if first is not None:  # the same attempt again: the same answer
                 if first.method != method:
                     raise IdempotencyKeyReused(
                         f"idempotency_key {key!r} was used for another payment_method on this "
@@ -128,10 +116,7 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
         declined ones (card testing): it stays HELD until it runs out."""
         if not self._max_declines:
             return
-        declined: int = await conn.fetchval(
-            "SELECT count(*) FROM payments WHERE reservation_id = $1 AND status = 'DECLINED'",
-            uuid.UUID(reservation.reservation_id),
-        )
+        declined = await declined_attempts(conn, reservation.reservation_id)
         if declined < self._max_declines:
             return
         metrics.PAY_REFUSED.labels("declines").inc()

@@ -23,9 +23,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from ticketing.v1 import payment_service_pb2 as pb
 from ticketing_common.domain import Money, PaymentStatus, Reservation, timestamp
-from ticketing_common.storage import outbox
+from ticketing_common.storage import outbox, seats
 from ticketing_common.storage.db import Connection
-from ticketing_common.storage.queries import RESERVATION_COLUMNS
 
 from .provider import Authorization, Charge
 from .retries import RetryBudget
@@ -366,22 +365,54 @@ async def record_failure(
 
 
 async def show_on_reservation(conn: Connection, payment: Payment, now: datetime) -> None:
-    """The reservation shows its latest payment attempt (by ``seq``): a new
-    version, announced (an older attempt's late change does not replace a
-    newer attempt's)."""
-    row = await conn.fetchrow(
-        f"""UPDATE reservations SET payment_id = $2, payment_status = $3, updated_at = $4,
-                   version = version + 1
-            WHERE reservation_id = $1
-              AND (payment_id IS NULL OR payment_id = $2
-                   OR (SELECT seq FROM payments WHERE payment_id = reservations.payment_id)
-                      <= $5)
-            RETURNING {RESERVATION_COLUMNS}""",
-        uuid.UUID(payment.reservation_id),
-        uuid.UUID(payment.payment_id),
-        payment.status.value,
-        now,
-        payment.seq,
+    """The reservation shows its latest payment attempt, announced."""
+    shown = await seats.show_payment(
+        conn,
+        payment.reservation_id,
+        payment_id=payment.payment_id,
+        payment_status=payment.status.value,
+        payment_seq=payment.seq,
+        now=now,
     )
-    if row is not None:
-        await outbox.announce(conn, [Reservation.from_row(row)])
+    if shown is not None:
+        await outbox.announce(conn, [shown])
+
+
+async def payment_by_key(
+    conn: Connection, reservation_id: str, idempotency_key: str
+) -> Payment | None:
+    """The attempt ``idempotency_key`` names on the reservation, if any."""
+    row = await conn.fetchrow(
+        f"SELECT {PAYMENT_COLUMNS} FROM payments "
+        "WHERE reservation_id = $1 AND idempotency_key = $2",
+        uuid.UUID(reservation_id),
+        idempotency_key,
+    )
+    return None if row is None else Payment.from_row(row)
+
+
+async def declined_attempts(conn: Connection, reservation_id: str) -> int:
+    declined: int = await conn.fetchval(
+        "SELECT count(*) FROM payments WHERE reservation_id = $1 AND status = 'DECLINED'",
+        uuid.UUID(reservation_id),
+    )
+    return declined
+
+
+async def mark_sent(db: Connection | asyncpg.Pool, payment_id: str, at: datetime) -> None:
+    """The authorization is about to be sent to the provider (committed
+    first: a payment voided before it has nothing to release there)."""
+    await db.execute(
+        "UPDATE payments SET authorize_sent_at = $2 WHERE payment_id = $1",
+        uuid.UUID(payment_id),
+        at,
+    )
+
+
+async def look_again_at(db: Connection | asyncpg.Pool, payment_id: str, at: datetime) -> None:
+    """A payment waiting on the buyer is looked up at the provider no sooner than ``at``."""
+    await db.execute(
+        "UPDATE payments SET retry_at = $2 WHERE payment_id = $1 AND status = 'PENDING'",
+        uuid.UUID(payment_id),
+        at,
+    )

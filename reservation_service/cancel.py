@@ -13,19 +13,17 @@ money taken for them is refunded before they do.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 import asyncpg
 
 from ticketing_common.domain import PaymentStatus, Reservation, Status
 from ticketing_common.errors import FailedPrecondition, Reason
-from ticketing_common.storage import outbox
+from ticketing_common.storage import outbox, seats
 from ticketing_common.storage.applier import under_event_lock
 from ticketing_common.storage.db import Connection
 from ticketing_common.storage.locks import EventLocks
-from ticketing_common.storage.queries import RESERVATION_COLUMNS
-from ticketing_common.storage.seats import EventState, release, settle
+from ticketing_common.storage.seats import EventState
 
 
 class Cancellations:
@@ -52,14 +50,9 @@ class Cancellations:
             )
 
         async def work(conn: Connection, token: int, event: EventState | None) -> Reservation:
-            row = await conn.fetchrow(
-                f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 "
-                "FOR UPDATE",
-                uuid.UUID(current.reservation_id),
-            )
-            assert row is not None  # reservations are never deleted
+            stored = await seats.lock_reservation(conn, current.reservation_id)
+            assert stored is not None  # reservations are never deleted
             now = datetime.now(UTC)
-            stored = Reservation.from_row(row)
             if event is None or stored.status in (
                 Status.CANCELLED,
                 Status.REJECTED,
@@ -75,7 +68,7 @@ class Cancellations:
                 return await self._leave_waitlist(conn, event, stored, token, now)
             if stored.payment_status in (PaymentStatus.CAPTURING, PaymentStatus.REFUNDING):
                 return stored
-            _, changed = await release(
+            _, changed = await seats.release(
                 conn, event, [stored], status=Status.CANCELLED, token=token, now=now
             )
             await outbox.announce(conn, changed)
@@ -89,23 +82,9 @@ class Cancellations:
 
     @staticmethod
     async def _refund(conn: Connection, stored: Reservation, now: datetime) -> Reservation:
-        assert stored.payment_id is not None
-        await conn.execute(
-            "UPDATE payments SET status = 'REFUNDING', detail = 'cancelled', updated_at = $2 "
-            "WHERE payment_id = $1 AND status = 'CAPTURED'",
-            uuid.UUID(stored.payment_id),
-            now,
-        )
-        row = await conn.fetchrow(
-            f"""UPDATE reservations SET payment_status = 'REFUNDING', updated_at = $2,
-                       version = version + 1
-                WHERE reservation_id = $1 RETURNING {RESERVATION_COLUMNS}""",
-            uuid.UUID(stored.reservation_id),
-            now,
-        )
-        assert row is not None
-        refunding = Reservation.from_row(row)
+        refunding = await seats.cancel_paid(conn, stored, now)
         await outbox.announce(conn, [refunding])
+        assert stored.payment_id is not None
         await outbox.command(conn, stored.payment_id, stored.reservation_id)
         return refunding
 
@@ -113,18 +92,6 @@ class Cancellations:
     async def _leave_waitlist(
         conn: Connection, event: EventState, stored: Reservation, token: int, now: datetime
     ) -> Reservation:
-        row = await conn.fetchrow(
-            f"""UPDATE reservations SET status = 'CANCELLED', updated_at = $2, decided_at = $2,
-                       fence_token = $3, version = version + 1
-                WHERE reservation_id = $1 AND status = 'QUEUED'
-                RETURNING {RESERVATION_COLUMNS}""",
-            uuid.UUID(stored.reservation_id),
-            now,
-            token,
-        )
-        assert row is not None
-        cancelled = Reservation.from_row(row)
-        # The line moved up: whoever is next may fit now.
-        _, served = await settle(conn, event, token, now)
-        await outbox.announce(conn, [cancelled, *served])
-        return cancelled
+        changed = await seats.leave_waitlist(conn, event, stored, token, now)
+        await outbox.announce(conn, changed)
+        return changed[0]

@@ -16,7 +16,7 @@ import asyncpg
 
 from ticketing_common.domain import Event, SaleState
 from ticketing_common.errors import FailedPrecondition, NotFound, Reason, Violations
-from ticketing_common.storage import outbox
+from ticketing_common.storage import outbox, seats
 from ticketing_common.storage.applier import Work, under_event_lock
 from ticketing_common.storage.db import Connection
 from ticketing_common.storage.locks import EventLocks
@@ -105,19 +105,18 @@ class SaleControl:
                 problems.add("event.sale_end_time", "must be after sale_start_time")
             problems.raise_if_any()
             await conn.execute(
-                """UPDATE events SET name = coalesce($2, name), capacity = $3,
-                          available = $3 - held - confirmed, per_user_limit = $4,
-                          sale_start_at = $5, sale_end_at = $6,
-                          priority_tiers = coalesce($7, priority_tiers)
+                """UPDATE events SET name = coalesce($2, name), per_user_limit = $3,
+                          sale_start_at = $4, sale_end_at = $5,
+                          priority_tiers = coalesce($6, priority_tiers)
                    WHERE event_id = $1""",
                 event.event_id,
                 changes.name,
-                capacity,
                 limit,
                 start,
                 end,
                 None if changes.priority_tiers is None else list(changes.priority_tiers),
             )
+            await seats.resize(conn, event.event_id, capacity)
             return await self._settled(conn, token, event.event_id)
 
         return await self._locked(event_id, work)

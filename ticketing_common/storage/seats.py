@@ -1,5 +1,8 @@
-"""Every change to an event's seats, inside the event's fenced transaction
-(``fenced.under_event_lock``): new decisions, the waitlist, released holds.
+"""Every change to an event's seats and its reservations' states, inside
+the event's fenced transaction (``fenced.under_event_lock``): new
+decisions, the waitlist, holds confirmed, released or cancelled, and what a
+reservation shows of its payment. No other module writes a reservation's
+state or an event's seat counters.
 
 Whoever changes seats settles the waitlist in the same transaction, so a
 seat that comes back goes to the first waiting request at once, and nobody
@@ -303,3 +306,119 @@ async def release(
         )
     event, served = await settle(conn, event, token, now)
     return event, changed + served
+
+
+async def lock_reservation(conn: Connection, reservation_id: str) -> Reservation | None:
+    """The reservation, its row locked until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {RESERVATION_COLUMNS} FROM reservations WHERE reservation_id = $1 FOR UPDATE",
+        uuid.UUID(reservation_id),
+    )
+    return None if row is None else Reservation.from_row(row)
+
+
+async def confirm(
+    conn: Connection, event: EventState, held: Reservation, token: int, now: datetime
+) -> tuple[EventState, list[Reservation]]:
+    """A paid hold's seats become sold ones (HELD -> CONFIRMED), then the
+    waitlist is settled: fewer seats held, so a request waiting that cannot
+    be served any more is told SOLD_OUT. Returns the event after it and the
+    waiting requests that changed (the confirmed reservation is announced by
+    whoever records its payment)."""
+    await conn.execute(
+        """UPDATE reservations SET status = 'CONFIRMED', updated_at = $2,
+                  fence_token = $3, version = version + 1
+           WHERE reservation_id = $1 AND status = 'HELD'""",
+        uuid.UUID(held.reservation_id),
+        now,
+        token,
+    )
+    await conn.execute(
+        "UPDATE events SET held = held - $2, confirmed = confirmed + $2 WHERE event_id = $1",
+        event.event_id,
+        held.quantity,
+    )
+    return await settle(conn, replace(event, held=event.held - held.quantity), token, now)
+
+
+async def leave_waitlist(
+    conn: Connection, event: EventState, waiting: Reservation, token: int, now: datetime
+) -> list[Reservation]:
+    """A waitlisted request (QUEUED in PostgreSQL) is CANCELLED, and the line
+    moves up: whoever is next may fit now. Returns every reservation that
+    changed, the cancelled one first."""
+    row = await conn.fetchrow(
+        f"""UPDATE reservations SET status = 'CANCELLED', updated_at = $2, decided_at = $2,
+                   fence_token = $3, version = version + 1
+            WHERE reservation_id = $1 AND status = 'QUEUED'
+            RETURNING {RESERVATION_COLUMNS}""",
+        uuid.UUID(waiting.reservation_id),
+        now,
+        token,
+    )
+    assert row is not None  # locked by the caller, and QUEUED
+    _, served = await settle(conn, event, token, now)
+    return [Reservation.from_row(row), *served]
+
+
+async def show_payment(
+    conn: Connection,
+    reservation_id: str,
+    *,
+    payment_id: str,
+    payment_status: str,
+    payment_seq: int,
+    now: datetime,
+) -> Reservation | None:
+    """The reservation shows its latest payment attempt (by ``payment_seq``,
+    PostgreSQL's order of payments): a new version (an older attempt's late
+    change does not replace a newer attempt's). None if it did not change."""
+    row = await conn.fetchrow(
+        f"""UPDATE reservations SET payment_id = $2, payment_status = $3, updated_at = $4,
+                   version = version + 1
+            WHERE reservation_id = $1
+              AND (payment_id IS NULL OR payment_id = $2
+                   OR (SELECT seq FROM payments WHERE payment_id = reservations.payment_id)
+                      <= $5)
+            RETURNING {RESERVATION_COLUMNS}""",
+        uuid.UUID(reservation_id),
+        uuid.UUID(payment_id),
+        payment_status,
+        now,
+        payment_seq,
+    )
+    return None if row is None else Reservation.from_row(row)
+
+
+async def cancel_paid(conn: Connection, confirmed: Reservation, now: datetime) -> Reservation:
+    """A paid reservation's cancellation starts with its refund: the payment
+    becomes REFUNDING and the reservation shows it (its seats stay sold
+    until the refund is done: ``release`` then, by the saga). Returns the
+    reservation as it now stands."""
+    assert confirmed.payment_id is not None
+    await conn.execute(
+        "UPDATE payments SET status = 'REFUNDING', detail = 'cancelled', updated_at = $2 "
+        "WHERE payment_id = $1 AND status = 'CAPTURED'",
+        uuid.UUID(confirmed.payment_id),
+        now,
+    )
+    row = await conn.fetchrow(
+        f"""UPDATE reservations SET payment_status = 'REFUNDING', updated_at = $2,
+                   version = version + 1
+            WHERE reservation_id = $1 RETURNING {RESERVATION_COLUMNS}""",
+        uuid.UUID(confirmed.reservation_id),
+        now,
+    )
+    assert row is not None  # locked by the caller
+    return Reservation.from_row(row)
+
+
+async def resize(conn: Connection, event_id: uuid.UUID, capacity: int) -> None:
+    """The event's capacity changed (no lower than its seats held and sold,
+    checked by the caller): what is not held or sold is available."""
+    await conn.execute(
+        """UPDATE events SET capacity = $2, available = $2 - held - confirmed
+           WHERE event_id = $1""",
+        event_id,
+        capacity,
+    )

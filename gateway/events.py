@@ -38,6 +38,8 @@ from ticketing_common.domain import SaleState
 from ticketing_common.errors import FailedPrecondition, PermissionDenied, Reason
 from ticketing_common.failures import is_transient
 
+from .validation import PlanIds
+
 log = structlog.get_logger(__name__)
 
 # Unknown event ids remembered at most (a few MB).
@@ -62,6 +64,8 @@ class SaleTerms:
     decided_sequence: int = 0
     # The tiers the event favours: a token of another tier is not for it.
     priority_tiers: frozenset[str] = frozenset()
+    # A seated event's plan ids (a plan never changes); None: general admission.
+    plan: PlanIds | None = None
 
     def position(self, sequence: int) -> int:
         """An upper bound on the place of the request numbered ``sequence``:
@@ -133,6 +137,8 @@ class EventDirectory:
         self._inflight: dict[str, asyncio.Task[SaleTerms | None]] = {}
         # Known events PostgreSQL said changed since their terms were read.
         self._stale: set[str] = set()
+        # Seated events' plans (known events only, so few).
+        self._plans: dict[str, PlanIds] = {}
 
     async def terms(self, event_id: str) -> SaleTerms | None:
         """The event's sale terms, or None if no such event exists."""
@@ -210,7 +216,7 @@ class EventDirectory:
         async with self._pool.acquire(timeout=5) as conn:
             row = await conn.fetchrow(
                 """SELECT sale_state, sale_start_at, sale_end_at, available, held, decided_sequence,
-                          priority_tiers,
+                          priority_tiers, seated,
                           (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id
                              AND w.status = 'QUEUED')::int AS waitlisted
                    FROM events WHERE event_id = $1""",
@@ -219,6 +225,9 @@ class EventDirectory:
             )
         if row is None:
             return None
+        plan = None
+        if row["seated"]:
+            plan = self._plans.get(event_id) or await self._plan(event_id)
         return SaleTerms(
             SaleState(row["sale_state"]),
             row["sale_start_at"],
@@ -228,4 +237,24 @@ class EventDirectory:
             row["waitlisted"],
             row["decided_sequence"],
             frozenset(row["priority_tiers"]),
+            plan,
         )
+
+    async def _plan(self, event_id: str) -> PlanIds:
+        """A seated event's ids, read once: a plan does not change."""
+        async with self._pool.acquire(timeout=5) as conn:
+            sections = await conn.fetch(
+                "SELECT section_id FROM event_sections WHERE event_id = $1",
+                uuid.UUID(event_id),
+                timeout=5,
+            )
+            seats = await conn.fetch(
+                "SELECT seat_id FROM event_seats WHERE event_id = $1 AND row_id <> ''",
+                uuid.UUID(event_id),
+                timeout=5,
+            )
+        plan = PlanIds(
+            frozenset(r["section_id"] for r in sections), frozenset(r["seat_id"] for r in seats)
+        )
+        self._plans[event_id] = plan
+        return plan

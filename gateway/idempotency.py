@@ -2,7 +2,8 @@
 
 A retry with the same key and the same parameters is the same request: it is
 appended again (the consumer recognises the duplicate by reservation id) and
-gets the same reservation id. The same key with another quantity is refused.
+gets the same reservation id. The same key with another quantity (or, on a
+seated event, other seats or section) is refused.
 
 The record sits in Redis (``storage.accepted``). When Redis does not answer
 within ``timeout_s`` the gateway accepts without the check rather than stop
@@ -47,10 +48,13 @@ class IdempotencyKeys:
                 error=f"{type(exc).__name__}: {exc}",
             )
             return request
-        if first.quantity != request.quantity:
+        if first.shape != request.shape:
+            what = f"quantity {first.quantity}"
+            if "|" in first.shape:
+                what += f" ({first.shape.partition('|')[2]})"
             raise IdempotencyKeyReused(
-                f"idempotency_key {request.idempotency_key!r} was used for quantity "
-                f"{first.quantity} on this event; use a new key for another request",
+                f"idempotency_key {request.idempotency_key!r} was used for {what} on this "
+                "event; use a new key for another request",
                 metadata={
                     "reservation_id": request.reservation_id,
                     "quantity": str(first.quantity),

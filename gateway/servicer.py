@@ -34,7 +34,7 @@ from .broker import BrokerGate
 from .events import EventDirectory, SaleTerms
 from .idempotency import IdempotencyKeys
 from .sync import SyncReserver
-from .validation import ValidReserve, validate_reserve
+from .validation import ValidReserve, check_seats, validate_reserve
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +97,9 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             idempotency_key=valid.idempotency_key,
             accepted_at=datetime.now(UTC),
             tier=caller().tier,
+            section_id=valid.section_id,
+            seat_ids=valid.seat_ids,
+            accessible=valid.accessible,
         )
 
     async def _reservation_id(self, valid: ValidReserve) -> str:
@@ -135,6 +138,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         terms = await self._events.terms(valid.event_id)
         if terms is None:
             raise _event_not_found(valid.event_id)
+        check_seats(valid, terms.plan)
         fresh = await self._request(valid)
         # A tier the event does not favour is refused like a closed sale.
         refused = terms.tier_refusal(valid.event_id, caller().tier) or terms.refusal(

@@ -18,6 +18,7 @@ from .events import EventWatch
 from .feeds import Feed, on_request, on_result, seek_to_end, seek_to_group_commits
 from .hub import PendingRequests, WatchHub
 from .positions import QueuePositions
+from .seat_maps import SeatMapWatch
 from .servicer import NotifierServicer
 from .settings import NotifierSettings
 
@@ -42,12 +43,20 @@ async def run(settings: NotifierSettings) -> None:
         events = EventWatch(
             pool, coalesce_s=settings.event_coalesce_s, refresh_s=settings.event_refresh_s
         )
+        seat_maps = SeatMapWatch(
+            pool, coalesce_s=settings.event_coalesce_s, refresh_s=settings.seat_map_refresh_s
+        )
+
+        def touched(event_id: str) -> None:
+            events.touched(event_id)
+            seat_maps.touched(event_id)
+
         results = Feed(
             kafka,
             kafka.results_topic,
             client_id=f"notifier-{instance}",
             seek=seek_to_end,
-            handle=on_result(hub, pending, positions, events.touched),
+            handle=on_result(hub, pending, positions, touched),
             fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             linger_s=kafka.fetch_linger_ms / 1000,
         )
@@ -77,6 +86,7 @@ async def run(settings: NotifierSettings) -> None:
 
         observe(metrics.WATCH_STREAMS.labels("reservation"), lambda: hub.watching)
         observe(metrics.WATCH_STREAMS.labels("event"), lambda: events.watching)
+        observe(metrics.WATCH_STREAMS.labels("seat_map"), lambda: seat_maps.watching)
         observe(metrics.FEED_LAG.labels(kafka.requests_topic), requests.lag)
         observe(metrics.FEED_LAG.labels(kafka.results_topic), results.lag)
         observe(metrics.QUEUED_REQUESTS, lambda: len(positions))
@@ -91,6 +101,7 @@ async def run(settings: NotifierSettings) -> None:
                 recheck_s=settings.recheck_s,
                 catch_up_timeout_s=settings.catch_up_timeout_s,
                 events=events,
+                seat_maps=seat_maps,
                 positions=positions,
                 position_interval_s=settings.position_interval_s,
                 max_watches_per_subject=settings.max_watches_per_subject,
@@ -102,6 +113,7 @@ async def run(settings: NotifierSettings) -> None:
                 group.create_task(results.run()),
                 group.create_task(requests.run()),
                 group.create_task(events.run()),
+                group.create_task(seat_maps.run()),
                 group.create_task(
                     positions.run(pool, committed, refresh_s=settings.position_refresh_s)
                 ),

@@ -8,7 +8,7 @@ from ticketing_common.metrics import LATENCY_BUCKETS
 
 WATCH_STREAMS = Gauge(
     "ticketing_notifier_watch_streams",
-    "Open watch streams, by kind (reservation, event).",
+    "Open watch streams, by kind (reservation, event, seat_map).",
     ["kind"],
 )
 DECIDE_TO_STREAM = Histogram(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -25,10 +26,12 @@ from ticketing_common.auth import Identity, caller
 from ticketing_common.domain import DECIDED_VERSION, parse_uuid
 from ticketing_common.errors import (
     DependencyUnavailable,
+    FailedPrecondition,
     NotFound,
     Reason,
     ResourceExhausted,
     Unavailable,
+    Violations,
 )
 from ticketing_common.failures import is_transient
 from ticketing_common.status import DEPENDENCY_RETRY_AFTER_S
@@ -38,6 +41,7 @@ from .events import EventWatch
 from .feeds import Feed
 from .hub import PendingRequests, WatchHub
 from .positions import LEFT, Place, QueuePositions
+from .seat_maps import SeatMapWatch
 
 log = structlog.get_logger(__name__)
 
@@ -59,11 +63,13 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
         recheck_s: float,
         catch_up_timeout_s: float,
         events: EventWatch,
+        seat_maps: SeatMapWatch,
         positions: QueuePositions,
         position_interval_s: float,
         max_watches_per_subject: int = 0,
     ) -> None:
         self._events = events
+        self._seat_maps = seat_maps
         self._positions = positions
         self._position_interval_s = position_interval_s
         self._pool = pool
@@ -218,6 +224,40 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                 if update != last:
                     last = update
                     yield pb.WatchEventResponse(event=update)
+
+    async def WatchSeatMap(
+        self,
+        request: pb.WatchSeatMapRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.WatchSeatMapResponse]:
+        problems = Violations()
+        event_id = problems.check(parse_uuid, "event_id", request.event_id)
+        if request.from_version < 0:
+            problems.add("from_version", f"must be 0 or a version seen, got {request.from_version}")
+        problems.raise_if_any()
+        assert event_id is not None
+        with self._counted(caller()):
+            with _store_outage("event store"):
+                start = await self._seat_maps.start(uuid.UUID(event_id), request.from_version)
+                if start is None:
+                    events = await self._events.read([event_id])
+            if start is None:
+                if not events:
+                    raise NotFound(
+                        f"event {event_id} not found",
+                        reason=Reason.EVENT_NOT_FOUND,
+                        metadata={"event_id": event_id},
+                    )
+                raise FailedPrecondition(
+                    f"event {event_id} has no seating plan (general admission): "
+                    "WatchEvent shows its seats",
+                    reason=Reason.EVENT_NOT_SEATED,
+                    metadata={"event_id": event_id},
+                )
+            version, first = start
+            with _store_outage("event store"):
+                async for update in self._seat_maps.watch(uuid.UUID(event_id), version, first):
+                    yield update
 
 
 def _response(

@@ -24,8 +24,14 @@ class NotifierSettings(PostgresClient):
         0.25,
         gt=0,
         le=10,
-        description="WatchEvent: a watched event touched by decisions is re-read (one query for "
-        "all its watchers) and sent at most this often",
+        description="WatchEvent and WatchSeatMap: a watched event touched by decisions is re-read "
+        "(one query for all its watchers) and sent at most this often",
+    )
+    seat_map_refresh_s: float = Field(
+        2.0,
+        gt=0,
+        description="WatchSeatMap: every watched seat map is read for new changes this often, "
+        "should a result record be missed",
     )
     event_refresh_s: float = Field(
         1.0,

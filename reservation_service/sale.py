@@ -91,6 +91,13 @@ class SaleControl:
             end = (
                 row["sale_end_at"] if isinstance(changes.sale_end_at, Keep) else changes.sale_end_at
             )
+            if event.seated and capacity != row["capacity"]:
+                raise FailedPrecondition(
+                    f"event {event_id} is seated: its capacity is its seating plan's "
+                    f"({row['capacity']}), which cannot change",
+                    reason=Reason.EVENT_SEATED,
+                    metadata={"event_id": event_id, "capacity": str(row["capacity"])},
+                )
             problems = Violations()
             sold = row["held"] + row["confirmed"]
             if not sold <= capacity <= MAX_CAPACITY or capacity < 1:

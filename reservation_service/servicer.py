@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,7 @@ from ticketing_common.errors import (
     Reason,
     Violations,
 )
+from ticketing_common.storage.seat_maps import read_map
 
 from .listing import PageTokens, list_events, list_reservations, page_size
 from .sale import SaleControl
@@ -60,6 +62,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             new.hold_ttl,
             new.window,
             new.priority_tiers,
+            new.plan,
         )
         log.info(
             "event_created",
@@ -156,6 +159,26 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         event = await self._sale.set_state(event_id, state)
         log.info("sale_state_changed", event_id=event_id, state=state.value)
         return event.to_proto()
+
+    async def GetSeatMap(
+        self, request: pb.GetSeatMapRequest, context: Context
+    ) -> pb.GetSeatMapResponse:
+        event_id = parse_uuid("event_id", request.event_id)
+        async with self._pool.acquire() as conn:
+            seat_map = await read_map(conn, uuid.UUID(event_id))
+        if seat_map is not None:
+            return pb.GetSeatMapResponse(seat_map=seat_map)
+        if await self._store.get_event(event_id) is None:
+            raise NotFound(
+                f"event {event_id} not found",
+                reason=Reason.EVENT_NOT_FOUND,
+                metadata={"event_id": event_id},
+            )
+        raise FailedPrecondition(
+            f"event {event_id} has no seating plan (general admission): GetEvent shows its seats",
+            reason=Reason.EVENT_NOT_SEATED,
+            metadata={"event_id": event_id},
+        )
 
     async def ListEvents(
         self, request: pb.ListEventsRequest, context: Context

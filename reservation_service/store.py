@@ -3,15 +3,18 @@ gateway recorded them (Redis)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
 
 from ticketing_common.domain import Event, Money, Reservation
+from ticketing_common.storage import seats
 from ticketing_common.storage.accepted import AcceptedRequests, State
 from ticketing_common.storage.queries import fetch_event, fetch_reservation, insert_event
 
 from .cancel import Cancellations
+from .seating_plan import Plan
 
 
 class Store:
@@ -32,18 +35,24 @@ class Store:
         hold_ttl: timedelta | None,
         window: tuple[datetime | None, datetime | None],
         priority_tiers: tuple[str, ...] = (),
+        plan: Plan | None = None,
     ) -> Event:
-        return await insert_event(
-            self._pool,
-            name,
-            capacity,
-            per_user_limit,
-            queue_ttl,
-            price,
-            hold_ttl,
-            window,
-            priority_tiers,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            event = await insert_event(
+                conn,
+                name,
+                capacity,
+                per_user_limit,
+                queue_ttl,
+                price,
+                hold_ttl,
+                window,
+                priority_tiers,
+                seated=plan is not None,
+            )
+            if plan is not None:
+                await seats.insert_plan(conn, uuid.UUID(event.event_id), plan.sections)
+        return event
 
     async def cancel(self, reservation: Reservation) -> Reservation:
         return await self._cancellations.cancel(reservation)

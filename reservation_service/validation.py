@@ -15,6 +15,7 @@ from ticketing_common.domain import Money, parse_uuid
 from ticketing_common.errors import InvalidArgument, Violations
 
 from .sale import KEEP, MAX_CAPACITY, Changes
+from .seating_plan import Plan, validate_plan
 
 MAX_NAME = 200
 DEFAULT_QUEUE_TTL = timedelta(minutes=10)
@@ -40,15 +41,27 @@ class NewEvent:
     hold_ttl: timedelta | None
     window: tuple[datetime | None, datetime | None]
     priority_tiers: tuple[str, ...]
+    plan: Plan | None = None
 
 
 def validate_create(request: pb.CreateEventRequest) -> NewEvent:
     """The event ``request`` asks for, or one InvalidArgument naming every bad field."""
     problems = Violations()
     name = problems.check(_name, "name", request.name)
-    if not 1 <= request.capacity <= MAX_CAPACITY:
+    price = _price(request, problems)
+    plan = None
+    capacity = request.capacity
+    if request.HasField("seating_plan"):
+        plan = validate_plan(request.seating_plan, price, problems)
+        if plan is not None and request.capacity not in (0, plan.places):
+            problems.add(
+                "capacity",
+                f"must be 0 or the seating plan's places ({plan.places}), got {request.capacity}",
+            )
+        capacity = plan.places if plan is not None else MAX_CAPACITY
+    elif not 1 <= request.capacity <= MAX_CAPACITY:
         problems.add("capacity", f"must be between 1 and {MAX_CAPACITY}, got {request.capacity}")
-    if not 1 <= request.per_user_limit <= max(request.capacity, 1):
+    if not 1 <= request.per_user_limit <= max(capacity, 1):
         problems.add(
             "per_user_limit", f"must be between 1 and capacity, got {request.per_user_limit}"
         )
@@ -57,7 +70,6 @@ def validate_create(request: pb.CreateEventRequest) -> NewEvent:
         queue_ttl = problems.check(
             fields.duration, "queue_ttl", request.queue_ttl, MIN_QUEUE_TTL, MAX_QUEUE_TTL
         )
-    price = _price(request, problems)
     hold_ttl = None
     if request.HasField("hold_ttl"):
         hold_ttl = problems.check(
@@ -76,13 +88,14 @@ def validate_create(request: pb.CreateEventRequest) -> NewEvent:
     assert name is not None and queue_ttl is not None
     return NewEvent(
         name=name,
-        capacity=request.capacity,
+        capacity=capacity,
         per_user_limit=request.per_user_limit,
         queue_ttl=queue_ttl,
         price=price,
         hold_ttl=hold_ttl,
         window=(start, end),
         priority_tiers=tiers,
+        plan=plan,
     )
 
 

@@ -13,6 +13,7 @@ from ticketing.queue.v1 import queue_pb2
 from .decisions import Request
 from .domain import from_timestamp, timestamp
 from .record_keys import RecordKeys
+from .seating import MAX_CHOSEN, valid_id
 
 # Longest user_id / idempotency_key the gateway accepts.
 MAX_TEXT = 128
@@ -29,6 +30,9 @@ def encode_request(request: Request, keys: RecordKeys) -> bytes:
         accept_time=timestamp(request.accepted_at),
         tier=request.tier,
         sequence=request.sequence,
+        section_id=request.section_id,
+        seat_ids=request.seat_ids,
+        accessible=request.accessible,
     )
     keys.sign(message)
     return message.SerializeToString()
@@ -79,6 +83,16 @@ def request_from(
         accepted_at: datetime = from_timestamp(message.accept_time)
     except (ValueError, OverflowError):
         raise UndecodableRecord("accept_time is out of range") from None
+    if message.section_id and not valid_id(message.section_id):
+        raise UndecodableRecord("section_id is not a valid id")
+    if len(message.seat_ids) > MAX_CHOSEN or not all(map(valid_id, message.seat_ids)):
+        raise UndecodableRecord(f"seat_ids are more than {MAX_CHOSEN} or not valid ids")
+    if message.seat_ids and (
+        message.section_id
+        or message.quantity != len(message.seat_ids)
+        or len(set(message.seat_ids)) != len(message.seat_ids)
+    ):
+        raise UndecodableRecord("seat_ids must be distinct, as many as quantity, no section_id")
     return Request(
         reservation_id=reservation_id,
         event_id=event_id,
@@ -90,6 +104,9 @@ def request_from(
         offset=offset,
         tier=message.tier[:MAX_TEXT],
         sequence=max(0, message.sequence),
+        section_id=message.section_id,
+        seat_ids=tuple(message.seat_ids),
+        accessible=message.accessible,
     )
 
 

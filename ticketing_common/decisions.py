@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .domain import RejectReason, Status
+from .seating import SeatMap, SeatRef, SeatState, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,23 @@ class Request:
     tier: str = ""
     # Its number in the event's line (0: not numbered); see queue.proto.
     sequence: int = 0
+    # A seated event: best available in this section, or exactly these
+    # seats; and whether it asks for accessible seats.
+    section_id: str = ""
+    seat_ids: tuple[str, ...] = ()
+    accessible: bool = False
+
+    @property
+    def shape(self) -> str:
+        """What the request asks for, as recorded to compare two uses of one
+        idempotency key: the quantity (all a general-admission request
+        asks), and for a seated request where, after a ``|``."""
+        if not (self.section_id or self.seat_ids or self.accessible):
+            return str(self.quantity)
+        where = (
+            f"seats={','.join(self.seat_ids)}" if self.seat_ids else f"section={self.section_id}"
+        )
+        return f"{self.quantity}|{where}{';accessible' if self.accessible else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +91,8 @@ class Decision:
     request: Request
     status: Status
     reject_reason: RejectReason | None = None
+    # A seated event's winner: its seats.
+    seats: tuple[SeatRef, ...] = ()
 
 
 @dataclass(slots=True)
@@ -83,14 +103,15 @@ class BatchOutcome:
     seats_confirmed: int = 0
     seats_held: int = 0
 
-    def win(self, request: Request, seats: Seats) -> None:
-        """``request`` gets its seats: held for payment, or sold at once."""
+    def win(self, request: Request, seats: Seats, given: tuple[SeatRef, ...] = ()) -> None:
+        """``request`` gets its seats (``given``, of a seated event): held
+        for payment, or sold at once."""
         if seats.hold_ttl is None:
             self.seats_confirmed += request.quantity
-            self.decisions.append(Decision(request, Status.CONFIRMED))
+            self.decisions.append(Decision(request, Status.CONFIRMED, seats=given))
         else:
             self.seats_held += request.quantity
-            self.decisions.append(Decision(request, Status.HELD))
+            self.decisions.append(Decision(request, Status.HELD, seats=given))
 
     @property
     def seats_taken(self) -> int:
@@ -226,6 +247,130 @@ def settle_waitlist(
             blocked = True
             taken[request.user_id] = already + request.quantity
     return outcome
+
+
+_REFUSALS = {
+    Verdict.SEAT_TAKEN: RejectReason.SEAT_TAKEN,
+    Verdict.NO_SEATS_TOGETHER: RejectReason.NO_SEATS_TOGETHER,
+    Verdict.SOLD_OUT: RejectReason.SOLD_OUT,
+}
+
+
+def _seated(seats: Seats, plan: SeatMap, request: Request, outcome: BatchOutcome) -> Verdict | None:
+    """Decides ``request`` against the seat map (which it changes when it
+    wins); returns WAIT when the request is to wait, else None (decided,
+    in ``outcome``). Ids the plan does not know are REJECTED/INVALID."""
+    if request.seat_ids:
+        if not all(plan.knows(seat) for seat in request.seat_ids):
+            outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.INVALID))
+            return None
+        choice = plan.chosen(request.seat_ids, accessible=request.accessible)
+    elif request.section_id and not plan.has_section(request.section_id):
+        outcome.decisions.append(Decision(request, Status.REJECTED, RejectReason.INVALID))
+        return None
+    else:
+        choice = plan.best_available(
+            request.quantity, section_id=request.section_id or None, accessible=request.accessible
+        )
+    if choice.verdict is Verdict.WAIT:
+        return Verdict.WAIT
+    if choice.verdict is Verdict.GRANTED:
+        plan.set_state(
+            [s.seat_id for s in choice.seats],
+            SeatState.SOLD if seats.hold_ttl is None else SeatState.HELD,
+        )
+        outcome.win(request, seats, choice.seats)
+    else:
+        outcome.decisions.append(Decision(request, Status.REJECTED, _REFUSALS[choice.verdict]))
+    return None
+
+
+def decide_seated(
+    seats: Seats,
+    plan: SeatMap,
+    user_seats: Mapping[str, int],
+    requests: Sequence[Request],
+    now: datetime,
+) -> BatchOutcome:
+    """``decide`` for a seated event: the same checks in the same order
+    (queue TTL, sale, per-user limit in seats, pause), then the seats from
+    ``plan``, which the winners' seats are marked taken in:
+
+    - chosen seats (``seat_ids``): granted when all are available, else
+      REJECTED/SEAT_TAKEN (nobody waits on someone else's hold);
+    - else the best block of ``quantity`` seats together, in ``section_id``
+      or anywhere: granted if one is free; QUEUED on the waitlist when only
+      held seats stand in the way (a hold may run out); else
+      REJECTED/NO_SEATS_TOGETHER, or SOLD_OUT when no seat is left at all.
+
+    Unlike general admission, a waiting request does not stop the line:
+    it waits for a block that includes held seats, and free seats that
+    cannot serve it go to whoever they serve, in queue order (released
+    seats go to the waitlist first: ``settle_seated``). The priority lane
+    is decided first, as in ``decide``."""
+    outcome = BatchOutcome()
+    taken: dict[str, int] = dict(user_seats)
+    seen: set[str] = set()
+    for request in sorted(requests, key=lambda r: -seats.lane(r)):
+        if request.reservation_id in seen:
+            outcome.duplicates.append(request)
+            continue
+        seen.add(request.reservation_id)
+        already = taken.get(request.user_id, 0)
+        if _refused_first(seats, request, already, now, outcome):
+            continue
+        if seats.paused or _seated(seats, plan, request, outcome) is Verdict.WAIT:
+            outcome.decisions.append(Decision(request, Status.QUEUED))
+            taken[request.user_id] = already + request.quantity
+        elif outcome.decisions[-1].status is not Status.REJECTED:
+            taken[request.user_id] = already + request.quantity
+    return outcome
+
+
+def settle_seated(
+    seats: Seats,
+    plan: SeatMap,
+    waiting: Sequence[Request],
+    now: datetime,
+    granted: Mapping[str, int],
+) -> BatchOutcome:
+    """``settle_waitlist`` for a seated event: walking the waitlist (the
+    priority lane first, each lane in queue order), each request is
+    refused, served or kept as ``decide_seated`` would decide it now; one
+    that must wait on holds keeps its place without stopping those behind
+    it. Only requests whose state changes are in the outcome."""
+    outcome = BatchOutcome()
+    taken: dict[str, int] = dict(granted)
+    for request in waiting:
+        already = taken.get(request.user_id, 0)
+        if _refused_first(seats, request, already, now, outcome):
+            continue
+        if (
+            seats.paused
+            or _seated(seats, plan, request, outcome) is Verdict.WAIT
+            or outcome.decisions[-1].status is not Status.REJECTED
+        ):
+            taken[request.user_id] = already + request.quantity
+    return outcome
+
+
+def _refused_first(
+    seats: Seats, request: Request, already: int, now: datetime, outcome: BatchOutcome
+) -> bool:
+    """The refusals that come before seats are looked at, as in ``decide``:
+    queue TTL (not while paused), sale closed or outside its window, the
+    per-user limit. True if ``request`` was refused (in ``outcome``)."""
+    refused = seats.refuses(request)
+    if not (seats.paused and not refused) and now - request.accepted_at > seats.queue_ttl:
+        reason = RejectReason.EXPIRED_IN_QUEUE
+    elif refused:
+        reason = RejectReason.SALE_CLOSED
+    elif already + request.quantity > seats.per_user_limit:
+        reason = RejectReason.LIMIT_EXCEEDED
+    else:
+        return False
+    outcome.decisions.append(Decision(request, Status.REJECTED, reason))
+    return True
 
 
 def reject_all(requests: Sequence[Request], reason: RejectReason) -> BatchOutcome:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ticketing.v1 import reservation_pb2 as pb
 
 from .errors import InvalidArgument
+from .seating import SeatRef
 
 
 class Status(StrEnum):
@@ -58,6 +60,8 @@ class RejectReason(StrEnum):
     EXPIRED_IN_QUEUE = "EXPIRED_IN_QUEUE"
     INVALID = "INVALID"
     INTERNAL = "INTERNAL"
+    SEAT_TAKEN = "SEAT_TAKEN"
+    NO_SEATS_TOGETHER = "NO_SEATS_TOGETHER"
 
     def to_proto(self) -> pb.RejectReason.ValueType:
         return pb.RejectReason.Value(f"REJECT_REASON_{self.value}")
@@ -173,6 +177,8 @@ class Reservation:
     payment_status: PaymentStatus | None = None
     # Decided in the event's priority lane.
     priority: bool = False
+    # A seated event's seats given to it.
+    seats: tuple[SeatRef, ...] = ()
 
     @property
     def settled(self) -> bool:
@@ -216,6 +222,13 @@ class Reservation:
             message.payment_id = self.payment_id
         if self.payment_status is not None:
             message.payment_status = self.payment_status.to_proto()
+        for seat in self.seats:
+            standing = not seat.row_id  # a place of a standing section has no id of its own
+            message.seats.add(
+                section_id=seat.section_id,
+                row_id=seat.row_id,
+                seat_id="" if standing else seat.seat_id,
+            )
         return message
 
     @classmethod
@@ -238,6 +251,7 @@ class Reservation:
             payment_id=str(row["payment_id"]) if row["payment_id"] else None,
             payment_status=PaymentStatus(row["payment_status"]) if row["payment_status"] else None,
             priority=row["lane"] == 1,
+            seats=tuple(SeatRef(*seat) for seat in json.loads(row["seats"] or "[]")),
         )
 
 
@@ -261,6 +275,7 @@ class Event:
     sale_start_at: datetime | None = None
     sale_end_at: datetime | None = None
     priority_tiers: tuple[str, ...] = ()
+    seated: bool = False
 
     def to_proto(self) -> pb.Event:
         queue_ttl = Duration()
@@ -278,6 +293,7 @@ class Event:
             waitlisted=self.waitlisted,
             sale_state=self.sale_state.to_proto(),
             priority_tiers=self.priority_tiers,
+            seated=self.seated,
         )
         if self.sale_start_at is not None:
             message.sale_start_time.CopyFrom(timestamp(self.sale_start_at))
@@ -313,6 +329,7 @@ class Event:
             sale_start_at=row["sale_start_at"],
             sale_end_at=row["sale_end_at"],
             priority_tiers=tuple(row["priority_tiers"]),
+            seated=row["seated"],
         )
 
 

@@ -68,7 +68,7 @@ def canonical(message: queue_pb2.ReservationRequested) -> bytes:
     records encode alike (protobuf's own encoding is not canonical: fields
     may come in any order, repeated or with default values spelled out)."""
     accept = message.accept_time
-    fields = (
+    fields: tuple[bytes, ...] = (
         _DOMAIN,
         message.key_id.encode("utf-8", "surrogatepass"),
         message.reservation_id.encode("utf-8", "surrogatepass"),
@@ -81,6 +81,15 @@ def canonical(message: queue_pb2.ReservationRequested) -> bytes:
         message.tier.encode("utf-8", "surrogatepass"),
         struct.pack(">q", message.sequence),
     )
+    if message.section_id or message.seat_ids or message.accessible:
+        # Seated requests' fields, after a marker no other field can be (a
+        # record without them signs as before seating existed).
+        fields += (
+            b"seats",
+            message.section_id.encode("utf-8", "surrogatepass"),
+            struct.pack(">I?", len(message.seat_ids), message.accessible),
+            *(seat.encode("utf-8", "surrogatepass") for seat in message.seat_ids),
+        )
     return b"".join(struct.pack(">I", len(f)) + f for f in fields)
 
 

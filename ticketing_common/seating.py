@@ -23,9 +23,19 @@ go only to a request that asks for them; blocked seats never go.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+# Section, row and seat ids: short, printable, safe in a URL and a terminal.
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# Most seats one request may choose by id.
+MAX_CHOSEN = 100
+
+
+def valid_id(text: str) -> bool:
+    return _ID.fullmatch(text) is not None
 
 
 class SeatState(StrEnum):
@@ -55,8 +65,32 @@ class PlanRow:
 
 @dataclass(frozen=True, slots=True)
 class PlanSection:
+    """Seated with rows; standing (general admission) without, with
+    ``capacity`` places. ``price_minor`` None: the event's price."""
+
     section_id: str
     rows: tuple[PlanRow, ...]
+    name: str = ""
+    price_minor: int | None = None
+    capacity: int = 0
+
+    @property
+    def standing(self) -> bool:
+        return not self.rows
+
+    def place_ids(self) -> tuple[str, ...]:
+        """The ids of a standing section's places (``~`` is in no plan's
+        ids, so they cannot clash with a seat's); a seated one's seats."""
+        if self.standing:
+            return tuple(f"{self.section_id}~{n}" for n in range(1, self.capacity + 1))
+        return tuple(seat for row in self.rows for seat in row.seat_ids)
+
+    @property
+    def sellable(self) -> int:
+        """Places that can be sold: not blocked."""
+        if self.standing:
+            return self.capacity
+        return sum(len(r.seat_ids) - len(r.blocked) for r in self.rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +146,7 @@ class Runs:
 
 @dataclass
 class _Row:
+    section: int  # its section's place in the plan
     section_id: str
     plan: PlanRow
     # For general requests, and for those asking for accessible seats: the
@@ -122,6 +157,42 @@ class _Row:
     open_accessible: Runs = field(init=False)
 
 
+# The four indexes of a row, by (accessible, open).
+_KINDS = ("free", "open", "free_accessible", "open_accessible")
+
+
+class _Longest:
+    """For one kind of run, per section, how many rows have a run of at
+    least k seats (k from 1 to the longest row): which sections can serve a
+    request is known without looking at a row."""
+
+    def __init__(self, sections: int, longest_row: int) -> None:
+        self._at_least = [[0] * (longest_row + 1) for _ in range(sections)]
+
+    def move(self, section: int, before: int, after: int) -> None:
+        counts = self._at_least[section]
+        for k in range(after + 1, before + 1):
+            counts[k] -= 1
+        for k in range(before + 1, after + 1):
+            counts[k] += 1
+
+    def any(self, section: int, quantity: int) -> bool:
+        counts = self._at_least[section]
+        return quantity < len(counts) and counts[quantity] > 0
+
+
+class _Standing:
+    """A standing section's places: any of them serve, together or not."""
+
+    def __init__(self, places: Sequence[str], states: dict[str, SeatState]) -> None:
+        self.places = tuple(places)
+        self.free = [p for p in reversed(self.places) if states[p] is SeatState.AVAILABLE]
+        self.held = sum(1 for p in self.places if states[p] is SeatState.HELD)
+
+    def take(self, quantity: int) -> list[str]:
+        return self.free[-1 : -quantity - 1 : -1]
+
+
 class SeatMap:
     """A seated event's seats and their states; see the module's docstring."""
 
@@ -129,13 +200,22 @@ class SeatMap:
         self, sections: Sequence[PlanSection], states: dict[str, SeatState] | None = None
     ) -> None:
         self._sections = tuple(sections)
+        self._order = {s.section_id: i for i, s in enumerate(self._sections)}
         self._rows: dict[str, list[_Row]] = {}
+        self._standing: dict[str, _Standing] = {}
         self._where: dict[str, tuple[_Row, int]] = {}
+        self._place_of: dict[str, str] = {}
         self.states: dict[str, SeatState] = {}
-        for section in self._sections:
+        longest_row = max((len(r.seat_ids) for s in sections for r in s.rows), default=0)
+        self._longest = {kind: _Longest(len(self._sections), longest_row) for kind in _KINDS}
+        for number, section in enumerate(self._sections):
             rows = self._rows.setdefault(section.section_id, [])
+            if section.standing:
+                for place in section.place_ids():
+                    self.states[place] = SeatState.AVAILABLE
+                    self._place_of[place] = section.section_id
             for plan_row in section.rows:
-                row = _Row(section.section_id, plan_row)
+                row = _Row(number, section.section_id, plan_row)
                 rows.append(row)
                 for i, seat in enumerate(plan_row.seat_ids):
                     self._where[seat] = (row, i)
@@ -144,11 +224,19 @@ class SeatMap:
         for seat, state in (states or {}).items():
             if self.states.get(seat) is not SeatState.BLOCKED:
                 self.states[seat] = state
+        for section in self._sections:
+            if section.standing:
+                self._standing[section.section_id] = _Standing(section.place_ids(), self.states)
         for rows in self._rows.values():
             for row in rows:
-                self._index(row)
+                self._index(row, fresh=True)
 
-    def _index(self, row: _Row) -> None:
+    @property
+    def sections(self) -> tuple[PlanSection, ...]:
+        return self._sections
+
+    def _index(self, row: _Row, *, fresh: bool = False) -> None:
+        before = {kind: 0 if fresh else getattr(row, kind).longest for kind in _KINDS}
         seats = row.plan.seat_ids
         general = [s not in row.plan.accessible for s in seats]
         free = [self.states[s] is SeatState.AVAILABLE for s in seats]
@@ -157,25 +245,55 @@ class SeatMap:
         row.open = Runs([o and g for o, g in zip(opened, general, strict=True)])
         row.free_accessible = Runs(free)
         row.open_accessible = Runs(opened)
+        for kind in _KINDS:
+            self._longest[kind].move(row.section, before[kind], getattr(row, kind).longest)
 
     def best_available(
         self, quantity: int, *, section_id: str | None = None, accessible: bool = False
     ) -> Choice:
         """The best block of ``quantity`` seats together (in ``section_id``,
-        or anywhere), or why there is none."""
-        sections = [s for s in self._sections if section_id is None or s.section_id == section_id]
-        rows = [row for s in sections for row in self._rows[s.section_id]]
-        for row in rows:
-            runs = row.free_accessible if accessible else row.free
-            if runs.longest >= quantity:
-                first = runs.best(quantity)
-                assert first is not None
-                return Choice(Verdict.GRANTED, self._refs(row, first, quantity))
-        if any((r.open_accessible if accessible else r.open).longest >= quantity for r in rows):
-            return Choice(Verdict.WAIT)
-        if any((r.open_accessible if accessible else r.open).longest for r in rows):
-            return Choice(Verdict.NO_SEATS_TOGETHER)
-        return Choice(Verdict.SOLD_OUT)
+        or anywhere), or why there is none. A standing section serves any
+        ``quantity`` of its places that are free."""
+        sections = (
+            self._sections
+            if section_id is None
+            else [s for s in self._sections if s.section_id == section_id]
+        )
+        free_kind, open_kind = (
+            ("free_accessible", "open_accessible") if accessible else ("free", "open")
+        )
+        for section in sections:
+            if section.standing:
+                standing = self._standing[section.section_id]
+                if len(standing.free) >= quantity:
+                    places = standing.take(quantity)
+                    return Choice(
+                        Verdict.GRANTED, tuple(SeatRef(section.section_id, "", p) for p in places)
+                    )
+                continue
+            if not self._longest[free_kind].any(self._order[section.section_id], quantity):
+                continue
+            for row in self._rows[section.section_id]:
+                runs: Runs = getattr(row, free_kind)
+                if runs.longest >= quantity:
+                    first = runs.best(quantity)
+                    assert first is not None
+                    return Choice(Verdict.GRANTED, self._refs(row, first, quantity))
+        could = False
+        left = False
+        for section in sections:
+            if section.standing:
+                standing = self._standing[section.section_id]
+                opened = len(standing.free) + standing.held
+                could = could or opened >= quantity
+                left = left or opened > 0
+            else:
+                number = self._order[section.section_id]
+                could = could or self._longest[open_kind].any(number, quantity)
+                left = left or self._longest[open_kind].any(number, 1)
+            if could:
+                return Choice(Verdict.WAIT)
+        return Choice(Verdict.NO_SEATS_TOGETHER if left else Verdict.SOLD_OUT)
 
     def chosen(self, seat_ids: Iterable[str], *, accessible: bool = False) -> Choice:
         """Exactly these seats (all known to the map): granted when every one
@@ -192,14 +310,53 @@ class SeatMap:
         return Choice(Verdict.GRANTED, tuple(refs))
 
     def knows(self, seat_id: str) -> bool:
+        """``seat_id`` is a seat of a seated section (places of standing
+        sections are not chosen by id)."""
         return seat_id in self._where
+
+    def accessible(self, seat_id: str) -> bool:
+        where = self._where.get(seat_id)
+        return where is not None and seat_id in where[0].plan.accessible
+
+    def prices(self) -> dict[str, int | None]:
+        """Each section's price (None: the event's)."""
+        return {s.section_id: s.price_minor for s in self._sections}
+
+    def has_section(self, section_id: str) -> bool:
+        return section_id in self._order
+
+    def section_of(self, seat_id: str) -> str:
+        """The section of a seat or a standing place."""
+        if seat_id in self._place_of:
+            return self._place_of[seat_id]
+        return self._where[seat_id][0].section_id
+
+    def ref(self, seat_id: str) -> SeatRef:
+        if seat_id in self._place_of:
+            return SeatRef(self._place_of[seat_id], "", seat_id)
+        row, _ = self._where[seat_id]
+        return SeatRef(row.section_id, row.plan.row_id, seat_id)
 
     def set_state(self, seats: Iterable[str], state: SeatState) -> None:
         """Seats change state (a hold, a sale, a release); the indexes follow."""
         touched: dict[int, _Row] = {}
         for seat in seats:
-            assert self.states[seat] is not SeatState.BLOCKED, f"{seat} is blocked"
+            before = self.states[seat]
+            assert before is not SeatState.BLOCKED, f"{seat} is blocked"
             self.states[seat] = state
+            if seat in self._place_of:
+                standing = self._standing[self._place_of[seat]]
+                if before is SeatState.AVAILABLE and state is not SeatState.AVAILABLE:
+                    # Taken from the top (take's order), so O(1) but for
+                    # a state set from outside.
+                    if standing.free and standing.free[-1] == seat:
+                        standing.free.pop()
+                    else:
+                        standing.free.remove(seat)
+                elif before is not SeatState.AVAILABLE and state is SeatState.AVAILABLE:
+                    standing.free.append(seat)
+                standing.held += (state is SeatState.HELD) - (before is SeatState.HELD)
+                continue
             row, _ = self._where[seat]
             touched[id(row)] = row
         for row in touched.values():

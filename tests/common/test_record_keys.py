@@ -58,7 +58,27 @@ CHANGES: dict[str, Callable[[queue_pb2.ReservationRequested], object]] = {
     "tier": lambda m: setattr(m, "tier", ""),
     "sequence": lambda m: setattr(m, "sequence", 1),
     "key_id": lambda m: setattr(m, "key_id", "k-old"),
+    "section_id": lambda m: setattr(m, "section_id", "front"),
+    "seat_ids": lambda m: m.seat_ids.append("A-1-1"),
+    "accessible": lambda m: setattr(m, "accessible", True),
 }
+
+
+def test_a_seated_record_signs_its_seats_in_order() -> None:
+    keys = keys_on("k-new")
+    message = signed(keys)
+    message.quantity = 2
+    message.seat_ids.extend(["A-1-1", "A-1-2"])
+    keys.sign(message)
+    assert keys.verify(message) is None
+    swapped = queue_pb2.ReservationRequested()
+    swapped.CopyFrom(message)
+    swapped.seat_ids[:] = ["A-1-2", "A-1-1"]
+    assert keys.verify(swapped) is Refusal.BAD_MAC
+    moved = queue_pb2.ReservationRequested()
+    moved.CopyFrom(message)
+    moved.seat_ids[:] = ["A-1-1", "A-1-3"]
+    assert keys.verify(moved) is Refusal.BAD_MAC
 
 
 def test_changes_cover_every_field_of_the_record() -> None:

@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from ticketing.v1 import reservation_pb2 as ticketing_dot_v1_dot_reservation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ticketing/v1/gateway_service.proto\x12\x0cticketing.v1\x1a\x1eticketing/v1/reservation.proto\"\\\n\x0eReserveRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tJ\x04\x08\x02\x10\x03R\x07user_id\"`\n\x12ReserveSyncRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tJ\x04\x08\x02\x10\x03R\x07user_id\"E\n\x13ReserveSyncResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"\xc2\x01\n\x0fReserveResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.ticketing.v1.ReservationStatus\x12\x31\n\rreject_reason\x18\x03 \x01(\x0e\x32\x1a.ticketing.v1.RejectReason\x12\x33\n\x0equeue_position\x18\x04 \x01(\x0b\x32\x1b.ticketing.v1.QueuePosition2\xac\x01\n\x0eGatewayService\x12\x46\n\x07Reserve\x12\x1c.ticketing.v1.ReserveRequest\x1a\x1d.ticketing.v1.ReserveResponse\x12R\n\x0bReserveSync\x12 .ticketing.v1.ReserveSyncRequest\x1a!.ticketing.v1.ReserveSyncResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"ticketing/v1/gateway_service.proto\x12\x0cticketing.v1\x1a\x1eticketing/v1/reservation.proto\"\x96\x01\n\x0eReserveRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\x12\x12\n\nsection_id\x18\x05 \x01(\t\x12\x10\n\x08seat_ids\x18\x06 \x03(\t\x12\x12\n\naccessible\x18\x07 \x01(\x08J\x04\x08\x02\x10\x03R\x07user_id\"`\n\x12ReserveSyncRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\tJ\x04\x08\x02\x10\x03R\x07user_id\"E\n\x13ReserveSyncResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"\xc2\x01\n\x0fReserveResponse\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.ticketing.v1.ReservationStatus\x12\x31\n\rreject_reason\x18\x03 \x01(\x0e\x32\x1a.ticketing.v1.RejectReason\x12\x33\n\x0equeue_position\x18\x04 \x01(\x0b\x32\x1b.ticketing.v1.QueuePosition2\xac\x01\n\x0eGatewayService\x12\x46\n\x07Reserve\x12\x1c.ticketing.v1.ReserveRequest\x1a\x1d.ticketing.v1.ReserveResponse\x12R\n\x0bReserveSync\x12 .ticketing.v1.ReserveSyncRequest\x1a!.ticketing.v1.ReserveSyncResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.v1.gateway_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESERVEREQUEST']._serialized_start=84
-  _globals['_RESERVEREQUEST']._serialized_end=176
-  _globals['_RESERVESYNCREQUEST']._serialized_start=178
-  _globals['_RESERVESYNCREQUEST']._serialized_end=274
-  _globals['_RESERVESYNCRESPONSE']._serialized_start=276
-  _globals['_RESERVESYNCRESPONSE']._serialized_end=345
-  _globals['_RESERVERESPONSE']._serialized_start=348
-  _globals['_RESERVERESPONSE']._serialized_end=542
-  _globals['_GATEWAYSERVICE']._serialized_start=545
-  _globals['_GATEWAYSERVICE']._serialized_end=717
+  _globals['_RESERVEREQUEST']._serialized_start=85
+  _globals['_RESERVEREQUEST']._serialized_end=235
+  _globals['_RESERVESYNCREQUEST']._serialized_start=237
+  _globals['_RESERVESYNCREQUEST']._serialized_end=333
+  _globals['_RESERVESYNCRESPONSE']._serialized_start=335
+  _globals['_RESERVESYNCRESPONSE']._serialized_end=404
+  _globals['_RESERVERESPONSE']._serialized_start=407
+  _globals['_RESERVERESPONSE']._serialized_end=601
+  _globals['_GATEWAYSERVICE']._serialized_start=604
+  _globals['_GATEWAYSERVICE']._serialized_end=776
 # @@protoc_insertion_point(module_scope)

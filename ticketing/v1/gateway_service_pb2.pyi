@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from ticketing.v1 import reservation_pb2 as _reservation_pb2
 import builtins as _builtins
 import sys
@@ -24,21 +26,41 @@ class ReserveRequest(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    SECTION_ID_FIELD_NUMBER: _builtins.int
+    SEAT_IDS_FIELD_NUMBER: _builtins.int
+    ACCESSIBLE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     quantity: _builtins.int
-    """Number of seats, at least 1."""
+    """Number of seats, at least 1; with seat_ids, 0 or their number."""
     idempotency_key: _builtins.str
     """Chosen by the client, unique per logical request; required."""
+    section_id: _builtins.str
+    """A seated event only: the best seats together in this section (any
+    section, best first, when empty and no seat_ids are given).
+    """
+    accessible: _builtins.bool
+    """Asks for seats marked accessible in the plan (only such a request gets
+    them; best available then takes accessible and other seats alike).
+    """
+    @_builtins.property
+    def seat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """A seated event only: exactly these seats (no section_id then), granted
+        only if every one is available; else REJECT_REASON_SEAT_TAKEN.
+        """
+
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
         idempotency_key: _builtins.str = ...,
+        section_id: _builtins.str = ...,
+        seat_ids: _abc.Iterable[_builtins.str] | None = ...,
+        accessible: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accessible", b"accessible", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "quantity", b"quantity", "seat_ids", b"seat_ids", "section_id", b"section_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,21 +25,25 @@ _sym_db = _symbol_database.Default()
 from ticketing.v1 import reservation_pb2 as ticketing_dot_v1_dot_reservation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#ticketing/v1/notifier_service.proto\x12\x0cticketing.v1\x1a\x1eticketing/v1/reservation.proto\"%\n\x11WatchEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"8\n\x12WatchEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"1\n\x17WatchReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"\x7f\n\x18WatchReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\x12\x33\n\x0equeue_position\x18\x02 \x01(\x0b\x32\x1b.ticketing.v1.QueuePosition2\xc9\x01\n\x0fNotifierService\x12\x63\n\x10WatchReservation\x12%.ticketing.v1.WatchReservationRequest\x1a&.ticketing.v1.WatchReservationResponse0\x01\x12Q\n\nWatchEvent\x12\x1f.ticketing.v1.WatchEventRequest\x1a .ticketing.v1.WatchEventResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#ticketing/v1/notifier_service.proto\x12\x0cticketing.v1\x1a\x1eticketing/v1/reservation.proto\"=\n\x13WatchSeatMapRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x14\n\x0c\x66rom_version\x18\x02 \x01(\x03\"z\n\x14WatchSeatMapResponse\x12)\n\x08seat_map\x18\x01 \x01(\x0b\x32\x15.ticketing.v1.SeatMapH\x00\x12-\n\x06\x63hange\x18\x02 \x01(\x0b\x32\x1b.ticketing.v1.SeatMapChangeH\x00\x42\x08\n\x06update\"%\n\x11WatchEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"8\n\x12WatchEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"1\n\x17WatchReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"\x7f\n\x18WatchReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\x12\x33\n\x0equeue_position\x18\x02 \x01(\x0b\x32\x1b.ticketing.v1.QueuePosition2\xa2\x02\n\x0fNotifierService\x12\x63\n\x10WatchReservation\x12%.ticketing.v1.WatchReservationRequest\x1a&.ticketing.v1.WatchReservationResponse0\x01\x12Q\n\nWatchEvent\x12\x1f.ticketing.v1.WatchEventRequest\x1a .ticketing.v1.WatchEventResponse0\x01\x12W\n\x0cWatchSeatMap\x12!.ticketing.v1.WatchSeatMapRequest\x1a\".ticketing.v1.WatchSeatMapResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.v1.notifier_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WATCHEVENTREQUEST']._serialized_start=85
-  _globals['_WATCHEVENTREQUEST']._serialized_end=122
-  _globals['_WATCHEVENTRESPONSE']._serialized_start=124
-  _globals['_WATCHEVENTRESPONSE']._serialized_end=180
-  _globals['_WATCHRESERVATIONREQUEST']._serialized_start=182
-  _globals['_WATCHRESERVATIONREQUEST']._serialized_end=231
-  _globals['_WATCHRESERVATIONRESPONSE']._serialized_start=233
-  _globals['_WATCHRESERVATIONRESPONSE']._serialized_end=360
-  _globals['_NOTIFIERSERVICE']._serialized_start=363
-  _globals['_NOTIFIERSERVICE']._serialized_end=564
+  _globals['_WATCHSEATMAPREQUEST']._serialized_start=85
+  _globals['_WATCHSEATMAPREQUEST']._serialized_end=146
+  _globals['_WATCHSEATMAPRESPONSE']._serialized_start=148
+  _globals['_WATCHSEATMAPRESPONSE']._serialized_end=270
+  _globals['_WATCHEVENTREQUEST']._serialized_start=272
+  _globals['_WATCHEVENTREQUEST']._serialized_end=309
+  _globals['_WATCHEVENTRESPONSE']._serialized_start=311
+  _globals['_WATCHEVENTRESPONSE']._serialized_end=367
+  _globals['_WATCHRESERVATIONREQUEST']._serialized_start=369
+  _globals['_WATCHRESERVATIONREQUEST']._serialized_end=418
+  _globals['_WATCHRESERVATIONRESPONSE']._serialized_start=420
+  _globals['_WATCHRESERVATIONRESPONSE']._serialized_end=547
+  _globals['_NOTIFIERSERVICE']._serialized_start=550
+  _globals['_NOTIFIERSERVICE']._serialized_end=840
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,61 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class WatchSeatMapRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    FROM_VERSION_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    from_version: _builtins.int
+    """0: start with the whole map."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        from_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "from_version", b"from_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchSeatMapRequest: _TypeAlias = WatchSeatMapRequest  # noqa: Y015
+
+@_typing.final
+class WatchSeatMapResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_MAP_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seat_map(self) -> _reservation_pb2.SeatMap:
+        """The whole map: the first message, or when the changes after the
+        client's from_version are no longer kept.
+        """
+
+    @_builtins.property
+    def change(self) -> _reservation_pb2.SeatMapChange:
+        """The next version's changes."""
+
+    def __init__(
+        self,
+        *,
+        seat_map: _reservation_pb2.SeatMap | None = ...,
+        change: _reservation_pb2.SeatMapChange | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "seat_map", b"seat_map", "update", b"update"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "seat_map", b"seat_map", "update", b"update"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_update: _TypeAlias = _typing.Literal["seat_map", "change"]  # noqa: Y015
+    _WhichOneofArgType_update: _TypeAlias = _typing.Literal["update", b"update"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_update) -> _WhichOneofReturnType_update | None: ...
+
+Global___WatchSeatMapResponse: _TypeAlias = WatchSeatMapResponse  # noqa: Y015
+
+@_typing.final
 class WatchEventRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

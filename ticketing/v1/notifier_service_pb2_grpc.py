@@ -45,6 +45,11 @@ class NotifierServiceStub:
                 request_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventRequest.SerializeToString,
                 response_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventResponse.FromString,
                 _registered_method=True)
+        self.WatchSeatMap = channel.unary_stream(
+                '/ticketing.v1.NotifierService/WatchSeatMap',
+                request_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchSeatMapRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchSeatMapResponse.FromString,
+                _registered_method=True)
 
 
 class NotifierServiceServicer:
@@ -69,6 +74,17 @@ class NotifierServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSeatMap(self, request, context):
+        """A seated event's seat map, then every change after it, in version
+        order, each version once. With from_version (a version the client has
+        seen), the changes after it come first instead of the map, while they
+        are kept; else the whole map again. General-admission events are
+        FAILED_PRECONDITION, unknown ids NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotifierServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +97,11 @@ def add_NotifierServiceServicer_to_server(servicer, server):
                     servicer.WatchEvent,
                     request_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventRequest.FromString,
                     response_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchEventResponse.SerializeToString,
+            ),
+            'WatchSeatMap': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSeatMap,
+                    request_deserializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchSeatMapRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_notifier__service__pb2.WatchSeatMapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +159,33 @@ class NotifierService:
             '/ticketing.v1.NotifierService/WatchEvent',
             ticketing_dot_v1_dot_notifier__service__pb2.WatchEventRequest.SerializeToString,
             ticketing_dot_v1_dot_notifier__service__pb2.WatchEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSeatMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ticketing.v1.NotifierService/WatchSeatMap',
+            ticketing_dot_v1_dot_notifier__service__pb2.WatchSeatMapRequest.SerializeToString,
+            ticketing_dot_v1_dot_notifier__service__pb2.WatchSeatMapResponse.FromString,
             options,
             channel_credentials,
             insecure,

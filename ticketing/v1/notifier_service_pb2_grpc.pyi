@@ -43,6 +43,13 @@ class NotifierServiceStub:
     coalesced (at most one message per event every
     TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
     """
+    WatchSeatMap: _grpc.UnaryStreamMultiCallable[_notifier_service_pb2.WatchSeatMapRequest, _notifier_service_pb2.WatchSeatMapResponse]
+    """A seated event's seat map, then every change after it, in version
+    order, each version once. With from_version (a version the client has
+    seen), the changes after it come first instead of the map, while they
+    are kept; else the whole map again. General-admission events are
+    FAILED_PRECONDITION, unknown ids NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class NotifierServiceAsyncStub(NotifierServiceStub):
@@ -58,6 +65,13 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
     """An event's live availability: the current state first, then changes,
     coalesced (at most one message per event every
     TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
+    """
+    WatchSeatMap: _aio.UnaryStreamMultiCallable[_notifier_service_pb2.WatchSeatMapRequest, _notifier_service_pb2.WatchSeatMapResponse]  # type: ignore[assignment]
+    """A seated event's seat map, then every change after it, in version
+    order, each version once. With from_version (a version the client has
+    seen), the changes after it come first instead of the map, while they
+    are kept; else the whole map again. General-admission events are
+    FAILED_PRECONDITION, unknown ids NOT_FOUND.
     """
 
 class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -83,6 +97,19 @@ class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
         """An event's live availability: the current state first, then changes,
         coalesced (at most one message per event every
         TICKETING_NOTIFIER_EVENT_COALESCE_S). Unknown ids get NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchSeatMap(
+        self,
+        request: _notifier_service_pb2.WatchSeatMapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_notifier_service_pb2.WatchSeatMapResponse], _abc.AsyncIterator[_notifier_service_pb2.WatchSeatMapResponse]]:
+        """A seated event's seat map, then every change after it, in version
+        order, each version once. With from_version (a version the client has
+        seen), the changes after it come first instead of the map, while they
+        are kept; else the whole map again. General-admission events are
+        FAILED_PRECONDITION, unknown ids NOT_FOUND.
         """
 
 def add_NotifierServiceServicer_to_server(servicer: NotifierServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

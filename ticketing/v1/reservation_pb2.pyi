@@ -169,6 +169,12 @@ class _RejectReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectRe
     """The request could not be applied as sent (e.g. the event does not exist)."""
     REJECT_REASON_INTERNAL: _RejectReason.ValueType  # 6
     """The system could not process the request."""
+    REJECT_REASON_SEAT_TAKEN: _RejectReason.ValueType  # 7
+    """A chosen seat is sold or held by someone else (a seated event)."""
+    REJECT_REASON_NO_SEATS_TOGETHER: _RejectReason.ValueType  # 8
+    """Seats are left, but no block of the requested quantity together can be
+    sold or come back from a hold (a seated event).
+    """
 
 class RejectReason(_RejectReason, metaclass=_RejectReasonEnumTypeWrapper):
     """Why a reservation was rejected."""
@@ -186,7 +192,39 @@ REJECT_REASON_INVALID: RejectReason.ValueType  # 5
 """The request could not be applied as sent (e.g. the event does not exist)."""
 REJECT_REASON_INTERNAL: RejectReason.ValueType  # 6
 """The system could not process the request."""
+REJECT_REASON_SEAT_TAKEN: RejectReason.ValueType  # 7
+"""A chosen seat is sold or held by someone else (a seated event)."""
+REJECT_REASON_NO_SEATS_TOGETHER: RejectReason.ValueType  # 8
+"""Seats are left, but no block of the requested quantity together can be
+sold or come back from a hold (a seated event).
+"""
 Global___RejectReason: _TypeAlias = RejectReason  # noqa: Y015
+
+class _SeatState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SeatStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SeatState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEAT_STATE_UNSPECIFIED: _SeatState.ValueType  # 0
+    SEAT_STATE_AVAILABLE: _SeatState.ValueType  # 1
+    SEAT_STATE_HELD: _SeatState.ValueType  # 2
+    """Held for a reservation's payment; it comes back if the hold runs out."""
+    SEAT_STATE_SOLD: _SeatState.ValueType  # 3
+    SEAT_STATE_BLOCKED: _SeatState.ValueType  # 4
+    """Never sold."""
+
+class SeatState(_SeatState, metaclass=_SeatStateEnumTypeWrapper):
+    """What a seat is now."""
+
+SEAT_STATE_UNSPECIFIED: SeatState.ValueType  # 0
+SEAT_STATE_AVAILABLE: SeatState.ValueType  # 1
+SEAT_STATE_HELD: SeatState.ValueType  # 2
+"""Held for a reservation's payment; it comes back if the hold runs out."""
+SEAT_STATE_SOLD: SeatState.ValueType  # 3
+SEAT_STATE_BLOCKED: SeatState.ValueType  # 4
+"""Never sold."""
+Global___SeatState: _TypeAlias = SeatState  # noqa: Y015
 
 @_typing.final
 class Money(_message.Message):
@@ -235,6 +273,7 @@ class Event(_message.Message):
     SALE_START_TIME_FIELD_NUMBER: _builtins.int
     SALE_END_TIME_FIELD_NUMBER: _builtins.int
     PRIORITY_TIERS_FIELD_NUMBER: _builtins.int
+    SEATED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     name: _builtins.str
     capacity: _builtins.int
@@ -247,6 +286,10 @@ class Event(_message.Message):
     waitlisted: _builtins.int
     """Requests waiting for held seats to come back (or for a paused sale)."""
     sale_state: Global___SaleState.ValueType
+    seated: _builtins.bool
+    """Created with a seating plan: requests get seats of it (GetSeatMap
+    shows them); false for general admission (interchangeable seats).
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -299,14 +342,296 @@ class Event(_message.Message):
         sale_start_time: _timestamp_pb2.Timestamp | None = ...,
         sale_end_time: _timestamp_pb2.Timestamp | None = ...,
         priority_tiers: _abc.Iterable[_builtins.str] | None = ...,
+        seated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "priority_tiers", b"priority_tiers", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "sale_state", b"sale_state", "waitlisted", b"waitlisted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "confirmed", b"confirmed", "create_time", b"create_time", "event_id", b"event_id", "held", b"held", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "priority_tiers", b"priority_tiers", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "sale_state", b"sale_state", "seated", b"seated", "waitlisted", b"waitlisted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class SeatingPlan(_message.Message):
+    """The sections of a venue, best first: best available takes sections in
+    this order, rows in their order, and within a row the block nearest its
+    middle.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Section]: ...
+    def __init__(
+        self,
+        *,
+        sections: _abc.Iterable[Global___Section] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sections", b"sections"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatingPlan: _TypeAlias = SeatingPlan  # noqa: Y015
+
+@_typing.final
+class Section(_message.Message):
+    """A block of a venue. With rows, it is seated: each seat is sold by its id.
+    Without rows, it is general admission (standing): capacity places.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    section_id: _builtins.str
+    """Unique in the plan: 1 to 64 of A-Z a-z 0-9 . _ : -"""
+    name: _builtins.str
+    """For people: "Stalls", "Balcony"."""
+    capacity: _builtins.int
+    """A standing section's places (1 to 100000); for a seated section 0, or
+    its number of seats (blocked ones not counted).
+    """
+    @_builtins.property
+    def price(self) -> Global___Money:
+        """What a seat in this section costs; unset: the event's price. Its
+        currency is the event's.
+        """
+
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___Row]: ...
+    def __init__(
+        self,
+        *,
+        section_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        price: Global___Money | None = ...,
+        capacity: _builtins.int = ...,
+        rows: _abc.Iterable[Global___Row] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "name", b"name", "price", b"price", "rows", b"rows", "section_id", b"section_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Section: _TypeAlias = Section  # noqa: Y015
+
+@_typing.final
+class Row(_message.Message):
+    """One row of a seated section, its seats in order along it: two seats are
+    together when they are next to each other here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_ID_FIELD_NUMBER: _builtins.int
+    SEAT_IDS_FIELD_NUMBER: _builtins.int
+    ACCESSIBLE_SEAT_IDS_FIELD_NUMBER: _builtins.int
+    BLOCKED_SEAT_IDS_FIELD_NUMBER: _builtins.int
+    row_id: _builtins.str
+    """Unique in its section; the same ids as a section's."""
+    @_builtins.property
+    def seat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Unique in the plan, 1 to 1000 per row."""
+
+    @_builtins.property
+    def accessible_seat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Seats of this row for those who need them (wheelchair places): sold
+        only to a request with accessible set.
+        """
+
+    @_builtins.property
+    def blocked_seat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Seats of this row never sold (a camera position, a broken seat)."""
+
+    def __init__(
+        self,
+        *,
+        row_id: _builtins.str = ...,
+        seat_ids: _abc.Iterable[_builtins.str] | None = ...,
+        accessible_seat_ids: _abc.Iterable[_builtins.str] | None = ...,
+        blocked_seat_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accessible_seat_ids", b"accessible_seat_ids", "blocked_seat_ids", b"blocked_seat_ids", "row_id", b"row_id", "seat_ids", b"seat_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Row: _TypeAlias = Row  # noqa: Y015
+
+@_typing.final
+class Seat(_message.Message):
+    """A seat given to a reservation. For a standing section only section_id is set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTION_ID_FIELD_NUMBER: _builtins.int
+    ROW_ID_FIELD_NUMBER: _builtins.int
+    SEAT_ID_FIELD_NUMBER: _builtins.int
+    section_id: _builtins.str
+    row_id: _builtins.str
+    seat_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        section_id: _builtins.str = ...,
+        row_id: _builtins.str = ...,
+        seat_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["row_id", b"row_id", "seat_id", b"seat_id", "section_id", b"section_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Seat: _TypeAlias = Seat  # noqa: Y015
+
+@_typing.final
+class SeatStatus(_message.Message):
+    """One seat of a seated section and its state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTION_ID_FIELD_NUMBER: _builtins.int
+    ROW_ID_FIELD_NUMBER: _builtins.int
+    SEAT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ACCESSIBLE_FIELD_NUMBER: _builtins.int
+    section_id: _builtins.str
+    row_id: _builtins.str
+    seat_id: _builtins.str
+    state: Global___SeatState.ValueType
+    accessible: _builtins.bool
+    """Sold only to requests asking for accessible seats."""
+    def __init__(
+        self,
+        *,
+        section_id: _builtins.str = ...,
+        row_id: _builtins.str = ...,
+        seat_id: _builtins.str = ...,
+        state: Global___SeatState.ValueType = ...,
+        accessible: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accessible", b"accessible", "row_id", b"row_id", "seat_id", b"seat_id", "section_id", b"section_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatStatus: _TypeAlias = SeatStatus  # noqa: Y015
+
+@_typing.final
+class SectionStatus(_message.Message):
+    """A section's places by state (seated and standing sections alike)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SECTION_ID_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
+    SOLD_FIELD_NUMBER: _builtins.int
+    section_id: _builtins.str
+    capacity: _builtins.int
+    available: _builtins.int
+    held: _builtins.int
+    sold: _builtins.int
+    def __init__(
+        self,
+        *,
+        section_id: _builtins.str = ...,
+        capacity: _builtins.int = ...,
+        available: _builtins.int = ...,
+        held: _builtins.int = ...,
+        sold: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "capacity", b"capacity", "held", b"held", "section_id", b"section_id", "sold", b"sold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SectionStatus: _TypeAlias = SectionStatus  # noqa: Y015
+
+@_typing.final
+class SeatMap(_message.Message):
+    """A seated event's seats as they are at one version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SEATS_FIELD_NUMBER: _builtins.int
+    SECTIONS_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    version: _builtins.int
+    """Raised by every change of any seat of the event: of two maps, the
+    higher version is the newer.
+    """
+    @_builtins.property
+    def seats(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeatStatus]:
+        """Every seat of the seated sections, in plan order."""
+
+    @_builtins.property
+    def sections(self) -> _containers.RepeatedCompositeFieldContainer[Global___SectionStatus]:
+        """Every section, in plan order."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        seats: _abc.Iterable[Global___SeatStatus] | None = ...,
+        sections: _abc.Iterable[Global___SectionStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "seats", b"seats", "sections", b"sections", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatMap: _TypeAlias = SeatMap  # noqa: Y015
+
+@_typing.final
+class SeatMapChange(_message.Message):
+    """What changed from the version before this one to this one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    SEATS_FIELD_NUMBER: _builtins.int
+    SECTIONS_FIELD_NUMBER: _builtins.int
+    version: _builtins.int
+    @_builtins.property
+    def seats(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeatStatus]:
+        """The seats of seated sections that changed, with their new state."""
+
+    @_builtins.property
+    def sections(self) -> _containers.RepeatedCompositeFieldContainer[Global___SectionStatus]:
+        """The sections whose counts changed, with their new counts."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.int = ...,
+        seats: _abc.Iterable[Global___SeatStatus] | None = ...,
+        sections: _abc.Iterable[Global___SectionStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seats", b"seats", "sections", b"sections", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeatMapChange: _TypeAlias = SeatMapChange  # noqa: Y015
 
 @_typing.final
 class Reservation(_message.Message):
@@ -330,6 +655,7 @@ class Reservation(_message.Message):
     PAYMENT_STATUS_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    SEATS_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -370,6 +696,12 @@ class Reservation(_message.Message):
     def amount(self) -> Global___Money:
         """What the seats cost; unset for a free event."""
 
+    @_builtins.property
+    def seats(self) -> _containers.RepeatedCompositeFieldContainer[Global___Seat]:
+        """A seated event's seats given to it, set once it is decided HELD or
+        CONFIRMED (and kept after, to show which seats it had).
+        """
+
     def __init__(
         self,
         *,
@@ -389,10 +721,11 @@ class Reservation(_message.Message):
         payment_status: Global___PaymentStatus.ValueType = ...,
         settled: _builtins.bool = ...,
         priority: _builtins.bool = ...,
+        seats: _abc.Iterable[Global___Seat] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "hold_expire_time", b"hold_expire_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "event_id", b"event_id", "hold_expire_time", b"hold_expire_time", "payment_id", b"payment_id", "payment_status", b"payment_status", "priority", b"priority", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "settled", b"settled", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "amount", b"amount", "decide_time", b"decide_time", "event_id", b"event_id", "hold_expire_time", b"hold_expire_time", "payment_id", b"payment_id", "payment_status", b"payment_status", "priority", b"priority", "quantity", b"quantity", "reject_reason", b"reject_reason", "reservation_id", b"reservation_id", "seats", b"seats", "settled", b"settled", "status", b"status", "update_time", b"update_time", "user_id", b"user_id", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

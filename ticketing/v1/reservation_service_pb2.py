@@ -28,53 +28,57 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ticketing.v1 import reservation_pb2 as ticketing_dot_v1_dot_reservation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ticketing/v1/reservation_service.proto\x12\x0cticketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eticketing/v1/reservation.proto\"\xcb\x02\n\x12\x43reateEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x03 \x01(\x05\x12,\n\tqueue_ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x05price\x18\x05 \x01(\x0b\x32\x13.ticketing.v1.Money\x12+\n\x08hold_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0fsale_start_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rsale_end_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epriority_tiers\x18\t \x03(\t\"9\n\x13\x43reateEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"6\n\x10GetEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"H\n\x16GetReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"2\n\x18\x43\x61ncelReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"K\n\x19\x43\x61ncelReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"i\n\x12UpdateEventRequest\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"9\n\x13UpdateEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"$\n\x10PauseSaleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"7\n\x11PauseSaleResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"%\n\x11ResumeSaleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"8\n\x12ResumeSaleResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"$\n\x10\x43loseSaleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"7\n\x11\x43loseSaleResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\":\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ticketing.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x01\n\x17ListReservationsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x31\n\x08statuses\x18\x04 \x03(\x0e\x32\x1f.ticketing.v1.ReservationStatus\"d\n\x18ListReservationsResponse\x12/\n\x0creservations\x18\x01 \x03(\x0b\x32\x19.ticketing.v1.Reservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xeb\x06\n\x12ReservationService\x12R\n\x0b\x43reateEvent\x12 .ticketing.v1.CreateEventRequest\x1a!.ticketing.v1.CreateEventResponse\x12I\n\x08GetEvent\x12\x1d.ticketing.v1.GetEventRequest\x1a\x1e.ticketing.v1.GetEventResponse\x12[\n\x0eGetReservation\x12#.ticketing.v1.GetReservationRequest\x1a$.ticketing.v1.GetReservationResponse\x12\x64\n\x11\x43\x61ncelReservation\x12&.ticketing.v1.CancelReservationRequest\x1a\'.ticketing.v1.CancelReservationResponse\x12R\n\x0bUpdateEvent\x12 .ticketing.v1.UpdateEventRequest\x1a!.ticketing.v1.UpdateEventResponse\x12L\n\tPauseSale\x12\x1e.ticketing.v1.PauseSaleRequest\x1a\x1f.ticketing.v1.PauseSaleResponse\x12O\n\nResumeSale\x12\x1f.ticketing.v1.ResumeSaleRequest\x1a .ticketing.v1.ResumeSaleResponse\x12L\n\tCloseSale\x12\x1e.ticketing.v1.CloseSaleRequest\x1a\x1f.ticketing.v1.CloseSaleResponse\x12O\n\nListEvents\x12\x1f.ticketing.v1.ListEventsRequest\x1a .ticketing.v1.ListEventsResponse\x12\x61\n\x10ListReservations\x12%.ticketing.v1.ListReservationsRequest\x1a&.ticketing.v1.ListReservationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&ticketing/v1/reservation_service.proto\x12\x0cticketing.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eticketing/v1/reservation.proto\"%\n\x11GetSeatMapRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"=\n\x12GetSeatMapResponse\x12\'\n\x08seat_map\x18\x01 \x01(\x0b\x32\x15.ticketing.v1.SeatMap\"\xfc\x02\n\x12\x43reateEventRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61pacity\x18\x02 \x01(\x05\x12\x16\n\x0eper_user_limit\x18\x03 \x01(\x05\x12,\n\tqueue_ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\"\n\x05price\x18\x05 \x01(\x0b\x32\x13.ticketing.v1.Money\x12+\n\x08hold_ttl\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x33\n\x0fsale_start_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rsale_end_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0epriority_tiers\x18\t \x03(\t\x12/\n\x0cseating_plan\x18\n \x01(\x0b\x32\x19.ticketing.v1.SeatingPlan\"9\n\x13\x43reateEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"#\n\x0fGetEventRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"6\n\x10GetEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"/\n\x15GetReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"H\n\x16GetReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"2\n\x18\x43\x61ncelReservationRequest\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\"K\n\x19\x43\x61ncelReservationResponse\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"i\n\x12UpdateEventRequest\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"9\n\x13UpdateEventResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"$\n\x10PauseSaleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"7\n\x11PauseSaleResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"%\n\x11ResumeSaleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"8\n\x12ResumeSaleResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\"$\n\x10\x43loseSaleRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\"7\n\x11\x43loseSaleResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.ticketing.v1.Event\":\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.ticketing.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x01\n\x17ListReservationsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x31\n\x08statuses\x18\x04 \x03(\x0e\x32\x1f.ticketing.v1.ReservationStatus\"d\n\x18ListReservationsResponse\x12/\n\x0creservations\x18\x01 \x03(\x0b\x32\x19.ticketing.v1.Reservation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xbc\x07\n\x12ReservationService\x12R\n\x0b\x43reateEvent\x12 .ticketing.v1.CreateEventRequest\x1a!.ticketing.v1.CreateEventResponse\x12I\n\x08GetEvent\x12\x1d.ticketing.v1.GetEventRequest\x1a\x1e.ticketing.v1.GetEventResponse\x12[\n\x0eGetReservation\x12#.ticketing.v1.GetReservationRequest\x1a$.ticketing.v1.GetReservationResponse\x12\x64\n\x11\x43\x61ncelReservation\x12&.ticketing.v1.CancelReservationRequest\x1a\'.ticketing.v1.CancelReservationResponse\x12R\n\x0bUpdateEvent\x12 .ticketing.v1.UpdateEventRequest\x1a!.ticketing.v1.UpdateEventResponse\x12L\n\tPauseSale\x12\x1e.ticketing.v1.PauseSaleRequest\x1a\x1f.ticketing.v1.PauseSaleResponse\x12O\n\nResumeSale\x12\x1f.ticketing.v1.ResumeSaleRequest\x1a .ticketing.v1.ResumeSaleResponse\x12L\n\tCloseSale\x12\x1e.ticketing.v1.CloseSaleRequest\x1a\x1f.ticketing.v1.CloseSaleResponse\x12O\n\nListEvents\x12\x1f.ticketing.v1.ListEventsRequest\x1a .ticketing.v1.ListEventsResponse\x12\x61\n\x10ListReservations\x12%.ticketing.v1.ListReservationsRequest\x1a&.ticketing.v1.ListReservationsResponse\x12O\n\nGetSeatMap\x12\x1f.ticketing.v1.GetSeatMapRequest\x1a .ticketing.v1.GetSeatMapResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.v1.reservation_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEEVENTREQUEST']._serialized_start=188
-  _globals['_CREATEEVENTREQUEST']._serialized_end=519
-  _globals['_CREATEEVENTRESPONSE']._serialized_start=521
-  _globals['_CREATEEVENTRESPONSE']._serialized_end=578
-  _globals['_GETEVENTREQUEST']._serialized_start=580
-  _globals['_GETEVENTREQUEST']._serialized_end=615
-  _globals['_GETEVENTRESPONSE']._serialized_start=617
-  _globals['_GETEVENTRESPONSE']._serialized_end=671
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=673
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=720
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=722
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=794
-  _globals['_CANCELRESERVATIONREQUEST']._serialized_start=796
-  _globals['_CANCELRESERVATIONREQUEST']._serialized_end=846
-  _globals['_CANCELRESERVATIONRESPONSE']._serialized_start=848
-  _globals['_CANCELRESERVATIONRESPONSE']._serialized_end=923
-  _globals['_UPDATEEVENTREQUEST']._serialized_start=925
-  _globals['_UPDATEEVENTREQUEST']._serialized_end=1030
-  _globals['_UPDATEEVENTRESPONSE']._serialized_start=1032
-  _globals['_UPDATEEVENTRESPONSE']._serialized_end=1089
-  _globals['_PAUSESALEREQUEST']._serialized_start=1091
-  _globals['_PAUSESALEREQUEST']._serialized_end=1127
-  _globals['_PAUSESALERESPONSE']._serialized_start=1129
-  _globals['_PAUSESALERESPONSE']._serialized_end=1184
-  _globals['_RESUMESALEREQUEST']._serialized_start=1186
-  _globals['_RESUMESALEREQUEST']._serialized_end=1223
-  _globals['_RESUMESALERESPONSE']._serialized_start=1225
-  _globals['_RESUMESALERESPONSE']._serialized_end=1281
-  _globals['_CLOSESALEREQUEST']._serialized_start=1283
-  _globals['_CLOSESALEREQUEST']._serialized_end=1319
-  _globals['_CLOSESALERESPONSE']._serialized_start=1321
-  _globals['_CLOSESALERESPONSE']._serialized_end=1376
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1378
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1436
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1438
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1520
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=1523
-  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=1656
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=1658
-  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=1758
-  _globals['_RESERVATIONSERVICE']._serialized_start=1761
-  _globals['_RESERVATIONSERVICE']._serialized_end=2636
+  _globals['_GETSEATMAPREQUEST']._serialized_start=187
+  _globals['_GETSEATMAPREQUEST']._serialized_end=224
+  _globals['_GETSEATMAPRESPONSE']._serialized_start=226
+  _globals['_GETSEATMAPRESPONSE']._serialized_end=287
+  _globals['_CREATEEVENTREQUEST']._serialized_start=290
+  _globals['_CREATEEVENTREQUEST']._serialized_end=670
+  _globals['_CREATEEVENTRESPONSE']._serialized_start=672
+  _globals['_CREATEEVENTRESPONSE']._serialized_end=729
+  _globals['_GETEVENTREQUEST']._serialized_start=731
+  _globals['_GETEVENTREQUEST']._serialized_end=766
+  _globals['_GETEVENTRESPONSE']._serialized_start=768
+  _globals['_GETEVENTRESPONSE']._serialized_end=822
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=824
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=871
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=873
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=945
+  _globals['_CANCELRESERVATIONREQUEST']._serialized_start=947
+  _globals['_CANCELRESERVATIONREQUEST']._serialized_end=997
+  _globals['_CANCELRESERVATIONRESPONSE']._serialized_start=999
+  _globals['_CANCELRESERVATIONRESPONSE']._serialized_end=1074
+  _globals['_UPDATEEVENTREQUEST']._serialized_start=1076
+  _globals['_UPDATEEVENTREQUEST']._serialized_end=1181
+  _globals['_UPDATEEVENTRESPONSE']._serialized_start=1183
+  _globals['_UPDATEEVENTRESPONSE']._serialized_end=1240
+  _globals['_PAUSESALEREQUEST']._serialized_start=1242
+  _globals['_PAUSESALEREQUEST']._serialized_end=1278
+  _globals['_PAUSESALERESPONSE']._serialized_start=1280
+  _globals['_PAUSESALERESPONSE']._serialized_end=1335
+  _globals['_RESUMESALEREQUEST']._serialized_start=1337
+  _globals['_RESUMESALEREQUEST']._serialized_end=1374
+  _globals['_RESUMESALERESPONSE']._serialized_start=1376
+  _globals['_RESUMESALERESPONSE']._serialized_end=1432
+  _globals['_CLOSESALEREQUEST']._serialized_start=1434
+  _globals['_CLOSESALEREQUEST']._serialized_end=1470
+  _globals['_CLOSESALERESPONSE']._serialized_start=1472
+  _globals['_CLOSESALERESPONSE']._serialized_end=1527
+  _globals['_LISTEVENTSREQUEST']._serialized_start=1529
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1587
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1589
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1671
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_start=1674
+  _globals['_LISTRESERVATIONSREQUEST']._serialized_end=1807
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_start=1809
+  _globals['_LISTRESERVATIONSRESPONSE']._serialized_end=1909
+  _globals['_RESERVATIONSERVICE']._serialized_start=1912
+  _globals['_RESERVATIONSERVICE']._serialized_end=2868
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,45 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetSeatMapRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSeatMapRequest: _TypeAlias = GetSeatMapRequest  # noqa: Y015
+
+@_typing.final
+class GetSeatMapResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEAT_MAP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def seat_map(self) -> _reservation_pb2.SeatMap: ...
+    def __init__(
+        self,
+        *,
+        seat_map: _reservation_pb2.SeatMap | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["seat_map", b"seat_map"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seat_map", b"seat_map"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSeatMapResponse: _TypeAlias = GetSeatMapResponse  # noqa: Y015
+
+@_typing.final
 class CreateEventRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -35,6 +74,7 @@ class CreateEventRequest(_message.Message):
     SALE_START_TIME_FIELD_NUMBER: _builtins.int
     SALE_END_TIME_FIELD_NUMBER: _builtins.int
     PRIORITY_TIERS_FIELD_NUMBER: _builtins.int
+    SEATING_PLAN_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     capacity: _builtins.int
     """Seats for sale, at least 1."""
@@ -64,6 +104,13 @@ class CreateEventRequest(_message.Message):
     def priority_tiers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Token tiers whose requests go in the priority lane (e.g. "vip")."""
 
+    @_builtins.property
+    def seating_plan(self) -> _reservation_pb2.SeatingPlan:
+        """Makes a seated event: capacity is then 0 or the plan's total (every
+        seat not blocked, and the standing sections' places). Up to 100000
+        places; the plan cannot change after.
+        """
+
     def __init__(
         self,
         *,
@@ -76,10 +123,11 @@ class CreateEventRequest(_message.Message):
         sale_start_time: _timestamp_pb2.Timestamp | None = ...,
         sale_end_time: _timestamp_pb2.Timestamp | None = ...,
         priority_tiers: _abc.Iterable[_builtins.str] | None = ...,
+        seating_plan: _reservation_pb2.SeatingPlan | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hold_ttl", b"hold_ttl", "price", b"price", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "seating_plan", b"seating_plan"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "priority_tiers", b"priority_tiers", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "hold_ttl", b"hold_ttl", "name", b"name", "per_user_limit", b"per_user_limit", "price", b"price", "priority_tiers", b"priority_tiers", "queue_ttl", b"queue_ttl", "sale_end_time", b"sale_end_time", "sale_start_time", b"sale_start_time", "seating_plan", b"seating_plan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

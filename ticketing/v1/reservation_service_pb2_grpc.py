@@ -85,6 +85,11 @@ class ReservationServiceStub:
                 request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsRequest.SerializeToString,
                 response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsResponse.FromString,
                 _registered_method=True)
+        self.GetSeatMap = channel.unary_unary(
+                '/ticketing.v1.ReservationService/GetSeatMap',
+                request_serializer=ticketing_dot_v1_dot_reservation__service__pb2.GetSeatMapRequest.SerializeToString,
+                response_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.GetSeatMapResponse.FromString,
+                _registered_method=True)
 
 
 class ReservationServiceServicer:
@@ -166,6 +171,15 @@ class ReservationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSeatMap(self, request, context):
+        """A seated event's seats and their states, and the sections' counts, at
+        one version (NotifierService.WatchSeatMap streams the changes after
+        it). A general-admission event is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReservationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +232,11 @@ def add_ReservationServiceServicer_to_server(servicer, server):
                     servicer.ListReservations,
                     request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsRequest.FromString,
                     response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsResponse.SerializeToString,
+            ),
+            'GetSeatMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSeatMap,
+                    request_deserializer=ticketing_dot_v1_dot_reservation__service__pb2.GetSeatMapRequest.FromString,
+                    response_serializer=ticketing_dot_v1_dot_reservation__service__pb2.GetSeatMapResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -491,6 +510,33 @@ class ReservationService:
             '/ticketing.v1.ReservationService/ListReservations',
             ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsRequest.SerializeToString,
             ticketing_dot_v1_dot_reservation__service__pb2.ListReservationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSeatMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ticketing.v1.ReservationService/GetSeatMap',
+            ticketing_dot_v1_dot_reservation__service__pb2.GetSeatMapRequest.SerializeToString,
+            ticketing_dot_v1_dot_reservation__service__pb2.GetSeatMapResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -63,6 +63,11 @@ class ReservationServiceStub:
     """Reservations, oldest first: a customer's own, or, for an administrator,
     one event's (AIP-158 pagination), optionally only some statuses.
     """
+    GetSeatMap: _grpc.UnaryUnaryMultiCallable[_reservation_service_pb2.GetSeatMapRequest, _reservation_service_pb2.GetSeatMapResponse]
+    """A seated event's seats and their states, and the sections' counts, at
+    one version (NotifierService.WatchSeatMap streams the changes after
+    it). A general-admission event is FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class ReservationServiceAsyncStub(ReservationServiceStub):
@@ -98,6 +103,11 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     ListReservations: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.ListReservationsRequest, _reservation_service_pb2.ListReservationsResponse]  # type: ignore[assignment]
     """Reservations, oldest first: a customer's own, or, for an administrator,
     one event's (AIP-158 pagination), optionally only some statuses.
+    """
+    GetSeatMap: _aio.UnaryUnaryMultiCallable[_reservation_service_pb2.GetSeatMapRequest, _reservation_service_pb2.GetSeatMapResponse]  # type: ignore[assignment]
+    """A seated event's seats and their states, and the sections' counts, at
+    one version (NotifierService.WatchSeatMap streams the changes after
+    it). A general-admission event is FAILED_PRECONDITION.
     """
 
 class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -191,6 +201,17 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_reservation_service_pb2.ListReservationsResponse, _abc.Awaitable[_reservation_service_pb2.ListReservationsResponse]]:
         """Reservations, oldest first: a customer's own, or, for an administrator,
         one event's (AIP-158 pagination), optionally only some statuses.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSeatMap(
+        self,
+        request: _reservation_service_pb2.GetSeatMapRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_reservation_service_pb2.GetSeatMapResponse, _abc.Awaitable[_reservation_service_pb2.GetSeatMapResponse]]:
+        """A seated event's seats and their states, and the sections' counts, at
+        one version (NotifierService.WatchSeatMap streams the changes after
+        it). A general-admission event is FAILED_PRECONDITION.
         """
 
 def add_ReservationServiceServicer_to_server(servicer: ReservationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,7 +6,8 @@ cannot (AIP-155):
 
 * a key reused with other parameters is refused at once, instead of silently
   standing for the first request. The reservation id already binds the user,
-  the key and the event, so the parameter left to compare is the quantity;
+  the key and the event, so the parameters left to compare are the quantity
+  and, for a seated event, the section or seats (``Request.shape``);
 * ``GetReservation`` answers a request that is queued but not decided yet as
   QUEUED, so polling works.
 
@@ -49,6 +50,8 @@ class Accepted:
     state: State
     # Its number in the event's line (0: recorded before numbering).
     sequence: int = 0
+    # What it asked for (``Request.shape``).
+    shape: str = ""
 
     def as_queued(self) -> Reservation:
         return Reservation.queued(
@@ -158,7 +161,7 @@ class AcceptedRequests:
         found = await batcher.call(
             CLAIM,
             KEY_PREFIX + request.reservation_id,
-            (request.event_id, request.user_id, request.quantity, micros, decided_sequence),
+            (request.event_id, request.user_id, request.shape, micros, decided_sequence),
             (ttl_ms,),
         )
         accepted = _parse(request.reservation_id, found)
@@ -189,10 +192,12 @@ def _parse(reservation_id: str, fields: list[bytes | str | None]) -> Accepted | 
         reservation_id=reservation_id,
         event_id=_text(event_id),
         user_id=_text(user_id),
-        quantity=int(quantity),
+        # The quantity, then for a seated request where (Request.shape).
+        quantity=int(_text(quantity).partition("|")[0]),
         accepted_at=datetime.fromtimestamp(int(accept_us) / 1_000_000, UTC),
         state=State(_text(state or State.PENDING)),
         sequence=int(rest[0]) if rest and rest[0] is not None else 0,
+        shape=_text(quantity),
     )
 
 

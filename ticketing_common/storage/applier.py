@@ -21,14 +21,23 @@ import asyncpg
 import structlog
 
 from .. import metrics
-from ..decisions import Request, decide, reject_all
+from ..decisions import Request, decide, decide_seated, reject_all
 from ..domain import RejectReason, Reservation
 from ..errors import StaleFencingToken
+from ..seating import SeatMap
 from . import outbox
 from .db import Connection
 from .locks import EventLocks, Lease
 from .queries import fetch_reservations
-from .seats import EVENT_STATE, EventState, insert_decisions, settle, take_seats
+from .seats import (
+    EVENT_STATE,
+    EventState,
+    forget,
+    insert_decisions,
+    seat_map,
+    settle,
+    take_seats,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +94,16 @@ async def fenced(pool: asyncpg.Pool, event_id: str, token: int, work: Work[T]) -
     token PostgreSQL has seen for the event, else raises StaleFencingToken
     and changes nothing. The caller holds the lock the token came with."""
     event_uuid = uuid.UUID(event_id)
+    try:
+        return await _fenced(pool, event_uuid, token, work)
+    except BaseException:
+        # A seat map changed in memory by what did not commit is read again.
+        forget(event_uuid)
+        raise
+
+
+async def _fenced(pool: asyncpg.Pool, event_uuid: uuid.UUID, token: int, work: Work[T]) -> T:
+    event_id = str(event_uuid)
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(
             f"""UPDATE events SET fence_token = $2
@@ -184,6 +203,7 @@ class Applier:
             waiting_priority -= sum(1 for r in served if r.priority)
         known = await fetch_reservations(conn, [r.reservation_id for r in requests])
         fresh = [r for r in requests if r.reservation_id not in known]
+        plan: SeatMap | None = None
         if event is None:
             outcome = reject_all(fresh, RejectReason.INVALID)
         else:
@@ -199,12 +219,16 @@ class Applier:
                     users,
                 )
             }
-            outcome = decide(event.seats(waiting, waiting_priority), user_seats, fresh, now)
-        decided = await insert_decisions(conn, event, outcome.decisions, token, now)
+            if event.seated:
+                plan = await seat_map(conn, event)
+                outcome = decide_seated(event.seats(), plan, user_seats, fresh, now)
+            else:
+                outcome = decide(event.seats(waiting, waiting_priority), user_seats, fresh, now)
+        decided = await insert_decisions(conn, event, outcome.decisions, token, now, plan=plan)
         changed.extend(decided.values())
         if event is not None:
             numbered = max((r.sequence for r in fresh), default=0)
-            event = await take_seats(conn, event, outcome, decided_sequence=numbered)
+            event = await take_seats(conn, event, outcome, decided_sequence=numbered, plan=plan)
             if seats is not None:
                 seats.append(event)
         known.update(decided)

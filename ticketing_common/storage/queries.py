@@ -15,14 +15,14 @@ from .db import Executor
 EVENT_COLUMNS = (
     "event_id, name, capacity, available, held, confirmed, per_user_limit, created_at,"
     " queue_ttl_ms, price_minor, currency, hold_ttl_ms, sale_state, sale_start_at, sale_end_at,"
-    " priority_tiers,"
+    " priority_tiers, seated,"
     " (SELECT count(*) FROM reservations w WHERE w.event_id = events.event_id"
     " AND w.status = 'QUEUED')::int AS waitlisted"
 )
 RESERVATION_COLUMNS = (
     "reservation_id, event_id, user_id, quantity, status, reject_reason, accepted_at, decided_at,"
     " version, updated_at, hold_expires_at, amount_minor, currency, payment_id, payment_status,"
-    " lane"
+    " lane, seats"
 )
 
 
@@ -66,13 +66,17 @@ async def insert_event(  # noqa: PLR0917 - an event's fields
     hold_ttl: timedelta | None = None,
     sale_window: tuple[datetime | None, datetime | None] = (None, None),
     priority_tiers: tuple[str, ...] = (),
+    *,
+    seated: bool = False,
 ) -> Event:
-    """A new event with every seat available."""
+    """A new event with every seat available (a seated one's seats are
+    added by ``seats.insert_plan`` in the same transaction)."""
     row = await db.fetchrow(
         f"""INSERT INTO events
                 (event_id, name, capacity, available, per_user_limit, queue_ttl_ms,
-                 price_minor, currency, hold_ttl_ms, sale_start_at, sale_end_at, priority_tiers)
-            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 price_minor, currency, hold_ttl_ms, sale_start_at, sale_end_at, priority_tiers,
+                 seated)
+            VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
             RETURNING {EVENT_COLUMNS}""",
         uuid.uuid4(),
         name,
@@ -84,6 +88,7 @@ async def insert_event(  # noqa: PLR0917 - an event's fields
         None if hold_ttl is None else _ms(hold_ttl),
         *sale_window,
         list(priority_tiers),
+        seated,
     )
     if row is None:  # pragma: no cover - INSERT ... RETURNING returns the row
         raise RuntimeError("INSERT ... RETURNING returned no row")

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from ticketing.v1 import reservation_pb2 as ticketing_dot_v1_dot_reservation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eticketing/queue/v1/queue.proto\x12\x12ticketing.queue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eticketing/v1/reservation.proto\"\xea\x01\n\x14ReservationRequested\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x0b\n\x03mac\x18\n \x01(\x0c\"D\n\x12ReservationDecided\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"$\n\x0ePaymentCommand\x12\x12\n\npayment_id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eticketing/queue/v1/queue.proto\x12\x12ticketing.queue.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eticketing/v1/reservation.proto\"\xa4\x02\n\x14ReservationRequested\x12\x16\n\x0ereservation_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08quantity\x18\x04 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\t\x12/\n\x0b\x61\x63\x63\x65pt_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x10\n\x08sequence\x18\x08 \x01(\x03\x12\x0e\n\x06key_id\x18\t \x01(\t\x12\x0b\n\x03mac\x18\n \x01(\x0c\x12\x12\n\nsection_id\x18\x0b \x01(\t\x12\x10\n\x08seat_ids\x18\x0c \x03(\t\x12\x12\n\naccessible\x18\r \x01(\x08\"D\n\x12ReservationDecided\x12.\n\x0breservation\x18\x01 \x01(\x0b\x32\x19.ticketing.v1.Reservation\"$\n\x0ePaymentCommand\x12\x12\n\npayment_id\x18\x01 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ticketing.queue.v1.queue_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RESERVATIONREQUESTED']._serialized_start=120
-  _globals['_RESERVATIONREQUESTED']._serialized_end=354
-  _globals['_RESERVATIONDECIDED']._serialized_start=356
-  _globals['_RESERVATIONDECIDED']._serialized_end=424
-  _globals['_PAYMENTCOMMAND']._serialized_start=426
-  _globals['_PAYMENTCOMMAND']._serialized_end=462
+  _globals['_RESERVATIONREQUESTED']._serialized_end=412
+  _globals['_RESERVATIONDECIDED']._serialized_start=414
+  _globals['_RESERVATIONDECIDED']._serialized_end=482
+  _globals['_PAYMENTCOMMAND']._serialized_start=484
+  _globals['_PAYMENTCOMMAND']._serialized_end=520
 # @@protoc_insertion_point(module_scope)

@@ -8,9 +8,11 @@ fields only, never a reused number), so a rolling upgrade can read what
 the previous release wrote.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from ticketing.v1 import reservation_pb2 as _reservation_pb2
 import builtins as _builtins
 import sys
@@ -41,6 +43,9 @@ class ReservationRequested(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     MAC_FIELD_NUMBER: _builtins.int
+    SECTION_ID_FIELD_NUMBER: _builtins.int
+    SEAT_IDS_FIELD_NUMBER: _builtins.int
+    ACCESSIBLE_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
     event_id: _builtins.str
     user_id: _builtins.str
@@ -66,8 +71,17 @@ class ReservationRequested(_message.Message):
     field above and the key id (ticketing_common.record_keys): a record
     that someone other than a gateway wrote or altered does not verify.
     """
+    section_id: _builtins.str
+    """A seated event: the section asked for, or the exact seats, and whether
+    accessible seats are asked for (ticketing.v1.ReserveRequest). Signed
+    too, after the fields above, only when set (so records without them
+    sign as before).
+    """
+    accessible: _builtins.bool
     @_builtins.property
     def accept_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def seat_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -81,10 +95,13 @@ class ReservationRequested(_message.Message):
         sequence: _builtins.int = ...,
         key_id: _builtins.str = ...,
         mac: _builtins.bytes = ...,
+        section_id: _builtins.str = ...,
+        seat_ids: _abc.Iterable[_builtins.str] | None = ...,
+        accessible: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "key_id", b"key_id", "mac", b"mac", "quantity", b"quantity", "reservation_id", b"reservation_id", "sequence", b"sequence", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_time", b"accept_time", "accessible", b"accessible", "event_id", b"event_id", "idempotency_key", b"idempotency_key", "key_id", b"key_id", "mac", b"mac", "quantity", b"quantity", "reservation_id", b"reservation_id", "seat_ids", b"seat_ids", "section_id", b"section_id", "sequence", b"sequence", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -111,6 +111,25 @@ GRANTS: tuple[Grant, ...] = (
     Grant("payment", "provider_operations", (SELECT, INSERT)),
     Grant("payment", "provider_events", (SELECT, INSERT, UPDATE)),
     Grant("payment", "outbox", (INSERT,)),
+    # Seated events: the gateway checks the ids a request names; whoever
+    # takes, sells or gives back seats moves them (storage/seats.py).
+    Grant("gateway", "event_sections", (SELECT,)),
+    Grant("gateway", "event_seats", (SELECT,)),
+    Grant("reservation", "event_sections", (SELECT, INSERT, UPDATE)),
+    Grant("reservation", "event_seats", (SELECT, INSERT, UPDATE)),
+    Grant("reservation", "seat_changes", (SELECT, INSERT, DELETE)),
+    *(
+        grant
+        for service in ("consumer", "payment")
+        for grant in (
+            Grant(service, "event_sections", (SELECT, UPDATE)),
+            Grant(service, "event_seats", (SELECT, UPDATE)),
+            Grant(service, "seat_changes", (SELECT, INSERT, DELETE)),
+        )
+    ),
+    Grant("notifier", "event_sections", (SELECT,)),
+    Grant("notifier", "event_seats", (SELECT,)),
+    Grant("notifier", "seat_changes", (SELECT,)),
 )
 
 # What ReserveSync (the synchronous design, for benchmarks) adds to the
@@ -119,6 +138,9 @@ SYNC_GRANTS: tuple[Grant, ...] = (
     Grant("gateway", "events", (UPDATE,)),
     Grant("gateway", "reservations", (INSERT, UPDATE)),
     Grant("gateway", "outbox", (INSERT,)),
+    Grant("gateway", "event_sections", (UPDATE,)),
+    Grant("gateway", "event_seats", (UPDATE,)),
+    Grant("gateway", "seat_changes", (SELECT, INSERT, DELETE)),
 )
 
 # Tables no service touches: the migrator's alone.

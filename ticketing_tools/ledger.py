@@ -77,6 +77,8 @@ class SeatCheck:
     confirmed: int
     confirmed_rows: int
     held_rows: int = 0
+    # A seated event: every seat that is not as its reservation says.
+    seat_problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -84,6 +86,7 @@ class SeatCheck:
             self.capacity == self.available + self.held + self.confirmed
             and self.confirmed == self.confirmed_rows
             and self.held == self.held_rows
+            and not self.seat_problems
         )
 
 
@@ -206,6 +209,7 @@ def _seat(c: SeatCheck) -> dict[str, object]:
         "confirmed": c.confirmed,
         "confirmed_reservation_seats": c.confirmed_rows,
         "held_reservation_seats": c.held_rows,
+        "seat_problems": list(c.seat_problems),
         "ok": c.ok,
     }
 
@@ -404,6 +408,7 @@ async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[S
            GROUP BY e.event_id ORDER BY e.created_at""",
         uuid.UUID(event_id) if event_id else None,
     )
+    problems = await seat_problems(pool, event_id)
     return [
         SeatCheck(
             str(r["event_id"]),
@@ -413,9 +418,81 @@ async def seat_checks(pool: asyncpg.Pool, event_id: str | None = None) -> list[S
             r["confirmed"],
             r["confirmed_rows"],
             r["held_rows"],
+            tuple(problems.get(str(r["event_id"]), ())),
         )
         for r in rows
     ]
+
+
+async def seat_problems(pool: asyncpg.Pool, event_id: str | None = None) -> dict[str, list[str]]:
+    """Seated events, seat by seat: each is available, blocked, held by one
+    HELD reservation or sold to one CONFIRMED one, which lists it among its
+    seats (as many as its quantity); each section's and the event's counts
+    are its seats' states. Returns what is not, by event."""
+    only = uuid.UUID(event_id) if event_id else None
+    found: dict[str, list[str]] = {}
+    for row in await pool.fetch(
+        """SELECT s.event_id, s.seat_id, s.state, r.status, r.event_id AS owner_event
+           FROM event_seats s LEFT JOIN reservations r USING (reservation_id)
+           WHERE s.reservation_id IS NOT NULL AND ($1::uuid IS NULL OR s.event_id = $1)
+             AND NOT (r.event_id = s.event_id
+                      AND ((s.state = 'HELD' AND r.status = 'HELD')
+                           OR (s.state = 'SOLD' AND r.status = 'CONFIRMED')))""",
+        only,
+    ):
+        found.setdefault(str(row["event_id"]), []).append(
+            f"seat {row['seat_id']} is {row['state']} for a reservation {row['status']}"
+        )
+    for row in await pool.fetch(
+        """SELECT r.event_id, r.reservation_id, r.quantity,
+                  coalesce(jsonb_array_length(r.seats), 0) AS listed,
+                  (SELECT count(*) FROM event_seats s
+                   WHERE s.reservation_id = r.reservation_id) AS pointing,
+                  (SELECT count(*) FROM jsonb_array_elements(coalesce(r.seats, '[]')) j
+                   JOIN event_seats s ON s.event_id = r.event_id AND s.seat_id = j ->> 2
+                                     AND s.reservation_id = r.reservation_id) AS matching
+           FROM reservations r JOIN events e USING (event_id)
+           WHERE e.seated AND r.status IN ('HELD', 'CONFIRMED')
+             AND ($1::uuid IS NULL OR r.event_id = $1)""",
+        only,
+    ):
+        if not row["quantity"] == row["listed"] == row["pointing"] == row["matching"]:
+            found.setdefault(str(row["event_id"]), []).append(
+                f"reservation {row['reservation_id']} of {row['quantity']} seats lists "
+                f"{row['listed']}, has {row['pointing']}, {row['matching']} of them its own"
+            )
+    for row in await pool.fetch(
+        """SELECT c.event_id, c.section_id, c.available, c.held, c.sold,
+                  count(*) FILTER (WHERE s.state = 'AVAILABLE') AS free_seats,
+                  count(*) FILTER (WHERE s.state = 'HELD') AS held_seats,
+                  count(*) FILTER (WHERE s.state = 'SOLD') AS sold_seats
+           FROM event_sections c JOIN event_seats s USING (event_id, section_id)
+           WHERE $1::uuid IS NULL OR c.event_id = $1
+           GROUP BY c.event_id, c.section_id""",
+        only,
+    ):
+        counted = (row["free_seats"], row["held_seats"], row["sold_seats"])
+        if (row["available"], row["held"], row["sold"]) != counted:
+            found.setdefault(str(row["event_id"]), []).append(
+                f"section {row['section_id']} counts {row['available']} available, "
+                f"{row['held']} held, {row['sold']} sold; its seats {counted}"
+            )
+    for row in await pool.fetch(
+        """SELECT e.event_id, e.available, e.held, e.confirmed,
+                  sum(c.available)::int AS available_seats, sum(c.held)::int AS held_seats,
+                  sum(c.sold)::int AS sold_seats
+           FROM events e JOIN event_sections c USING (event_id)
+           WHERE e.seated AND ($1::uuid IS NULL OR e.event_id = $1)
+           GROUP BY e.event_id""",
+        only,
+    ):
+        counted = (row["available_seats"], row["held_seats"], row["sold_seats"])
+        if (row["available"], row["held"], row["confirmed"]) != counted:
+            found.setdefault(str(row["event_id"]), []).append(
+                f"the event counts {row['available']} available, {row['held']} held, "
+                f"{row['confirmed']} confirmed; its sections {counted}"
+            )
+    return found
 
 
 async def money_checks(

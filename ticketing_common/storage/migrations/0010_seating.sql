@@ -56,6 +56,11 @@ CREATE TABLE seat_changes (
     PRIMARY KEY (event_id, version)
 );
 
+ALTER TABLE reservations DROP CONSTRAINT reservations_reject_reason_check;
+ALTER TABLE reservations ADD CONSTRAINT reservations_reject_reason_check
+    CHECK (reject_reason IN ('SOLD_OUT', 'LIMIT_EXCEEDED', 'SALE_CLOSED', 'EXPIRED_IN_QUEUE',
+                             'INVALID', 'INTERNAL', 'SEAT_TAKEN', 'NO_SEATS_TOGETHER'));
+
 ALTER TABLE reservations
     -- What a seated request asked for: a section, exact seats, accessible.
     ADD COLUMN ask_section text NOT NULL DEFAULT '',
@@ -63,17 +68,3 @@ ALTER TABLE reservations
     ADD COLUMN ask_accessible boolean NOT NULL DEFAULT false,
     -- The seats it was given: [[section_id, row_id, seat_id], ...].
     ADD COLUMN seats jsonb;
-
--- WatchSeatMap's notifiers learn of a new version at commit.
-CREATE FUNCTION ticketing_seat_map_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('ticketing_seat_map', NEW.event_id::text);
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER seat_map_changed
-    AFTER INSERT ON seat_changes
-    FOR EACH ROW
-    EXECUTE FUNCTION ticketing_seat_map_changed();

@@ -207,3 +207,71 @@ async def test_pay_by_reflection_through_nginx(
     assert json.loads(paid.stdout)["payment"]["reservation_id"] == reply.reservation_id
     states = await watch_until(notifier, reply.reservation_id, is_terminal)
     assert states[-1].status == CONFIRMED
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_seated_plan() -> str:
+    """The CreateEvent body of the README's seated example, as written there."""
+    text = README.read_text()
+    example = text[text.index("## Seated events") :]
+    start = example.index("-d '") + len("-d '")
+    return example[start : example.index("' \\", start)]
+
+
+def test_the_readme_s_seated_event_by_grpcurl(stack: LocalStack) -> None:
+    created = grpcurl(
+        stack,
+        "ticketing.v1.ReservationService/CreateEvent",
+        data=readme_seated_plan(),
+        flags=as_caller("ops", admin=True),
+    )
+    assert created.returncode == 0, created.stderr
+    event = json.loads(created.stdout)["event"]
+    # As the README says: 12 seats, one of them blocked, and 200 standing places.
+    assert (event["capacity"], event["seated"]) == (211, True)
+    ivy = as_caller("ivy")
+    for body in (
+        {"event_id": event["event_id"], "quantity": 2, "idempotency_key": "pair-1"},
+        {"event_id": event["event_id"], "seat_ids": ["A-2-1"], "idempotency_key": "chosen-1"},
+    ):
+        reserved = grpcurl(
+            stack, "ticketing.v1.GatewayService/Reserve", data=json.dumps(body), flags=ivy
+        )
+        assert reserved.returncode == 0, reserved.stderr
+        watched = grpcurl(
+            stack,
+            "ticketing.v1.NotifierService/WatchReservation",
+            data=json.dumps({"reservation_id": json.loads(reserved.stdout)["reservation_id"]}),
+            flags=(*ivy, "-max-time", "30"),
+        )
+        assert '"status": "RESERVATION_STATUS_CONFIRMED"' in watched.stdout, watched.stdout
+    mapped = grpcurl(
+        stack,
+        "ticketing.v1.ReservationService/GetSeatMap",
+        data=json.dumps({"event_id": event["event_id"]}),
+        flags=ivy,
+    )
+    assert mapped.returncode == 0, mapped.stderr
+    seat_map = json.loads(mapped.stdout)["seat_map"]
+    states = {s["seat_id"]: s["state"] for s in seat_map["seats"]}
+    sold = sorted(seat for seat, state in states.items() if state == "SEAT_STATE_SOLD")
+    # The pair nearest the middle of the front row, and the chosen seat.
+    assert sold == ["A-1-3", "A-1-4", "A-2-1"]
+    assert states["A-2-6"] == "SEAT_STATE_BLOCKED"
+    assert seat_map["sections"][0] == {
+        "section_id": "A",
+        "capacity": 11,
+        "available": 8,
+        "sold": 3,
+    }
+    assert seat_map["sections"][1]["capacity"] == 200
+    streamed = grpcurl(
+        stack,
+        "ticketing.v1.NotifierService/WatchSeatMap",
+        data=json.dumps({"event_id": event["event_id"], "from_version": "1"}),
+        flags=(*ivy, "-max-time", "3"),
+    )
+    # Cut off by -max-time after what it had: the change after version 1.
+    assert '"version": "2"' in streamed.stdout, streamed.stdout + streamed.stderr

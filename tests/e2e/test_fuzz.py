@@ -82,7 +82,7 @@ def test_the_fuzzing_covers_every_rpc_of_every_public_service() -> None:
         "ticketing.v1.NotifierService",
         "ticketing.v1.PaymentService",
     }
-    assert len(METHODS) == 16
+    assert len(METHODS) == 18
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,20 @@ def world(stack: LocalStack) -> Iterator[World]:
         )
         priced_request.hold_ttl.FromSeconds(120)
         priced = reservations.CreateEvent(priced_request, metadata=admin, timeout=10).event
+        seating = pb.SeatingPlan()
+        section = seating.sections.add(section_id="A", name="Stalls")
+        for r in (1, 2):
+            section.rows.add(
+                row_id=f"A-{r}",
+                seat_ids=[f"A-{r}-{n}" for n in range(1, 6)],
+                accessible_seat_ids=[f"A-{r}-1"],
+            )
+        seating.sections.add(section_id="GA", name="Standing", capacity=10)
+        seated = reservations.CreateEvent(
+            rs.CreateEventRequest(name="Fuzzed, seated", per_user_limit=4, seating_plan=seating),
+            metadata=admin,
+            timeout=10,
+        ).event
         owned: list[tuple[str, tuple[tuple[str, str]]]] = []
         for customer in CUSTOMERS:
             metadata = _metadata(customer)
@@ -173,7 +187,10 @@ def world(stack: LocalStack) -> Iterator[World]:
         yield World(
             channel=channel,
             known={
-                "event_id": [free.event_id, priced.event_id],
+                "event_id": [free.event_id, priced.event_id, seated.event_id],
+                "section_id": ["A", "GA"],
+                "row_id": ["A-1", "A-2"],
+                "seat_ids": [f"A-{r}-{n}" for r in (1, 2) for n in range(1, 6)],
                 "reservation_id": [r for r, _ in owned],
                 "payment_id": [declined.payment_id],
             },

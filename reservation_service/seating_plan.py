@@ -22,6 +22,11 @@ MAX_ROW_SEATS = 1_000
 MAX_SECTION_NAME = 200
 MAX_PROBLEMS = 20
 MAX_PRICE_MINOR = 10**12
+# GetSeatMap answers the whole map in one message, and gRPC clients take 4
+# MiB by default: a plan's ids, with room for each seat's fields and
+# framing, must fit well within it.
+MAX_MAP_BYTES = 3 * 1024 * 1024
+SEAT_OVERHEAD_BYTES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,18 @@ def validate_plan(
         sections.append(plan_section)
     if not problems.count and not 1 <= places <= MAX_PLACES:
         problems.add(base, f"must hold 1 to {MAX_PLACES} places to sell, got {places}")
+    size = sum(
+        len(s.section_id) + len(r.row_id) + len(seat) + SEAT_OVERHEAD_BYTES
+        for s in sections
+        for r in s.rows
+        for seat in r.seat_ids
+    )
+    if not problems.count and size > MAX_MAP_BYTES:
+        problems.add(
+            base,
+            f"its seat map would be {size} bytes, more than {MAX_MAP_BYTES} (one GetSeatMap "
+            "answer): use shorter ids or fewer seats",
+        )
     return None if problems.count else Plan(tuple(sections))
 
 

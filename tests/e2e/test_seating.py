@@ -450,3 +450,39 @@ async def test_watch_seat_map_streams_the_map_then_every_change_and_resumes(
         ):
             pass
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_section_prices_standing_places_and_the_per_user_limit_in_seats(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    seating = plan([("A", 1, 4)], standing=[("GA", 3)])
+    seating.sections[0].price.CopyFrom(pb.Money(currency_code="EUR", amount_minor=5_000))
+    event = await seated_event(
+        reservations, seating, hold_s=60, price_minor=2_000, per_user_limit=3
+    )
+    assert event.capacity == 7
+    front = await outcome(
+        notifier, (await ask(gateway, event.event_id, "ann", 2, section_id="A")).reservation_id
+    )
+    assert front.status == HELD and front.amount.amount_minor == 2 * 5_000
+    # One more seat for ann is within her 3; two more would not be.
+    over = await outcome(
+        notifier, (await ask(gateway, event.event_id, "ann", 2, section_id="GA")).reservation_id
+    )
+    assert (over.status, over.reject_reason) == (REJECTED, pb.REJECT_REASON_LIMIT_EXCEEDED)
+    standing = await outcome(
+        notifier, (await ask(gateway, event.event_id, "ann", 1, section_id="GA")).reservation_id
+    )
+    assert standing.status == HELD and standing.amount.amount_minor == 2_000
+    assert [(s.section_id, s.row_id, s.seat_id) for s in standing.seats] == [("GA", "", "")]
+    seats = await seat_map(reservations, event.event_id)
+    # Standing places are counted, not listed.
+    assert len(seats.seats) == 4
+    assert [(c.section_id, c.available, c.held) for c in seats.sections] == [
+        ("A", 2, 2),
+        ("GA", 2, 1),
+    ]
+    # Seat ids of a standing section are not the buyer's to choose.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await ask(gateway, event.event_id, "bob", seat_ids=["GA~1"])
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

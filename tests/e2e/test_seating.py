@@ -486,3 +486,37 @@ async def test_section_prices_standing_places_and_the_per_user_limit_in_seats(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await ask(gateway, event.event_id, "bob", seat_ids=["GA~1"])
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_mixed_rush_leaves_no_block_free_that_a_refused_request_asked_for(
+    stack: LocalStack, gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    # Rows of 7 (odd: singles get stranded), 1 to 3 seats each, twice the demand.
+    event = await seated_event(reservations, plan([("A", 3, 7), ("B", 3, 7)]), per_user_limit=3)
+    sizes = [1 + (n * 7) % 3 for n in range(42)]
+    replies = await asyncio.gather(
+        *(ask(gateway, event.event_id, f"mix{n}", q) for n, q in enumerate(sizes))
+    )
+    decided = await asyncio.gather(
+        *(
+            outcome(notifier, r.reservation_id) if r.status != REJECTED else asyncio.sleep(0, r)
+            for r in replies
+        )
+    )
+    winners = [r for r in decided if isinstance(r, pb.Reservation) and r.status == CONFIRMED]
+    assert all(together(r) for r in winners)
+    taken = Counter(seat for r in winners for seat in seat_ids(r))
+    assert set(taken.values()) <= {1}
+    seats = await seat_map(reservations, event.event_id)
+    assert {s.seat_id for s in seats.seats if s.state == SOLD} == set(taken)
+    # The longest run of free seats left in any row: no refused request
+    # asked for that many or fewer (seats only got taken during the rush).
+    longest = 0
+    for row_id in {s.row_id for s in seats.seats}:
+        run = 0
+        for s in (s for s in seats.seats if s.row_id == row_id):
+            run = run + 1 if s.state == AVAILABLE else 0
+            longest = max(longest, run)
+    refused = [q for q, r in zip(sizes, decided, strict=True) if r.status == REJECTED]
+    assert refused, "the rush asked for more than the venue has"
+    assert min(refused) > longest, (sorted(refused), longest)

@@ -13,10 +13,10 @@ KAFKA_LIBS  := .tools/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.assembled
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-packages run test test-unit lint format proto ghz stripe-mock settings-doc clean ledger dlq payments reconcile token demo idle flood eta
+.PHONY: help setup system-packages run test test-unit lint format proto ghz stripe-mock settings-doc clean ledger dlq payments reconcile seating token demo idle flood eta bench-seating
 
 help:
-	@echo "make run | test | test-unit | lint | format | proto | ghz | stripe-mock | settings-doc | setup | clean | ledger | dlq | payments | reconcile | token | demo | idle | flood | eta"
+	@echo "make run | test | test-unit | lint | format | proto | ghz | stripe-mock | settings-doc | setup | clean | ledger | dlq | payments | reconcile | seating | token | demo | idle | flood | eta | bench-seating"
 
 setup: system-packages $(STAMP) $(KAFKA_STAMP)
 
@@ -101,6 +101,11 @@ payments: setup
 reconcile: setup
 	@$(STACK_ENV) $(BIN)/ticketing-admin payments reconcile $(ARGS)
 
+# Seating plans and seat maps against the running stack:
+# make seating ARGS="import plan.json --name Hall --per-user-limit 4" or ARGS="show EVENT_ID".
+seating: setup
+	@$(STACK_ENV) $(BIN)/ticketing-admin seating $(or $(ARGS),--help)
+
 # A bearer token for the running stack: make token ARGS="--subject alice [--role admin]"
 token: setup
 	@$(BIN)/ticketing-admin token $(or $(ARGS),--subject alice)
@@ -119,6 +124,12 @@ eta: setup
 # the running `make run` stack, or a stack of its own when none runs.
 demo: setup
 	@$(STACK_ENV) $(BIN)/python -m ticketing_tools.demo $(ARGS)
+
+# Best available at arena size against general admission: the same burst
+# of 40,000 buyers on each, in alternating rounds (BENCHMARKS.md, section 10);
+# against the running `make run` stack, or a stack of its own when none runs.
+bench-seating: setup
+	@$(STACK_ENV) $(BIN)/python -m ticketing_tools.seating_bench $(ARGS)
 
 # What an idle stack costs: a stack of its own, settled, then each process's
 # CPU over 30 s (BENCHMARKS.md).

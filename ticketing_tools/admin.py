@@ -13,6 +13,9 @@
     ticketing-admin kafka-acls [--user SERVICE=NAME ...] [--dry-run]
     ticketing-admin db-grants [--role SERVICE=NAME ...] [--reserve-sync] [--dry-run]
     ticketing-admin record-key [--json]
+    ticketing-admin seating import FILE [--name NAME --per-user-limit N
+                                         [--price-minor M [--currency EUR] --hold-s S]]
+    ticketing-admin seating show EVENT_ID [--no-color]
 
 Connection settings come from ``TICKETING_KAFKA_BOOTSTRAP`` and
 ``TICKETING_POSTGRES_DSN`` (``make ledger`` and ``make dlq`` read them from
@@ -33,7 +36,8 @@ service's Kafka user what it needs and nothing more (see
 credentials of an administrator; it is safe to run again. ``db-grants``
 does the same in PostgreSQL: run as the tables' owner after ``migrate``, it
 leaves each service's role with exactly the grants of
-``ticketing_tools.db_access``.
+``ticketing_tools.db_access``. ``seating`` imports seating plans and draws
+seat maps (see ``ticketing_tools.seating_admin``).
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ from ticketing_common.kafka import new_producer
 from ticketing_common.runtime import settings_or_exit
 from ticketing_common.storage.db import migrate_database
 
-from . import db_access, kafka_access, provider_books
+from . import db_access, kafka_access, provider_books, seating_admin
 from .bench.durations import DurationError, parse_duration
 from .ledger import MoneyCheck, read_topic, reconcile
 from .payments import STEP_BOUND, NotRetriable, retry, stuck_payments
@@ -214,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
         help="also what ReserveSync (benchmarks only) needs on the gateway's role",
     )
     grants.add_argument("--dry-run", action="store_true", help="print the SQL, change nothing")
+    seating_admin.add_parser(commands)
     return root
 
 
@@ -588,6 +593,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     if args.command == "record-key":
         raise SystemExit(print_new_key(as_json=args.json))
+    if args.command == "seating":
+        raise SystemExit(seating_admin.main(args))
     if args.command == "kafka-acls":
         raise SystemExit(grant_kafka_access(args, settings_or_exit(AdminSettings).kafka))
     if args.command == "payments" and args.action == "reconcile":

@@ -10,6 +10,9 @@
             case SoldOut():
                 ...
 
+Of a seated event, ask with ``section_id=``, ``seat_ids=`` or
+``accessible=True`` too; ``Held`` and ``Confirmed`` then carry ``seats``.
+
 Reserve is retried with the same idempotency key (the same request, never
 seats taken twice), the watch reconnects and tells each state once, and
 refusals that are not outcomes raise an ``ApiError`` subclass. Many
@@ -41,12 +44,15 @@ from ._outcomes import (
     Held,
     LimitExceeded,
     Money,
+    NoSeatsTogether,
     Outcome,
     PaymentStatus,
     QueueUpdate,
     Rejected,
     RejectReason,
     SaleClosed,
+    Seat,
+    SeatTaken,
     SoldOut,
     Update,
 )
@@ -73,6 +79,7 @@ __all__ = [
     "InvalidArgument",
     "LimitExceeded",
     "Money",
+    "NoSeatsTogether",
     "NotFound",
     "Outcome",
     "PaymentStatus",
@@ -84,6 +91,8 @@ __all__ = [
     "RetryPolicy",
     "SaleClosed",
     "SaleNotOpen",
+    "Seat",
+    "SeatTaken",
     "SoldOut",
     "TicketingClient",
     "TokenSource",

@@ -138,9 +138,23 @@ class TicketingClient:
             await self._channel.close(None)
 
     async def reserve(
-        self, event_id: str, quantity: int, *, idempotency_key: str | None = None
+        self,
+        event_id: str,
+        quantity: int,
+        *,
+        idempotency_key: str | None = None,
+        section_id: str = "",
+        seat_ids: Sequence[str] = (),
+        accessible: bool = False,
     ) -> Accepted | Rejected:
         """Asks for ``quantity`` seats of ``event_id``.
+
+        Of a seated event: the best ``quantity`` seats together anywhere, or
+        in ``section_id``; or exactly ``seat_ids`` (``quantity`` 0 or their
+        number, no ``section_id``), granted only if every one is free.
+        ``accessible`` asks for seats the plan keeps for those who need them
+        (best available then takes them and the others alike). The outcome's
+        ``seats`` say which seats were given.
 
         Returns ``Accepted`` (queued: watch it for the outcome) or, when the
         event had no seat left, none held and nobody waiting, the final
@@ -157,6 +171,9 @@ class TicketingClient:
             event_id=event_id,
             quantity=quantity,
             idempotency_key=idempotency_key or uuid.uuid4().hex,
+            section_id=section_id,
+            seat_ids=list(seat_ids),
+            accessible=accessible,
         )
 
         async def attempt(timeout_s: float) -> gw.ReserveResponse:
@@ -199,6 +216,9 @@ class TicketingClient:
         quantity: int,
         *,
         idempotency_key: str | None = None,
+        section_id: str = "",
+        seat_ids: Sequence[str] = (),
+        accessible: bool = False,
         on_update: Callable[[Update], object] | None = None,
         wait_s: float | None = None,
     ) -> Outcome:
@@ -218,9 +238,19 @@ class TicketingClient:
         line from Reserve's answer (version 0), then each ``QueueUpdate`` and
         any intermediate state. ``wait_s`` bounds the wait after Reserve
         (``TimeoutError``); by default it lasts as long as the queue keeps
-        the request (the event's queue TTL).
+        the request (the event's queue TTL). ``section_id``, ``seat_ids``
+        and ``accessible`` ask for seats of a seated event, as in
+        ``reserve``: ``Held`` and ``Confirmed`` carry them (``seats``), and
+        what refuses them is a ``SeatTaken`` or ``NoSeatsTogether``.
         """
-        answer = await self.reserve(event_id, quantity, idempotency_key=idempotency_key)
+        answer = await self.reserve(
+            event_id,
+            quantity,
+            idempotency_key=idempotency_key,
+            section_id=section_id,
+            seat_ids=seat_ids,
+            accessible=accessible,
+        )
         if isinstance(answer, Rejected):
             return answer
         if on_update is not None and answer.position is not None:

@@ -7,7 +7,7 @@
     ├── NotFound                    NOT_FOUND: EVENT_NOT_FOUND, RESERVATION_NOT_FOUND, ...
     ├── FailedPrecondition          FAILED_PRECONDITION
     │   ├── SaleNotOpen             SALE_NOT_STARTED, SALE_ENDED, SALE_CLOSED (nothing queued)
-    │   └── IdempotencyKeyReused    the key stands for a request with another quantity
+    │   └── IdempotencyKeyReused    the key stands for another request (quantity, seats)
     ├── ResourceExhausted           RESOURCE_EXHAUSTED: retriable when the server advised a delay
     ├── Unavailable                 UNAVAILABLE: retriable
     └── DeadlineExceeded            DEADLINE_EXCEEDED: retriable (only idempotent calls are retried)
@@ -94,7 +94,8 @@ class SaleNotOpen(FailedPrecondition):
 
 
 class IdempotencyKeyReused(FailedPrecondition):
-    """The key already stands for a request with another quantity."""
+    """The key already stands for a request with another quantity (or, of
+    a seated event, other seats or another section)."""
 
     @property
     def reservation_id(self) -> str | None:

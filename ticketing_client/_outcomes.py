@@ -9,12 +9,17 @@
     │   ├── SoldOut
     │   ├── LimitExceeded
     │   ├── SaleClosed
-    │   └── ExpiredInQueue
+    │   ├── ExpiredInQueue
+    │   ├── SeatTaken           a chosen seat is someone else's (a seated event)
+    │   └── NoSeatsTogether     seats are left, but no block of the quantity together
     ├── Expired                 a hold ran out before payment
     └── Cancelled               cancelled by the owner or an administrator
 
 ``Rejected`` itself stands for the reasons a client cannot act on
 (``INVALID``, ``INTERNAL``, and any reason newer than this package).
+
+Of a seated event, ``Held`` and ``Confirmed`` say which seats (``seats``,
+each a ``Seat``); of general admission they have none.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class RejectReason(Enum):
     EXPIRED_IN_QUEUE = pb.REJECT_REASON_EXPIRED_IN_QUEUE
     INVALID = pb.REJECT_REASON_INVALID
     INTERNAL = pb.REJECT_REASON_INTERNAL
+    SEAT_TAKEN = pb.REJECT_REASON_SEAT_TAKEN
+    NO_SEATS_TOGETHER = pb.REJECT_REASON_NO_SEATS_TOGETHER
 
 
 class PaymentStatus(Enum):
@@ -63,6 +70,16 @@ class Money:
 
     currency_code: str
     amount_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """One seat of a seated event given to a reservation; a place of a
+    standing section has only its ``section_id``."""
+
+    section_id: str
+    row_id: str = ""
+    seat_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,11 +137,16 @@ class Held(Outcome):
     ``PaymentService.Pay``; after the deadline the hold is ``Expired``."""
 
     deadline: datetime
+    # Of a seated event, the seats held, in the order the service gave them.
+    seats: tuple[Seat, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Confirmed(Outcome):
     """The seats are sold to the caller (paid, for a priced event)."""
+
+    # Of a seated event, the seats sold, in the order the service gave them.
+    seats: tuple[Seat, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +185,21 @@ class ExpiredInQueue(Rejected):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SeatTaken(Rejected):
+    """A chosen seat was held or sold to someone else: choose others."""
+
+    reason: RejectReason = RejectReason.SEAT_TAKEN
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoSeatsTogether(Rejected):
+    """Seats are left, but no block of the quantity together can be had
+    (fewer seats, or another section, may still be)."""
+
+    reason: RejectReason = RejectReason.NO_SEATS_TOGETHER
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Expired(Outcome):
     """A hold ran out before payment; its seats went back."""
 
@@ -180,6 +217,8 @@ _REJECTIONS: dict[RejectReason, type[Rejected]] = {
     RejectReason.LIMIT_EXCEEDED: LimitExceeded,
     RejectReason.SALE_CLOSED: SaleClosed,
     RejectReason.EXPIRED_IN_QUEUE: ExpiredInQueue,
+    RejectReason.SEAT_TAKEN: SeatTaken,
+    RejectReason.NO_SEATS_TOGETHER: NoSeatsTogether,
 }
 
 
@@ -233,12 +272,13 @@ def outcome_of(reservation: pb.Reservation) -> Outcome | None:
         payment_status=payment_status(reservation.payment_status),
         reservation=reservation,
     )
+    seats = tuple(Seat(s.section_id, s.row_id, s.seat_id) for s in reservation.seats)
     match reservation.status:
         case pb.RESERVATION_STATUS_HELD:
             deadline = reservation.hold_expire_time.ToDatetime(tzinfo=UTC)
-            return Held(deadline=deadline, **fields)
+            return Held(deadline=deadline, seats=seats, **fields)
         case pb.RESERVATION_STATUS_CONFIRMED:
-            return Confirmed(**fields)
+            return Confirmed(seats=seats, **fields)
         case pb.RESERVATION_STATUS_REJECTED:
             return rejection(reject_reason(reservation.reject_reason), fields)
         case pb.RESERVATION_STATUS_EXPIRED:
@@ -267,6 +307,11 @@ def update_of(message: ns.WatchReservationResponse) -> Update | None:
     return outcome_of(reservation)
 
 
+def requested(request: gw.ReserveRequest) -> int:
+    """The seats a request asks for: chosen seats may come with quantity 0."""
+    return request.quantity or len(request.seat_ids)
+
+
 def answer_of(request: gw.ReserveRequest, response: gw.ReserveResponse) -> Accepted | Rejected:
     """Reserve's answer: queued, or refused at once (the gateway's sold-out
     fast path: nothing was queued, there is nothing to watch)."""
@@ -274,7 +319,7 @@ def answer_of(request: gw.ReserveRequest, response: gw.ReserveResponse) -> Accep
         fields = _Fields(
             reservation_id=response.reservation_id,
             event_id=request.event_id,
-            quantity=request.quantity,
+            quantity=requested(request),
             version=0,
             settled=True,
             amount=None,
@@ -285,7 +330,7 @@ def answer_of(request: gw.ReserveRequest, response: gw.ReserveResponse) -> Accep
     return Accepted(
         reservation_id=response.reservation_id,
         event_id=request.event_id,
-        quantity=request.quantity,
+        quantity=requested(request),
         idempotency_key=request.idempotency_key,
         position=(
             response.queue_position.position if response.HasField("queue_position") else None

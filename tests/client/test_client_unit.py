@@ -36,6 +36,7 @@ from ticketing_client import (
     InvalidArgument,
     LimitExceeded,
     Money,
+    NoSeatsTogether,
     NotFound,
     PaymentStatus,
     QueueUpdate,
@@ -45,6 +46,8 @@ from ticketing_client import (
     RetryPolicy,
     SaleClosed,
     SaleNotOpen,
+    Seat,
+    SeatTaken,
     SoldOut,
     TicketingClient,
     Unauthenticated,
@@ -352,6 +355,45 @@ async def test_reserve_does_not_retry_a_refusal(harness: Harness) -> None:
     assert harness.sleeps == []
 
 
+async def test_reserve_sends_the_seats_asked_for(harness: Harness) -> None:
+    harness.gateway.script = [queued(), queued(), queued()]
+    await harness.client.reserve(EVENT, 2)
+    await harness.client.reserve(EVENT, 2, section_id="B", accessible=True)
+    chosen = await harness.client.reserve(EVENT, 0, seat_ids=("A-1-1", "A-1-2"))
+    sent = [
+        (r.quantity, r.section_id, list(r.seat_ids), r.accessible) for r in harness.gateway.requests
+    ]
+    assert sent == [
+        (2, "", [], False),
+        (2, "B", [], True),
+        (0, "", ["A-1-1", "A-1-2"], False),
+    ]
+    # Chosen seats with quantity 0 ask for as many seats as they name.
+    assert isinstance(chosen, Accepted) and chosen.quantity == 2
+
+
+async def test_reserve_and_wait_returns_the_seats_or_why_there_were_none(
+    harness: Harness,
+) -> None:
+    sold = confirmed(3)
+    sold.reservation.seats.add(section_id="B", row_id="B-2", seat_id="B-2-3")
+    sold.reservation.seats.add(section_id="B", row_id="B-2", seat_id="B-2-4")
+    taken = message(
+        pb.RESERVATION_STATUS_REJECTED, 2, settled=True, reason=pb.REJECT_REASON_SEAT_TAKEN
+    )
+    harness.notifier.streams = [FakeStream([waiting(1, 0), sold]), FakeStream([taken])]
+    harness.gateway.script = [queued(), queued()]
+
+    pair = await harness.client.reserve_and_wait(EVENT, 2, section_id="B")
+    assert isinstance(pair, Confirmed)
+    assert pair.seats == (Seat("B", "B-2", "B-2-3"), Seat("B", "B-2", "B-2-4"))
+    refused = await harness.client.reserve_and_wait(EVENT, 0, seat_ids=["B-2-3"], accessible=True)
+    assert isinstance(refused, SeatTaken) and refused.reason == RejectReason.SEAT_TAKEN
+    first, second = harness.gateway.requests
+    assert (first.section_id, list(first.seat_ids), first.accessible) == ("B", [], False)
+    assert (second.section_id, list(second.seat_ids), second.accessible) == ("", ["B-2-3"], True)
+
+
 async def test_a_token_function_is_asked_before_every_attempt(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -590,6 +632,8 @@ def test_every_status_and_reason_maps_to_its_outcome() -> None:
         pb.REJECT_REASON_LIMIT_EXCEEDED: LimitExceeded,
         pb.REJECT_REASON_SALE_CLOSED: SaleClosed,
         pb.REJECT_REASON_EXPIRED_IN_QUEUE: ExpiredInQueue,
+        pb.REJECT_REASON_SEAT_TAKEN: SeatTaken,
+        pb.REJECT_REASON_NO_SEATS_TOGETHER: NoSeatsTogether,
     }
     for reason, kind in kinds.items():
         found = outcome(rejected, reason)
@@ -613,6 +657,28 @@ def test_a_hold_says_until_when_and_for_how_much() -> None:
     assert held.amount == Money("EUR", 9_800)
     assert (held.settled, held.payment_status) == (False, PaymentStatus.PENDING)
     assert held.reservation is reservation
+
+
+def test_held_and_confirmed_seats_are_the_reservations_seats_in_order() -> None:
+    reservation = message(pb.RESERVATION_STATUS_HELD, 2).reservation
+    reservation.hold_expire_time.FromDatetime(datetime(2030, 5, 1, 12, 0, tzinfo=UTC))
+    reservation.seats.add(section_id="B", row_id="B-1", seat_id="B-1-6")
+    reservation.seats.add(section_id="B", row_id="B-1", seat_id="B-1-5")
+    held = outcome_of(reservation)
+    assert isinstance(held, Held)
+    assert held.seats == (Seat("B", "B-1", "B-1-6"), Seat("B", "B-1", "B-1-5"))
+
+    standing = message(pb.RESERVATION_STATUS_CONFIRMED, 3, settled=True).reservation
+    standing.seats.add(section_id="floor")
+    standing.seats.add(section_id="floor")
+    sold = outcome_of(standing)
+    assert isinstance(sold, Confirmed)
+    assert sold.seats == (Seat("floor"), Seat("floor")) == (Seat("floor", "", ""),) * 2
+    # The SDK's own frozen value, not the protobuf message.
+    assert not isinstance(sold.seats[0], pb.Seat) and hash(sold.seats[0])
+
+    general = outcome_of(message(pb.RESERVATION_STATUS_CONFIRMED, 2, settled=True).reservation)
+    assert isinstance(general, Confirmed) and general.seats == ()
 
 
 # --- the watch ----------------------------------------------------------------

@@ -25,10 +25,13 @@ from ticketing_client import (
     IdempotencyKeyReused,
     InvalidArgument,
     Money,
+    NoSeatsTogether,
     NotFound,
     QueueUpdate,
     RetryPolicy,
     SaleNotOpen,
+    Seat,
+    SeatTaken,
     SoldOut,
     TicketingClient,
     Unauthenticated,
@@ -225,6 +228,70 @@ async def test_refusals_raise_typed_errors_with_their_reasons(
         with pytest.raises(Unauthenticated) as unknown:
             await stranger.reserve(event.event_id, 1)
     assert unknown.value.reason == "TOKEN_INVALID"
+
+
+def seating(sections: dict[str, tuple[int, int]]) -> pb.SeatingPlan:
+    """Sections of ``(rows, seats)``, seat ids ``<section>-<row>-<n>`` along
+    each row, and a standing section ``floor`` of 10 places last."""
+    plan = pb.SeatingPlan()
+    for section_id, (rows, seats) in sections.items():
+        section = plan.sections.add(section_id=section_id, name=f"Section {section_id}")
+        for r in range(1, rows + 1):
+            section.rows.add(
+                row_id=f"{section_id}-{r}",
+                seat_ids=[f"{section_id}-{r}-{n}" for n in range(1, seats + 1)],
+            )
+    plan.sections.add(section_id="floor", name="Floor", capacity=10)
+    return plan
+
+
+def together(seats: tuple[Seat, ...], plan: pb.SeatingPlan) -> bool:
+    """All in one row, next to each other in the row's order of the plan."""
+    rows = {(s.section_id, s.row_id) for s in seats}
+    if len(rows) != 1:
+        return False
+    (section_id, row_id) = rows.pop()
+    section = next(x for x in plan.sections if x.section_id == section_id)
+    order = list(next(r for r in section.rows if r.row_id == row_id).seat_ids)
+    places = sorted(order.index(s.seat_id) for s in seats)
+    return places == list(range(places[0], places[0] + len(places)))
+
+
+async def test_reserve_and_wait_gives_seats_together_in_the_section_asked_for(
+    stack: LocalStack, reservations: Reservations
+) -> None:
+    plan = seating({"A": (2, 8), "B": (2, 6), "C": (1, 3)})
+    event = (
+        await reservations.CreateEvent(
+            rs.CreateEventRequest(name="SDK seated", per_user_limit=4, seating_plan=plan),
+            timeout=10,
+        )
+    ).event
+    assert event.seated and event.capacity == 16 + 12 + 3 + 10
+    async with customer(stack, "sdk-pair") as pair, customer(stack, "sdk-chooser") as chooser:
+        outcome = await pair.reserve_and_wait(event.event_id, 2, section_id="B", wait_s=30)
+        assert isinstance(outcome, Confirmed), outcome
+        assert outcome.quantity == 2 and len(outcome.seats) == 2
+        assert {s.section_id for s in outcome.seats} == {"B"}
+        assert together(outcome.seats, plan), outcome.seats
+        # The first pair of a fresh section gets the middle of its front row.
+        assert {s.seat_id for s in outcome.seats} == {"B-1-3", "B-1-4"}
+
+        # The seats are the pair's: asking for one of them is SEAT_TAKEN.
+        taken = await chooser.reserve_and_wait(
+            event.event_id, 0, seat_ids=[outcome.seats[0].seat_id], wait_s=30
+        )
+        assert isinstance(taken, SeatTaken), taken
+        # With the middle of a row of 3 gone, 2 seats are left but not together.
+        middle = await chooser.reserve_and_wait(event.event_id, 1, seat_ids=["C-1-2"], wait_s=30)
+        assert isinstance(middle, Confirmed) and middle.seats == (Seat("C", "C-1", "C-1-2"),)
+        apart = await chooser.reserve_and_wait(event.event_id, 2, section_id="C", wait_s=30)
+        assert isinstance(apart, NoSeatsTogether), apart
+        standing = await chooser.reserve_and_wait(event.event_id, 2, section_id="floor", wait_s=30)
+        assert isinstance(standing, Confirmed)
+        assert standing.seats == (Seat("floor"), Seat("floor"))
+    sold = await get_event(reservations, event.event_id)
+    assert sold.confirmed == 2 + 1 + 2
 
 
 class FlakyGateway(gw_grpc.GatewayServiceServicer):

@@ -6,13 +6,20 @@ gRPC ceiling, measured in one run on this machine.
    Each arriving user reserves once and watches the outcome. Run against the
    queue design (``Reserve`` + ``WatchReservation``) and against the
    synchronous design (``ReserveSync``), each on its own event.
-2. The ceiling: ``ticketing-bench`` drives a bare grpc.aio echo server alone,
+2. The seated rush: a seated event (10 sections x 10 rows x 20 seats and a
+   standing floor), rushed by buyers through the gateway with the SDK: best
+   available pairs anywhere, pairs in a named section, single seats, seats
+   chosen from the map, a few asking for accessible seats. Checked: no seat
+   in two reservations, every grant of several seats together in one row,
+   the seat map as the reservations say; the map after it drawn as SVG.
+3. The ceiling: ``ticketing-bench`` drives a bare grpc.aio echo server alone,
    the same behind the stack's nginx configuration, and the real gateway
    through nginx, with the same load.
 
-It prints the report, writes it as JSON and as a PNG chart, and exits 1 when
-an invariant fails (seats sold, seats left, an accepted request without an
-outcome, the ledger).
+It prints the report, writes it as JSON, a PNG chart and the seated rush's
+seat map as SVG, and exits 1 when an invariant fails (seats sold, seats
+left, an accepted request without an outcome, a seat given twice or apart,
+the ledger).
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -52,10 +61,12 @@ from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
 from ticketing_client import (
     ApiError,
+    Confirmed,
     Held,
     Outcome,
     Rejected,
     RetryPolicy,
+    Seat,
     TicketingClient,
     WatchPolicy,
 )
@@ -67,8 +78,9 @@ from ticketing_common.kafka import new_producer
 from ticketing_common.record_keys import RecordKeys
 from ticketing_common.runtime import settings_or_exit
 
+from . import seat_svg
 from .bench.reserve import reserve_argv
-from .ledger import committed_offsets, reconcile
+from .ledger import committed_offsets, reconcile, seat_checks
 from .stack import LocalStack, RunningStack, StackConfig, nginx
 from .stack.launcher import STACK_RECORD_KEY_ID
 from .stack.processes import Child, free_port, port_open, wait_until
@@ -483,6 +495,363 @@ class EchoFleet:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+# -- the seated rush ----------------------------------------------------------
+
+# 10 sections x 10 rows x 20 seats, best first, then a standing floor.
+SEATED_SECTIONS = "ABCDEFGHIJ"
+SECTION_NAMES = (
+    "Front stalls",
+    "Stalls left",
+    "Stalls right",
+    "Rear stalls",
+    "Circle left",
+    "Circle centre",
+    "Circle right",
+    "Balcony left",
+    "Balcony centre",
+    "Balcony right",
+)
+SEATED_ROWS = 10
+SEATED_SEATS = 20
+STANDING = "floor"
+STANDING_PLACES = 200
+SEATED_BUYERS = 1_500
+SEATED_LIMIT = 4
+# Buyers arrive over this long (a rush, not one instant), then wait: short,
+# so that the decide rate is the consumers' and not the arrivals'.
+SEATED_RAMP_S = 1.0
+SEATED_WATCH_S = 60.0
+SEATED_SEED = 2026
+SEAT_MAP_SVG = "demo-seat-map.svg"
+# What each kind of buyer asks, for the report.
+ASKS = {
+    "pair": "2 together, anywhere",
+    "section": "2 in a named section",
+    "single": "1 seat, anywhere",
+    "chosen": "seats chosen on the map",
+}
+
+
+def seated_plan() -> pb.SeatingPlan:
+    """Seat ids ``<section>-<row>-<seat>`` (``B-03-11``), rows from the
+    front. Each section keeps the two ends of its front row for those who
+    need them; two seats in the middle of E's and F's back rows are blocked
+    (the cameras)."""
+    plan = pb.SeatingPlan()
+    for section_id, name in zip(SEATED_SECTIONS, SECTION_NAMES, strict=True):
+        section = plan.sections.add(section_id=section_id, name=name)
+        for r in range(1, SEATED_ROWS + 1):
+            row_id = f"{section_id}-{r:02d}"
+            ids = [f"{row_id}-{n:02d}" for n in range(1, SEATED_SEATS + 1)]
+            section.rows.add(
+                row_id=row_id,
+                seat_ids=ids,
+                accessible_seat_ids=[ids[0], ids[-1]] if r == 1 else [],
+                blocked_seat_ids=(
+                    ids[SEATED_SEATS // 2 - 1 : SEATED_SEATS // 2 + 1]
+                    if r == SEATED_ROWS and section_id in "EF"
+                    else []
+                ),
+            )
+    plan.sections.add(section_id=STANDING, name="Floor", capacity=STANDING_PLACES)
+    return plan
+
+
+@dataclass
+class SeatedBuyer:
+    """One buyer's ask and what came of it."""
+
+    n: int
+    # pair (2 together anywhere), section (2 in a named one), single, chosen
+    kind: str
+    quantity: int
+    section_id: str = ""
+    seat_ids: tuple[str, ...] = ()
+    accessible: bool = False
+    sent_at: float | None = None
+    accepted: bool = False
+    decided_at: float | None = None
+    code: str = "OK"
+    outcome: Outcome | None = None
+
+    @property
+    def seats(self) -> tuple[Seat, ...]:
+        if isinstance(self.outcome, Confirmed | Held):
+            return self.outcome.seats
+        return ()
+
+
+def _rows(seat_map: pb.SeatMap) -> dict[tuple[str, str], list[pb.SeatStatus]]:
+    """The seated rows, each its seats in order along it (the map's order)."""
+    rows: dict[tuple[str, str], list[pb.SeatStatus]] = {}
+    for seat in seat_map.seats:
+        rows.setdefault((seat.section_id, seat.row_id), []).append(seat)
+    return rows
+
+
+def _chosen(
+    rng: random.Random, rows: Sequence[Sequence[pb.SeatStatus]], accessible: bool
+) -> tuple[str, ...]:
+    """Seats picked from the map as a buyer would: one or two next to each
+    other, free and sellable to them; an accessible seat alone for a buyer
+    who needs one."""
+    while True:
+        row = rng.choice(rows)
+        if accessible:
+            kept = [s.seat_id for s in row if s.accessible and s.state == pb.SEAT_STATE_AVAILABLE]
+            if kept:
+                return (rng.choice(kept),)
+            continue
+        count = rng.choice((1, 2))
+        start = rng.randrange(len(row) - count + 1)
+        picked = row[start : start + count]
+        if all(s.state == pb.SEAT_STATE_AVAILABLE and not s.accessible for s in picked):
+            return tuple(s.seat_id for s in picked)
+
+
+def seated_asks(buyers: int, seat_map: pb.SeatMap, seed: int = SEATED_SEED) -> list[SeatedBuyer]:
+    """What each buyer asks, drawn from one seeded generator: 60 % the best
+    2 together anywhere, 20 % 2 in a named section (the floor among them),
+    10 % a single seat, 10 % seats chosen from ``seat_map``; one in 25 asks
+    for accessible seats."""
+    rng = random.Random(seed)
+    rows = list(_rows(seat_map).values())
+    sections = [s.section_id for s in seat_map.sections]
+    asks = []
+    for n in range(buyers):
+        draw, accessible = rng.random(), rng.random() < 0.04
+        if draw < 0.6:
+            asks.append(SeatedBuyer(n, "pair", 2, accessible=accessible))
+        elif draw < 0.8:
+            asks.append(SeatedBuyer(n, "section", 2, rng.choice(sections), accessible=accessible))
+        elif draw < 0.9:
+            asks.append(SeatedBuyer(n, "single", 1, accessible=accessible))
+        else:
+            chosen = _chosen(rng, rows, accessible)
+            asks.append(SeatedBuyer(n, "chosen", 0, seat_ids=chosen, accessible=accessible))
+    return asks
+
+
+async def seated_buyer(
+    buyer: SeatedBuyer, channel: grpc.aio.Channel, event_id: str, token: str
+) -> None:
+    """Reserves what ``buyer`` asks through the SDK, then watches it until
+    it is decided (held or settled)."""
+    loop = asyncio.get_running_loop()
+    client = TicketingClient.over(
+        channel,
+        token=token,
+        retry=ONE_CALL,
+        watch=WatchPolicy(stream_timeout_s=SEATED_WATCH_S),
+    )
+    buyer.sent_at = loop.time()
+    try:
+        answer = await client.reserve(
+            event_id,
+            buyer.quantity,
+            section_id=buyer.section_id,
+            seat_ids=buyer.seat_ids,
+            accessible=buyer.accessible,
+        )
+    except ApiError as exc:
+        buyer.code = exc.code.name
+        return
+    buyer.accepted = True
+    if isinstance(answer, Rejected):  # the sold-out fast path: nothing queued
+        buyer.outcome, buyer.decided_at = answer, loop.time()
+        return
+    try:
+        async with (
+            asyncio.timeout(SEATED_WATCH_S),
+            contextlib.aclosing(client.watch(answer.reservation_id)) as updates,
+        ):
+            async for update in updates:
+                if isinstance(update, Held) or (isinstance(update, Outcome) and update.settled):
+                    buyer.outcome, buyer.decided_at = update, loop.time()
+                    break
+    except ApiError as exc:
+        buyer.code = f"WATCH_{exc.code.name}"
+    except TimeoutError:
+        buyer.code = f"WATCH_{grpc.StatusCode.DEADLINE_EXCEEDED.name}"
+
+
+def _together(seats: Sequence[Seat], where: Mapping[str, tuple[tuple[str, str], int]]) -> bool:
+    """All seats of one row, next to each other in its order (the map's);
+    one place, or places of a standing section, are together as well."""
+    if len(seats) < 2 or not any(s.row_id for s in seats):
+        return True
+    spots = [where.get(s.seat_id) for s in seats if s.row_id]
+    if len(spots) != len(seats) or None in spots:
+        return False
+    rows = {spot[0] for spot in spots if spot is not None}
+    index = sorted(spot[1] for spot in spots if spot is not None)
+    return len(rows) == 1 and index == list(range(index[0], index[0] + len(index)))
+
+
+def _grant_problems(buyers: Sequence[SeatedBuyer], seat_map: pb.SeatMap) -> list[str]:
+    """Seats in two reservations, grants not together, accessible seats to
+    those who did not ask, chosen seats other than asked."""
+    where = {
+        seat.seat_id: (key, i)
+        for key, seats in _rows(seat_map).items()
+        for i, seat in enumerate(seats)
+    }
+    accessible = {seat.seat_id for seat in seat_map.seats if seat.accessible}
+    owners: Counter[str] = Counter()
+    apart, unasked, other = [], [], []
+    for buyer in buyers:
+        seats = buyer.seats
+        owners.update(s.seat_id for s in seats if s.row_id)
+        unasked += [s.seat_id for s in seats if s.seat_id in accessible and not buyer.accessible]
+        if not _together(seats, where):
+            apart.append(buyer.n)
+        if buyer.seat_ids and seats and sorted(s.seat_id for s in seats) != sorted(buyer.seat_ids):
+            other.append(buyer.n)
+    problems = []
+    twice = sorted(seat for seat, times in owners.items() if times > 1)
+    if twice:
+        problems.append(f"seated: {len(twice)} seats in two reservations, e.g. {twice[:3]}")
+    if apart:
+        problems.append(
+            f"seated: {len(apart)} grants not together in one row, e.g. buyers {apart[:3]}"
+        )
+    if unasked:
+        problems.append(f"seated: accessible seats to buyers who did not ask: {unasked[:3]}")
+    if other:
+        problems.append(f"seated: {len(other)} buyers given other seats than they chose")
+    return problems
+
+
+def seated_problems(
+    buyers: Sequence[SeatedBuyer], seat_map: pb.SeatMap, event: pb.Event
+) -> list[str]:
+    """What the rush broke, against the seat map and the event after it: a
+    seat in two reservations, a grant of several seats not together in one
+    row (adjacent in the row's order), an accessible seat to a buyer who did
+    not ask, chosen seats other than those asked, the map's seats or the
+    sections' and the event's counts not as the reservations say, an
+    accepted request without an outcome."""
+    problems = _grant_problems(buyers, seat_map)
+    granted = {s.seat_id for b in buyers for s in b.seats if s.row_id}
+    taken = {
+        s.seat_id for s in seat_map.seats if s.state in (pb.SEAT_STATE_SOLD, pb.SEAT_STATE_HELD)
+    }
+    if taken != granted:
+        problems.append(
+            f"seated: the map's taken seats are not the reservations' "
+            f"({len(taken - granted)} taken without one, {len(granted - taken)} granted but free)"
+        )
+    places = Counter(s.section_id for b in buyers for s in b.seats)
+    for section in seat_map.sections:
+        if section.sold + section.held != places[section.section_id]:
+            problems.append(
+                f"seated: section {section.section_id} counts {section.sold + section.held} "
+                f"taken, its reservations {places[section.section_id]}"
+            )
+    if event.confirmed + event.held != places.total():
+        problems.append(
+            f"seated: the event counts {event.confirmed + event.held} taken, "
+            f"{places.total()} granted"
+        )
+    if event.capacity != event.available + event.held + event.confirmed:
+        problems.append("seated: capacity != available + held + confirmed")
+    lost = [b.n for b in buyers if b.accepted and b.outcome is None]
+    if lost:
+        problems.append(f"seated: {len(lost)} accepted requests without an outcome")
+    return problems
+
+
+def seated_summary(buyers: Sequence[SeatedBuyer], event: pb.Event) -> dict[str, Any]:
+    decided = [b for b in buyers if b.decided_at is not None]
+    sent = [b.sent_at for b in buyers if b.sent_at is not None]
+    first, last_sent = min(sent, default=0.0), max(sent, default=0.0)
+    last = max((b.decided_at for b in decided if b.decided_at is not None), default=first)
+    reasons = Counter(b.outcome.reason.name for b in decided if isinstance(b.outcome, Rejected))
+    by_kind: dict[str, dict[str, int]] = {}
+    for b in buyers:
+        kind = by_kind.setdefault(b.kind, {"asked": 0, "granted": 0})
+        kind["asked"] += 1
+        kind["granted"] += bool(b.seats)
+        if isinstance(b.outcome, Rejected):
+            kind[b.outcome.reason.name] = kind.get(b.outcome.reason.name, 0) + 1
+    return {
+        "event_id": event.event_id,
+        "plan": {
+            "sections": len(SEATED_SECTIONS),
+            "rows": SEATED_ROWS,
+            "seats_per_row": SEATED_SEATS,
+            "standing_places": STANDING_PLACES,
+            "capacity": event.capacity,
+        },
+        "buyers": len(buyers),
+        "accessible_asks": sum(b.accessible for b in buyers),
+        "granted": sum(bool(b.seats) for b in buyers),
+        "rejected": dict(sorted(reasons.items())),
+        "errors": dict(sorted(Counter(b.code for b in buyers if b.code != "OK").items())),
+        "by_ask": by_kind,
+        "seats_sold": event.confirmed,
+        "seats_held": event.held,
+        "seats_left": event.available,
+        "decided": len(decided),
+        "elapsed_s": round(last - first, 2),
+        "last_decision_after_last_request_s": round(max(0.0, last - last_sent), 2),
+        "decided_per_s": round(len(decided) / (last - first)) if last > first else None,
+    }
+
+
+async def seated_rush(
+    target: Target, buyers: int, failures: list[str]
+) -> tuple[dict[str, Any], str]:
+    """The seated rush: its summary (broken invariants added to
+    ``failures``) and the seat map after it as an SVG document."""
+    channels = [authorized_channel(target.endpoint, target.admin_token) for _ in range(CHANNELS)]
+    try:
+        reservations = rs_grpc.ReservationServiceStub(channels[0])
+        plan = seated_plan()
+        create = rs.CreateEventRequest(
+            name="Seated rush", per_user_limit=SEATED_LIMIT, seating_plan=plan
+        )
+        event = (await reservations.CreateEvent(create, timeout=10)).event
+
+        async def seat_map() -> pb.SeatMap:
+            reply = await reservations.GetSeatMap(
+                rs.GetSeatMapRequest(event_id=event.event_id), timeout=10
+            )
+            return reply.seat_map
+
+        # The buyers choosing seats look at the map as it is before the rush.
+        asks = seated_asks(buyers, await seat_map())
+        # Each buyer its own subject; signed before the rush, as tokens are
+        # issued before a sale opens, so the rush measures the suite.
+        tokens = [target.key.mint(f"seated-{n}") for n in range(buyers)]
+
+        def spawn(n: int) -> asyncio.Task[None]:
+            return asyncio.create_task(
+                seated_buyer(asks[n], channels[n % CHANNELS], event.event_id, tokens[n])
+            )
+
+        tasks = await arrivals(spawn, ((SEATED_RAMP_S, buyers),))
+        await asyncio.gather(*tasks)
+        after = await seat_map()
+        event = (
+            await reservations.GetEvent(rs.GetEventRequest(event_id=event.event_id), timeout=10)
+        ).event
+    finally:
+        for ch in channels:
+            await ch.close(None)
+    failures.extend(seated_problems(asks, after, event))
+    pool = await asyncpg.create_pool(target.postgres_dsn, min_size=1, max_size=2)
+    try:
+        checks = await seat_checks(pool, event.event_id)
+    finally:
+        await pool.close()
+    if not all(c.ok for c in checks):
+        failures.append(f"seated: the ledger's seat checks fail: {[c for c in checks if not c.ok]}")
+    names: Mapping[str, str] = {s.section_id: s.name for s in plan.sections}
+    title = f"Seated rush: {buyers} buyers, the seat map after it (version {after.version})"
+    return seated_summary(asks, event), seat_svg.render(after, names, title=title)
+
+
 # -- the spike ----------------------------------------------------------------
 
 
@@ -609,11 +978,18 @@ def chart(runs: Sequence[DesignRun], path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(report: dict[str, Any], runs: Sequence[DesignRun], out_dir: Path) -> None:
+def write_outputs(
+    report: dict[str, Any],
+    runs: Sequence[DesignRun],
+    out_dir: Path,
+    seat_map_svg: str | None = None,
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "demo-report.json").write_text(json.dumps(report, indent=2, default=str))
     if runs:
         chart(runs, out_dir / "demo-report.png")
+    if seat_map_svg is not None:
+        (out_dir / SEAT_MAP_SVG).write_text(seat_map_svg, encoding="utf-8")
 
 
 def _fmt(value: object) -> str:
@@ -681,6 +1057,9 @@ def print_report(report: dict[str, Any]) -> None:
             f"p99 {fast['p99_ms']:.1f} ms = {ceiling['sold_out_vs_echo_nginx']:.0%} of the echo "
             "server behind the same nginx"
         )
+    seated = report.get("seated")
+    if isinstance(seated, dict):
+        print_seated(seated)
     burst = report.get("spike")
     if isinstance(burst, dict):
         print(
@@ -699,6 +1078,31 @@ def print_report(report: dict[str, Any]) -> None:
     failures = report["failures"]
     assert isinstance(failures, list)
     print("\nInvariants: " + ("all hold" if not failures else "FAILED: " + "; ".join(failures)))
+
+
+def print_seated(seated: Mapping[str, Any]) -> None:
+    plan = seated["plan"]
+    print(
+        f"\nSeated rush: {seated['buyers']} buyers ({seated['accessible_asks']} asking for "
+        f"accessible seats) on {plan['sections']} sections x {plan['rows']} rows x "
+        f"{plan['seats_per_row']} seats and {plan['standing_places']} standing places "
+        f"({plan['capacity']} for sale)"
+    )
+    rejected = ", ".join(f"{name} {n}" for name, n in seated["rejected"].items()) or "none"
+    errors = json.dumps(seated["errors"]) if seated["errors"] else "none"
+    print(f"  granted {seated['granted']}; rejected: {rejected}; errors: {errors}")
+    for kind, n in seated["by_ask"].items():
+        refused = ", ".join(f"{k} {v}" for k, v in n.items() if k not in ("asked", "granted"))
+        print(
+            f"    {ASKS.get(kind, kind):<24} {n['granted']:>5} of {n['asked']:>5} granted"
+            + (f"; {refused}" if refused else "")
+        )
+    print(
+        f"  seats sold {seated['seats_sold']}, held {seated['seats_held']}, left "
+        f"{seated['seats_left']}; {seated['decided']} decided in {seated['elapsed_s']} s "
+        f"({_fmt(seated['decided_per_s'])}/s), the last "
+        f"{seated['last_decision_after_last_request_s']} s after the last request"
+    )
 
 
 # -- main -------------------------------------------------------------------
@@ -832,6 +1236,7 @@ async def demo(
     designs: Sequence[str] = ("queue", "sync"),
     spike_requests: int = 0,
     holds: Holds | None = None,
+    seated_buyers: int = 0,
 ) -> int:
     runs = []
     for design in designs:
@@ -851,6 +1256,10 @@ async def demo(
         if not (ledger.balanced and ledger.seats_ok and ledger.money_ok):
             failures.append("the ledger does not balance")
 
+    seat_map_svg = None
+    if seated_buyers:
+        print(f"seated rush: {seated_buyers} buyers on a seated event...", flush=True)
+        report["seated"], seat_map_svg = await seated_rush(target, seated_buyers, failures)
     if ceiling_s:
         report["ceiling"] = await ceiling(target, ceiling_s)
     if spike_requests:
@@ -860,9 +1269,13 @@ async def demo(
         if (result["seats_sold"], result["seats_left"]) != (SEATS, 0):
             failures.append(f"spike: {result['seats_sold']} seats sold")
     report["failures"] = failures
-    await asyncio.to_thread(write_outputs, report, runs, out_dir)
+    await asyncio.to_thread(write_outputs, report, runs, out_dir, seat_map_svg)
     print_report(report)
-    print(f"\nreport: {out_dir / 'demo-report.json'}   chart: {out_dir / 'demo-report.png'}")
+    seat_map = f"   seat map: {out_dir / SEAT_MAP_SVG}" if seat_map_svg is not None else ""
+    print(
+        f"\nreport: {out_dir / 'demo-report.json'}   chart: {out_dir / 'demo-report.png'}"
+        + seat_map
+    )
     return 1 if failures else 0
 
 
@@ -909,6 +1322,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N",
         help="also append N requests for one event straight to the queue and time the drain",
     )
+    parser.add_argument(
+        "--seated",
+        type=int,
+        metavar="N",
+        help=f"N buyers rush a seated event (0 skips it; by default {SEATED_BUYERS:,} scaled "
+        "by --scale, and none with --no-rush, --steady or --holds)",
+    )
     args = parser.parse_args(argv)
     stages = tuple((d * args.scale, max(1, round(u * args.scale)) if u else 0) for d, u in STAGES)
     designs: tuple[str, ...] = ("queue", "sync")
@@ -920,6 +1340,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.holds:
         holds = Holds(args.holds, args.payers)
         designs = ("held",)
+    seated = args.seated
+    if seated is not None and seated < 0:
+        parser.error("--seated: the number of buyers must not be negative")
+    if seated is None:
+        plain = not (args.no_rush or args.steady or args.holds)
+        seated = max(1, round(SEATED_BUYERS * args.scale)) if plain else 0
     run = partial(
         demo,
         out_dir=args.out_dir,
@@ -928,6 +1354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         designs=() if args.no_rush else designs,
         spike_requests=args.spike or 0,
         holds=holds,
+        seated_buyers=seated,
     )
     running = settings_or_exit(RunningStack)
     if running.endpoint:

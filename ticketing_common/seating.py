@@ -12,7 +12,12 @@ Every row keeps an index of its free runs (the maximal blocks of free seats
 together) and the longest of them, rebuilt for that row alone when one of
 its seats changes, so best available skips a row that cannot serve a
 request without looking at a seat: a request costs a look at each row
-before the first that can serve it, and at that one row's runs.
+before the first that can serve it, and at that one row's runs. Per
+section and over the whole plan, counts of the rows with a run of at least
+k seats say which sections can serve and whether any can: a request for
+anywhere goes straight to the first section that can serve it, and one
+that nothing can serve is answered without looking at a section, so a
+full or fragmented venue costs no more per request than an empty one.
 
 Two indexes are kept: of the seats free now, and of the seats free or
 held. A request no free block can serve but a held one could (a hold may
@@ -107,7 +112,8 @@ class Choice:
 
 
 class Runs:
-    """The free runs of one row, as (start, length), in order along it."""
+    """The free runs of one row, as (start, length), in order along it;
+    never changed (a row's change builds new ones)."""
 
     def __init__(self, free: Sequence[bool]) -> None:
         self.size = len(free)
@@ -121,10 +127,8 @@ class Runs:
                 self._starts.append(start)
                 self._lengths.append(i - start)
                 start = None
-
-    @property
-    def longest(self) -> int:
-        return max(self._lengths, default=0)
+        # Read for every row best available passes: once, not per look.
+        self.longest = max(self._lengths, default=0)
 
     def best(self, quantity: int) -> int | None:
         """The first seat of the best block of ``quantity`` free seats
@@ -162,23 +166,47 @@ _KINDS = ("free", "open", "free_accessible", "open_accessible")
 
 
 class _Longest:
-    """For one kind of run, per section, how many rows have a run of at
-    least k seats (k from 1 to the longest row): which sections can serve a
-    request is known without looking at a row."""
+    """For one kind of run, per section and over all of them, how many rows
+    have a run of at least k seats (k from 1 to the longest row): which
+    sections can serve a request, the first of them in plan order, and
+    whether any can, are known without looking at a row."""
 
     def __init__(self, sections: int, longest_row: int) -> None:
         self._at_least = [[0] * (longest_row + 1) for _ in range(sections)]
+        self._anywhere = [0] * (longest_row + 1)
+        # Per k, no section before this one has such a row (moved on by
+        # ``first``, back by ``move``): a venue filling up in plan order
+        # is passed over once, not by every request.
+        self._before = [0] * (longest_row + 1)
 
     def move(self, section: int, before: int, after: int) -> None:
         counts = self._at_least[section]
+        anywhere = self._anywhere
         for k in range(after + 1, before + 1):
             counts[k] -= 1
+            anywhere[k] -= 1
         for k in range(before + 1, after + 1):
             counts[k] += 1
+            anywhere[k] += 1
+            self._before[k] = min(self._before[k], section)
 
     def any(self, section: int, quantity: int) -> bool:
         counts = self._at_least[section]
         return quantity < len(counts) and counts[quantity] > 0
+
+    def anywhere(self, quantity: int) -> bool:
+        return quantity < len(self._anywhere) and self._anywhere[quantity] > 0
+
+    def first(self, quantity: int) -> int | None:
+        """The first section in plan order with a row that has a run of at
+        least ``quantity`` seats, or None."""
+        if not self.anywhere(quantity):
+            return None
+        section = self._before[quantity]
+        while self._at_least[section][quantity] == 0:
+            section += 1
+        self._before[quantity] = section
+        return section
 
 
 class _Standing:
@@ -201,6 +229,8 @@ class SeatMap:
     ) -> None:
         self._sections = tuple(sections)
         self._order = {s.section_id: i for i, s in enumerate(self._sections)}
+        # The standing sections' places in the plan, in order.
+        self._standing_at = tuple(i for i, s in enumerate(self._sections) if s.standing)
         self._rows: dict[str, list[_Row]] = {}
         self._standing: dict[str, _Standing] = {}
         self._where: dict[str, tuple[_Row, int]] = {}
@@ -238,13 +268,18 @@ class SeatMap:
     def _index(self, row: _Row, *, fresh: bool = False) -> None:
         before = {kind: 0 if fresh else getattr(row, kind).longest for kind in _KINDS}
         seats = row.plan.seat_ids
-        general = [s not in row.plan.accessible for s in seats]
-        free = [self.states[s] is SeatState.AVAILABLE for s in seats]
-        opened = [self.states[s] in (SeatState.AVAILABLE, SeatState.HELD) for s in seats]
-        row.free = Runs([f and g for f, g in zip(free, general, strict=True)])
-        row.open = Runs([o and g for o, g in zip(opened, general, strict=True)])
+        states = [self.states[s] for s in seats]
+        free = [s is SeatState.AVAILABLE for s in states]
+        opened = [s is SeatState.AVAILABLE or s is SeatState.HELD for s in states]
         row.free_accessible = Runs(free)
         row.open_accessible = Runs(opened)
+        if row.plan.accessible:
+            general = [s not in row.plan.accessible for s in seats]
+            row.free = Runs([f and g for f, g in zip(free, general, strict=True)])
+            row.open = Runs([o and g for o, g in zip(opened, general, strict=True)])
+        else:
+            # Most rows: every seat for anyone, the same runs for both.
+            row.free, row.open = row.free_accessible, row.open_accessible
         for kind in _KINDS:
             self._longest[kind].move(row.section, before[kind], getattr(row, kind).longest)
 
@@ -254,46 +289,79 @@ class SeatMap:
         """The best block of ``quantity`` seats together (in ``section_id``,
         or anywhere), or why there is none. A standing section serves any
         ``quantity`` of its places that are free."""
-        sections = (
-            self._sections
-            if section_id is None
-            else [s for s in self._sections if s.section_id == section_id]
-        )
+        if section_id is None:
+            numbers = None  # every section
+        else:
+            number = self._order.get(section_id)
+            numbers = () if number is None else (number,)
         free_kind, open_kind = (
             ("free_accessible", "open_accessible") if accessible else ("free", "open")
         )
-        for section in sections:
-            if section.standing:
-                standing = self._standing[section.section_id]
-                if len(standing.free) >= quantity:
-                    places = standing.take(quantity)
-                    return Choice(
-                        Verdict.GRANTED, tuple(SeatRef(section.section_id, "", p) for p in places)
-                    )
-                continue
-            if not self._longest[free_kind].any(self._order[section.section_id], quantity):
-                continue
-            for row in self._rows[section.section_id]:
-                runs: Runs = getattr(row, free_kind)
-                if runs.longest >= quantity:
-                    first = runs.best(quantity)
-                    assert first is not None
-                    return Choice(Verdict.GRANTED, self._refs(row, first, quantity))
-        could = False
-        left = False
-        for section in sections:
+        granted = self._grant(quantity, free_kind, numbers)
+        if granted is not None:
+            return granted
+        could, left = self._could(quantity, open_kind, numbers)
+        if could:
+            return Choice(Verdict.WAIT)
+        return Choice(Verdict.NO_SEATS_TOGETHER if left else Verdict.SOLD_OUT)
+
+    def _grant(self, quantity: int, kind: str, numbers: Sequence[int] | None) -> Choice | None:
+        """The best block free now in the sections ``numbers`` (None: all),
+        in plan order; None if there is none."""
+        longest = self._longest[kind]
+        if numbers is None:
+            seated = longest.first(quantity)
+            # A standing section before the first seated one that can serve
+            # comes first, as it comes first in the plan.
+            for number in self._standing_at:
+                if seated is not None and number > seated:
+                    break
+                if len(self._standing[self._sections[number].section_id].free) >= quantity:
+                    return self._take_standing(number, quantity)
+            return None if seated is None else self._grant_in(seated, quantity, kind)
+        for number in numbers:
+            if self._sections[number].standing:
+                if len(self._standing[self._sections[number].section_id].free) >= quantity:
+                    return self._take_standing(number, quantity)
+            elif longest.any(number, quantity):
+                return self._grant_in(number, quantity, kind)
+        return None
+
+    def _take_standing(self, number: int, quantity: int) -> Choice:
+        section_id = self._sections[number].section_id
+        places = self._standing[section_id].take(quantity)
+        return Choice(Verdict.GRANTED, tuple(SeatRef(section_id, "", p) for p in places))
+
+    def _grant_in(self, number: int, quantity: int, kind: str) -> Choice:
+        """The best block in seated section ``number``, which has one."""
+        for row in self._rows[self._sections[number].section_id]:
+            runs: Runs = getattr(row, kind)
+            if runs.longest >= quantity:
+                first = runs.best(quantity)
+                assert first is not None
+                return Choice(Verdict.GRANTED, self._refs(row, first, quantity))
+        raise AssertionError(f"section {number} counts a run of {quantity} it does not have")
+
+    def _could(self, quantity: int, kind: str, numbers: Sequence[int] | None) -> tuple[bool, bool]:
+        """Whether a block of ``quantity`` seats free or held is in the
+        sections ``numbers`` (None: all), and whether any seat is."""
+        longest = self._longest[kind]
+        if numbers is None:
+            could, left = longest.anywhere(quantity), longest.anywhere(1)
+            numbers = self._standing_at
+        else:
+            could = left = False
+        for number in numbers:
+            section = self._sections[number]
             if section.standing:
                 standing = self._standing[section.section_id]
                 opened = len(standing.free) + standing.held
                 could = could or opened >= quantity
                 left = left or opened > 0
             else:
-                number = self._order[section.section_id]
-                could = could or self._longest[open_kind].any(number, quantity)
-                left = left or self._longest[open_kind].any(number, 1)
-            if could:
-                return Choice(Verdict.WAIT)
-        return Choice(Verdict.NO_SEATS_TOGETHER if left else Verdict.SOLD_OUT)
+                could = could or longest.any(number, quantity)
+                left = left or longest.any(number, 1)
+        return could, left
 
     def chosen(self, seat_ids: Iterable[str], *, accessible: bool = False) -> Choice:
         """Exactly these seats (all known to the map): granted when every one

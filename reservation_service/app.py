@@ -18,6 +18,7 @@ from ticketing_common.storage.locks import EventLocks
 from .cancel import Cancellations
 from .listing import PageTokens
 from .sale import SaleControl
+from .seating_plan import MAX_PLAN_MESSAGE_BYTES
 from .servicer import ReservationServicer
 from .settings import ReservationSettings
 from .store import Store
@@ -36,7 +37,13 @@ async def run(settings: ReservationSettings) -> None:
         )
         stack.push_async_callback(pool.close)
         verifier = TokenVerifier(settings.auth.verifier_config())
-        server = Server("reservation_service", settings.server, verifier=verifier)
+        # CreateEvent takes a seating plan: an arena's is hundreds of kB.
+        server = Server(
+            "reservation_service",
+            settings.server,
+            verifier=verifier,
+            max_receive_bytes=MAX_PLAN_MESSAGE_BYTES,
+        )
         redis_client = redis.Redis.from_url(
             settings.accepted_redis_url or settings.redis_url,
             socket_timeout=5,

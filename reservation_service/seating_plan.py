@@ -27,6 +27,10 @@ MAX_PRICE_MINOR = 10**12
 # framing, must fit well within it.
 MAX_MAP_BYTES = 3 * 1024 * 1024
 SEAT_OVERHEAD_BYTES = 12
+# The largest CreateEventRequest the reservation service (and the load
+# balancer, for that method alone) takes: a plan within MAX_MAP_BYTES,
+# which encodes smaller than its map, and the event's other fields.
+MAX_PLAN_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

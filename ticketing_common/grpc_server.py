@@ -31,8 +31,9 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests", 50_000),
     ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ("grpc.max_concurrent_streams", 20_000),
-    # Every real message is under 1 KiB: a larger one is refused before it
-    # is parsed (RESOURCE_EXHAUSTED), instead of the default 4 MiB.
+    # Every real message is under 1 KiB but a seating plan: a larger one is
+    # refused before it is parsed (RESOURCE_EXHAUSTED), instead of the
+    # default 4 MiB (the reservation service takes plans: ``Server``).
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -51,9 +52,12 @@ class Server:
         settings: ServerSettings,
         *,
         verifier: TokenVerifier | None,
+        max_receive_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         """``verifier`` checks every caller of the API (health and reflection
-        stay open); None only for a server that serves nothing but health."""
+        stay open); None only for a server that serves nothing but health.
+        ``max_receive_bytes``: the largest request taken (the reservation
+        service takes seating plans)."""
         self.name = name
         self._grace_s = settings.shutdown_grace_s
         self._drain_delay_s = settings.drain_delay_s
@@ -67,7 +71,11 @@ class Server:
         ]
         if verifier is not None:
             interceptors.append(AuthInterceptor(verifier))
-        self.grpc = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+        options = [
+            (key, max_receive_bytes if key == "grpc.max_receive_message_length" else value)
+            for key, value in SERVER_OPTIONS
+        ]
+        self.grpc = grpc.aio.server(interceptors=interceptors, options=options)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # not in the stubs
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         if settings.reflection:

@@ -16,6 +16,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 
+from ticketing.v1 import gateway_service_pb2 as gw
 from ticketing.v1 import payment_service_pb2 as ps
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
@@ -104,15 +105,34 @@ async def test_many_long_bad_fields_are_invalid_argument_not_the_proxys_502(
 
 @pytest.mark.parametrize("size", [100_000, 2_000_000])
 async def test_a_request_too_large_is_resource_exhausted_not_unknown(
-    reservations: Reservations, size: int
+    gateway: Gateway, size: int
 ) -> None:
-    """Past the services' message bound they refuse it; past nginx's body
-    bound (client_max_body_size) nginx did, with an HTTP 413 that a gRPC
-    client reads as UNKNOWN ('Received http2 header with status: 413')."""
+    """Past the services' message bound (64 KiB at the gateway) they refuse
+    it; past nginx's body bound (client_max_body_size) nginx did, with an
+    HTTP 413 that a gRPC client reads as UNKNOWN ('Received http2 header
+    with status: 413')."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await reservations.CreateEvent(event_request(name="x" * size), timeout=10)
+        await gateway.Reserve(
+            gw.ReserveRequest(event_id="x" * size, quantity=1, idempotency_key="k"),
+            timeout=10,
+            metadata=as_user("big"),
+        )
     error = caught.value
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (error.code(), error.details())
+
+
+async def test_a_plan_past_what_create_event_takes_is_resource_exhausted(
+    reservations: Reservations,
+) -> None:
+    """CreateEvent takes a seating plan, up to 4 MiB (the load balancer and
+    the reservation service alike); past that it is refused unread. Under
+    it, a long name is the field's problem, not the message's."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await reservations.CreateEvent(event_request(name="x" * 5_000_000), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, caught.value.details()
+    assert set(
+        await refused(reservations.CreateEvent(event_request(name="x" * 2_000_000), timeout=30))
+    ) == {"name"}
 
 
 @pytest.mark.parametrize(

@@ -523,3 +523,32 @@ async def test_a_mixed_rush_leaves_no_block_free_that_a_refused_request_asked_fo
     refused = [q for q, (status, _) in zip(sizes, finals, strict=True) if status == REJECTED]
     assert refused, "the rush asked for more than the venue has"
     assert min(refused) > longest, (sorted(refused), longest)
+
+
+async def test_an_arena_is_created_through_the_load_balancer_and_its_map_read_whole(
+    gateway: Gateway, notifier: Notifier, reservations: Reservations
+) -> None:
+    # 50 sections x 20 rows x 20 seats: a plan of about 250 kB.
+    arena = pb.SeatingPlan()
+    for s in range(1, 51):
+        section = arena.sections.add(section_id=f"S{s:02}", name=f"Block {s}")
+        for r in range(1, 21):
+            section.rows.add(
+                row_id=f"S{s:02}-R{r:02}",
+                seat_ids=[f"S{s:02}-R{r:02}-{n:02}" for n in range(1, 21)],
+            )
+    assert arena.ByteSize() > 200_000
+    event = await seated_event(reservations, arena)
+    assert event.capacity == 20_000
+    mine = await outcome(
+        notifier, (await ask(gateway, event.event_id, "fan", 2, section_id="S07")).reservation_id
+    )
+    assert seat_ids(mine) == ["S07-R01-10", "S07-R01-11"]
+    seats = await seat_map(reservations, event.event_id)
+    assert len(seats.seats) == 20_000 and len(seats.sections) == 50
+    assert [s.seat_id for s in seats.seats if s.state == SOLD] == seat_ids(mine)
+    # Past what the reservation service takes, still refused before it is read.
+    too_big = rs.CreateEventRequest(name="x" * (5 * 1024 * 1024), per_user_limit=1, capacity=1)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await reservations.CreateEvent(too_big, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -22,6 +22,12 @@ ROUTES = {
     "/grpc.health.v1.Health/": "gateway",
 }
 
+# What CreateEvent (a seating plan) may send through every nginx the project
+# writes or ships, as the reservation service takes it
+# (reservation_service.seating_plan.MAX_PLAN_MESSAGE_BYTES).
+CREATE_EVENT = "/ticketing.v1.ReservationService/CreateEvent"
+PLAN_BODY = "4m"
+
 # The HTTP/2 bounds of every nginx configuration the project writes or ships
 # (deploy/nginx.conf, deploy/compose/nginx.conf; a test holds them to these).
 HTTP2_MAX_CONCURRENT_STREAMS = 128
@@ -146,6 +152,12 @@ def render(
     locations = "\n".join(
         f"        location {path} {{\n            grpc_pass {scheme}://{upstream};\n        }}"
         for path, upstream in ROUTES.items()
+    )
+    # CreateEvent alone takes a seating plan: an arena's is hundreds of kB.
+    locations += (
+        f"\n        location = {CREATE_EVENT} {{\n"
+        f"            client_max_body_size {PLAN_BODY};\n"
+        f"            grpc_pass {scheme}://reservation_service;\n        }}"
     )
     listen_line = f"listen {listen} ssl http2;" if tls else f"listen {listen} http2;"
     tls_lines = (

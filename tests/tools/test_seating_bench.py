@@ -11,6 +11,7 @@ from ticketing_tools.seating_bench import (
     Phase,
     apart,
     burst,
+    busy_and_stolen,
     differences,
     expected_general,
     expected_seated,
@@ -176,3 +177,9 @@ def test_consumers_are_told_by_their_command_line() -> None:
     assert is_consumer(["/venv/bin/python", "-m", "consumer_service"])
     assert not is_consumer(["/venv/bin/python", "-m", "gateway"])
     assert not is_consumer(["postgres", "-D", "/data", "consumer_service"])
+
+
+def test_the_machine_s_busy_and_stolen_seconds_come_from_proc_stat() -> None:
+    # user nice system idle iowait irq softirq steal guest guest_nice, in ticks
+    line = "cpu  700 50 200 9000 40 5 45 30 0 0\n"
+    assert busy_and_stolen(line, 100) == (10.0, 0.3)

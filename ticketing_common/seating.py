@@ -29,9 +29,10 @@ go only to a request that asks for them; blocked seats never go.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 # Section, row and seat ids: short, printable, safe in a URL and a terminal.
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -228,6 +229,7 @@ class SeatMap:
         self, sections: Sequence[PlanSection], states: dict[str, SeatState] | None = None
     ) -> None:
         self._sections = tuple(sections)
+        self._prices = MappingProxyType({s.section_id: s.price_minor for s in self._sections})
         self._order = {s.section_id: i for i, s in enumerate(self._sections)}
         # The standing sections' places in the plan, in order.
         self._standing_at = tuple(i for i, s in enumerate(self._sections) if s.standing)
@@ -386,9 +388,9 @@ class SeatMap:
         where = self._where.get(seat_id)
         return where is not None and seat_id in where[0].plan.accessible
 
-    def prices(self) -> dict[str, int | None]:
+    def prices(self) -> Mapping[str, int | None]:
         """Each section's price (None: the event's)."""
-        return {s.section_id: s.price_minor for s in self._sections}
+        return self._prices
 
     def has_section(self, section_id: str) -> bool:
         return section_id in self._order

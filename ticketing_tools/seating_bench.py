@@ -57,7 +57,6 @@ from typing import Any
 import asyncpg
 import grpc
 
-from reservation_service.validation import validate_create
 from ticketing.v1 import reservation_pb2 as pb
 from ticketing.v1 import reservation_service_pb2 as rs
 from ticketing.v1 import reservation_service_pb2_grpc as rs_grpc
@@ -68,8 +67,6 @@ from ticketing_common.kafka import new_producer
 from ticketing_common.record_keys import RecordKeys
 from ticketing_common.runtime import settings_or_exit
 from ticketing_common.seating import PlanRow, PlanSection, SeatMap
-from ticketing_common.storage.queries import insert_event
-from ticketing_common.storage.seats import insert_plan
 
 from .demo import Target, cpu_seconds
 from .ledger import committed_offsets, reconcile
@@ -278,46 +275,20 @@ class Bench:
     credentials: grpc.ChannelCredentials | None = None
 
 
-async def create_event(
-    bench: Bench, pool: asyncpg.Pool, kind: str, arena: Arena, round_: int
-) -> tuple[str, str]:
-    """A new event for a phase, and how it was created: through
-    ``CreateEvent``, or, for a plan larger than the servers take in one
-    message, as ``CreateEvent`` would (its own checks, the reservation
-    service's two inserts in one transaction) in PostgreSQL."""
+async def create_event(bench: Bench, kind: str, arena: Arena, round_: int) -> tuple[str, str]:
+    """A new event for a phase, through ``CreateEvent`` (and how it was
+    created, for the report)."""
     request = rs.CreateEventRequest(name=f"{kind} bench, round {round_}", per_user_limit=MOST_SEATS)
     if kind == SEATED:
         request.seating_plan.CopyFrom(arena.proto())
     else:
         request.capacity = arena.capacity
     target = bench.target
-    try:
-        async with authorized_channel(
-            target.endpoint, target.admin_token, bench.credentials
-        ) as channel:
-            reply = await rs_grpc.ReservationServiceStub(channel).CreateEvent(request, timeout=60)
-        return str(reply.event.event_id), "CreateEvent"
-    except grpc.aio.AioRpcError as exc:
-        if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
-            raise
-        refused = f"PostgreSQL ({request.ByteSize():,} bytes: {exc.details()})"
-    new = validate_create(request)
-    async with pool.acquire() as conn, conn.transaction():
-        event = await insert_event(
-            conn,
-            new.name,
-            new.capacity,
-            new.per_user_limit,
-            new.queue_ttl,
-            new.price,
-            new.hold_ttl,
-            new.window,
-            new.priority_tiers,
-            seated=new.plan is not None,
-        )
-        if new.plan is not None:
-            await insert_plan(conn, uuid.UUID(event.event_id), new.plan.sections)
-    return event.event_id, refused
+    async with authorized_channel(
+        target.endpoint, target.admin_token, bench.credentials
+    ) as channel:
+        reply = await rs_grpc.ReservationServiceStub(channel).CreateEvent(request, timeout=60)
+    return str(reply.event.event_id), "CreateEvent"
 
 
 def records(keys: RecordKeys, event_id: str, quantities: Sequence[int]) -> list[bytes]:
@@ -370,7 +341,7 @@ async def run_phase(
     bench: Bench, pool: asyncpg.Pool, kind: str, *, round_: int, arena: Arena, quantities: list[int]
 ) -> Phase:
     target = bench.target
-    event_id, created = await create_event(bench, pool, kind, arena, round_)
+    event_id, created = await create_event(bench, kind, arena, round_)
     values = records(target.record_keys, event_id, quantities)
     phase = Phase(round_, kind, event_id, len(values), created_through=created)
     phase.settled_after_s = round(await settle(), 1)

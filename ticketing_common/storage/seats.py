@@ -249,15 +249,16 @@ async def move_seats(
     if not moves:
         return event
     status = await conn.execute(
-        """UPDATE event_seats e SET state = u.after, reservation_id = u.reservation_id
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[])
+        """UPDATE event_seats e SET state = u.after, reservation_id = u.reservation_id::uuid
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[])
                 AS u(seat_id, before, after, reservation_id)
            WHERE e.event_id = $1 AND e.seat_id = u.seat_id AND e.state = u.before""",
         event.event_id,
         [m.seat.seat_id for m in moves],
         [m.before.value for m in moves],
         [m.after.value for m in moves],
-        [None if m.reservation_id is None else uuid.UUID(m.reservation_id) for m in moves],
+        # As text, cast by PostgreSQL: no UUID object per seat.
+        [m.reservation_id for m in moves],
     )
     if status != f"UPDATE {len(moves)}":
         raise SeatConflict(f"event {event.event_id}: {len(moves)} seats to move, {status}")

@@ -54,6 +54,7 @@ class Recorded:
             first.accepted_at,
             State.QUEUED,
             first.sequence,
+            first.shape,
         )
 
     async def mark_queued(self, reservation_id: str) -> None:
@@ -84,6 +85,20 @@ async def test_another_quantity_under_the_key_is_refused_naming_the_first() -> N
         "idempotency_key 'k-1' was used for quantity 2 on this event; "
         "use a new key for another request"
     )
+
+
+async def test_other_seats_under_the_key_are_refused_naming_the_first() -> None:
+    first = dataclasses.replace(request(quantity=2), seat_ids=("A-1-1", "A-1-2"))
+    again = dataclasses.replace(request(quantity=2), seat_ids=("A-1-1", "A-1-2"))
+    assert await keys(Recorded(first)).admit(again) == first
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        await keys(Recorded(first)).admit(dataclasses.replace(again, seat_ids=("A-1-2", "A-1-3")))
+    assert refused.value.message == (
+        "idempotency_key 'k-1' was used for quantity 2 (seats=A-1-1,A-1-2) on this event; "
+        "use a new key for another request"
+    )
+    with pytest.raises(IdempotencyKeyReused):
+        await keys(Recorded(first)).admit(dataclasses.replace(again, seat_ids=(), section_id="A"))
 
 
 async def test_redis_down_admits_without_the_check_and_says_so() -> None:

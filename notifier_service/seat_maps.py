@@ -67,7 +67,12 @@ class SeatMapWatch:
     def _subscribe(
         self, event_id: uuid.UUID, version: int
     ) -> Iterator[tuple[_Feed, asyncio.Event]]:
-        feed = self._feeds.setdefault(event_id, _Feed(head=version))
+        feed = self._feeds.get(event_id)
+        if feed is None:
+            feed = self._feeds[event_id] = _Feed(head=version)
+            # What committed since ``version`` was read may have been
+            # announced before there was a feed to tell: read it next round.
+            self._touched.add(event_id)
         waker = asyncio.Event()
         feed.wakers.add(waker)
         try:
@@ -79,10 +84,10 @@ class SeatMapWatch:
 
     async def start(
         self, event_id: uuid.UUID, from_version: int
-    ) -> tuple[int, reservation_pb2.SeatMap | None] | None:
+    ) -> tuple[int, reservation_pb2.SeatMap | None, int] | None:
         """Where a watch starts: ``from_version`` if the changes after it are
-        kept (no map then), else the whole map; None if the event is not
-        seated (or does not exist)."""
+        kept (no map then), else the whole map; and the event's latest
+        version. None if the event is not seated (or does not exist)."""
         async with self._pool.acquire() as conn:
             latest = await conn.fetchval(
                 "SELECT seat_version FROM events WHERE event_id = $1 AND seated", event_id
@@ -93,20 +98,26 @@ class SeatMapWatch:
                 0 < from_version <= latest
                 and await changes_after(conn, event_id, from_version, limit=1) is not None
             ):
-                return from_version, None
+                return from_version, None, latest
             whole = await read_map(conn, event_id)
-        return (0, whole) if whole is not None else None
+        return (0, whole, whole.version) if whole is not None else None
 
     async def watch(
-        self, event_id: uuid.UUID, from_version: int, first: reservation_pb2.SeatMap | None
+        self,
+        event_id: uuid.UUID,
+        from_version: int,
+        first: reservation_pb2.SeatMap | None,
+        latest: int,
     ) -> AsyncIterator[pb.WatchSeatMapResponse]:
         """The stream for one watcher: ``first`` (the map, when the watcher
-        does not resume), then every change after it, in version order."""
+        does not resume), then every change after it, in version order. A
+        new feed starts at ``latest``, not at a resuming watcher's version
+        (which reads what it missed from PostgreSQL)."""
         version = from_version
         if first is not None:
             yield pb.WatchSeatMapResponse(seat_map=first)
             version = first.version
-        with self._subscribe(event_id, version) as (feed, waker):
+        with self._subscribe(event_id, max(version, latest)) as (feed, waker):
             while True:
                 behind = feed.recent[0].version if feed.recent else feed.head + 1
                 if version + 1 < behind:

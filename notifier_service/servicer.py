@@ -254,9 +254,11 @@ class NotifierServicer(pb_grpc.NotifierServiceServicer):
                     reason=Reason.EVENT_NOT_SEATED,
                     metadata={"event_id": event_id},
                 )
-            version, first = start
+            version, first, latest = start
             with _store_outage("event store"):
-                async for update in self._seat_maps.watch(uuid.UUID(event_id), version, first):
+                async for update in self._seat_maps.watch(
+                    uuid.UUID(event_id), version, first, latest
+                ):
                     yield update
 
 

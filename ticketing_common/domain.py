@@ -251,7 +251,9 @@ class Reservation:
             payment_id=str(row["payment_id"]) if row["payment_id"] else None,
             payment_status=PaymentStatus(row["payment_status"]) if row["payment_status"] else None,
             priority=row["lane"] == 1,
-            seats=tuple(SeatRef(*seat) for seat in json.loads(row["seats"] or "[]")),
+            seats=tuple(SeatRef(*seat) for seat in json.loads(row["seats"]))
+            if row["seats"]
+            else (),
         )
 
 

@@ -346,7 +346,8 @@ class SeatMap:
 
     def _could(self, quantity: int, kind: str, numbers: Sequence[int] | None) -> tuple[bool, bool]:
         """Whether a block of ``quantity`` seats free or held is in the
-        sections ``numbers`` (None: all), and whether any seat is."""
+        sections ``numbers`` (None: all), and whether any seat of a seated
+        section is."""
         longest = self._longest[kind]
         if numbers is None:
             could, left = longest.anywhere(quantity), longest.anywhere(1)
@@ -358,8 +359,9 @@ class SeatMap:
             if section.standing:
                 standing = self._standing[section.section_id]
                 opened = len(standing.free) + standing.held
+                # Places short of the quantity are not a matter of seats
+                # together: the section is sold out for this request.
                 could = could or opened >= quantity
-                left = left or opened > 0
             else:
                 could = could or longest.any(number, quantity)
                 left = left or longest.any(number, 1)

@@ -34,6 +34,8 @@ from .seats import (
     EventState,
     forget,
     insert_decisions,
+    kept_after_commit,
+    maps_of_transaction,
     seat_map,
     settle,
     take_seats,
@@ -94,12 +96,16 @@ async def fenced(pool: asyncpg.Pool, event_id: str, token: int, work: Work[T]) -
     token PostgreSQL has seen for the event, else raises StaleFencingToken
     and changes nothing. The caller holds the lock the token came with."""
     event_uuid = uuid.UUID(event_id)
-    try:
-        return await _fenced(pool, event_uuid, token, work)
-    except BaseException:
-        # A seat map changed in memory by what did not commit is read again.
-        forget(event_uuid)
-        raise
+    with maps_of_transaction() as maps:
+        try:
+            result = await _fenced(pool, event_uuid, token, work)
+        except BaseException:
+            # Whatever the cache holds of the event is read again.
+            forget(event_uuid)
+            raise
+        # Committed: the seat maps it changed are the cache's again.
+        kept_after_commit(maps)
+        return result
 
 
 async def _fenced(pool: asyncpg.Pool, event_uuid: uuid.UUID, token: int, work: Work[T]) -> T:

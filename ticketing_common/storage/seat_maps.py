@@ -59,6 +59,9 @@ async def changes_after(
 ) -> list[pb.SeatMapChange] | None:
     """The changes after ``version``, in order (at most ``limit``); None when
     some of them are no longer kept (the caller needs the whole map)."""
+    # The version first: a change committed between the two reads is then
+    # among the rows, and no rows past a newer version means they are gone.
+    latest = await conn.fetchval("SELECT seat_version FROM events WHERE event_id = $1", event_id)
     rows = await conn.fetch(
         """SELECT version, seats, sections FROM seat_changes
            WHERE event_id = $1 AND version > $2 ORDER BY version LIMIT $3""",
@@ -68,12 +71,8 @@ async def changes_after(
     )
     if rows and rows[0]["version"] != version + 1:
         return None
-    if not rows:
-        latest = await conn.fetchval(
-            "SELECT seat_version FROM events WHERE event_id = $1", event_id
-        )
-        if latest is not None and latest > version:
-            return None
+    if not rows and latest is not None and latest > version:
+        return None
     return [_change(row) for row in rows]
 
 

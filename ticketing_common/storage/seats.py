@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -118,15 +120,56 @@ def forget(event_id: uuid.UUID) -> None:
     _maps.pop(event_id, None)
 
 
+# The maps a transaction took out of the cache and changed: put back once
+# it has committed (``maps_of_transaction``), so no other transaction of
+# this process ever sees a map with changes that may yet be rolled back.
+_pending: ContextVar[dict[uuid.UUID, tuple[int, SeatMap]] | None] = ContextVar(
+    "ticketing_pending_seat_maps", default=None
+)
+
+
+@contextmanager
+def maps_of_transaction() -> Iterator[dict[uuid.UUID, tuple[int, SeatMap]]]:
+    """Around one fenced transaction: the maps it takes are its own until
+    ``kept_after_commit``; dropped if it fails."""
+    pending: dict[uuid.UUID, tuple[int, SeatMap]] = {}
+    token = _pending.set(pending)
+    try:
+        yield pending
+    finally:
+        _pending.reset(token)
+
+
+def kept_after_commit(pending: dict[uuid.UUID, tuple[int, SeatMap]]) -> None:
+    for event_id, (version, plan) in pending.items():
+        _keep(event_id, version, plan)
+
+
 async def seat_map(conn: Connection, event: EventState) -> SeatMap:
-    """The event's seat map at ``event.seat_version`` (as locked)."""
-    cached = _maps.get(event.event_id)
+    """The event's seat map at ``event.seat_version`` (as locked). Inside
+    ``maps_of_transaction`` it is taken out of the cache for the
+    transaction, which changes it."""
+    pending = _pending.get()
+    if pending is not None and event.event_id in pending:
+        version, plan = pending[event.event_id]
+        if version == event.seat_version:
+            return plan
+    cached = _maps.pop(event.event_id, None) if pending is not None else _maps.get(event.event_id)
     if cached is not None and cached[0] == event.seat_version:
-        _maps.move_to_end(event.event_id)
-        return cached[1]
-    plan = await load_map(conn, event.event_id)
-    _keep(event.event_id, event.seat_version, plan)
+        plan = cached[1]
+    else:
+        plan = await load_map(conn, event.event_id)
+    _remember(event.event_id, event.seat_version, plan)
     return plan
+
+
+def _remember(event_id: uuid.UUID, version: int, plan: SeatMap) -> None:
+    """The map at ``version``: the transaction's until it commits, if in one."""
+    pending = _pending.get()
+    if pending is not None:
+        pending[event_id] = (version, plan)
+    else:
+        _keep(event_id, version, plan)
 
 
 def _keep(event_id: uuid.UUID, version: int, plan: SeatMap) -> None:
@@ -310,7 +353,7 @@ async def move_seats(
             event.event_id,
             version - KEEP_CHANGES,
         )
-    _keep(event.event_id, version, plan)
+    _remember(event.event_id, version, plan)
     return replace(event, seat_version=version)
 
 

@@ -79,7 +79,14 @@ async def test_consumer_killed_mid_rush_on_a_seated_event(
             "SELECT count(*) FROM reservations WHERE event_id = $1", event_uuid
         ):
             await asyncio.sleep(0.02)
-    victim = await asyncio.to_thread(last_decider, fault_stack, event.event_id)
+    # The decision is committed before its consumer logs it: wait for the line.
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                victim = await asyncio.to_thread(last_decider, fault_stack, event.event_id)
+                break
+            except AssertionError:
+                await asyncio.sleep(0.02)
     os.kill(victim.pid, signal.SIGKILL)
     decided_at_kill = await fault_pool.fetchval(
         "SELECT count(*) FROM reservations WHERE event_id = $1", event_uuid

@@ -86,10 +86,9 @@ from reservation_service.seating_plan import (
     SEAT_OVERHEAD_BYTES,
 )
 from ticketing.v1 import reservation_pb2
-from ticketing_common.seating import PlanRow, PlanSection
+from ticketing_common.seating import PlanRow, PlanSection, valid_id
 
 MAX_ID = 64
-_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:-]")
 _HASH_DIGITS = 12
 
@@ -242,7 +241,7 @@ def _position(value: object, path: str) -> tuple[float, float]:
 def _mapped(raw: str) -> str:
     """``raw`` as one of our ids: itself if it is one, else as the module's
     docstring says."""
-    if _ID.fullmatch(raw):
+    if valid_id(raw):
         return raw
     digest = hashlib.sha256(raw.encode()).hexdigest()[:_HASH_DIGITS]
     keep = MAX_ID - _HASH_DIGITS - 1
@@ -454,7 +453,7 @@ def _checked_id(value: object, path: str, what: str, seen: dict[str, str]) -> st
     text = _string(value, path)
     if not text:
         raise PlanError(path, f"empty {what} id")
-    if not _ID.fullmatch(text):
+    if not valid_id(text):
         raise PlanError(
             path, f"{what} id {text!r} is not at most {MAX_ID} characters of [A-Za-z0-9._:-]"
         )
